@@ -1,0 +1,1 @@
+//! StrataDB transactions (being built).

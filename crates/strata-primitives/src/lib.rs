@@ -1,0 +1,1 @@
+//! StrataDB primitives (being built).

@@ -1,0 +1,1 @@
+//! StrataDB storage (being built).

@@ -1,0 +1,1 @@
+//! StrataDB vectors (being built).
