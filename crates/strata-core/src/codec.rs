@@ -144,7 +144,8 @@ pub fn encode_into(value: &Value, buf: &mut Vec<u8>) -> Result<()> {
 /// Decodes a value written by [`encode`]. Fails with [`Error::Serialization`] on
 /// malformed input, never panics.
 pub fn decode(bytes: &[u8]) -> Result<Value> {
-    rmp_serde::from_slice(bytes).map_err(|e| Error::Serialization(format!("cannot decode value: {e}")))
+    rmp_serde::from_slice(bytes)
+        .map_err(|e| Error::Serialization(format!("cannot decode value: {e}")))
 }
 
 #[cfg(test)]
@@ -160,7 +161,8 @@ mod tests {
             }
             (Value::Object(x), Value::Object(y)) => {
                 x.len() == y.len()
-                    && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| bit_identical(v, w)))
+                    && x.iter()
+                        .all(|(k, v)| y.get(k).is_some_and(|w| bit_identical(v, w)))
             }
             _ => a == b,
         }
@@ -216,7 +218,10 @@ mod tests {
         let nz = decode(&encode(&Value::Float(-0.0)).unwrap()).unwrap();
         assert!(nz.as_float().unwrap().is_sign_negative());
         for i in [i64::MIN, -1, 0, 127, 128, 255, 256, 65_536, i64::MAX] {
-            assert_eq!(decode(&encode(&Value::Int(i)).unwrap()).unwrap(), Value::Int(i));
+            assert_eq!(
+                decode(&encode(&Value::Int(i)).unwrap()).unwrap(),
+                Value::Int(i)
+            );
         }
     }
 
@@ -228,6 +233,9 @@ mod tests {
         }
         assert_eq!(decode(&encode(&v).unwrap()).unwrap(), v);
         let too_deep = Value::Array(vec![v]);
-        assert!(matches!(encode(&too_deep), Err(Error::ConstraintViolation(_))));
+        assert!(matches!(
+            encode(&too_deep),
+            Err(Error::ConstraintViolation(_))
+        ));
     }
 }

@@ -102,12 +102,18 @@ mod tests {
     fn values() {
         assert!(validate_value(&Value::from("x")).is_ok());
         let big = Value::Bytes(vec![0; MAX_VALUE_BYTES + 1]);
-        assert!(matches!(validate_value(&big), Err(Error::ConstraintViolation(_))));
+        assert!(matches!(
+            validate_value(&big),
+            Err(Error::ConstraintViolation(_))
+        ));
         let mut deep = Value::Null;
         for _ in 0..=MAX_NESTING_DEPTH {
             deep = Value::Array(vec![deep]);
         }
-        assert!(matches!(validate_value(&deep), Err(Error::ConstraintViolation(_))));
+        assert!(matches!(
+            validate_value(&deep),
+            Err(Error::ConstraintViolation(_))
+        ));
     }
 
     #[test]

@@ -86,7 +86,10 @@ mod tests {
         assert_eq!(r.to_string().parse::<RunId>().unwrap(), r);
         assert_ne!(RunId::new(), r);
         assert!(RunId::DEFAULT.is_default());
-        assert_eq!(RunId::DEFAULT.to_string(), "00000000-0000-0000-0000-000000000000");
+        assert_eq!(
+            RunId::DEFAULT.to_string(),
+            "00000000-0000-0000-0000-000000000000"
+        );
         assert!("nope".parse::<RunId>().is_err());
         assert_eq!(RunId::from_bytes(*r.as_bytes()), r);
         let json = serde_json::to_string(&r).unwrap();

@@ -4,7 +4,9 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Microseconds since the Unix epoch (UTC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
@@ -65,8 +67,14 @@ mod tests {
         assert!(t.as_micros() > 1_600_000_000_000_000);
         let back: SystemTime = t.into();
         assert_eq!(Timestamp::from(back), t);
-        assert_eq!(Timestamp(5).duration_until(Timestamp(7)), Some(Duration::from_micros(2)));
+        assert_eq!(
+            Timestamp(5).duration_until(Timestamp(7)),
+            Some(Duration::from_micros(2))
+        );
         assert_eq!(Timestamp(7).duration_until(Timestamp(5)), None);
-        assert_eq!(Timestamp(5).saturating_sub(Duration::from_secs(1)), Timestamp(0));
+        assert_eq!(
+            Timestamp(5).saturating_sub(Duration::from_secs(1)),
+            Timestamp(0)
+        );
     }
 }

@@ -377,8 +377,14 @@ mod tests {
         assert_eq!(Value::from(1.5f64), Value::Float(1.5));
         assert_eq!(Value::from(1.5f32), Value::Float(1.5));
         assert_eq!(Value::from(true), Value::Bool(true));
-        assert_eq!(Value::from(vec![Value::Int(1)]), Value::Array(vec![Value::Int(1)]));
-        assert_eq!(Value::from(vec!["a", "b"]).as_array().map(<[Value]>::len), Some(2));
+        assert_eq!(
+            Value::from(vec![Value::Int(1)]),
+            Value::Array(vec![Value::Int(1)])
+        );
+        assert_eq!(
+            Value::from(vec!["a", "b"]).as_array().map(<[Value]>::len),
+            Some(2)
+        );
         let mut m = HashMap::new();
         m.insert("k".to_string(), Value::Int(1));
         assert_eq!(Value::from(m.clone()), Value::Object(m));
@@ -393,7 +399,10 @@ mod tests {
     fn depth_and_names() {
         assert_eq!(Value::Int(1).depth(), 0);
         assert_eq!(Value::Array(vec![]).depth(), 1);
-        assert_eq!(Value::Array(vec![Value::Array(vec![Value::Int(1)])]).depth(), 2);
+        assert_eq!(
+            Value::Array(vec![Value::Array(vec![Value::Int(1)])]).depth(),
+            2
+        );
         assert_eq!(Value::Float(0.5).type_name(), "Float");
     }
 }

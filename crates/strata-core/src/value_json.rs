@@ -43,9 +43,7 @@ impl From<Value> for serde_json::Value {
             Value::Float(f) => serde_json::Number::from_f64(f)
                 .map_or(serde_json::Value::Null, serde_json::Value::Number),
             Value::String(s) => serde_json::Value::String(s),
-            Value::Bytes(b) => {
-                serde_json::Value::Array(b.into_iter().map(|x| x.into()).collect())
-            }
+            Value::Bytes(b) => serde_json::Value::Array(b.into_iter().map(|x| x.into()).collect()),
             Value::Array(a) => serde_json::Value::Array(a.into_iter().map(Into::into).collect()),
             Value::Object(o) => {
                 serde_json::Value::Object(o.into_iter().map(|(k, v)| (k, v.into())).collect())
@@ -84,11 +82,19 @@ mod tests {
     fn bytes_and_non_finite_rendering() {
         let j = serde_json::Value::from(Value::Bytes(vec![1, 255]));
         assert_eq!(j, serde_json::json!([1, 255]));
-        assert_eq!(serde_json::Value::from(Value::Float(f64::NAN)), serde_json::Value::Null);
+        assert_eq!(
+            serde_json::Value::from(Value::Float(f64::NAN)),
+            serde_json::Value::Null
+        );
         assert_eq!(Value::from(b"ab").to_string(), "[97,98]");
     }
 
     #[test]
+    #[expect(
+        clippy::useless_conversion,
+        clippy::unnecessary_literal_unwrap,
+        reason = "the spec's samples call .into() on json! and this test checks they compile"
+    )]
     fn json_macro_shapes() {
         fn takes_into(v: impl Into<Value>) -> Value {
             v.into()
@@ -103,6 +109,9 @@ mod tests {
         let d: Value = json!({ "n": name, "x": 1.5 });
         assert_eq!(d.as_object().unwrap()["n"], Value::from("dyn"));
         assert_eq!(json!(null), Value::Null);
-        assert_eq!(json!([1, 2]), Value::Array(vec![Value::Int(1), Value::Int(2)]));
+        assert_eq!(
+            json!([1, 2]),
+            Value::Array(vec![Value::Int(1), Value::Int(2)])
+        );
     }
 }

@@ -1,1 +1,37 @@
-//! StrataDB storage (being built).
+//! # strata-storage
+//!
+//! The storage engine of StrataDB, usable on its own:
+//!
+//! - [`key`]: the ordered keyspace (run, primitive, user key);
+//! - [`mvcc`]: the in-memory multi-version map (version chains, tombstones, GC);
+//! - [`wal`] and [`record`]: the write-ahead log, one framed record per commit;
+//! - [`snapshot`]: checksummed, block-structured snapshot files;
+//! - [`Storage`]: opening, recovery, the commit path, durability modes, snapshots;
+//! - [`vfs`]: the file-system seam, and [`testing`] its fault-injecting twin.
+//!
+//! Values are opaque bytes at this layer; the layers above encode
+//! [`strata_core::Value`]s with [`strata_core::codec`].
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod durability;
+pub mod key;
+mod lock;
+pub mod mvcc;
+pub mod record;
+mod retention;
+pub mod snapshot;
+mod storage;
+pub mod testing;
+pub mod vfs;
+pub mod wal;
+
+pub use durability::{
+    DurabilityMode, StorageOptions, DEFAULT_BUFFERED_INTERVAL_MS, DEFAULT_BUFFERED_MAX_WRITES,
+    DEFAULT_SEGMENT_SIZE, DEFAULT_SNAPSHOT_THRESHOLD,
+};
+pub use key::{decode_key, encode_key, Primitive};
+pub use lock::{DirLock, LOCK_FILE};
+pub use mvcc::{Entry, MvccMap, Write};
+pub use retention::RetentionPolicy;
+pub use storage::{CommitInfo, RecoveryReport, SnapshotPin, Storage};

@@ -1,0 +1,881 @@
+//! [`Storage`]: the MVCC map plus the log, snapshots, recovery and the commit path.
+//!
+//! # The commit path
+//!
+//! 1. The caller's writes are encoded into a log payload *outside* any lock.
+//! 2. Under the commit lock: the caller's validation runs against the latest state, the
+//!    next commit version and a monotonic timestamp are taken, the framed record is
+//!    written to the operating system (one `write` per commit), and the writes are
+//!    applied to the map as a whole.
+//! 3. In `Ephemeral`, `NoDurability` and `Buffered` modes the commit is published at
+//!    once: the visible version advances to it, still under the lock, so versions are
+//!    published in order and never with a gap.
+//! 4. In `Strict` mode the committer leaves the lock and waits until a sync covers its
+//!    record. One waiter at a time becomes the leader and fsyncs for everyone whose
+//!    record was written before the sync began (group commit); after a successful sync
+//!    the visible version advances to the newest record it covered.
+//!
+//! A failed write or fsync *poisons* the storage: every later commit fails with
+//! `Error::Storage`, and nothing is reported durable that was not.
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use strata_core::{Error, Result, Timestamp};
+use tracing::{debug, info, info_span, warn};
+
+use crate::durability::{DurabilityMode, StorageOptions};
+use crate::lock::DirLock;
+use crate::mvcc::{Entry, MvccMap, Write};
+use crate::record::{encode_payload, patch_header};
+use crate::retention::RetentionPolicy;
+use crate::snapshot::{parse_snapshot_name, read_snapshot, snapshot_name, write_snapshot};
+use crate::vfs::{join, Vfs, VfsFile};
+use crate::wal::{
+    io_err, parse_segment_name, read_segment, segment_name, WalWriter, WAL_HEADER_LEN,
+};
+
+/// What a successful commit was assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// The commit version (global, dense, increasing).
+    pub version: u64,
+    /// The commit timestamp (monotonic across commits).
+    pub timestamp: Timestamp,
+}
+
+/// What recovery found when the storage was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Version of the snapshot recovery started from (0 if none).
+    pub snapshot_version: u64,
+    /// Log records replayed after the snapshot.
+    pub records_replayed: u64,
+    /// Bytes of torn log tail that were truncated.
+    pub torn_bytes_truncated: u64,
+    /// The newest recovered commit version.
+    pub last_version: u64,
+}
+
+struct CommitState {
+    next_version: u64,
+    last_ts: Timestamp,
+    wal: Option<WalWriter>,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Newest version whose record is written and applied.
+    written: u64,
+    /// Newest version known durable.
+    synced: u64,
+    syncing: bool,
+    unsynced_commits: u64,
+    file: Option<Arc<dyn VfsFile>>,
+    shutdown: bool,
+}
+
+struct Disk {
+    dir: PathBuf,
+    vfs: Arc<dyn Vfs>,
+    options: StorageOptions,
+    sync: Mutex<SyncState>,
+    sync_cv: Condvar,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+    snapshot_lock: Mutex<()>,
+    snapshot_running: AtomicBool,
+    _lock: Option<DirLock>,
+}
+
+struct Inner {
+    map: MvccMap,
+    visible: AtomicU64,
+    commit: Mutex<CommitState>,
+    poisoned: AtomicBool,
+    poison_reason: Mutex<Option<String>>,
+    pins: Mutex<BTreeMap<u64, usize>>,
+    disk: Option<Disk>,
+    recovery: RecoveryReport,
+}
+
+/// The versioned store. Cheap to clone (a shared handle).
+///
+/// ```
+/// use std::sync::Arc;
+/// use strata_storage::{Storage, Write};
+///
+/// let store = Storage::ephemeral();
+/// let info = store
+///     .commit(vec![Write { key: b"k".to_vec().into(), value: Some(Arc::from(&b"v"[..])) }], |_| Ok(()))
+///     .unwrap();
+/// let seen = store.get(b"k", store.visible_version()).unwrap();
+/// assert_eq!(seen.version, info.version);
+/// ```
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+/// Keeps the versions visible at one snapshot safe from garbage collection until dropped.
+pub struct SnapshotPin {
+    inner: Arc<Inner>,
+    version: u64,
+}
+
+impl SnapshotPin {
+    /// The pinned version.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+impl Drop for SnapshotPin {
+    fn drop(&mut self) {
+        let mut pins = self.inner.pins.lock();
+        if let Some(n) = pins.get_mut(&self.version) {
+            *n -= 1;
+            if *n == 0 {
+                pins.remove(&self.version);
+            }
+        }
+    }
+}
+
+impl Storage {
+    /// A storage with no files at all: everything is lost when it is dropped.
+    pub fn ephemeral() -> Storage {
+        Storage {
+            inner: Arc::new(Inner {
+                map: MvccMap::new(),
+                visible: AtomicU64::new(0),
+                commit: Mutex::new(CommitState {
+                    next_version: 1,
+                    last_ts: Timestamp(0),
+                    wal: None,
+                }),
+                poisoned: AtomicBool::new(false),
+                poison_reason: Mutex::new(None),
+                pins: Mutex::new(BTreeMap::new()),
+                disk: None,
+                recovery: RecoveryReport::default(),
+            }),
+        }
+    }
+
+    /// Opens (creating if needed) the storage in `dir`, recovering its state from the
+    /// newest snapshot plus the log records after it.
+    pub fn open(dir: impl AsRef<Path>, options: StorageOptions) -> Result<Storage> {
+        let dir = dir.as_ref().to_path_buf();
+        let span = info_span!("storage_open", dir = %dir.display());
+        let _entered = span.enter();
+        let started = Instant::now();
+        let vfs = options.vfs.clone();
+        vfs.create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        let lock = if options.lock_directory {
+            Some(DirLock::acquire(&dir)?)
+        } else {
+            None
+        };
+        let mut snapshots = Vec::new();
+        let mut segments = Vec::new();
+        for name in vfs.list(&dir).map_err(|e| io_err(&dir, e))? {
+            if name.ends_with(".tmp") {
+                // An unfinished snapshot from a crash: never renamed, never used.
+                let _ = vfs.remove(&join(&dir, &name));
+            } else if let Some(v) = parse_snapshot_name(&name) {
+                snapshots.push(v);
+            } else if let Some(b) = parse_segment_name(&name) {
+                segments.push(b);
+            }
+        }
+        snapshots.sort_unstable();
+        segments.sort_unstable();
+
+        let mut report = RecoveryReport::default();
+        let mut last = 0u64;
+        let mut last_ts = Timestamp(0);
+        let map = match snapshots.last() {
+            Some(&v) => {
+                let path = join(&dir, &snapshot_name(v));
+                let bytes = vfs.read(&path).map_err(|e| io_err(&path, e))?;
+                let snap = read_snapshot(&path, &bytes)?;
+                for (_, chain) in &snap.chains {
+                    if let Some(e) = chain.last() {
+                        last_ts = last_ts.max(e.timestamp);
+                    }
+                }
+                info!(
+                    version = v,
+                    keys = snap.chains.len(),
+                    bytes = bytes.len(),
+                    "loaded snapshot"
+                );
+                last = snap.version;
+                report.snapshot_version = snap.version;
+                MvccMap::from_chains(snap.chains)
+            }
+            None => MvccMap::new(),
+        };
+
+        let mut tail: Option<(u64, u64)> = None;
+        for (i, &base) in segments.iter().enumerate() {
+            let is_last = i + 1 == segments.len();
+            let path = join(&dir, &segment_name(base));
+            let bytes = vfs.read(&path).map_err(|e| io_err(&path, e))?;
+            let contents = read_segment(&path, &bytes, is_last)?;
+            for rec in contents.records {
+                if rec.version <= last {
+                    continue;
+                }
+                if rec.version != last + 1 {
+                    return Err(Error::Storage(format!(
+                        "log segment {} jumps from version {last} to {}: records are missing",
+                        path.display(),
+                        rec.version
+                    )));
+                }
+                map.apply(rec.version, rec.timestamp, &rec.writes);
+                last = rec.version;
+                last_ts = last_ts.max(rec.timestamp);
+                report.records_replayed += 1;
+            }
+            if contents.torn {
+                let torn = bytes.len() - contents.valid_len;
+                warn!(
+                    file = %path.display(),
+                    offset = contents.valid_len,
+                    bytes = torn,
+                    "truncating torn log tail left by a crash"
+                );
+                report.torn_bytes_truncated += torn as u64;
+                if contents.valid_len < WAL_HEADER_LEN {
+                    vfs.remove(&path).map_err(|e| io_err(&path, e))?;
+                    vfs.sync_dir(&dir).map_err(|e| io_err(&dir, e))?;
+                    continue;
+                }
+                vfs.truncate(&path, contents.valid_len as u64)
+                    .map_err(|e| io_err(&path, e))?;
+            }
+            if is_last {
+                tail = Some((base, contents.valid_len as u64));
+            }
+        }
+        let wal = match tail {
+            Some((base, len)) => {
+                WalWriter::reopen(vfs.clone(), &dir, base, len, options.segment_size)?
+            }
+            None => WalWriter::create(vfs.clone(), &dir, last + 1, options.segment_size)?,
+        };
+        report.last_version = last;
+        info!(
+            last_version = last,
+            snapshot_version = report.snapshot_version,
+            records_replayed = report.records_replayed,
+            keys = map.key_count(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "recovered"
+        );
+        let file = wal.current_file();
+        let disk = Disk {
+            dir,
+            vfs,
+            sync: Mutex::new(SyncState {
+                written: last,
+                synced: last,
+                file: Some(file),
+                ..SyncState::default()
+            }),
+            sync_cv: Condvar::new(),
+            flusher: Mutex::new(None),
+            snapshot_lock: Mutex::new(()),
+            snapshot_running: AtomicBool::new(false),
+            _lock: lock,
+            options,
+        };
+        let inner = Arc::new(Inner {
+            map,
+            visible: AtomicU64::new(last),
+            commit: Mutex::new(CommitState {
+                next_version: last + 1,
+                last_ts,
+                wal: Some(wal),
+            }),
+            poisoned: AtomicBool::new(false),
+            poison_reason: Mutex::new(None),
+            pins: Mutex::new(BTreeMap::new()),
+            disk: Some(disk),
+            recovery: report,
+        });
+        if let Some(DurabilityMode::Buffered { interval_ms, .. }) =
+            inner.disk.as_ref().map(|d| d.options.durability)
+        {
+            let weak = Arc::downgrade(&inner);
+            let handle = std::thread::Builder::new()
+                .name("strata-flusher".into())
+                .spawn(move || flusher_loop(weak, Duration::from_millis(interval_ms.max(1))))
+                .map_err(|e| Error::Storage(format!("cannot start the flusher thread: {e}")))?;
+            if let Some(d) = &inner.disk {
+                *d.flusher.lock() = Some(handle);
+            }
+        }
+        Ok(Storage { inner })
+    }
+
+    /// What recovery found when this storage was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    /// The directory, for a disk-backed storage.
+    pub fn dir(&self) -> Option<&Path> {
+        self.inner.disk.as_ref().map(|d| d.dir.as_path())
+    }
+
+    /// The durability mode, or `None` for an ephemeral storage.
+    pub fn durability(&self) -> Option<DurabilityMode> {
+        self.inner.disk.as_ref().map(|d| d.options.durability)
+    }
+
+    /// The newest published commit version: a reader starting now uses it as snapshot.
+    pub fn visible_version(&self) -> u64 {
+        self.inner.visible.load(Ordering::Acquire)
+    }
+
+    /// Pins the current visible version (see [`SnapshotPin`]).
+    pub fn pin(&self) -> SnapshotPin {
+        let mut pins = self.inner.pins.lock();
+        // Read the version under the pins lock so that GC, which computes the oldest pin
+        // under the same lock, never misses a reader that is starting.
+        let version = self.visible_version();
+        *pins.entry(version).or_insert(0) += 1;
+        SnapshotPin {
+            inner: self.inner.clone(),
+            version,
+        }
+    }
+
+    /// The oldest version any open snapshot can read.
+    pub fn oldest_pinned(&self) -> u64 {
+        let pins = self.inner.pins.lock();
+        pins.keys()
+            .next()
+            .copied()
+            .unwrap_or_else(|| self.visible_version())
+    }
+
+    /// The map itself, for validation and advanced reads.
+    pub fn map(&self) -> &MvccMap {
+        &self.inner.map
+    }
+
+    /// The live value of `key` at `snapshot`.
+    pub fn get(&self, key: &[u8], snapshot: u64) -> Option<Entry> {
+        self.inner.map.get(key, snapshot)
+    }
+
+    /// Live entries with keys starting with `prefix` at `snapshot`, in key order.
+    pub fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        snapshot: u64,
+        limit: Option<usize>,
+    ) -> Vec<(Box<[u8]>, Entry)> {
+        self.inner.map.scan_prefix(prefix, snapshot, limit)
+    }
+
+    /// Live entries with keys in a range at `snapshot`, in key order.
+    pub fn scan_range(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        snapshot: u64,
+        limit: Option<usize>,
+    ) -> Vec<(Box<[u8]>, Entry)> {
+        self.inner.map.scan_range(start, end, snapshot, limit)
+    }
+
+    /// Versions of `key` visible at `snapshot`, newest first (see [`MvccMap::history`]).
+    pub fn history(
+        &self,
+        key: &[u8],
+        snapshot: u64,
+        before: Option<u64>,
+        limit: Option<usize>,
+    ) -> Vec<Entry> {
+        self.inner.map.history(key, snapshot, before, limit)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.inner.poisoned.load(Ordering::Acquire) {
+            let reason = self.inner.poison_reason.lock().clone().unwrap_or_default();
+            return Err(Error::Storage(format!(
+                "the database is poisoned after a failed write or sync and accepts no more \
+                 writes; reopen it to recover: {reason}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn poison(&self, reason: String) {
+        warn!(%reason, "storage poisoned");
+        let mut r = self.inner.poison_reason.lock();
+        if r.is_none() {
+            *r = Some(reason);
+        }
+        self.inner.poisoned.store(true, Ordering::Release);
+    }
+
+    /// `true` once a failed write or sync has poisoned the storage.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Commits `writes` atomically as one new version.
+    ///
+    /// `validate` runs under the commit lock against the latest applied state, before a
+    /// version is assigned; if it fails, nothing is written and its error is returned.
+    /// On success the commit is visible to new readers, and durable as the mode promises,
+    /// when this returns.
+    pub fn commit<F>(&self, writes: Vec<Write>, validate: F) -> Result<CommitInfo>
+    where
+        F: FnOnce(&MvccMap) -> Result<()>,
+    {
+        self.check_writable()?;
+        let disk = self.inner.disk.as_ref();
+        let mut payload = disk.map(|_| encode_payload(&writes));
+        let mode = disk.map(|d| d.options.durability);
+        let mut snapshot_due = false;
+        let info = {
+            let mut c = self.inner.commit.lock();
+            self.check_writable()?;
+            validate(&self.inner.map)?;
+            let version = c.next_version;
+            let timestamp = Timestamp::now().max(c.last_ts);
+            if let (Some(wal), Some(p)) = (c.wal.as_mut(), payload.as_mut()) {
+                patch_header(p, version, timestamp);
+                let sync_on_roll = mode != Some(DurabilityMode::NoDurability);
+                if let Err(e) = wal.append(version, p, sync_on_roll) {
+                    self.poison(e.to_string());
+                    return Err(e);
+                }
+                snapshot_due =
+                    disk.is_some_and(|d| wal.bytes_since_snapshot >= d.options.snapshot_threshold);
+            }
+            c.next_version += 1;
+            c.last_ts = timestamp;
+            self.inner.map.apply(version, timestamp, &writes);
+            if let (Some(d), Some(wal)) = (disk, c.wal.as_ref()) {
+                let mut s = d.sync.lock();
+                s.written = version;
+                s.file = Some(wal.current_file());
+                s.unsynced_commits += 1;
+                if let Some(DurabilityMode::Buffered { max_writes, .. }) = mode {
+                    if s.unsynced_commits >= max_writes {
+                        d.sync_cv.notify_all();
+                    }
+                }
+            }
+            if mode != Some(DurabilityMode::Strict) {
+                self.inner.visible.store(version, Ordering::Release);
+            }
+            CommitInfo { version, timestamp }
+        };
+        if mode == Some(DurabilityMode::Strict) {
+            self.sync_to(info.version)?;
+        }
+        if snapshot_due {
+            self.start_background_snapshot();
+        }
+        Ok(info)
+    }
+
+    /// Blocks until every commit up to `target` is fsynced, syncing as the leader if no
+    /// sync is in progress (group commit).
+    fn sync_to(&self, target: u64) -> Result<()> {
+        let Some(d) = self.inner.disk.as_ref() else {
+            return Ok(());
+        };
+        let mut s = d.sync.lock();
+        loop {
+            self.check_writable()?;
+            if s.synced >= target {
+                return Ok(());
+            }
+            if s.syncing {
+                d.sync_cv.wait(&mut s);
+                continue;
+            }
+            s.syncing = true;
+            let upto = s.written;
+            let counted = s.unsynced_commits;
+            let file = s.file.clone();
+            drop(s);
+            let res = file.map_or(Ok(()), |f| f.sync());
+            s = d.sync.lock();
+            s.syncing = false;
+            match res {
+                Ok(()) => {
+                    s.synced = s.synced.max(upto);
+                    s.unsynced_commits = s.unsynced_commits.saturating_sub(counted);
+                    self.inner.visible.fetch_max(upto, Ordering::AcqRel);
+                }
+                Err(e) => self.poison(format!(
+                    "fsync of the log in {} failed: {e}",
+                    d.dir.display()
+                )),
+            }
+            d.sync_cv.notify_all();
+        }
+    }
+
+    /// Forces every commit so far to disk (fsync), whatever the durability mode.
+    pub fn flush(&self) -> Result<()> {
+        let Some(d) = self.inner.disk.as_ref() else {
+            return Ok(());
+        };
+        let target = d.sync.lock().written;
+        self.sync_to(target)
+    }
+
+    fn start_background_snapshot(&self) {
+        let Some(d) = self.inner.disk.as_ref() else {
+            return;
+        };
+        if d.snapshot_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("strata-snapshot".into())
+            .spawn(move || {
+                if let Err(e) = this.checkpoint() {
+                    warn!(error = %e, "background snapshot failed; the log is kept");
+                }
+                if let Some(d) = this.inner.disk.as_ref() {
+                    d.snapshot_running.store(false, Ordering::Release);
+                }
+            });
+        if spawned.is_err() {
+            d.snapshot_running.store(false, Ordering::Release);
+        }
+    }
+
+    /// Writes a snapshot of the current state, then deletes the log segments and older
+    /// snapshots it covers. Writers are blocked only while the log rolls to a new segment.
+    /// Does nothing for an ephemeral storage or when nothing was written since the last
+    /// snapshot.
+    pub fn checkpoint(&self) -> Result<()> {
+        let Some(d) = self.inner.disk.as_ref() else {
+            return Ok(());
+        };
+        let _one_at_a_time = d.snapshot_lock.lock();
+        let span = info_span!("snapshot", dir = %d.dir.display());
+        let _entered = span.enter();
+        let started = Instant::now();
+        let (version, new_base) = {
+            let mut c = self.inner.commit.lock();
+            self.check_writable()?;
+            let next = c.next_version;
+            let Some(wal) = c.wal.as_mut() else {
+                return Ok(());
+            };
+            if wal.bytes_since_snapshot == 0 && wal.base() == next {
+                return Ok(());
+            }
+            if let Err(e) = wal.roll(next, true) {
+                self.poison(e.to_string());
+                return Err(e);
+            }
+            wal.bytes_since_snapshot = 0;
+            let file = wal.current_file();
+            let mut s = d.sync.lock();
+            // The roll synced the old segment: everything before `next` is durable.
+            s.synced = s.synced.max(next - 1);
+            s.file = Some(file);
+            self.inner.visible.fetch_max(next - 1, Ordering::AcqRel);
+            (next - 1, next)
+        };
+        let pin = {
+            let mut pins = self.inner.pins.lock();
+            *pins.entry(version).or_insert(0) += 1;
+            SnapshotPin {
+                inner: self.inner.clone(),
+                version,
+            }
+        };
+        let path = write_snapshot(&d.vfs, &d.dir, &self.inner.map, version)?;
+        drop(pin);
+        // Verify before deleting anything the snapshot replaces.
+        let bytes = d.vfs.read(&path).map_err(|e| io_err(&path, e))?;
+        read_snapshot(&path, &bytes)?;
+        let mut removed = 0;
+        for name in d.vfs.list(&d.dir).map_err(|e| io_err(&d.dir, e))? {
+            let obsolete = parse_segment_name(&name).is_some_and(|b| b < new_base)
+                || parse_snapshot_name(&name).is_some_and(|v| v < version);
+            if obsolete {
+                let p = join(&d.dir, &name);
+                d.vfs.remove(&p).map_err(|e| io_err(&p, e))?;
+                removed += 1;
+            }
+        }
+        d.vfs.sync_dir(&d.dir).map_err(|e| io_err(&d.dir, e))?;
+        info!(
+            version,
+            bytes = bytes.len(),
+            files_removed = removed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot written"
+        );
+        Ok(())
+    }
+
+    /// Garbage-collects the keys starting with `prefix` under `policy`, never dropping a
+    /// version an open snapshot can read. `now` is injectable for tests. Returns the
+    /// number of versions dropped. Collection is in memory only; the next snapshot makes
+    /// it permanent.
+    pub fn gc_prefix(&self, prefix: &[u8], policy: &RetentionPolicy, now: Timestamp) -> usize {
+        let oldest = self.oldest_pinned();
+        let end = crate::key::prefix_successor(prefix);
+        let end = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let dropped = self
+            .inner
+            .map
+            .gc_range(Bound::Included(prefix), end, policy, oldest, now);
+        if dropped > 0 {
+            debug!(dropped, ?policy, "garbage-collected versions");
+        }
+        dropped
+    }
+
+    /// Syncs, snapshots (if configured) and stops background work. Further commits fail.
+    pub fn close(&self) -> Result<()> {
+        let Some(d) = self.inner.disk.as_ref() else {
+            return Ok(());
+        };
+        self.flush()?;
+        if d.options.snapshot_on_close {
+            self.checkpoint()?;
+        }
+        self.stop_flusher();
+        self.poison("the database is closed".into());
+        Ok(())
+    }
+
+    fn stop_flusher(&self) {
+        if let Some(d) = self.inner.disk.as_ref() {
+            d.sync.lock().shutdown = true;
+            d.sync_cv.notify_all();
+            let handle = d.flusher.lock().take();
+            if let Some(h) = handle {
+                if h.thread().id() != std::thread::current().id() {
+                    let _ = h.join();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(d) = &self.disk {
+            let mut s = d.sync.lock();
+            s.shutdown = true;
+            // Best effort: a dropped (not closed) database still syncs what it wrote,
+            // unless it was opened without durability.
+            if d.options.durability != DurabilityMode::NoDurability && s.written > s.synced {
+                if let Some(f) = &s.file {
+                    if let Err(e) = f.sync() {
+                        warn!(error = %e, "final sync on drop failed");
+                    }
+                }
+            }
+            d.sync_cv.notify_all();
+        }
+    }
+}
+
+fn flusher_loop(weak: Weak<Inner>, interval: Duration) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let storage = Storage { inner };
+        let Some(d) = storage.inner.disk.as_ref() else {
+            return;
+        };
+        {
+            let mut s = d.sync.lock();
+            if s.shutdown {
+                return;
+            }
+            if s.written <= s.synced {
+                d.sync_cv.wait_for(&mut s, interval);
+            }
+            if s.shutdown {
+                return;
+            }
+            if s.written > s.synced && !s.syncing {
+                // Give commits up to `interval` to accumulate unless the batch is full.
+                let full = matches!(d.options.durability, DurabilityMode::Buffered { max_writes, .. } if s.unsynced_commits >= max_writes);
+                if !full {
+                    d.sync_cv.wait_for(&mut s, interval);
+                }
+            }
+        }
+        let target = d.sync.lock().written;
+        if storage.sync_to(target).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FaultyVfs;
+
+    fn put(k: &str, v: &str) -> Write {
+        Write {
+            key: k.as_bytes().into(),
+            value: Some(Arc::from(v.as_bytes())),
+        }
+    }
+
+    fn opts(fs: &FaultyVfs, mode: DurabilityMode) -> StorageOptions {
+        StorageOptions {
+            durability: mode,
+            vfs: Arc::new(fs.clone()),
+            lock_directory: false,
+            ..StorageOptions::default()
+        }
+    }
+
+    fn value(s: &Storage, k: &str) -> Option<Vec<u8>> {
+        s.get(k.as_bytes(), s.visible_version())
+            .and_then(|e| e.value)
+            .map(|v| v.to_vec())
+    }
+
+    #[test]
+    fn reopen_replays_the_log() {
+        let fs = FaultyVfs::new();
+        let s = Storage::open("/db", opts(&fs, DurabilityMode::Strict)).unwrap();
+        for i in 0..50 {
+            s.commit(vec![put(&format!("k{i}"), "v")], |_| Ok(()))
+                .unwrap();
+        }
+        s.commit(
+            vec![Write {
+                key: b"k3".to_vec().into(),
+                value: None,
+            }],
+            |_| Ok(()),
+        )
+        .unwrap();
+        drop(s);
+        fs.process_crash();
+        let s = Storage::open("/db", opts(&fs, DurabilityMode::Strict)).unwrap();
+        assert_eq!(s.visible_version(), 51);
+        assert_eq!(value(&s, "k7").as_deref(), Some(&b"v"[..]));
+        assert_eq!(value(&s, "k3"), None);
+        assert_eq!(s.history(b"k3", 51, None, None).len(), 2);
+        let next = s.commit(vec![put("x", "y")], |_| Ok(())).unwrap();
+        assert_eq!(next.version, 52);
+    }
+
+    #[test]
+    fn checkpoint_then_reopen_and_segments_are_removed() {
+        let fs = FaultyVfs::new();
+        let mut o = opts(&fs, DurabilityMode::NoDurability);
+        o.segment_size = 4096;
+        let s = Storage::open("/db", o.clone()).unwrap();
+        for i in 0..500 {
+            s.commit(
+                vec![put(&format!("k{:03}", i % 100), &format!("v{i}"))],
+                |_| Ok(()),
+            )
+            .unwrap();
+        }
+        s.checkpoint().unwrap();
+        for i in 500..520 {
+            s.commit(
+                vec![put(&format!("k{:03}", i % 100), &format!("v{i}"))],
+                |_| Ok(()),
+            )
+            .unwrap();
+        }
+        let names = fs.list(Path::new("/db")).unwrap();
+        assert_eq!(names.iter().filter(|n| n.starts_with("snap-")).count(), 1);
+        assert_eq!(
+            names.iter().filter(|n| n.starts_with("wal-")).count(),
+            1,
+            "{names:?}"
+        );
+        drop(s);
+        let s = Storage::open("/db", o).unwrap();
+        assert_eq!(s.recovery_report().snapshot_version, 500);
+        assert_eq!(s.recovery_report().records_replayed, 20);
+        assert_eq!(value(&s, "k019").as_deref(), Some(&b"v519"[..]));
+        assert_eq!(s.history(b"k019", 520, None, None).len(), 6);
+    }
+
+    #[test]
+    fn strict_survives_power_loss_and_failed_fsync_poisons() {
+        let fs = FaultyVfs::new();
+        let s = Storage::open("/db", opts(&fs, DurabilityMode::Strict)).unwrap();
+        for i in 0..20 {
+            s.commit(vec![put(&format!("k{i}"), "v")], |_| Ok(()))
+                .unwrap();
+        }
+        fs.fail_sync_after(1);
+        assert!(s.commit(vec![put("bad", "v")], |_| Ok(())).is_err());
+        assert!(s.is_poisoned());
+        let err = s.commit(vec![put("later", "v")], |_| Ok(())).unwrap_err();
+        assert!(matches!(err, Error::Storage(_)));
+        // The failed commit was never published.
+        assert_eq!(value(&s, "bad"), None);
+        drop(s);
+        fs.power_loss(7);
+        let s = Storage::open("/db", opts(&fs, DurabilityMode::Strict)).unwrap();
+        for i in 0..20 {
+            assert!(value(&s, &format!("k{i}")).is_some(), "k{i} lost");
+        }
+    }
+
+    #[test]
+    fn buffered_flusher_syncs_an_idle_database() {
+        let fs = FaultyVfs::new();
+        let mode = DurabilityMode::Buffered {
+            interval_ms: 10,
+            max_writes: 1_000_000,
+        };
+        let s = Storage::open("/db", opts(&fs, mode)).unwrap();
+        s.commit(vec![put("a", "1")], |_| Ok(())).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while s.inner.disk.as_ref().unwrap().sync.lock().synced < 1 {
+            assert!(Instant::now() < deadline, "flusher never synced");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(s);
+        fs.power_loss(1);
+        let s = Storage::open("/db", opts(&fs, mode)).unwrap();
+        assert_eq!(value(&s, "a").as_deref(), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn validation_failure_writes_nothing() {
+        let s = Storage::ephemeral();
+        let err = s
+            .commit(vec![put("a", "1")], |_| Err(Error::Conflict("x".into())))
+            .unwrap_err();
+        assert!(err.is_conflict());
+        assert_eq!(s.visible_version(), 0);
+        assert_eq!(
+            s.commit(vec![put("a", "1")], |_| Ok(())).unwrap().version,
+            1
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! Test support: an in-memory, fault-injecting file system.
+//!
+//! [`FaultyVfs`] implements [`Vfs`] with the crash model of a real disk: file data is
+//! durable only up to the last `sync`, and directory entries (creations, renames,
+//! removals) only after the directory is synced. [`FaultyVfs::power_loss`] throws away
+//! everything not durable — keeping a random prefix of each file's unsynced bytes, as a
+//! torn write would — and [`FaultyVfs::fail_sync_after`] makes a chosen `sync` fail.
+//! Storage opened on it runs exactly the production log and snapshot code.
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::vfs::{Vfs, VfsFile};
+
+#[derive(Default)]
+struct MemFile {
+    data: Vec<u8>,
+    synced_len: usize,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    /// Live namespace: path -> file id.
+    names: HashMap<PathBuf, u64>,
+    /// Namespace as of the last directory sync, per directory.
+    durable_names: HashMap<PathBuf, HashMap<PathBuf, u64>>,
+    files: HashMap<u64, MemFile>,
+    dirs: Vec<PathBuf>,
+    generation: u64,
+    syncs: u64,
+    fail_sync_at: Option<u64>,
+}
+
+/// An in-memory file system with a power-loss model. Clones share the same files.
+#[derive(Clone, Default)]
+pub struct FaultyVfs {
+    state: Arc<Mutex<State>>,
+}
+
+struct FaultyFile {
+    state: Arc<Mutex<State>>,
+    id: u64,
+    generation: u64,
+}
+
+fn gone() -> io::Error {
+    io::Error::other("file handle invalidated by a simulated power loss")
+}
+
+impl State {
+    fn sync_counts(&mut self) -> io::Result<()> {
+        self.syncs += 1;
+        if self.fail_sync_at == Some(self.syncs) {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        Ok(())
+    }
+}
+
+impl VfsFile for FaultyFile {
+    fn append(&self, buf: &[u8]) -> io::Result<()> {
+        let mut s = self.state.lock();
+        if s.generation != self.generation {
+            return Err(gone());
+        }
+        s.files
+            .get_mut(&self.id)
+            .ok_or_else(gone)?
+            .data
+            .extend_from_slice(buf);
+        Ok(())
+    }
+    fn sync(&self) -> io::Result<()> {
+        let mut s = self.state.lock();
+        if s.generation != self.generation {
+            return Err(gone());
+        }
+        s.sync_counts()?;
+        let f = s.files.get_mut(&self.id).ok_or_else(gone)?;
+        f.synced_len = f.data.len();
+        Ok(())
+    }
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl FaultyVfs {
+    /// An empty file system.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes the `n`-th `sync` from now (1 = the next one) fail with an I/O error.
+    pub fn fail_sync_after(&self, n: u64) {
+        let mut s = self.state.lock();
+        s.fail_sync_at = Some(s.syncs + n);
+    }
+
+    /// Number of successful or failed syncs so far.
+    pub fn sync_count(&self) -> u64 {
+        self.state.lock().syncs
+    }
+
+    /// Simulates a power loss: every open handle becomes invalid, directory entries roll
+    /// back to their last synced state, and each file keeps its synced bytes plus a
+    /// random prefix (chosen from `seed`) of its unsynced bytes.
+    pub fn power_loss(&self, seed: u64) {
+        let mut s = self.state.lock();
+        let mut rng = seed;
+        s.generation += 1;
+        let mut names = HashMap::new();
+        for entries in s.durable_names.values() {
+            names.extend(entries.iter().map(|(p, id)| (p.clone(), *id)));
+        }
+        s.names = names;
+        let live: Vec<u64> = s.names.values().copied().collect();
+        s.files.retain(|id, _| live.contains(id));
+        for f in s.files.values_mut() {
+            let unsynced = f.data.len() - f.synced_len;
+            let keep = if unsynced == 0 {
+                0
+            } else {
+                (splitmix(&mut rng) % (unsynced as u64 + 1)) as usize
+            };
+            f.data.truncate(f.synced_len + keep);
+            f.synced_len = f.data.len();
+        }
+    }
+
+    /// Simulates a process crash: nothing written to the OS is lost.
+    pub fn process_crash(&self) {
+        self.state.lock().generation += 1;
+    }
+
+    /// The current length of a file, if it exists.
+    pub fn file_len(&self, path: &Path) -> Option<usize> {
+        let s = self.state.lock();
+        s.names
+            .get(path)
+            .and_then(|id| s.files.get(id))
+            .map(|f| f.data.len())
+    }
+
+    /// Overwrites one byte of a file (to simulate corruption).
+    pub fn corrupt_byte(&self, path: &Path, offset: usize, xor: u8) -> io::Result<()> {
+        let mut s = self.state.lock();
+        let id = *s
+            .names
+            .get(path)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let f = s.files.get_mut(&id).ok_or_else(gone)?;
+        let b = f
+            .data
+            .get_mut(offset)
+            .ok_or_else(|| io::Error::other("offset past end"))?;
+        *b ^= xor;
+        Ok(())
+    }
+}
+
+impl Vfs for FaultyVfs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        if !s.dirs.iter().any(|d| d == path) {
+            s.dirs.push(path.to_path_buf());
+        }
+        Ok(())
+    }
+    fn open_append(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
+        let mut s = self.state.lock();
+        let id = match s.names.get(path) {
+            Some(id) => *id,
+            None => {
+                s.next_id += 1;
+                let id = s.next_id;
+                s.files.insert(id, MemFile::default());
+                s.names.insert(path.to_path_buf(), id);
+                id
+            }
+        };
+        Ok(Arc::new(FaultyFile {
+            state: self.state.clone(),
+            id,
+            generation: s.generation,
+        }))
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let s = self.state.lock();
+        let id = s
+            .names
+            .get(path)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        Ok(s.files.get(id).map(|f| f.data.clone()).unwrap_or_default())
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let s = self.state.lock();
+        Ok(s.names
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+            .collect())
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        let id = s
+            .names
+            .remove(from)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        s.names.insert(to.to_path_buf(), id);
+        Ok(())
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        s.names
+            .remove(path)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        Ok(())
+    }
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let mut s = self.state.lock();
+        s.sync_counts()?;
+        let id = *s
+            .names
+            .get(path)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let f = s.files.get_mut(&id).ok_or_else(gone)?;
+        f.data.truncate(len as usize);
+        f.synced_len = f.synced_len.min(f.data.len());
+        Ok(())
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        s.sync_counts()?;
+        let entries: HashMap<PathBuf, u64> = s
+            .names
+            .iter()
+            .filter(|(p, _)| p.parent() == Some(dir))
+            .map(|(p, id)| (p.clone(), *id))
+            .collect();
+        s.durable_names.insert(dir.to_path_buf(), entries);
+        Ok(())
+    }
+}

@@ -1,0 +1,117 @@
+//! The narrow file-system seam the log and snapshot code write through.
+//!
+//! Production uses [`OsVfs`]. Tests use [`crate::testing::FaultyVfs`], which keeps files
+//! in memory, can fail a chosen `sync`, and can simulate a power loss that drops every
+//! write not yet synced — running exactly the same log and snapshot code.
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// An open file that is only ever appended to.
+pub trait VfsFile: Send + Sync {
+    /// Appends all of `buf`. Callers serialize appends; `sync` may run concurrently.
+    fn append(&self, buf: &[u8]) -> io::Result<()>;
+    /// Makes everything appended so far durable (`fdatasync`).
+    fn sync(&self) -> io::Result<()>;
+}
+
+/// The file-system operations storage needs, and nothing more.
+pub trait Vfs: Send + Sync {
+    /// Creates a directory and its parents (owner-only on Unix).
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Opens a file for appending, creating it (owner-only) if missing.
+    fn open_append(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>>;
+    /// Reads a whole file.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// File names (not paths) in a directory.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Atomically renames a file.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Truncates a file to `len` bytes and makes that durable.
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsVfs;
+
+struct OsFile(File);
+
+impl VfsFile for OsFile {
+    fn append(&self, buf: &[u8]) -> io::Result<()> {
+        (&self.0).write_all(buf)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+fn owner_only(opts: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts
+}
+
+impl Vfs for OsVfs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut b = fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(path)
+    }
+    fn open_append(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
+        let f = owner_only(OpenOptions::new().create(true).append(true)).open(path)?;
+        Ok(Arc::new(OsFile(f)))
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for e in fs::read_dir(dir)? {
+            if let Some(n) = e?.file_name().to_str() {
+                names.push(n.to_owned());
+            }
+        }
+        Ok(names)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let f = OpenOptions::new().write(true).open(path)?;
+        f.set_len(len)?;
+        f.sync_all()
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            File::open(dir)?.sync_all()
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = dir;
+            Ok(())
+        }
+    }
+}
+
+/// `dir/name` as a path.
+pub(crate) fn join(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
