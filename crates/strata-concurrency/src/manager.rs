@@ -1,0 +1,106 @@
+//! Beginning transactions and running closures in retried transactions.
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_core::{Error, Result};
+use strata_storage::{CommitInfo, Storage};
+
+use crate::metrics::{DatabaseMetrics, Metrics};
+use crate::transaction::Transaction;
+
+/// Default number of attempts [`TransactionManager::run`] makes before giving up with the
+/// last [`Error::Conflict`].
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 1_000;
+
+/// Starts transactions on one storage and keeps the metrics.
+#[derive(Clone)]
+pub struct TransactionManager {
+    storage: Storage,
+    metrics: Arc<Metrics>,
+    max_attempts: u32,
+}
+
+impl TransactionManager {
+    /// A manager over `storage`.
+    pub fn new(storage: Storage) -> Self {
+        TransactionManager {
+            storage,
+            metrics: Arc::new(Metrics::default()),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// Sets how many attempts [`run`](Self::run) makes.
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The storage underneath.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The live counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// A snapshot of the metrics.
+    pub fn metrics_snapshot(&self) -> DatabaseMetrics {
+        self.metrics.snapshot()
+    }
+
+    /// Begins a transaction at the current visible version.
+    pub fn begin(&self) -> Transaction {
+        Transaction::begin(self.storage.clone(), self.metrics.clone())
+    }
+
+    /// Runs `f` in a transaction and commits it, retrying the whole closure on
+    /// [`Error::Conflict`] up to the configured number of attempts with a short
+    /// randomized backoff. Any other error from `f` or from the commit aborts and is
+    /// returned as is. Returns `f`'s value and the commit info (`None` when `f` wrote
+    /// nothing).
+    pub fn run<T>(
+        &self,
+        mut f: impl FnMut(&mut Transaction) -> Result<T>,
+    ) -> Result<(T, Option<CommitInfo>)> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut txn = self.begin();
+            let outcome = match f(&mut txn) {
+                Ok(value) => txn.commit().map(|info| (value, info)),
+                Err(e) => {
+                    txn.abort();
+                    Err(e)
+                }
+            };
+            match outcome {
+                Err(Error::Conflict(msg)) if attempt < self.max_attempts => {
+                    backoff(attempt);
+                    tracing::trace!(attempt, %msg, "retrying after conflict");
+                }
+                Err(Error::Conflict(msg)) => {
+                    return Err(Error::Conflict(format!(
+                        "gave up after {attempt} attempts: {msg}"
+                    )))
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn backoff(attempt: u32) {
+    if attempt < 3 {
+        std::thread::yield_now();
+        return;
+    }
+    // Randomized exponential backoff, capped at ~1 ms, so contending retries spread out.
+    let cap = 1u64 << attempt.min(10);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    std::thread::sleep(Duration::from_micros(nanos % cap + 1));
+}

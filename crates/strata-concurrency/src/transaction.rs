@@ -1,0 +1,260 @@
+//! One optimistic transaction.
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use strata_core::{Error, Result};
+use strata_storage::key::prefix_successor;
+use strata_storage::{CommitInfo, Entry, MvccMap, SnapshotPin, Storage, Write};
+
+use crate::metrics::Metrics;
+
+/// The version reported for a value read back from this transaction's own, not yet
+/// committed, writes: it has no commit version yet.
+pub const PENDING_VERSION: u64 = 0;
+
+type Range = (Bound<Box<[u8]>>, Bound<Box<[u8]>>);
+
+/// An optimistic transaction: reads see the snapshot it began at plus its own writes;
+/// [`commit`](Transaction::commit) validates that nothing it read has changed since.
+///
+/// Dropping a transaction without committing discards its writes.
+pub struct Transaction {
+    storage: Storage,
+    metrics: Arc<Metrics>,
+    pin: SnapshotPin,
+    point_reads: HashSet<Box<[u8]>>,
+    range_reads: Vec<Range>,
+    writes: BTreeMap<Box<[u8]>, Option<Arc<[u8]>>>,
+    finished: bool,
+}
+
+impl Transaction {
+    pub(crate) fn begin(storage: Storage, metrics: Arc<Metrics>) -> Self {
+        metrics.begun();
+        let pin = storage.pin();
+        Transaction {
+            storage,
+            metrics,
+            pin,
+            point_reads: HashSet::new(),
+            range_reads: Vec::new(),
+            writes: BTreeMap::new(),
+            finished: false,
+        }
+    }
+
+    /// The snapshot version this transaction reads at.
+    pub fn snapshot_version(&self) -> u64 {
+        self.pin.version()
+    }
+
+    /// The storage underneath.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// `true` if the transaction has written nothing yet.
+    pub fn is_read_only(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// Reads `key`: this transaction's own write if any (reported with
+    /// [`PENDING_VERSION`]), else the value at the snapshot. Records the read.
+    pub fn get(&mut self, key: &[u8]) -> Option<Entry> {
+        if let Some(w) = self.writes.get(key) {
+            return w.as_ref().map(|v| Entry {
+                version: PENDING_VERSION,
+                timestamp: strata_core::Timestamp(0),
+                value: Some(v.clone()),
+            });
+        }
+        self.point_reads.insert(key.into());
+        self.storage.get(key, self.snapshot_version())
+    }
+
+    /// Reads `key` as of an older version `at` (clamped to the snapshot). Historical
+    /// reads are not validated: the past cannot change.
+    pub fn get_at(&self, key: &[u8], at: u64) -> Option<Entry> {
+        self.storage.get(key, at.min(self.snapshot_version()))
+    }
+
+    /// Versions of `key` at the snapshot, newest first (tombstones included), with
+    /// version `< before` when given. Records a read of the key.
+    pub fn history(&mut self, key: &[u8], before: Option<u64>, limit: Option<usize>) -> Vec<Entry> {
+        self.point_reads.insert(key.into());
+        self.storage
+            .history(key, self.snapshot_version(), before, limit)
+    }
+
+    /// Live entries with keys starting with `prefix`, merging the snapshot with this
+    /// transaction's writes, in key order, at most `limit`. Records the whole prefix as
+    /// read, so a concurrent insert under it (a phantom) is a conflict.
+    pub fn scan_prefix(&mut self, prefix: &[u8], limit: Option<usize>) -> Vec<(Box<[u8]>, Entry)> {
+        let end = prefix_successor(prefix);
+        let end_b = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        self.scan_range(Bound::Included(prefix), end_b, limit)
+    }
+
+    /// Like [`scan_prefix`](Self::scan_prefix) over an arbitrary key range.
+    pub fn scan_range(
+        &mut self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: Option<usize>,
+    ) -> Vec<(Box<[u8]>, Entry)> {
+        self.range_reads.push((own(start), own(end)));
+        let snapshot = self.snapshot_version();
+        // Ask storage for enough rows that our own deletes cannot starve the limit.
+        let own_deletes = self
+            .writes
+            .range::<[u8], _>((start, end))
+            .filter(|(_, v)| v.is_none())
+            .count();
+        let base = self
+            .storage
+            .scan_range(start, end, snapshot, limit.map(|l| l + own_deletes));
+        let mut merged: BTreeMap<Box<[u8]>, Entry> = base.into_iter().collect();
+        for (k, v) in self.writes.range::<[u8], _>((start, end)) {
+            match v {
+                Some(v) => {
+                    merged.insert(
+                        k.clone(),
+                        Entry {
+                            version: PENDING_VERSION,
+                            timestamp: strata_core::Timestamp(0),
+                            value: Some(v.clone()),
+                        },
+                    );
+                }
+                None => {
+                    merged.remove(k);
+                }
+            }
+        }
+        merged
+            .into_iter()
+            .take(limit.unwrap_or(usize::MAX))
+            .collect()
+    }
+
+    /// Like [`scan_range`](Self::scan_range) but newest key first.
+    pub fn scan_range_rev(
+        &mut self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: Option<usize>,
+    ) -> Vec<(Box<[u8]>, Entry)> {
+        if self.writes.range::<[u8], _>((start, end)).next().is_some() {
+            let mut all = self.scan_range(start, end, None);
+            all.reverse();
+            all.truncate(limit.unwrap_or(usize::MAX));
+            return all;
+        }
+        self.range_reads.push((own(start), own(end)));
+        self.storage
+            .map()
+            .scan_range_rev(start, end, self.snapshot_version(), limit)
+    }
+
+    /// Buffers a write of `value` to `key`.
+    pub fn put(&mut self, key: Box<[u8]>, value: Arc<[u8]>) {
+        self.writes.insert(key, Some(value));
+    }
+
+    /// Buffers a delete of `key` (a tombstone on commit).
+    pub fn delete(&mut self, key: Box<[u8]>) {
+        self.writes.insert(key, None);
+    }
+
+    fn validate(&self, map: &MvccMap) -> Result<()> {
+        let snapshot = self.snapshot_version();
+        for key in &self.point_reads {
+            if map.latest_version(key).is_some_and(|v| v > snapshot) {
+                return Err(Error::Conflict(format!(
+                    "key {} was changed by a concurrent transaction after this one began",
+                    printable(key)
+                )));
+            }
+        }
+        for (start, end) in &self.range_reads {
+            if let Some(key) = map.first_newer_in_range(borrow(start), borrow(end), snapshot) {
+                return Err(Error::Conflict(format!(
+                    "a concurrent transaction changed key {} inside a range this one scanned",
+                    printable(&key)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates and commits. Returns `None` for a read-only transaction, which never
+    /// takes the commit lock (its snapshot reads were consistent by construction).
+    ///
+    /// Fails with [`Error::Conflict`] (retryable) if anything it read was changed by a
+    /// transaction that committed after its snapshot.
+    pub fn commit(mut self) -> Result<Option<CommitInfo>> {
+        self.finished = true;
+        self.metrics.finished();
+        if self.writes.is_empty() {
+            self.metrics.committed();
+            return Ok(None);
+        }
+        let writes: Vec<Write> = std::mem::take(&mut self.writes)
+            .into_iter()
+            .map(|(key, value)| Write { key, value })
+            .collect();
+        let res = self.storage.commit(writes, |map| self.validate(map));
+        match &res {
+            Ok(_) => self.metrics.committed(),
+            Err(_) => self.metrics.aborted(),
+        }
+        res.map(Some)
+    }
+
+    /// Discards the transaction, counting it as aborted.
+    pub fn abort(mut self) {
+        self.finished = true;
+        self.metrics.finished();
+        self.metrics.aborted();
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.metrics.finished();
+            self.metrics.aborted();
+        }
+    }
+}
+
+fn own(b: Bound<&[u8]>) -> Bound<Box<[u8]>> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.into()),
+        Bound::Excluded(k) => Bound::Excluded(k.into()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+fn borrow(b: &Bound<Box<[u8]>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k),
+        Bound::Excluded(k) => Bound::Excluded(k),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// A storage key for messages: the user-key part as text when it is UTF-8.
+fn printable(key: &[u8]) -> String {
+    match strata_storage::decode_key(key) {
+        Some((run, prim, user)) => {
+            format!(
+                "{:?}/{prim:?}/{:?}",
+                run.to_string(),
+                String::from_utf8_lossy(user)
+            )
+        }
+        None => format!("{:?}", String::from_utf8_lossy(key)),
+    }
+}
