@@ -1,0 +1,254 @@
+//! The JSON document primitive.
+//!
+//! Documents are [`Value`] trees stored whole and versioned like KV
+//! ([`Version::Txn`]). Path operations use JSONPath (RFC 9535) through
+//! [`crate::json_path`]; see [`crate::json_path::get_path`] for what a query that
+//! selects several nodes returns. Path operations on a missing document are `NotFound`;
+//! a malformed path is `InvalidPath`.
+use std::sync::Arc;
+
+use strata_concurrency::Transaction;
+use strata_core::{limits, Error, Result, RunId, Value, Version, Versioned};
+use strata_storage::{encode_key, Entry, Primitive};
+
+use crate::engine::{encode_value, entry_value, Engine};
+use crate::json_path;
+use crate::kv::committed_version;
+use crate::runs;
+
+fn key_of(run: &RunId, key: &str) -> Result<Box<[u8]>> {
+    limits::validate_key(key)?;
+    Ok(encode_key(run, Primitive::Json, key.as_bytes()).into())
+}
+
+fn versioned(e: &Entry) -> Result<Versioned<Value>> {
+    Ok(Versioned::new(
+        entry_value(e)?,
+        Version::Txn(e.version),
+        e.timestamp,
+    ))
+}
+
+/// Transaction-level JSON operations (no run-state checks: callers do them).
+pub mod ops {
+    use super::*;
+
+    /// Reads a document.
+    pub fn get(txn: &mut Transaction, run: &RunId, key: &str) -> Result<Option<Versioned<Value>>> {
+        let k = key_of(run, key)?;
+        txn.get(&k).as_ref().map(versioned).transpose()
+    }
+
+    /// Writes a whole document.
+    pub fn set(txn: &mut Transaction, run: &RunId, key: &str, doc: &Value) -> Result<()> {
+        let k = key_of(run, key)?;
+        txn.put(k, encode_value(doc)?);
+        Ok(())
+    }
+
+    /// Reads, changes and writes back a document; `NotFound` if it does not exist.
+    pub fn modify<T>(
+        txn: &mut Transaction,
+        run: &RunId,
+        key: &str,
+        change: impl FnOnce(&mut Value) -> Result<T>,
+    ) -> Result<T> {
+        let mut doc = get(txn, run, key)?
+            .ok_or_else(|| Error::NotFound(format!("JSON document {key:?} does not exist")))?
+            .value;
+        let out = change(&mut doc)?;
+        set(txn, run, key, &doc)?;
+        Ok(out)
+    }
+
+    /// Sets the value at a JSONPath inside a document.
+    pub fn set_path(
+        txn: &mut Transaction,
+        run: &RunId,
+        key: &str,
+        path: &str,
+        value: &Value,
+    ) -> Result<()> {
+        modify(txn, run, key, |doc| {
+            json_path::set_path(doc, path, value.clone())
+        })
+    }
+}
+
+/// JSON documents. Access via `db.json`.
+#[derive(Clone)]
+pub struct Json {
+    engine: Arc<Engine>,
+}
+
+impl Json {
+    /// Handle over an engine.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Json { engine }
+    }
+
+    /// Stores a document in the default run.
+    pub fn set(&self, key: &str, value: impl Into<Value>) -> Result<Version> {
+        self.set_in(&RunId::DEFAULT, key, value)
+    }
+    /// Retrieves a document from the default run.
+    pub fn get(&self, key: &str) -> Result<Option<Versioned<Value>>> {
+        self.get_in(&RunId::DEFAULT, key)
+    }
+
+    /// Stores a document in `run`; returns its version.
+    pub fn set_in(&self, run: &RunId, key: &str, value: impl Into<Value>) -> Result<Version> {
+        let doc = value.into();
+        let (_, info) = self
+            .engine
+            .write(run, |txn| ops::set(txn, run, key, &doc))?;
+        committed_version(info)
+    }
+    /// Retrieves a document from `run`.
+    pub fn get_in(&self, run: &RunId, key: &str) -> Result<Option<Versioned<Value>>> {
+        self.engine.read(run, |txn| ops::get(txn, run, key))
+    }
+
+    /// `true` if the document exists.
+    pub fn exists(&self, run: &RunId, key: &str) -> Result<bool> {
+        Ok(self.get_in(run, key)?.is_some())
+    }
+
+    /// Deletes a document; returns whether it existed.
+    pub fn delete(&self, run: &RunId, key: &str) -> Result<bool> {
+        self.engine
+            .write(run, |txn| {
+                let k = key_of(run, key)?;
+                let existed = txn.get(&k).is_some();
+                if existed {
+                    txn.delete(k);
+                }
+                Ok(existed)
+            })
+            .map(|(v, _)| v)
+    }
+
+    /// The value at `path` inside the document (see [`json_path::get_path`] for the
+    /// shape of multi-node results); `None` when a singular path selects nothing.
+    /// `NotFound` if the document does not exist.
+    pub fn get_path(&self, run: &RunId, key: &str, path: &str) -> Result<Option<Value>> {
+        json_path::is_singular_path(path)?;
+        let doc = self
+            .get_in(run, key)?
+            .ok_or_else(|| Error::NotFound(format!("JSON document {key:?} does not exist")))?;
+        json_path::get_path(&doc.value, path)
+    }
+
+    /// Sets the value at `path`, creating missing intermediate objects and keeping
+    /// siblings; returns the document's new version.
+    pub fn set_path(
+        &self,
+        run: &RunId,
+        key: &str,
+        path: &str,
+        value: impl Into<Value>,
+    ) -> Result<Version> {
+        json_path::is_singular_path(path)?;
+        let value = value.into();
+        let (_, info) = self
+            .engine
+            .write(run, |txn| ops::set_path(txn, run, key, path, &value))?;
+        committed_version(info)
+    }
+
+    /// Deletes every node `path` selects; returns how many were deleted. The document
+    /// is rewritten only when something was deleted.
+    pub fn delete_path(&self, run: &RunId, key: &str, path: &str) -> Result<u64> {
+        json_path::is_singular_path(path)?;
+        self.engine
+            .write(run, |txn| {
+                let mut doc = ops::get(txn, run, key)?
+                    .ok_or_else(|| {
+                        Error::NotFound(format!("JSON document {key:?} does not exist"))
+                    })?
+                    .value;
+                let n = json_path::delete_path(&mut doc, path)?;
+                if n > 0 {
+                    ops::set(txn, run, key, &doc)?;
+                }
+                Ok(n)
+            })
+            .map(|(v, _)| v)
+    }
+
+    /// Applies an RFC 7396 JSON Merge Patch at `path` (`"$"` for the whole document);
+    /// returns the new version.
+    pub fn merge(
+        &self,
+        run: &RunId,
+        key: &str,
+        path: &str,
+        patch: impl Into<Value>,
+    ) -> Result<Version> {
+        json_path::is_singular_path(path)?;
+        let patch = patch.into();
+        let (_, info) = self.engine.write(run, |txn| {
+            ops::modify(txn, run, key, |doc| {
+                json_path::merge_at(doc, path, patch.clone())
+            })
+        })?;
+        committed_version(info)
+    }
+
+    /// The document as of `version`; `NotFound` if it did not exist then.
+    pub fn get_at(&self, run: &RunId, key: &str, version: Version) -> Result<Versioned<Value>> {
+        let k = key_of(run, key)?;
+        let found = self.engine.read(run, |txn| {
+            txn.get_at(&k, version.as_u64())
+                .as_ref()
+                .map(versioned)
+                .transpose()
+        })?;
+        found.ok_or_else(|| {
+            Error::NotFound(format!(
+                "JSON document {key:?} did not exist at version {version}"
+            ))
+        })
+    }
+
+    /// Versions of a document, newest first (deletes not listed), at most `limit`,
+    /// older than `before`; the run's retention policy applies.
+    pub fn history(
+        &self,
+        run: &RunId,
+        key: &str,
+        limit: Option<u64>,
+        before: Option<Version>,
+    ) -> Result<Vec<Versioned<Value>>> {
+        let k = key_of(run, key)?;
+        let now = self.engine.now();
+        self.engine.read(run, |txn| {
+            let policy = runs::retention_of(txn, run)?;
+            let all: Vec<Versioned<Value>> = txn
+                .history(&k, None, None)
+                .iter()
+                .filter(|e| !e.is_tombstone())
+                .map(versioned)
+                .collect::<Result<_>>()?;
+            Ok(runs::apply_retention(all, &policy, now)
+                .into_iter()
+                .filter(|v| before.is_none_or(|b| v.version.as_u64() < b.as_u64()))
+                .take(limit.map_or(usize::MAX, |l| l as usize))
+                .collect())
+        })
+    }
+
+    /// Document keys starting with `prefix`, sorted, at most `limit`.
+    pub fn keys(&self, run: &RunId, prefix: &str, limit: Option<usize>) -> Result<Vec<String>> {
+        let p = encode_key(run, Primitive::Json, prefix.as_bytes());
+        self.engine.read(run, |txn| {
+            Ok(txn
+                .scan_prefix(&p, limit)
+                .into_iter()
+                .map(|(k, _)| {
+                    String::from_utf8_lossy(&k[strata_storage::key::KEY_HEADER_LEN..]).into_owned()
+                })
+                .collect())
+        })
+    }
+}

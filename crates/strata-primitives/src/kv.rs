@@ -1,0 +1,264 @@
+//! The key-value primitive.
+//!
+//! Versions are [`Version::Txn`]: the global commit version of the write.
+use std::sync::Arc;
+
+use strata_concurrency::Transaction;
+use strata_core::{limits, Error, Result, RunId, Value, Version, Versioned};
+use strata_storage::{encode_key, Entry, Primitive};
+
+use crate::engine::{encode_value, entry_value, Engine};
+use crate::runs;
+
+fn key_of(run: &RunId, key: &str) -> Result<Box<[u8]>> {
+    limits::validate_key(key)?;
+    Ok(encode_key(run, Primitive::Kv, key.as_bytes()).into())
+}
+
+fn versioned(e: &Entry) -> Result<Versioned<Value>> {
+    Ok(Versioned::new(
+        entry_value(e)?,
+        Version::Txn(e.version),
+        e.timestamp,
+    ))
+}
+
+/// Transaction-level KV operations, the building blocks of the [`KV`] handle and of
+/// multi-primitive transactions. They do not check the run's state: callers do.
+pub mod ops {
+    use super::*;
+
+    /// Reads a key.
+    pub fn get(txn: &mut Transaction, run: &RunId, key: &str) -> Result<Option<Versioned<Value>>> {
+        let k = key_of(run, key)?;
+        txn.get(&k).as_ref().map(versioned).transpose()
+    }
+
+    /// Writes a key.
+    pub fn put(txn: &mut Transaction, run: &RunId, key: &str, value: &Value) -> Result<()> {
+        let k = key_of(run, key)?;
+        txn.put(k, encode_value(value)?);
+        Ok(())
+    }
+
+    /// Deletes a key; returns whether it existed.
+    pub fn delete(txn: &mut Transaction, run: &RunId, key: &str) -> Result<bool> {
+        let k = key_of(run, key)?;
+        let existed = txn.get(&k).is_some();
+        if existed {
+            txn.delete(k);
+        }
+        Ok(existed)
+    }
+
+    /// Adds `delta` to an integer (a missing key counts as 0); returns the new value.
+    pub fn incr(txn: &mut Transaction, run: &RunId, key: &str, delta: i64) -> Result<i64> {
+        let current = match get(txn, run, key)? {
+            None => 0,
+            Some(v) => match v.value {
+                Value::Int(i) => i,
+                other => return Err(Error::wrong_type("Int", other.type_name())),
+            },
+        };
+        let new = current.checked_add(delta).ok_or_else(|| {
+            Error::ConstraintViolation(format!(
+                "incr of {key:?} by {delta} overflows i64 (current {current})"
+            ))
+        })?;
+        put(txn, run, key, &Value::Int(new))?;
+        Ok(new)
+    }
+}
+
+/// The key-value store. Access via `db.kv`.
+///
+/// Three levels: `set`/`get`/`exists`/`delete` on the default run; `*_in(run, …)` on a
+/// given run; and full control (`put`, `get_at`, `history`, `incr`, `cas`, batches,
+/// `keys`) with explicit runs and versions.
+#[derive(Clone)]
+pub struct KV {
+    engine: Arc<Engine>,
+}
+
+impl KV {
+    /// Handle over an engine.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        KV { engine }
+    }
+
+    /// Sets a value in the default run.
+    pub fn set(&self, key: &str, value: impl Into<Value>) -> Result<()> {
+        self.put(&RunId::DEFAULT, key, value).map(|_| ())
+    }
+    /// Gets a value from the default run.
+    pub fn get(&self, key: &str) -> Result<Option<Versioned<Value>>> {
+        self.get_in(&RunId::DEFAULT, key)
+    }
+    /// `true` if the key exists in the default run.
+    pub fn exists(&self, key: &str) -> Result<bool> {
+        self.exists_in(&RunId::DEFAULT, key)
+    }
+    /// Deletes a key from the default run; returns whether it existed.
+    pub fn delete(&self, key: &str) -> Result<bool> {
+        self.delete_in(&RunId::DEFAULT, key)
+    }
+
+    /// Sets a value in `run`.
+    pub fn set_in(&self, run: &RunId, key: &str, value: impl Into<Value>) -> Result<()> {
+        self.put(run, key, value).map(|_| ())
+    }
+    /// Gets a value from `run`.
+    pub fn get_in(&self, run: &RunId, key: &str) -> Result<Option<Versioned<Value>>> {
+        self.engine.read(run, |txn| ops::get(txn, run, key))
+    }
+    /// `true` if the key exists in `run`.
+    pub fn exists_in(&self, run: &RunId, key: &str) -> Result<bool> {
+        Ok(self.get_in(run, key)?.is_some())
+    }
+    /// Deletes a key from `run`; returns whether it existed.
+    pub fn delete_in(&self, run: &RunId, key: &str) -> Result<bool> {
+        self.engine
+            .write(run, |txn| ops::delete(txn, run, key))
+            .map(|(v, _)| v)
+    }
+
+    /// Sets a value and returns the version it was written at.
+    pub fn put(&self, run: &RunId, key: &str, value: impl Into<Value>) -> Result<Version> {
+        let value = value.into();
+        let (_, info) = self
+            .engine
+            .write(run, |txn| ops::put(txn, run, key, &value))?;
+        committed_version(info)
+    }
+
+    /// The value as of `version`: the newest write at or before it. `NotFound` if the
+    /// key did not exist then (never written yet, deleted, or its history was removed by
+    /// retention).
+    pub fn get_at(&self, run: &RunId, key: &str, version: Version) -> Result<Versioned<Value>> {
+        let k = key_of(run, key)?;
+        let found = self.engine.read(run, |txn| {
+            txn.get_at(&k, version.as_u64())
+                .as_ref()
+                .map(versioned)
+                .transpose()
+        })?;
+        found.ok_or_else(|| {
+            Error::NotFound(format!("key {key:?} did not exist at version {version}"))
+        })
+    }
+
+    /// Versions of a key, newest first, at most `limit`, only those older than `before`
+    /// (an exclusive cursor: pass the last version of a page to get the next page).
+    /// Deletes are not listed. The run's retention policy is applied.
+    pub fn history(
+        &self,
+        run: &RunId,
+        key: &str,
+        limit: Option<u64>,
+        before: Option<Version>,
+    ) -> Result<Vec<Versioned<Value>>> {
+        let k = key_of(run, key)?;
+        let now = self.engine.now();
+        self.engine.read(run, |txn| {
+            let policy = runs::retention_of(txn, run)?;
+            let all: Vec<Versioned<Value>> = txn
+                .history(&k, None, None)
+                .iter()
+                .filter(|e| !e.is_tombstone())
+                .map(versioned)
+                .collect::<Result<_>>()?;
+            let kept = runs::apply_retention(all, &policy, now);
+            Ok(kept
+                .into_iter()
+                .filter(|v| before.is_none_or(|b| v.version.as_u64() < b.as_u64()))
+                .take(limit.map_or(usize::MAX, |l| l as usize))
+                .collect())
+        })
+    }
+
+    /// Atomically adds `delta` to an integer value (a missing key starts from 0) and
+    /// returns the new value. `WrongType` if the value is not an `Int`;
+    /// `ConstraintViolation` on overflow.
+    pub fn incr(&self, run: &RunId, key: &str, delta: i64) -> Result<i64> {
+        self.engine
+            .write(run, |txn| ops::incr(txn, run, key, delta))
+            .map(|(v, _)| v)
+    }
+
+    /// Compare-and-swap by version: writes `value` only if the key's current version is
+    /// `expected` (`None`: only if the key does not exist). Returns whether it wrote.
+    pub fn cas(
+        &self,
+        run: &RunId,
+        key: &str,
+        expected: Option<Version>,
+        value: impl Into<Value>,
+    ) -> Result<bool> {
+        let value = value.into();
+        self.engine
+            .write(run, |txn| {
+                let current = ops::get(txn, run, key)?.map(|v| v.version);
+                if current.map(|v| v.as_u64()) != expected.map(|v| v.as_u64()) {
+                    return Ok(false);
+                }
+                ops::put(txn, run, key, &value)?;
+                Ok(true)
+            })
+            .map(|(v, _)| v)
+    }
+
+    /// Reads several keys from one consistent snapshot.
+    pub fn mget(&self, run: &RunId, keys: &[&str]) -> Result<Vec<Option<Versioned<Value>>>> {
+        self.engine.read(run, |txn| {
+            keys.iter().map(|k| ops::get(txn, run, k)).collect()
+        })
+    }
+
+    /// Writes several keys in one transaction: all get the same version, returned.
+    pub fn mset(&self, run: &RunId, entries: &[(&str, Value)]) -> Result<Version> {
+        if entries.is_empty() {
+            return Ok(Version::Txn(self.engine.storage().visible_version()));
+        }
+        let (_, info) = self.engine.write(run, |txn| {
+            for (k, v) in entries {
+                ops::put(txn, run, k, v)?;
+            }
+            Ok(())
+        })?;
+        committed_version(info)
+    }
+
+    /// Deletes several keys in one transaction; returns how many existed.
+    pub fn mdelete(&self, run: &RunId, keys: &[&str]) -> Result<u64> {
+        self.engine
+            .write(run, |txn| {
+                let mut n = 0;
+                for k in keys {
+                    n += u64::from(ops::delete(txn, run, k)?);
+                }
+                Ok(n)
+            })
+            .map(|(v, _)| v)
+    }
+
+    /// Keys starting with `prefix` (all keys for `""`), sorted, at most `limit`.
+    pub fn keys(&self, run: &RunId, prefix: &str, limit: Option<usize>) -> Result<Vec<String>> {
+        let p = encode_key(run, Primitive::Kv, prefix.as_bytes());
+        self.engine.read(run, |txn| {
+            Ok(txn
+                .scan_prefix(&p, limit)
+                .into_iter()
+                .map(|(k, _)| {
+                    String::from_utf8_lossy(&k[strata_storage::key::KEY_HEADER_LEN..]).into_owned()
+                })
+                .collect())
+        })
+    }
+}
+
+/// The version of a write operation's commit. A transaction that wrote something always
+/// has one; its absence is a bug.
+pub(crate) fn committed_version(info: Option<strata_storage::CommitInfo>) -> Result<Version> {
+    info.map(|i| Version::Txn(i.version))
+        .ok_or_else(|| Error::Internal("a write committed without a version".into()))
+}

@@ -1,0 +1,361 @@
+//! Run management: runs are isolated namespaces with a lifecycle.
+//!
+//! Run records live under the default run's id with the [`Primitive::Run`] tag, keyed by
+//! the run id. Every write of any primitive first reads its run's record inside the same
+//! transaction and fails with [`Error::RunError`] unless the run exists and is
+//! [`RunState::Active`]; because that read is validated at commit, a write racing with a
+//! state change either commits before it or is retried and refused. Reads work in every
+//! state.
+//!
+//! ## Lifecycle
+//!
+//! | from | allowed to |
+//! |---|---|
+//! | `Active` | `Paused`, `Completed`, `Failed`, `Cancelled`, `Archived` |
+//! | `Paused` | `Active`, `Completed`, `Failed`, `Cancelled`, `Archived` |
+//! | `Completed`, `Failed`, `Cancelled` | `Archived` |
+//! | `Archived` | — (terminal) |
+//!
+//! Any other transition is a [`Error::RunError`]. The default run always exists and is
+//! active: its state cannot be changed.
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use strata_concurrency::Transaction;
+use strata_core::{Error, Result, RunId, Timestamp, Value, Version, Versioned};
+use strata_storage::key::{decode_key, encode_key};
+use strata_storage::{Primitive, RetentionPolicy};
+
+use crate::engine::Engine;
+
+/// The lifecycle state of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RunState {
+    /// Running, accepting writes.
+    Active,
+    /// Temporarily paused; can be resumed.
+    Paused,
+    /// Finished successfully.
+    Completed,
+    /// Finished with an error.
+    Failed,
+    /// Cancelled by the user.
+    Cancelled,
+    /// Terminal state (soft delete).
+    Archived,
+}
+
+impl RunState {
+    /// `true` for the states that accept writes (only `Active`).
+    pub fn accepts_writes(self) -> bool {
+        self == RunState::Active
+    }
+
+    /// `true` if the lifecycle allows going from `self` to `to`.
+    pub fn can_transition_to(self, to: RunState) -> bool {
+        use RunState::*;
+        matches!(
+            (self, to),
+            (Active, Paused)
+                | (Paused, Active)
+                | (Active | Paused, Completed | Failed | Cancelled)
+                | (Active | Paused | Completed | Failed | Cancelled, Archived)
+        )
+    }
+}
+
+/// Everything known about a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The run's id.
+    pub run_id: RunId,
+    /// Its lifecycle state.
+    pub state: RunState,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When its state or metadata last changed.
+    pub updated_at: Timestamp,
+    /// User metadata given at creation or by `update_metadata`.
+    pub metadata: Option<Value>,
+    /// The error message of a failed run.
+    pub error: Option<String>,
+    /// The version-history retention policy.
+    pub retention: RetentionPolicy,
+}
+
+fn run_key(run: &RunId) -> Box<[u8]> {
+    encode_key(&RunId::DEFAULT, Primitive::Run, run.as_bytes()).into()
+}
+
+fn encode_info(info: &RunInfo) -> Result<Arc<[u8]>> {
+    rmp_serde::to_vec_named(info)
+        .map(Arc::from)
+        .map_err(|e| Error::Serialization(format!("cannot encode run info: {e}")))
+}
+
+fn decode_info(bytes: &[u8]) -> Result<RunInfo> {
+    rmp_serde::from_slice(bytes)
+        .map_err(|e| Error::Serialization(format!("cannot decode run info: {e}")))
+}
+
+fn load(txn: &mut Transaction, run: &RunId) -> Result<Option<Versioned<RunInfo>>> {
+    match txn.get(&run_key(run)) {
+        Some(e) => {
+            let bytes = e
+                .value
+                .as_deref()
+                .ok_or_else(|| Error::Internal("run tombstone".into()))?;
+            Ok(Some(Versioned::new(
+                decode_info(bytes)?,
+                Version::Txn(e.version),
+                e.timestamp,
+            )))
+        }
+        None => Ok(None),
+    }
+}
+
+fn not_found(run: &RunId) -> Error {
+    Error::RunError(format!("run {run} does not exist"))
+}
+
+/// Fails unless `run` exists; returns its info.
+pub fn check_exists(txn: &mut Transaction, run: &RunId) -> Result<RunInfo> {
+    load(txn, run)?
+        .map(Versioned::into_value)
+        .ok_or_else(|| not_found(run))
+}
+
+/// Fails unless `run` exists and is active; returns its info.
+pub fn check_writable(txn: &mut Transaction, run: &RunId) -> Result<RunInfo> {
+    let info = check_exists(txn, run)?;
+    if !info.state.accepts_writes() {
+        return Err(Error::RunError(format!(
+            "run {run} is {:?} and does not accept writes",
+            info.state
+        )));
+    }
+    Ok(info)
+}
+
+pub(crate) fn ensure_default_run(engine: &Engine) -> Result<()> {
+    engine.run(|txn| {
+        if load(txn, &RunId::DEFAULT)?.is_none() {
+            let now = Timestamp::now();
+            let info = RunInfo {
+                run_id: RunId::DEFAULT,
+                state: RunState::Active,
+                created_at: now,
+                updated_at: now,
+                metadata: None,
+                error: None,
+                retention: RetentionPolicy::KeepAll,
+            };
+            txn.put(run_key(&RunId::DEFAULT), encode_info(&info)?);
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Run management. Access via `db.runs`.
+#[derive(Clone)]
+pub struct Runs {
+    engine: Arc<Engine>,
+}
+
+impl Runs {
+    /// Handle over an engine.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Runs { engine }
+    }
+
+    /// The id of the default run, which always exists and is active.
+    pub fn default_run(&self) -> RunId {
+        RunId::DEFAULT
+    }
+
+    /// Creates a new active run with optional metadata and returns its id.
+    pub fn create(&self, metadata: Option<Value>) -> Result<RunId> {
+        if let Some(m) = &metadata {
+            crate::engine::encode_value(m)?;
+        }
+        let id = RunId::new();
+        self.engine.run(|txn| {
+            let now = Timestamp::now();
+            let info = RunInfo {
+                run_id: id,
+                state: RunState::Active,
+                created_at: now,
+                updated_at: now,
+                metadata: metadata.clone(),
+                error: None,
+                retention: RetentionPolicy::KeepAll,
+            };
+            txn.put(run_key(&id), encode_info(&info)?);
+            Ok(())
+        })?;
+        tracing::debug!(run = %id, "run created");
+        Ok(id)
+    }
+
+    /// Information about a run, or `None` if it does not exist.
+    pub fn get(&self, run: &RunId) -> Result<Option<Versioned<RunInfo>>> {
+        self.engine.run(|txn| load(txn, run)).map(|(v, _)| v)
+    }
+
+    /// Runs in creation order, optionally only those in `state`, at most `limit`.
+    pub fn list(&self, state: Option<RunState>, limit: Option<usize>) -> Result<Vec<RunInfo>> {
+        let prefix = encode_key(&RunId::DEFAULT, Primitive::Run, &[]);
+        let (mut runs, _) = self.engine.run(|txn| {
+            let mut out = Vec::new();
+            for (k, e) in txn.scan_prefix(&prefix, None) {
+                if decode_key(&k).is_none() {
+                    continue;
+                }
+                let info = decode_info(e.value.as_deref().unwrap_or_default())?;
+                if state.is_none_or(|s| s == info.state) {
+                    out.push((e.version, info));
+                }
+            }
+            Ok(out)
+        })?;
+        // Creation order: by creation time, then by run id for a stable order.
+        runs.sort_by_key(|(_, info)| (info.created_at, info.run_id));
+        Ok(runs
+            .into_iter()
+            .map(|(_, i)| i)
+            .take(limit.unwrap_or(usize::MAX))
+            .collect())
+    }
+
+    /// `true` if the run exists (in any state).
+    pub fn exists(&self, run: &RunId) -> Result<bool> {
+        Ok(self.get(run)?.is_some())
+    }
+
+    /// `true` if the run exists and is active.
+    pub fn is_active(&self, run: &RunId) -> Result<bool> {
+        Ok(self
+            .get(run)?
+            .is_some_and(|i| i.value.state == RunState::Active))
+    }
+
+    fn update(
+        &self,
+        run: &RunId,
+        mut change: impl FnMut(&mut RunInfo) -> Result<()>,
+    ) -> Result<()> {
+        self.engine.run(|txn| {
+            let mut info = check_exists(txn, run)?;
+            change(&mut info)?;
+            info.updated_at = Timestamp::now().max(info.updated_at);
+            txn.put(run_key(run), encode_info(&info)?);
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn transition(&self, run: &RunId, to: RunState, error: Option<&str>) -> Result<()> {
+        if run.is_default() {
+            return Err(Error::RunError(
+                "the default run always stays active; its state cannot be changed".into(),
+            ));
+        }
+        self.update(run, |info| {
+            if !info.state.can_transition_to(to) {
+                return Err(Error::RunError(format!(
+                    "run {run} cannot go from {:?} to {to:?}",
+                    info.state
+                )));
+            }
+            info.state = to;
+            if let Some(e) = error {
+                info.error = Some(e.to_owned());
+            }
+            Ok(())
+        })?;
+        tracing::debug!(run = %run, state = ?to, "run state changed");
+        Ok(())
+    }
+
+    /// Marks the run completed.
+    pub fn close(&self, run: &RunId) -> Result<()> {
+        self.transition(run, RunState::Completed, None)
+    }
+    /// Pauses an active run.
+    pub fn pause(&self, run: &RunId) -> Result<()> {
+        self.transition(run, RunState::Paused, None)
+    }
+    /// Resumes a paused run.
+    pub fn resume(&self, run: &RunId) -> Result<()> {
+        self.transition(run, RunState::Active, None)
+    }
+    /// Marks the run failed with an error message.
+    pub fn fail(&self, run: &RunId, error: &str) -> Result<()> {
+        self.transition(run, RunState::Failed, Some(error))
+    }
+    /// Cancels the run.
+    pub fn cancel(&self, run: &RunId) -> Result<()> {
+        self.transition(run, RunState::Cancelled, None)
+    }
+    /// Archives the run (terminal).
+    pub fn archive(&self, run: &RunId) -> Result<()> {
+        self.transition(run, RunState::Archived, None)
+    }
+
+    /// Replaces the run's metadata. Allowed in every state (it describes the run; it is
+    /// not data of the run).
+    pub fn update_metadata(&self, run: &RunId, metadata: Value) -> Result<()> {
+        crate::engine::encode_value(&metadata)?;
+        self.update(run, |info| {
+            info.metadata = Some(metadata.clone());
+            Ok(())
+        })
+    }
+
+    /// Sets the run's version-history retention policy and applies it at once.
+    pub fn set_retention(&self, run: &RunId, policy: RetentionPolicy) -> Result<()> {
+        self.update(run, |info| {
+            info.retention = policy;
+            Ok(())
+        })?;
+        self.engine.collect_garbage(run, &policy);
+        Ok(())
+    }
+
+    /// The run's retention policy.
+    pub fn get_retention(&self, run: &RunId) -> Result<RetentionPolicy> {
+        self.get(run)?
+            .map(|i| i.value.retention)
+            .ok_or_else(|| not_found(run))
+    }
+}
+
+/// Applies a retention policy to a history (newest first), at read time, so that a
+/// policy holds exactly even before garbage collection has run.
+pub(crate) fn apply_retention<T>(
+    mut history: Vec<Versioned<T>>,
+    policy: &RetentionPolicy,
+    now: Timestamp,
+) -> Vec<Versioned<T>> {
+    match policy {
+        RetentionPolicy::KeepAll => {}
+        RetentionPolicy::KeepLast(n) => history.truncate((*n).max(1)),
+        RetentionPolicy::KeepFor(d) => {
+            let cutoff = now.saturating_sub(*d);
+            let keep = history
+                .iter()
+                .take_while(|v| v.timestamp >= cutoff)
+                .count()
+                .max(1);
+            history.truncate(keep);
+        }
+    }
+    history
+}
+
+/// Retention of the run, read inside a transaction.
+pub(crate) fn retention_of(txn: &mut Transaction, run: &RunId) -> Result<RetentionPolicy> {
+    Ok(check_exists(txn, run)?.retention)
+}
