@@ -1,1 +1,24 @@
-//! StrataDB vectors (being built).
+//! # strata-vector
+//!
+//! In-memory vector search for StrataDB collections: distance metrics and kernels
+//! ([`distance`]), metadata filters ([`filter`]), exact brute-force search ([`exact`]),
+//! an HNSW graph with tombstones, filtered traversal and serialization ([`hnsw`]), and a
+//! per-collection index that maps keys to ids and chooses a search strategy ([`index`]).
+//!
+//! See `docs/vectors.md` for the design, the score formulas and measured performance.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod distance;
+pub mod exact;
+pub mod filter;
+pub mod hnsw;
+pub mod index;
+pub mod vectors;
+
+pub use distance::DistanceMetric;
+pub use exact::ExactIndex;
+pub use filter::SearchFilter;
+pub use hnsw::{HnswIndex, HnswParams};
+pub use index::{CollectionConfig, CollectionIndex, SearchStrategy, VectorIndex};
+pub use vectors::{CollectionInfo, PendingIndexOp, VectorData, VectorMatch, Vectors};

@@ -1,0 +1,1247 @@
+//! Hierarchical Navigable Small World graph (Malkov & Yashunin, 2016), written for
+//! StrataDB's needs: deletes, updates, filtered search, reachability repair and a
+//! checksummed binary form.
+//!
+//! - **Layout.** Nodes are the dense `u32` ids of the underlying [`ExactIndex`] arena
+//!   (one contiguous `Vec<f32>`). Layer-0 adjacency lives in one flat `Vec<u32>` with
+//!   `M0 + 1` slots per node (count, then neighbors); upper layers (about `1/M` of the
+//!   nodes) have a small per-node vector.
+//! - **Construction.** A node's top layer is `⌊−ln(U)·mL⌋` with `mL = 1/ln(M)`, drawn from a
+//!   seeded splitmix64 generator, so a build is deterministic for a given insertion order.
+//!   Neighbors are chosen with the diversity heuristic (a candidate is kept only if it is
+//!   closer to the new node than to every neighbor already kept), `M` per layer at
+//!   insertion; reverse links overflowing `M` (`M0` at layer 0) are re-pruned with the same
+//!   heuristic.
+//! - **Deletes** are tombstones: a deleted node keeps its vector and edges and still routes
+//!   searches, but is never returned. An update is a delete plus an insert under a new id.
+//!   [`HnswIndex::compact`] removes tombstoned nodes, re-links their former neighbors
+//!   through them, renumbers ids densely and repairs reachability.
+//! - **Filtered search.** A predicate `Fn(u32) -> bool` is applied during the layer-0
+//!   traversal: non-matching nodes are expanded (the walk continues through them) but
+//!   never enter the result set, and the search goes on until `ef` *matching* nodes are
+//!   held, or the reachable graph is exhausted.
+//! - **Reachability.** [`HnswIndex::verify_reachability`] counts live nodes that a
+//!   breadth-first walk of layer 0 from the entry point cannot reach;
+//!   [`HnswIndex::repair_reachability`] links every such node from its nearest reachable
+//!   neighbors. Bulk builds and compaction run the repair.
+use std::collections::{BinaryHeap, VecDeque};
+
+use parking_lot::Mutex;
+use strata_core::{Error, Result};
+
+use crate::distance::DistanceMetric;
+use crate::exact::{ExactIndex, Query, Scored, Slot, TopK};
+
+/// Construction and search parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HnswParams {
+    /// Neighbors chosen per node and layer at insertion, and the bound on upper layers.
+    pub m: usize,
+    /// Bound on neighbors at layer 0 (usually `2·m`).
+    pub m0: usize,
+    /// Candidate list size while inserting.
+    pub ef_construction: usize,
+    /// Default candidate list size while searching; a search uses `max(ef_search, k)`.
+    pub ef_search: usize,
+    /// Seed of the level generator.
+    pub seed: u64,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 16,
+            m0: 32,
+            ef_construction: 200,
+            ef_search: 64,
+            seed: 0x5354_5241_5441_4442, // "STRATADB"
+        }
+    }
+}
+
+impl HnswParams {
+    fn validate(&self) -> Result<()> {
+        if self.m < 2 || self.m > 256 || self.m0 < self.m || self.m0 > 1024 {
+            return Err(Error::ConstraintViolation(format!(
+                "HNSW parameters need 2 <= m <= 256 and m <= m0 <= 1024, got m={} m0={}",
+                self.m, self.m0
+            )));
+        }
+        if self.ef_construction == 0 || self.ef_search == 0 {
+            return Err(Error::ConstraintViolation(
+                "HNSW ef_construction and ef_search must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+const NO_LEVEL: u8 = u8::MAX;
+const MAX_LEVEL: usize = 16;
+const NONE: u32 = u32::MAX;
+
+/// Generation-stamped visited set, reused across searches through a pool.
+#[derive(Default)]
+struct Visited {
+    marks: Vec<u32>,
+    epoch: u32,
+}
+
+impl Visited {
+    fn reset(&mut self, n: usize) {
+        if self.marks.len() < n {
+            self.marks.resize(n, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.marks.fill(0);
+            self.epoch = 1;
+        }
+    }
+
+    /// Marks `id`; returns `true` if it was not marked yet.
+    #[inline]
+    fn insert(&mut self, id: u32) -> bool {
+        let m = &mut self.marks[id as usize];
+        if *m == self.epoch {
+            false
+        } else {
+            *m = self.epoch;
+            true
+        }
+    }
+}
+
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// An HNSW graph over an [`ExactIndex`] arena. See the [module documentation](self).
+pub struct HnswIndex {
+    params: HnswParams,
+    store: ExactIndex,
+    /// Top layer per slot, [`NO_LEVEL`] for slots not in the graph.
+    levels: Vec<u8>,
+    /// Layer-0 adjacency: `m0 + 1` slots per id (count, neighbors).
+    links0: Vec<u32>,
+    /// Upper layers: for a node of level `L`, `L · (m + 1)` slots (count, neighbors) for
+    /// layers `1..=L`.
+    upper: Vec<Vec<u32>>,
+    entry: u32,
+    max_level: usize,
+    nodes: usize,
+    /// Node count at the last reachability repair (repairs run each time it grows by 1/8).
+    repaired_at: usize,
+    rng: u64,
+    pool: Mutex<Vec<Visited>>,
+}
+
+impl std::fmt::Debug for HnswIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HnswIndex")
+            .field("params", &self.params)
+            .field("dimension", &self.store.dimension())
+            .field("metric", &self.store.metric())
+            .field("live", &self.store.len())
+            .field("nodes", &self.nodes)
+            .field("max_level", &self.max_level)
+            .finish()
+    }
+}
+
+impl Clone for HnswIndex {
+    fn clone(&self) -> Self {
+        HnswIndex {
+            params: self.params,
+            store: self.store.clone(),
+            levels: self.levels.clone(),
+            links0: self.links0.clone(),
+            upper: self.upper.clone(),
+            entry: self.entry,
+            max_level: self.max_level,
+            nodes: self.nodes,
+            repaired_at: self.repaired_at,
+            rng: self.rng,
+            pool: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl HnswIndex {
+    /// An empty graph for vectors of `dimension` components compared with `metric`.
+    pub fn new(dimension: usize, metric: DistanceMetric, params: HnswParams) -> Result<Self> {
+        params.validate()?;
+        Ok(Self::with_store(
+            ExactIndex::new(dimension, metric)?,
+            params,
+        ))
+    }
+
+    fn with_store(store: ExactIndex, params: HnswParams) -> Self {
+        HnswIndex {
+            params,
+            store,
+            levels: Vec::new(),
+            links0: Vec::new(),
+            upper: Vec::new(),
+            entry: NONE,
+            max_level: 0,
+            nodes: 0,
+            repaired_at: 0,
+            rng: params.seed,
+            pool: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Builds a graph over every live vector of `store` (inserted in id order), then
+    /// repairs reachability. Deleted slots of `store` stay outside the graph.
+    pub fn build(store: ExactIndex, params: HnswParams) -> Result<Self> {
+        params.validate()?;
+        Ok(Self::build_validated(store, params))
+    }
+
+    /// [`Self::build`] with parameters already validated.
+    pub(crate) fn build_validated(store: ExactIndex, params: HnswParams) -> Self {
+        let mut h = Self::with_store(store, params);
+        let ids: Vec<u32> = h.store.live_ids().collect();
+        h.ensure_slots(h.store.slot_count());
+        for id in ids {
+            h.link_new_node(id);
+        }
+        h.repair_reachability();
+        h
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> HnswParams {
+        self.params
+    }
+
+    /// Changes the default search candidate list size (`ef_search ≥ 1`).
+    pub fn set_ef_search(&mut self, ef: usize) {
+        self.params.ef_search = ef.max(1);
+    }
+
+    /// The vector arena (for exact scans over the same ids).
+    pub fn store(&self) -> &ExactIndex {
+        &self.store
+    }
+
+    /// Number of live vectors.
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// `true` when no vector is live.
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+
+    /// Number of nodes in the graph, tombstoned ones included.
+    pub fn node_count(&self) -> usize {
+        self.nodes
+    }
+
+    /// Number of tombstoned nodes (still in the graph until [`Self::compact`]).
+    pub fn deleted_count(&self) -> usize {
+        self.nodes - self.store.len()
+    }
+
+    /// The highest layer.
+    pub fn max_level(&self) -> usize {
+        self.max_level
+    }
+
+    fn ensure_slots(&mut self, n: usize) {
+        if self.levels.len() < n {
+            self.levels.resize(n, NO_LEVEL);
+            self.links0.resize(n * (self.params.m0 + 1), 0);
+            self.upper.resize_with(n, Vec::new);
+        }
+    }
+
+    #[inline]
+    fn in_graph(&self, id: u32) -> bool {
+        self.levels.get(id as usize).is_some_and(|l| *l != NO_LEVEL)
+    }
+
+    #[inline]
+    fn neighbors(&self, id: u32, layer: usize) -> &[u32] {
+        if layer == 0 {
+            let base = id as usize * (self.params.m0 + 1);
+            let c = self.links0[base] as usize;
+            &self.links0[base + 1..base + 1 + c]
+        } else {
+            let w = self.params.m + 1;
+            let s = &self.upper[id as usize][(layer - 1) * w..layer * w];
+            &s[1..1 + s[0] as usize]
+        }
+    }
+
+    fn set_neighbors(&mut self, id: u32, layer: usize, list: &[u32]) {
+        let slots = if layer == 0 {
+            let w = self.params.m0 + 1;
+            let base = id as usize * w;
+            &mut self.links0[base..base + w]
+        } else {
+            let w = self.params.m + 1;
+            &mut self.upper[id as usize][(layer - 1) * w..layer * w]
+        };
+        let n = list.len().min(slots.len() - 1);
+        slots[0] = n as u32;
+        slots[1..1 + n].copy_from_slice(&list[..n]);
+    }
+
+    fn max_links(&self, layer: usize) -> usize {
+        if layer == 0 {
+            self.params.m0
+        } else {
+            self.params.m
+        }
+    }
+
+    fn random_level(&mut self) -> usize {
+        let ml = 1.0 / (self.params.m as f64).ln();
+        // Uniform in (0, 1]: never ln(0).
+        let u = ((splitmix64(&mut self.rng) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        ((-u.ln() * ml) as usize).min(MAX_LEVEL)
+    }
+
+    fn visited(&self) -> Visited {
+        self.pool.lock().pop().unwrap_or_default()
+    }
+
+    fn recycle(&self, v: Visited) {
+        let mut pool = self.pool.lock();
+        if pool.len() < 64 {
+            pool.push(v);
+        }
+    }
+
+    /// Inserts the vector under `id`, which must not be in the graph yet (live or
+    /// tombstoned: an update is [`Self::remove`] then an insert under a fresh id).
+    ///
+    /// Errors with [`Error::ConstraintViolation`] on a dimension mismatch, a non-finite
+    /// component, or an id already in the graph.
+    pub fn insert(&mut self, id: u32, vector: &[f32]) -> Result<()> {
+        if self.in_graph(id) {
+            return Err(Error::ConstraintViolation(format!(
+                "id {id} is already in the HNSW graph (ids are not reused before compaction)"
+            )));
+        }
+        self.store.insert(id, vector)?;
+        self.ensure_slots(self.store.slot_count());
+        self.link_new_node(id);
+        if self.nodes < 256 || self.nodes >= self.repaired_at + self.repaired_at / 8 {
+            // A breadth-first walk each time the graph grows by an eighth: amortized
+            // O(8·M0) edge visits per insert, small next to the insert itself.
+            self.repair_reachability();
+        }
+        Ok(())
+    }
+
+    /// Tombstones `id`: it keeps routing searches but is never returned. Returns `false`
+    /// when `id` was not live.
+    pub fn remove(&mut self, id: u32) -> bool {
+        self.store.remove(id)
+    }
+
+    /// Greedy descent (ef = 1) from the entry point down to `target_layer + 1`.
+    fn descend(&self, q: &Query, target_layer: usize) -> Scored {
+        let mut cur = Scored {
+            sim: self.store.sim(q, self.entry),
+            id: self.entry,
+        };
+        let mut layer = self.max_level;
+        while layer > target_layer {
+            let mut changed = true;
+            while changed {
+                changed = false;
+                for &n in self.neighbors(cur.id, layer) {
+                    let sim = self.store.sim(q, n);
+                    if sim > cur.sim {
+                        cur = Scored { sim, id: n };
+                        changed = true;
+                    }
+                }
+            }
+            layer -= 1;
+        }
+        cur
+    }
+
+    /// Beam search on one layer. Every reached node is expanded; only nodes accepted by
+    /// `accept` enter the results, and the walk stops once `ef` accepted nodes are held
+    /// and no candidate can improve them. Results are best first.
+    fn search_layer(
+        &self,
+        q: &Query,
+        entries: &[Scored],
+        ef: usize,
+        layer: usize,
+        visited: &mut Visited,
+        accept: &dyn Fn(u32) -> bool,
+    ) -> Vec<Scored> {
+        visited.reset(self.levels.len());
+        let mut candidates: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef * 2);
+        let mut results = TopK::new(ef);
+        let mut bound = f32::NEG_INFINITY;
+        for e in entries {
+            if visited.insert(e.id) {
+                candidates.push(*e);
+                if accept(e.id) {
+                    results.push(*e);
+                }
+            }
+        }
+        if let Some(t) = results.threshold() {
+            bound = t;
+        }
+        while let Some(c) = candidates.pop() {
+            if c.sim < bound {
+                break;
+            }
+            for &n in self.neighbors(c.id, layer) {
+                if !visited.insert(n) {
+                    continue;
+                }
+                let sim = self.store.sim(q, n);
+                if sim >= bound {
+                    let s = Scored { sim, id: n };
+                    candidates.push(s);
+                    if accept(n) {
+                        results.push(s);
+                        if let Some(t) = results.threshold() {
+                            bound = t;
+                        }
+                    }
+                }
+            }
+        }
+        results.into_sorted()
+    }
+
+    /// The diversity heuristic: from `candidates` (best first, relative to the base node),
+    /// keep a candidate only if it is more similar to the base than to every kept one.
+    ///
+    /// The dot product is not a metric (a long vector is "similar" to everything), and the
+    /// heuristic alone then leaves short vectors with few in-links; for it, the lists are
+    /// topped up to `m` with the best pruned candidates.
+    fn select_neighbors(&self, candidates: &[Scored], m: usize) -> Vec<u32> {
+        let mut kept: Vec<Scored> = Vec::with_capacity(m);
+        let mut pruned: Vec<u32> = Vec::new();
+        for c in candidates {
+            if kept.len() >= m {
+                break;
+            }
+            let diverse = kept
+                .iter()
+                .all(|r| self.store.sim_between(c.id, r.id) < c.sim);
+            if diverse {
+                kept.push(*c);
+            } else {
+                pruned.push(c.id);
+            }
+        }
+        let mut out: Vec<u32> = kept.into_iter().map(|s| s.id).collect();
+        if self.store.metric() == DistanceMetric::DotProduct {
+            let room = m - out.len();
+            out.extend(pruned.into_iter().take(room));
+        }
+        out
+    }
+
+    /// Links a node whose vector is already in the store (and slots allocated).
+    fn link_new_node(&mut self, id: u32) {
+        let level = self.random_level();
+        self.levels[id as usize] = level as u8;
+        self.upper[id as usize] = vec![0; level * (self.params.m + 1)];
+        self.set_neighbors(id, 0, &[]);
+        self.nodes += 1;
+        if self.entry == NONE {
+            self.entry = id;
+            self.max_level = level;
+            return;
+        }
+        let q = self.node_query(id);
+        let top = level.min(self.max_level);
+        let mut ep = vec![self.descend(&q, top)];
+        let mut visited = self.visited();
+        for layer in (0..=top).rev() {
+            let found = self.search_layer(
+                &q,
+                &ep,
+                self.params.ef_construction,
+                layer,
+                &mut visited,
+                &|n| n != id,
+            );
+            let chosen = self.select_neighbors(&found, self.params.m);
+            self.set_neighbors(id, layer, &chosen);
+            for &n in &chosen {
+                self.add_link(n, id, layer);
+            }
+            if !found.is_empty() {
+                ep = found;
+            }
+        }
+        self.recycle(visited);
+        if level > self.max_level {
+            self.max_level = level;
+            self.entry = id;
+        }
+    }
+
+    /// Adds the edge `from → to` on `layer`, re-pruning `from`'s list when full.
+    fn add_link(&mut self, from: u32, to: u32, layer: usize) {
+        let max = self.max_links(layer);
+        let current = self.neighbors(from, layer);
+        if current.contains(&to) {
+            return;
+        }
+        if current.len() < max {
+            let mut list = current.to_vec();
+            list.push(to);
+            self.set_neighbors(from, layer, &list);
+            return;
+        }
+        let mut cands: Vec<Scored> = current
+            .iter()
+            .chain(std::iter::once(&to))
+            .map(|&n| Scored {
+                sim: self.store.sim_between(from, n),
+                id: n,
+            })
+            .collect();
+        cands.sort_unstable_by(|a, b| b.cmp(a));
+        let chosen = self.select_neighbors(&cands, max);
+        self.set_neighbors(from, layer, &chosen);
+    }
+
+    /// The `k` live vectors most similar to `query` (and accepted by `filter`), best first,
+    /// as `(id, score)`, searching with `ef = max(ef_search, k)` (doubled under a filter).
+    ///
+    /// Approximate: may miss true neighbors, and may return fewer than `k` results when
+    /// the filter matches few nodes reachable from the entry point.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+    ) -> Result<Vec<(u32, f32)>> {
+        let mut ef = self.params.ef_search.max(k);
+        if filter.is_some() {
+            ef = ef.saturating_mul(2);
+        }
+        self.search_with_ef(query, k, ef, filter)
+    }
+
+    /// [`Self::search`] with an explicit candidate list size (`max(ef, k)` is used).
+    pub fn search_with_ef(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+    ) -> Result<Vec<(u32, f32)>> {
+        let q = self.store.prepare(query)?;
+        if k == 0 || self.entry == NONE || self.store.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ef = ef.max(k);
+        let ep = self.descend(&q, 0);
+        let mut visited = self.visited();
+        let store = &self.store;
+        let found = match filter {
+            Some(f) => self.search_layer(&q, &[ep], ef, 0, &mut visited, &|n| {
+                store.is_live(n) && f(n)
+            }),
+            None => self.search_layer(&q, &[ep], ef, 0, &mut visited, &|n| store.is_live(n)),
+        };
+        self.recycle(visited);
+        let mut found = found;
+        found.truncate(k);
+        Ok(self.store.to_scores(found))
+    }
+
+    /// Live nodes that a breadth-first walk of layer 0 from the entry point does not reach
+    /// (tombstoned nodes are walked through but not counted). `0` for a healthy graph.
+    pub fn verify_reachability(&self) -> usize {
+        let reached = self.reachable();
+        self.store
+            .live_ids()
+            .filter(|&id| self.in_graph(id) && !reached[id as usize])
+            .count()
+    }
+
+    fn reachable(&self) -> Vec<bool> {
+        let mut seen = vec![false; self.levels.len()];
+        if self.entry != NONE {
+            self.mark_from(self.entry, &mut seen);
+        }
+        seen
+    }
+
+    fn mark_from(&self, start: u32, seen: &mut [bool]) {
+        if seen[start as usize] {
+            return;
+        }
+        seen[start as usize] = true;
+        let mut queue = VecDeque::from([start]);
+        while let Some(x) = queue.pop_front() {
+            for &n in self.neighbors(x, 0) {
+                if !seen[n as usize] {
+                    seen[n as usize] = true;
+                    queue.push_back(n);
+                }
+            }
+        }
+    }
+
+    /// Links every unreachable live node from its nearest reachable nodes on layer 0
+    /// (taking a free neighbor slot, or replacing the least similar neighbor that has
+    /// another in-link). Returns the number of nodes that were unreachable.
+    pub fn repair_reachability(&mut self) -> usize {
+        self.repaired_at = self.nodes;
+        if self.entry == NONE {
+            return 0;
+        }
+        let mut seen = self.reachable();
+        let lost: Vec<u32> = self
+            .store
+            .live_ids()
+            .filter(|&id| self.in_graph(id) && !seen[id as usize])
+            .collect();
+        if lost.is_empty() {
+            return 0;
+        }
+        let mut indegree = vec![0u32; self.levels.len()];
+        for id in 0..self.levels.len() as u32 {
+            if self.in_graph(id) {
+                for &n in self.neighbors(id, 0) {
+                    indegree[n as usize] += 1;
+                }
+            }
+        }
+        let mut visited = self.visited();
+        let ef = self.params.ef_construction.max(self.params.m0);
+        for &u in &lost {
+            if seen[u as usize] {
+                continue; // reached through a node repaired earlier
+            }
+            let q = self.node_query(u);
+            let ep = self.descend(&q, 0);
+            let found = self.search_layer(&q, &[ep], ef, 0, &mut visited, &|n| n != u);
+            let mut linked = false;
+            for c in found.iter().filter(|c| seen[c.id as usize]) {
+                let list = self.neighbors(c.id, 0).to_vec();
+                if list.len() < self.params.m0 {
+                    let mut l = list;
+                    l.push(u);
+                    self.set_neighbors(c.id, 0, &l);
+                    linked = true;
+                } else if let Some(pos) = list
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &n)| indegree[n as usize] > 1)
+                    .min_by(|a, b| {
+                        let sa = self.store.sim_between(c.id, *a.1);
+                        let sb = self.store.sim_between(c.id, *b.1);
+                        sa.total_cmp(&sb)
+                    })
+                    .map(|(i, _)| i)
+                {
+                    let mut l = list;
+                    indegree[l[pos] as usize] -= 1;
+                    l[pos] = u;
+                    self.set_neighbors(c.id, 0, &l);
+                    linked = true;
+                }
+                if linked {
+                    indegree[u as usize] += 1;
+                    break;
+                }
+            }
+            if !linked {
+                // Every candidate is saturated with single-in-link neighbors: extend the
+                // entry point's list by replacing its least similar neighbor.
+                let e = self.entry;
+                let mut l = self.neighbors(e, 0).to_vec();
+                if l.len() < self.params.m0 {
+                    l.push(u);
+                } else if let Some(last) = l.last_mut() {
+                    *last = u;
+                }
+                self.set_neighbors(e, 0, &l);
+            }
+            self.mark_from(u, &mut seen);
+        }
+        self.recycle(visited);
+        // Replacing an edge can orphan another node in rare cases: check again.
+        let remaining = self.verify_reachability();
+        if remaining > 0 && remaining < lost.len() {
+            self.repair_reachability();
+        }
+        lost.len()
+    }
+
+    fn node_query(&self, id: u32) -> Query {
+        let mut v = self.store.raw(id).to_vec();
+        if self.store.metric() == DistanceMetric::Cosine {
+            crate::distance::normalize(&mut v);
+        }
+        Query { v }
+    }
+
+    /// Removes tombstoned nodes: each live node that linked to one is re-linked (heuristic
+    /// over its live neighbors and the live neighbors of its deleted ones), ids are
+    /// renumbered densely in order, and reachability is repaired.
+    ///
+    /// Returns the map from old id to new id (`u32::MAX` for removed ids).
+    pub fn compact(&mut self) -> Vec<u32> {
+        let slots = self.levels.len();
+        // 1. Re-link around deleted nodes.
+        for layer in 0..=self.max_level {
+            let max = self.max_links(layer);
+            for id in 0..slots as u32 {
+                if !self.store.is_live(id) || (self.levels[id as usize] as usize) < layer {
+                    continue;
+                }
+                if self.levels[id as usize] == NO_LEVEL {
+                    continue;
+                }
+                let list = self.neighbors(id, layer);
+                if list.iter().all(|&n| self.store.is_live(n)) {
+                    continue;
+                }
+                let mut cand: Vec<u32> = Vec::with_capacity(max * 4);
+                let mut frontier: Vec<u32> = list.to_vec();
+                // Walk through up to two hops of deleted nodes.
+                for _ in 0..2 {
+                    let mut next = Vec::new();
+                    for n in frontier {
+                        if n == id {
+                            continue;
+                        }
+                        if self.store.is_live(n) {
+                            cand.push(n);
+                        } else if self.in_graph(n) {
+                            next.extend_from_slice(self.neighbors(n, layer));
+                        }
+                    }
+                    frontier = next;
+                }
+                for n in frontier {
+                    if n != id && self.store.is_live(n) {
+                        cand.push(n);
+                    }
+                }
+                cand.sort_unstable();
+                cand.dedup();
+                let mut scored: Vec<Scored> = cand
+                    .into_iter()
+                    .map(|n| Scored {
+                        sim: self.store.sim_between(id, n),
+                        id: n,
+                    })
+                    .collect();
+                scored.sort_unstable_by(|a, b| b.cmp(a));
+                scored.truncate(max * 3);
+                let chosen = self.select_neighbors(&scored, max);
+                self.set_neighbors(id, layer, &chosen);
+            }
+        }
+        // 2. New entry point: the old one if live, else the live node of highest level.
+        let new_entry_old = if self.entry != NONE && self.store.is_live(self.entry) {
+            Some(self.entry)
+        } else {
+            self.store
+                .live_ids()
+                .filter(|&id| self.in_graph(id))
+                .max_by(|&a, &b| {
+                    self.levels[a as usize]
+                        .cmp(&self.levels[b as usize])
+                        .then(b.cmp(&a))
+                })
+        };
+        // 3. Renumber.
+        let remap = self.store.compact();
+        let n = self.store.slot_count();
+        let m0w = self.params.m0 + 1;
+        let mw = self.params.m + 1;
+        let mut levels = vec![NO_LEVEL; n];
+        let mut links0 = vec![0u32; n * m0w];
+        let mut upper = vec![Vec::new(); n];
+        let mut nodes = 0;
+        let fix = |list: &[u32]| -> Vec<u32> {
+            list.iter()
+                .map(|&x| remap[x as usize])
+                .filter(|&x| x != NONE)
+                .collect()
+        };
+        for (old, &new) in remap.iter().enumerate() {
+            if new == NONE || self.levels[old] == NO_LEVEL {
+                continue;
+            }
+            let new = new as usize;
+            nodes += 1;
+            let lvl = self.levels[old];
+            levels[new] = lvl;
+            let l0 = fix(self.neighbors(old as u32, 0));
+            links0[new * m0w] = l0.len() as u32;
+            links0[new * m0w + 1..new * m0w + 1 + l0.len()].copy_from_slice(&l0);
+            let mut up = vec![0u32; lvl as usize * mw];
+            for layer in 1..=lvl as usize {
+                let l = fix(self.neighbors(old as u32, layer));
+                let base = (layer - 1) * mw;
+                up[base] = l.len() as u32;
+                up[base + 1..base + 1 + l.len()].copy_from_slice(&l);
+            }
+            upper[new] = up;
+        }
+        self.levels = levels;
+        self.links0 = links0;
+        self.upper = upper;
+        self.nodes = nodes;
+        match new_entry_old {
+            Some(e) => {
+                self.entry = remap[e as usize];
+                self.max_level = self.levels[self.entry as usize] as usize;
+            }
+            None => {
+                self.entry = NONE;
+                self.max_level = 0;
+            }
+        }
+        self.repair_reachability();
+        remap
+    }
+
+    /// Approximate heap memory used, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.memory_bytes()
+            + self.levels.capacity()
+            + self.links0.capacity() * 4
+            + self.upper.capacity() * 24
+            + self.upper.iter().map(|u| u.capacity() * 4).sum::<usize>()
+    }
+
+    /// Serializes the graph and its vectors to a self-checking binary form (little
+    /// endian, ending with a CRC-32C of all preceding bytes).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let dim = self.store.dimension();
+        let slots = self.levels.len().max(self.store.slot_count());
+        let mut out = Vec::with_capacity(64 + slots * (2 + dim * 4 + 4 * 17));
+        out.extend_from_slice(MAGIC);
+        put_u32(&mut out, FORMAT_VERSION);
+        put_u32(&mut out, dim as u32);
+        out.push(metric_code(self.store.metric()));
+        put_u32(&mut out, self.params.m as u32);
+        put_u32(&mut out, self.params.m0 as u32);
+        put_u32(&mut out, self.params.ef_construction as u32);
+        put_u32(&mut out, self.params.ef_search as u32);
+        put_u64(&mut out, self.params.seed);
+        put_u64(&mut out, self.rng);
+        put_u32(&mut out, slots as u32);
+        put_u32(&mut out, self.entry);
+        put_u32(&mut out, self.max_level as u32);
+        for id in 0..slots as u32 {
+            let slot = self.store.slot(id);
+            out.push(slot as u8);
+            out.push(self.levels.get(id as usize).copied().unwrap_or(NO_LEVEL));
+            if slot != Slot::Empty {
+                for x in self.store.raw(id) {
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+            }
+        }
+        for id in 0..slots as u32 {
+            if !self.in_graph(id) {
+                continue;
+            }
+            for layer in 0..=self.levels[id as usize] as usize {
+                let l = self.neighbors(id, layer);
+                put_u32(&mut out, l.len() as u32);
+                for &n in l {
+                    put_u32(&mut out, n);
+                }
+            }
+        }
+        let crc = crc32c::crc32c(&out);
+        put_u32(&mut out, crc);
+        out
+    }
+
+    /// Restores a graph written by [`Self::to_bytes`].
+    ///
+    /// Errors with [`Error::Serialization`] when the bytes are truncated, corrupted (the
+    /// checksum differs) or inconsistent (an edge to a missing node, a bad level, …).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let bad = |what: &str| Error::Serialization(format!("HNSW graph: {what}"));
+        if bytes.len() < MAGIC.len() + 4 {
+            return Err(bad("truncated"));
+        }
+        let (body, tail) = bytes.split_at(bytes.len() - 4);
+        let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+        if crc32c::crc32c(body) != stored {
+            return Err(bad("checksum mismatch (corrupted bytes)"));
+        }
+        let mut r = Reader { b: body, pos: 0 };
+        if r.take(MAGIC.len())? != MAGIC {
+            return Err(bad("not an HNSW graph (bad magic)"));
+        }
+        let version = r.u32()?;
+        if version != FORMAT_VERSION {
+            return Err(bad(&format!("unsupported format version {version}")));
+        }
+        let dim = r.u32()? as usize;
+        let metric = metric_from_code(r.u8()?).ok_or_else(|| bad("unknown metric"))?;
+        let params = HnswParams {
+            m: r.u32()? as usize,
+            m0: r.u32()? as usize,
+            ef_construction: r.u32()? as usize,
+            ef_search: r.u32()? as usize,
+            seed: r.u64()?,
+        };
+        params
+            .validate()
+            .map_err(|e| bad(&format!("bad parameters: {e}")))?;
+        let rng = r.u64()?;
+        let slots = r.u32()? as usize;
+        let entry = r.u32()?;
+        let max_level = r.u32()? as usize;
+        let store = ExactIndex::new(dim, metric).map_err(|e| bad(&e.to_string()))?;
+        // Each slot takes at least 2 bytes: reject absurd counts before allocating.
+        if slots > r.remaining() / 2 {
+            return Err(bad("slot count exceeds the data"));
+        }
+        let mut h = Self::with_store(store, params);
+        h.rng = rng;
+        h.ensure_slots(slots);
+        let mut vec_buf = vec![0f32; dim];
+        for id in 0..slots as u32 {
+            let slot = match r.u8()? {
+                0 => Slot::Empty,
+                1 => Slot::Live,
+                2 => Slot::Deleted,
+                _ => return Err(bad("bad slot state")),
+            };
+            let level = r.u8()?;
+            if slot != Slot::Empty {
+                for x in vec_buf.iter_mut() {
+                    *x = f32::from_le_bytes(r.array4()?);
+                }
+            }
+            h.store
+                .restore_slot(id, slot, &vec_buf)
+                .map_err(|e| bad(&e.to_string()))?;
+            if level != NO_LEVEL {
+                if slot == Slot::Empty || level as usize > max_level || max_level > MAX_LEVEL {
+                    return Err(bad("bad node level"));
+                }
+                h.levels[id as usize] = level;
+                h.upper[id as usize] = vec![0; level as usize * (params.m + 1)];
+                h.nodes += 1;
+            }
+        }
+        for id in 0..slots as u32 {
+            if !h.in_graph(id) {
+                continue;
+            }
+            for layer in 0..=h.levels[id as usize] as usize {
+                let count = r.u32()? as usize;
+                if count > h.max_links(layer) {
+                    return Err(bad("neighbor list longer than its bound"));
+                }
+                let mut list = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let n = r.u32()?;
+                    if !h.in_graph(n) || (h.levels[n as usize] as usize) < layer {
+                        return Err(bad("edge to a node missing from its layer"));
+                    }
+                    list.push(n);
+                }
+                h.set_neighbors(id, layer, &list);
+            }
+        }
+        if r.remaining() != 0 {
+            return Err(bad("trailing bytes"));
+        }
+        if h.nodes == 0 {
+            if entry != NONE {
+                return Err(bad("entry point in an empty graph"));
+            }
+        } else if !h.in_graph(entry) || h.levels[entry as usize] as usize != max_level {
+            return Err(bad("bad entry point"));
+        }
+        h.entry = entry;
+        h.max_level = max_level;
+        Ok(h)
+    }
+}
+
+const MAGIC: &[u8; 8] = b"STRHNSW\x01";
+const FORMAT_VERSION: u32 = 1;
+
+fn metric_code(m: DistanceMetric) -> u8 {
+    match m {
+        DistanceMetric::Cosine => 0,
+        DistanceMetric::Euclidean => 1,
+        DistanceMetric::DotProduct => 2,
+    }
+}
+
+fn metric_from_code(c: u8) -> Option<DistanceMetric> {
+    match c {
+        0 => Some(DistanceMetric::Cosine),
+        1 => Some(DistanceMetric::Euclidean),
+        2 => Some(DistanceMetric::DotProduct),
+        _ => None,
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, x: u32) {
+    out.extend_from_slice(&x.to_le_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, x: u64) {
+    out.extend_from_slice(&x.to_le_bytes());
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len())
+            .ok_or_else(|| Error::Serialization("HNSW graph: truncated".into()))?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn remaining(&self) -> usize {
+        self.b.len() - self.pos
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn array4(&mut self) -> Result<[u8; 4]> {
+        let s = self.take(4)?;
+        Ok([s[0], s[1], s[2], s[3]])
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array4()?))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        let s = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Ok(u64::from_le_bytes(a))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Clustered data: `clusters` Gaussian-ish blobs (sum of uniforms) around random
+    /// centers, deterministic for a seed.
+    pub(crate) fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut s = seed;
+        let mut uni = move || (splitmix64(&mut s) >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+        let centers: Vec<Vec<f32>> = (0..clusters)
+            .map(|_| (0..dim).map(|_| uni() * 4.0).collect())
+            .collect();
+        (0..n)
+            .map(|i| {
+                let c = &centers[i % clusters];
+                c.iter()
+                    .map(|x| x + (uni() + uni() + uni()) * 0.5)
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn build(data: &[Vec<f32>], metric: DistanceMetric) -> HnswIndex {
+        let mut h = HnswIndex::new(data[0].len(), metric, HnswParams::default()).unwrap();
+        for (i, v) in data.iter().enumerate() {
+            h.insert(i as u32, v).unwrap();
+        }
+        h
+    }
+
+    fn recall(h: &HnswIndex, queries: &[Vec<f32>], k: usize) -> f64 {
+        let mut hit = 0;
+        for q in queries {
+            let truth: Vec<u32> = h
+                .store()
+                .search(q, k, None)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.0)
+                .collect();
+            let got = h.search(q, k, None).unwrap();
+            hit += got.iter().filter(|p| truth.contains(&p.0)).count();
+        }
+        hit as f64 / (queries.len() * k) as f64
+    }
+
+    #[test]
+    fn tiny_graphs() {
+        let mut h = HnswIndex::new(2, DistanceMetric::Euclidean, HnswParams::default()).unwrap();
+        assert!(h.search(&[0.0, 0.0], 3, None).unwrap().is_empty());
+        assert_eq!(h.verify_reachability(), 0);
+        h.insert(7, &[1.0, 1.0]).unwrap();
+        assert_eq!(
+            h.search(&[0.0, 0.0], 3, None).unwrap(),
+            vec![(7, 1.0 / (1.0 + 2.0f32.sqrt()))]
+        );
+        assert!(h.insert(7, &[1.0, 2.0]).is_err());
+        assert!(h.search(&[0.0], 3, None).is_err());
+        assert!(h.remove(7));
+        assert!(h.search(&[0.0, 0.0], 3, None).unwrap().is_empty());
+        assert!(
+            h.insert(7, &[1.0, 2.0]).is_err(),
+            "tombstoned ids are not reused"
+        );
+        h.insert(8, &[2.0, 2.0]).unwrap();
+        assert_eq!(h.search(&[0.0, 0.0], 3, None).unwrap().len(), 1);
+        let remap = h.compact();
+        assert_eq!(remap[8], 0);
+        assert_eq!(h.node_count(), 1);
+        assert_eq!(h.search(&[0.0, 0.0], 3, None).unwrap()[0].0, 0);
+    }
+
+    #[test]
+    fn recall_and_self_search_all_metrics() {
+        let mut data = clustered(1550, 16, 20, 1);
+        let queries = data.split_off(1500);
+        for metric in [
+            DistanceMetric::Cosine,
+            DistanceMetric::Euclidean,
+            DistanceMetric::DotProduct,
+        ] {
+            let mut h = build(&data, metric);
+            // Incremental inserts repair as the graph grows; repair the rest now.
+            let orphans = h.verify_reachability();
+            assert!(
+                orphans < data.len() / 20,
+                "{metric:?}: {orphans} unreachable"
+            );
+            h.repair_reachability();
+            assert_eq!(h.verify_reachability(), 0, "{metric:?}");
+            let r = recall(&h, &queries, 10);
+            assert!(r >= 0.95, "{metric:?} recall {r}");
+            if metric != DistanceMetric::DotProduct {
+                // (With dot product a vector need not be its own best match.)
+                for (i, v) in data.iter().enumerate().step_by(7) {
+                    let got = h.search(v, 1, None).unwrap();
+                    assert_eq!(got[0].0, i as u32, "{metric:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn deletes_filters_compaction_and_bytes() {
+        let mut data = clustered(2040, 12, 10, 2);
+        let queries = data.split_off(2000);
+        let mut h = build(&data, DistanceMetric::Euclidean);
+        for id in (0..2000u32).step_by(5) {
+            assert!(h.remove(id));
+        }
+        for q in &queries {
+            for (id, _) in h.search(q, 10, None).unwrap() {
+                assert!(id % 5 != 0, "deleted id {id} returned");
+            }
+            let f = |id: u32| id % 50 == 1;
+            let got = h.search(q, 10, Some(&f)).unwrap();
+            assert_eq!(got.len(), 10);
+            let truth = h.store().search(q, 10, Some(&f)).unwrap();
+            let hits = got.iter().filter(|p| truth.contains(p)).count();
+            assert!(hits >= 9, "filtered hits {hits}");
+        }
+        assert!(recall(&h, &queries, 10) >= 0.95);
+        // Round trip with tombstones.
+        let bytes = h.to_bytes();
+        let back = HnswIndex::from_bytes(&bytes).unwrap();
+        assert_eq!(back.to_bytes(), bytes);
+        for q in &queries {
+            assert_eq!(
+                back.search(q, 10, None).unwrap(),
+                h.search(q, 10, None).unwrap()
+            );
+        }
+        let mut corrupted = bytes.clone();
+        corrupted[100] ^= 1;
+        assert!(matches!(
+            HnswIndex::from_bytes(&corrupted),
+            Err(Error::Serialization(_))
+        ));
+        assert!(HnswIndex::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        assert!(HnswIndex::from_bytes(b"").is_err());
+        // Compaction keeps recall and reachability.
+        let remap = h.compact();
+        assert_eq!(h.deleted_count(), 0);
+        assert_eq!(h.node_count(), 1600);
+        assert_eq!(h.verify_reachability(), 0);
+        assert!(recall(&h, &queries, 10) >= 0.95);
+        for (old, new) in remap.iter().enumerate() {
+            if *new != NONE {
+                assert_eq!(h.store().vector(*new).unwrap(), &data[old][..]);
+            } else {
+                assert_eq!(old % 5, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn repair_reconnects_orphans() {
+        let data = clustered(600, 8, 6, 3);
+        let mut h = build(&data, DistanceMetric::Euclidean);
+        // Orphan a few nodes by erasing every in-link to them on layer 0.
+        let victims = [5u32, 77, 300];
+        for id in 0..600u32 {
+            let l: Vec<u32> = h
+                .neighbors(id, 0)
+                .iter()
+                .copied()
+                .filter(|n| !victims.contains(n))
+                .collect();
+            h.set_neighbors(id, 0, &l);
+        }
+        let unreachable = h.verify_reachability();
+        assert!(unreachable >= victims.len() - usize::from(victims.contains(&h.entry)));
+        h.repair_reachability();
+        assert_eq!(h.verify_reachability(), 0);
+        for v in victims {
+            assert_eq!(h.search(&data[v as usize], 1, None).unwrap()[0].0, v);
+        }
+    }
+
+    #[test]
+    fn build_is_deterministic_and_bulk_build_works() {
+        let data = clustered(400, 8, 4, 5);
+        let a = build(&data, DistanceMetric::Cosine);
+        let b = build(&data, DistanceMetric::Cosine);
+        assert_eq!(a.to_bytes(), b.to_bytes());
+        let mut store = ExactIndex::new(8, DistanceMetric::Cosine).unwrap();
+        for (i, v) in data.iter().enumerate() {
+            store.insert(i as u32, v).unwrap();
+        }
+        store.remove(3);
+        let c = HnswIndex::build(store, HnswParams::default()).unwrap();
+        assert_eq!(c.node_count(), 399);
+        assert_eq!(c.verify_reachability(), 0);
+        assert_eq!(c.search(&data[10], 1, None).unwrap()[0].0, 10);
+    }
+}

@@ -1,0 +1,563 @@
+//! The index of one vector collection: keys, metadata, vectors and the search strategy.
+//!
+//! [`CollectionIndex`] maps string keys to dense internal ids (`u32`), keeps each id's
+//! metadata, and stores the vectors in an [`ExactIndex`] arena. It starts as a plain
+//! arena searched exhaustively; once the collection holds more than
+//! [`CollectionConfig::exact_threshold`] live vectors it builds an [`HnswIndex`] over the
+//! same arena and keeps it up to date on every upsert.
+//!
+//! Each search picks a [`SearchStrategy`]:
+//!
+//! - collections of at most `exact_threshold` vectors are scanned exactly;
+//! - unfiltered searches of larger collections use HNSW;
+//! - filtered searches estimate the filter's selectivity `s` from a sample of up to
+//!   [`SELECTIVITY_SAMPLE`] live vectors, then compare the cost of an exact scan of the
+//!   matches (`n` filter evaluations + `s·n` distances) with that of an HNSW walk that
+//!   must expand about `1/s` times more nodes than unfiltered, and take the cheaper;
+//! - whenever HNSW returns fewer than `k` results (a filter matching few vectors reachable
+//!   from the entry point), the search falls back to an exact scan, so **a filtered search
+//!   returns `k` results whenever `k` matching vectors exist**.
+//!
+//! Results are `(key, score)` sorted by score descending, equal scores by key.
+//!
+//! Updates and deletes leave tombstones in the HNSW graph; once they exceed
+//! [`CollectionConfig::compaction_ratio`] of its nodes the collection compacts (removes
+//! them, re-links their neighbors, renumbers ids).
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use strata_core::{limits, Error, Result, Value};
+
+use crate::distance::{self, DistanceMetric};
+use crate::exact::ExactIndex;
+use crate::filter::SearchFilter;
+use crate::hnsw::{HnswIndex, HnswParams};
+
+/// A swappable vector index over dense `u32` ids.
+pub trait VectorIndex: Send + Sync {
+    /// Dimension of every vector.
+    fn dimension(&self) -> usize;
+    /// The metric scores are computed with.
+    fn metric(&self) -> DistanceMetric;
+    /// Inserts a vector under `id`.
+    fn insert(&mut self, id: u32, vector: &[f32]) -> Result<()>;
+    /// Deletes `id`; `false` when it was not live.
+    fn remove(&mut self, id: u32) -> bool;
+    /// The `k` best live ids accepted by `filter`, best first, as `(id, score)`.
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+    ) -> Result<Vec<(u32, f32)>>;
+    /// The live vector stored under `id`.
+    fn vector(&self, id: u32) -> Option<&[f32]>;
+    /// Number of live vectors.
+    fn len(&self) -> usize;
+    /// `true` when no vector is live.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Reclaims deleted ids, renumbering the rest; returns old id → new id (`u32::MAX`
+    /// for removed ids).
+    fn compact(&mut self) -> Vec<u32>;
+}
+
+impl VectorIndex for ExactIndex {
+    fn dimension(&self) -> usize {
+        ExactIndex::dimension(self)
+    }
+    fn metric(&self) -> DistanceMetric {
+        ExactIndex::metric(self)
+    }
+    fn insert(&mut self, id: u32, vector: &[f32]) -> Result<()> {
+        ExactIndex::insert(self, id, vector)
+    }
+    fn remove(&mut self, id: u32) -> bool {
+        ExactIndex::remove(self, id)
+    }
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+    ) -> Result<Vec<(u32, f32)>> {
+        ExactIndex::search(self, query, k, filter)
+    }
+    fn vector(&self, id: u32) -> Option<&[f32]> {
+        ExactIndex::vector(self, id)
+    }
+    fn len(&self) -> usize {
+        ExactIndex::len(self)
+    }
+    fn compact(&mut self) -> Vec<u32> {
+        ExactIndex::compact(self)
+    }
+}
+
+impl VectorIndex for HnswIndex {
+    fn dimension(&self) -> usize {
+        self.store().dimension()
+    }
+    fn metric(&self) -> DistanceMetric {
+        self.store().metric()
+    }
+    fn insert(&mut self, id: u32, vector: &[f32]) -> Result<()> {
+        HnswIndex::insert(self, id, vector)
+    }
+    fn remove(&mut self, id: u32) -> bool {
+        HnswIndex::remove(self, id)
+    }
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+    ) -> Result<Vec<(u32, f32)>> {
+        HnswIndex::search(self, query, k, filter)
+    }
+    fn vector(&self, id: u32) -> Option<&[f32]> {
+        self.store().vector(id)
+    }
+    fn len(&self) -> usize {
+        HnswIndex::len(self)
+    }
+    fn compact(&mut self) -> Vec<u32> {
+        HnswIndex::compact(self)
+    }
+}
+
+/// Live vectors sampled to estimate a filter's selectivity.
+pub const SELECTIVITY_SAMPLE: usize = 1024;
+
+/// Settings of a [`CollectionIndex`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionConfig {
+    /// Dimension of every vector (1 ..= [`limits::MAX_VECTOR_DIMENSION`]).
+    pub dimension: usize,
+    /// The metric.
+    pub metric: DistanceMetric,
+    /// HNSW parameters, used once the collection outgrows `exact_threshold`.
+    pub hnsw: HnswParams,
+    /// Collections with at most this many live vectors are searched by exact scan and
+    /// have no graph. Default 5,000 (see `docs/vectors.md` for the measured crossover).
+    pub exact_threshold: usize,
+    /// Compact when tombstones exceed this fraction of the graph's nodes. Default 0.2.
+    pub compaction_ratio: f64,
+    /// Cost of one filter evaluation relative to one distance computation, used to choose
+    /// between an exact scan of the matches and a filtered HNSW walk. Default 0.25.
+    pub filter_cost: f64,
+}
+
+impl CollectionConfig {
+    /// Defaults for a dimension and metric.
+    pub fn new(dimension: usize, metric: DistanceMetric) -> Self {
+        CollectionConfig {
+            dimension,
+            metric,
+            hnsw: HnswParams::default(),
+            exact_threshold: 5_000,
+            compaction_ratio: 0.2,
+            filter_cost: 0.25,
+        }
+    }
+}
+
+/// How a search is carried out. See the [module documentation](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchStrategy {
+    /// Scan every live vector (evaluating the filter, if any, on each).
+    Exact,
+    /// Walk the HNSW graph (applying the filter, if any, during the traversal).
+    Hnsw,
+}
+
+enum Engine {
+    Exact(ExactIndex),
+    Hnsw(HnswIndex),
+}
+
+impl Engine {
+    fn store(&self) -> &ExactIndex {
+        match self {
+            Engine::Exact(e) => e,
+            Engine::Hnsw(h) => h.store(),
+        }
+    }
+}
+
+/// The in-memory index of one collection. See the [module documentation](self).
+pub struct CollectionIndex {
+    config: CollectionConfig,
+    engine: Engine,
+    keys: HashMap<Arc<str>, u32>,
+    id_keys: Vec<Option<Arc<str>>>,
+    metadata: Vec<Option<Value>>,
+    /// Tombstoned ids not reclaimed yet.
+    deleted: usize,
+}
+
+impl std::fmt::Debug for CollectionIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectionIndex")
+            .field("config", &self.config)
+            .field("len", &self.len())
+            .field("deleted", &self.deleted)
+            .field("hnsw", &matches!(self.engine, Engine::Hnsw(_)))
+            .finish()
+    }
+}
+
+impl CollectionIndex {
+    /// An empty collection index.
+    ///
+    /// Errors with [`Error::ConstraintViolation`] for a dimension outside
+    /// `1..=MAX_VECTOR_DIMENSION` or invalid HNSW parameters.
+    pub fn new(config: CollectionConfig) -> Result<Self> {
+        // Validates the parameters once, so that building the graph later cannot fail.
+        HnswIndex::new(config.dimension, config.metric, config.hnsw)?;
+        Ok(CollectionIndex {
+            engine: Engine::Exact(ExactIndex::new(config.dimension, config.metric)?),
+            config,
+            keys: HashMap::new(),
+            id_keys: Vec::new(),
+            metadata: Vec::new(),
+            deleted: 0,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CollectionConfig {
+        &self.config
+    }
+
+    /// Dimension of every vector.
+    pub fn dimension(&self) -> usize {
+        self.config.dimension
+    }
+
+    /// The metric.
+    pub fn metric(&self) -> DistanceMetric {
+        self.config.metric
+    }
+
+    /// Number of vectors.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// `true` when the collection holds no vector.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// `true` when the collection holds `key`.
+    pub fn contains(&self, key: &str) -> bool {
+        self.keys.contains_key(key)
+    }
+
+    /// The HNSW graph, once the collection has outgrown the exact threshold.
+    pub fn hnsw(&self) -> Option<&HnswIndex> {
+        match &self.engine {
+            Engine::Hnsw(h) => Some(h),
+            Engine::Exact(_) => None,
+        }
+    }
+
+    /// Sets the HNSW search candidate list size (`ef_search`).
+    pub fn set_ef_search(&mut self, ef: usize) {
+        self.config.hnsw.ef_search = ef.max(1);
+        if let Engine::Hnsw(h) = &mut self.engine {
+            h.set_ef_search(ef);
+        }
+    }
+
+    /// Inserts or replaces the vector and metadata stored under `key`.
+    ///
+    /// Errors: [`Error::InvalidKey`] for an invalid key (see
+    /// [`limits::validate_key`]); [`Error::ConstraintViolation`] for a vector of the wrong
+    /// dimension or with a NaN or infinite component; [`Error::WrongType`] for metadata
+    /// that is not an `Object`. On error nothing changes.
+    pub fn upsert(&mut self, key: &str, vector: &[f32], metadata: Option<Value>) -> Result<()> {
+        limits::validate_key(key)?;
+        distance::validate_vector(vector, self.config.dimension)?;
+        if let Some(m) = &metadata {
+            if !m.is_object() {
+                return Err(Error::wrong_type("Object", m.type_name()));
+            }
+        }
+        let existing = self.keys.get(key).copied();
+        if let (Some(id), Engine::Exact(store)) = (existing, &mut self.engine) {
+            // No graph: overwrite in place.
+            store.insert(id, vector)?;
+            self.metadata[id as usize] = metadata;
+            return Ok(());
+        }
+        let id = self.engine.store().slot_count();
+        if id >= u32::MAX as usize - 1 {
+            return Err(Error::ConstraintViolation(
+                "collection has exhausted its 2^32 internal ids".into(),
+            ));
+        }
+        let id = id as u32;
+        match &mut self.engine {
+            Engine::Exact(e) => e.insert(id, vector)?,
+            Engine::Hnsw(h) => h.insert(id, vector)?,
+        }
+        let key: Arc<str> = Arc::from(key);
+        if let Some(old) = existing {
+            self.tombstone(old);
+        }
+        self.keys.insert(key.clone(), id);
+        let idx = id as usize;
+        if self.id_keys.len() <= idx {
+            self.id_keys.resize(idx + 1, None);
+            self.metadata.resize(idx + 1, None);
+        }
+        self.id_keys[idx] = Some(key);
+        self.metadata[idx] = metadata;
+        self.maintain();
+        Ok(())
+    }
+
+    fn tombstone(&mut self, id: u32) {
+        let removed = match &mut self.engine {
+            Engine::Exact(e) => e.remove(id),
+            Engine::Hnsw(h) => h.remove(id),
+        };
+        if removed {
+            self.deleted += 1;
+        }
+        if let Some(k) = self.id_keys.get_mut(id as usize) {
+            *k = None;
+        }
+        if let Some(m) = self.metadata.get_mut(id as usize) {
+            *m = None;
+        }
+    }
+
+    /// Deletes `key`; returns `false` when it was absent.
+    pub fn delete(&mut self, key: &str) -> bool {
+        match self.keys.remove(key) {
+            Some(id) => {
+                self.tombstone(id);
+                self.maintain();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The vector (exactly as upserted) and metadata stored under `key`.
+    pub fn get(&self, key: &str) -> Option<(&[f32], Option<&Value>)> {
+        let id = *self.keys.get(key)?;
+        let v = self.engine.store().vector(id)?;
+        Some((v, self.metadata[id as usize].as_ref()))
+    }
+
+    /// Every `(key, vector, metadata)`, in internal id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[f32], Option<&Value>)> + '_ {
+        let store = self.engine.store();
+        store.live_ids().filter_map(move |id| {
+            let key = self.id_keys[id as usize].as_deref()?;
+            Some((key, store.vector(id)?, self.metadata[id as usize].as_ref()))
+        })
+    }
+
+    /// Builds the graph when the collection outgrows the exact threshold, and compacts
+    /// when tombstones exceed the compaction ratio.
+    fn maintain(&mut self) {
+        let live = self.len();
+        if matches!(self.engine, Engine::Exact(_)) && live > self.config.exact_threshold {
+            let placeholder = Engine::Exact(ExactIndex::placeholder(self.config.metric));
+            if let Engine::Exact(mut store) = std::mem::replace(&mut self.engine, placeholder) {
+                if self.deleted > 0 {
+                    let remap = store.compact();
+                    self.apply_remap(&remap);
+                }
+                self.engine = Engine::Hnsw(HnswIndex::build_validated(store, self.config.hnsw));
+            }
+            return;
+        }
+        let nodes = live + self.deleted;
+        if self.deleted >= 64 && self.deleted as f64 > self.config.compaction_ratio * nodes as f64 {
+            self.compact();
+        }
+    }
+
+    /// Reclaims tombstoned ids now (normally automatic, see the
+    /// [module documentation](self)).
+    pub fn compact(&mut self) {
+        let remap = match &mut self.engine {
+            Engine::Exact(e) => e.compact(),
+            Engine::Hnsw(h) => h.compact(),
+        };
+        self.apply_remap(&remap);
+    }
+
+    fn apply_remap(&mut self, remap: &[u32]) {
+        let n = remap.iter().filter(|&&x| x != u32::MAX).count();
+        let mut id_keys = vec![None; n];
+        let mut metadata = vec![None; n];
+        for (old, &new) in remap.iter().enumerate() {
+            if new == u32::MAX {
+                continue;
+            }
+            let key = self.id_keys.get_mut(old).and_then(Option::take);
+            if let Some(k) = &key {
+                self.keys.insert(k.clone(), new);
+            }
+            id_keys[new as usize] = key;
+            metadata[new as usize] = self.metadata.get_mut(old).and_then(Option::take);
+        }
+        self.id_keys = id_keys;
+        self.metadata = metadata;
+        self.deleted = 0;
+    }
+
+    /// Live nodes unreachable from the HNSW entry point (`0` without a graph).
+    pub fn verify_reachability(&self) -> usize {
+        self.hnsw().map_or(0, HnswIndex::verify_reachability)
+    }
+
+    /// Reconnects live nodes unreachable from the HNSW entry point; returns how many
+    /// were unreachable. (Inserts run this each time the graph grows by an eighth.)
+    pub fn repair_reachability(&mut self) -> usize {
+        match &mut self.engine {
+            Engine::Hnsw(h) => h.repair_reachability(),
+            Engine::Exact(_) => 0,
+        }
+    }
+
+    fn matches(&self, filter: &SearchFilter, id: u32) -> bool {
+        filter.matches(self.metadata.get(id as usize).and_then(Option::as_ref))
+    }
+
+    /// Fraction of live vectors matching `filter`, estimated on an evenly spaced sample of
+    /// at most [`SELECTIVITY_SAMPLE`] of them.
+    pub fn estimate_selectivity(&self, filter: &SearchFilter) -> f64 {
+        let store = self.engine.store();
+        let live = store.len();
+        if live == 0 {
+            return 0.0;
+        }
+        let step = (live / SELECTIVITY_SAMPLE).max(1);
+        let (mut seen, mut hit) = (0usize, 0usize);
+        for id in store.live_ids().step_by(step) {
+            seen += 1;
+            if self.matches(filter, id) {
+                hit += 1;
+            }
+        }
+        hit as f64 / seen.max(1) as f64
+    }
+
+    /// The strategy [`Self::search`] uses for this filter (see the
+    /// [module documentation](self)).
+    pub fn plan(&self, k: usize, filter: Option<&SearchFilter>) -> SearchStrategy {
+        let n = self.len();
+        let h = match &self.engine {
+            Engine::Hnsw(h) if n > self.config.exact_threshold => h,
+            _ => return SearchStrategy::Exact,
+        };
+        let Some(filter) = filter else {
+            return SearchStrategy::Hnsw;
+        };
+        let s = self.estimate_selectivity(filter);
+        let n = n as f64;
+        let ef = (h.params().ef_search.max(k) * 2) as f64;
+        // Distances an unfiltered walk computes, grown by 1/s to collect `ef` matches.
+        let walk = ef * h.params().m0 as f64 * 0.5 / s.max(1e-9);
+        let hnsw_cost = walk * (1.0 + self.config.filter_cost);
+        let exact_cost = n * self.config.filter_cost + s * n;
+        if exact_cost <= hnsw_cost {
+            SearchStrategy::Exact
+        } else {
+            SearchStrategy::Hnsw
+        }
+    }
+
+    /// The `k` vectors most similar to `query` among those matching `filter`, as
+    /// `(key, score)` sorted by score descending (equal scores by key).
+    ///
+    /// Errors with [`Error::ConstraintViolation`] when the query has the wrong dimension or
+    /// a non-finite component.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&SearchFilter>,
+    ) -> Result<Vec<(String, f32)>> {
+        self.search_using(query, k, filter, self.plan(k, filter))
+    }
+
+    /// [`Self::search`] keeping only results scoring at least `min_score`.
+    pub fn search_with_threshold(
+        &self,
+        query: &[f32],
+        k: usize,
+        min_score: f32,
+        filter: Option<&SearchFilter>,
+    ) -> Result<Vec<(String, f32)>> {
+        let mut r = self.search(query, k, filter)?;
+        r.retain(|(_, s)| *s >= min_score);
+        Ok(r)
+    }
+
+    /// [`Self::search`] with a forced strategy (`Hnsw` falls back to `Exact` without a
+    /// graph or when it finds fewer than `k` results).
+    pub fn search_using(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&SearchFilter>,
+        strategy: SearchStrategy,
+    ) -> Result<Vec<(String, f32)>> {
+        distance::validate_vector(query, self.config.dimension)?;
+        if k == 0 || self.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pred = |id: u32| filter.is_none_or(|f| self.matches(f, id));
+        let pred_dyn: &dyn Fn(u32) -> bool = &pred;
+        let f = filter.map(|_| pred_dyn);
+        let mut hits = match (&self.engine, strategy) {
+            (Engine::Hnsw(h), SearchStrategy::Hnsw) => {
+                let r = h.search(query, k, f)?;
+                let expected = if filter.is_none() {
+                    k.min(self.len())
+                } else {
+                    k
+                };
+                if r.len() < expected {
+                    self.engine.store().search(query, k, f)?
+                } else {
+                    r
+                }
+            }
+            _ => self.engine.store().search(query, k, f)?,
+        };
+        // Ties may straddle the cut differently by id; order the kept ones by key.
+        let mut out: Vec<(String, f32)> = hits
+            .drain(..)
+            .filter_map(|(id, s)| {
+                self.id_keys
+                    .get(id as usize)
+                    .and_then(|k| k.as_deref())
+                    .map(|k| (k.to_string(), s))
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Approximate heap memory of vectors, graph and id maps (metadata excluded), in
+    /// bytes.
+    pub fn memory_bytes(&self) -> usize {
+        let engine = match &self.engine {
+            Engine::Exact(e) => e.memory_bytes(),
+            Engine::Hnsw(h) => h.memory_bytes(),
+        };
+        let keys: usize = self.keys.keys().map(|k| k.len() + 48).sum();
+        engine + keys + self.id_keys.capacity() * 16 + self.metadata.capacity() * 32
+    }
+}

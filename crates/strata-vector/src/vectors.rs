@@ -1,0 +1,652 @@
+//! The `Vectors` primitive: collections of vectors stored through transactions, searched
+//! through an in-memory [`CollectionIndex`] per collection.
+//!
+//! **Source of truth.** Collection definitions and vector records are ordinary versioned
+//! records (written in transactions, logged, snapshotted, recovered), so vectors are as
+//! durable as any other primitive. Keys inside a run:
+//!
+//! ```text
+//! 0x01 | collection                  -> collection definition (dimension, metric, created_at)
+//! 0x02 | collection | 0x00 | key     -> vector record: dim u32 LE | f32 LE × dim | has_meta u8 | [metadata]
+//! ```
+//!
+//! **Index.** Each collection has an in-memory index, rebuilt from the records when the
+//! database opens and updated after every commit. Each index entry remembers the commit
+//! version that last changed each key, and an update is applied only if it is newer, so
+//! concurrent committers that finish out of order still leave the index equal to the
+//! committed state.
+//!
+//! **Metadata** may be any [`Value`]; filters look at the top-level fields of `Object`
+//! metadata, and never match other metadata.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use strata_concurrency::Transaction;
+use strata_core::{codec, limits, Error, Result, RunId, Timestamp, Value, Version, Versioned};
+use strata_primitives::engine::Engine;
+use strata_primitives::runs;
+use strata_storage::{encode_key, Primitive};
+
+use crate::distance::{validate_finite, DistanceMetric};
+use crate::filter::SearchFilter;
+use crate::index::{CollectionConfig, CollectionIndex};
+
+const META: u8 = 0x01;
+const RECORD: u8 = 0x02;
+
+/// A stored vector with its metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorData {
+    /// The vector's key.
+    pub key: String,
+    /// The vector, exactly as upserted.
+    pub vector: Vec<f32>,
+    /// The metadata given at upsert, if any.
+    pub metadata: Option<Value>,
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorMatch {
+    /// The vector's key.
+    pub key: String,
+    /// Similarity score: higher is better for every metric (see [`DistanceMetric`]).
+    pub score: f32,
+    /// The vector itself; filled only by searches that ask for it
+    /// ([`Vectors::search_with_vectors`]).
+    pub vector: Option<Vec<f32>>,
+    /// The vector's metadata, if it has any.
+    pub metadata: Option<Value>,
+}
+
+/// A collection's definition and size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionInfo {
+    /// Collection name.
+    pub name: String,
+    /// Vector dimension, fixed at creation.
+    pub dimension: usize,
+    /// Similarity metric.
+    pub metric: DistanceMetric,
+    /// Number of vectors.
+    pub count: usize,
+    /// When the collection was created.
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CollectionDef {
+    dimension: usize,
+    metric: DistanceMetric,
+    created_at: Timestamp,
+}
+
+struct IndexEntry {
+    index: CollectionIndex,
+    /// Commit version that created the collection this index belongs to.
+    created_version: u64,
+    /// Commit version of the last applied change per key (deletes included).
+    applied: HashMap<String, u64>,
+}
+
+type IndexKey = (RunId, String);
+
+/// An index change to apply once its transaction has committed.
+#[derive(Debug, Clone)]
+pub enum PendingIndexOp {
+    /// Insert or replace a vector.
+    Upsert {
+        /// Run.
+        run: RunId,
+        /// Collection.
+        collection: String,
+        /// Key.
+        key: String,
+        /// Vector.
+        vector: Vec<f32>,
+        /// Metadata.
+        metadata: Option<Value>,
+    },
+    /// Remove a vector.
+    Delete {
+        /// Run.
+        run: RunId,
+        /// Collection.
+        collection: String,
+        /// Key.
+        key: String,
+    },
+}
+
+fn meta_key(run: &RunId, name: &str) -> Box<[u8]> {
+    let mut k = vec![META];
+    k.extend_from_slice(name.as_bytes());
+    encode_key(run, Primitive::Vector, &k).into()
+}
+
+fn records_prefix(run: &RunId, name: &str) -> Vec<u8> {
+    let mut k = vec![RECORD];
+    k.extend_from_slice(name.as_bytes());
+    k.push(0);
+    encode_key(run, Primitive::Vector, &k)
+}
+
+fn record_key(run: &RunId, name: &str, key: &str) -> Box<[u8]> {
+    let mut k = records_prefix(run, name);
+    k.extend_from_slice(key.as_bytes());
+    k.into()
+}
+
+fn encode_record(vector: &[f32], metadata: Option<&Value>) -> Result<Arc<[u8]>> {
+    let mut b = Vec::with_capacity(5 + vector.len() * 4);
+    b.extend_from_slice(&(vector.len() as u32).to_le_bytes());
+    for x in vector {
+        b.extend_from_slice(&x.to_le_bytes());
+    }
+    match metadata {
+        None => b.push(0),
+        Some(m) => {
+            b.push(1);
+            b.extend_from_slice(&limits::validate_value(m)?);
+        }
+    }
+    Ok(Arc::from(b))
+}
+
+fn decode_record(b: &[u8]) -> Result<(Vec<f32>, Option<Value>)> {
+    let bad = || Error::Storage("vector record is malformed".into());
+    let dim =
+        u32::from_le_bytes(b.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
+    let end = 4 + dim * 4;
+    let raw = b.get(4..end).ok_or_else(bad)?;
+    let vector = raw
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let metadata = match b.get(end) {
+        Some(0) => None,
+        Some(1) => Some(codec::decode(&b[end + 1..])?),
+        _ => return Err(bad()),
+    };
+    Ok((vector, metadata))
+}
+
+fn load_def(
+    txn: &mut Transaction,
+    run: &RunId,
+    name: &str,
+) -> Result<Option<(CollectionDef, u64)>> {
+    match txn.get(&meta_key(run, name)) {
+        None => Ok(None),
+        Some(e) => {
+            let def =
+                rmp_serde::from_slice(e.value.as_deref().unwrap_or_default()).map_err(|err| {
+                    Error::Serialization(format!("collection {name:?} definition: {err}"))
+                })?;
+            Ok(Some((def, e.version)))
+        }
+    }
+}
+
+fn require_def(txn: &mut Transaction, run: &RunId, name: &str) -> Result<CollectionDef> {
+    load_def(txn, run, name)?.map(|(d, _)| d).ok_or_else(|| {
+        Error::NotFound(format!(
+            "vector collection {name:?} does not exist in run {run}"
+        ))
+    })
+}
+
+/// Transaction-level vector operations (no run-state checks: callers do them).
+pub mod ops {
+    use super::*;
+
+    /// Validates and writes a vector record; returns the index change to apply after
+    /// the commit.
+    pub fn upsert(
+        txn: &mut Transaction,
+        run: &RunId,
+        collection: &str,
+        key: &str,
+        vector: &[f32],
+        metadata: Option<Value>,
+    ) -> Result<PendingIndexOp> {
+        limits::validate_key(key)?;
+        let def = require_def(txn, run, collection)?;
+        if vector.len() != def.dimension {
+            return Err(Error::ConstraintViolation(format!(
+                "vector for {key:?} has dimension {}, collection {collection:?} expects {}",
+                vector.len(),
+                def.dimension
+            )));
+        }
+        validate_finite(vector)?;
+        txn.put(
+            record_key(run, collection, key),
+            encode_record(vector, metadata.as_ref())?,
+        );
+        Ok(PendingIndexOp::Upsert {
+            run: *run,
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            vector: vector.to_vec(),
+            metadata,
+        })
+    }
+
+    /// Deletes a vector record; returns whether it existed and the index change.
+    pub fn delete(
+        txn: &mut Transaction,
+        run: &RunId,
+        collection: &str,
+        key: &str,
+    ) -> Result<(bool, PendingIndexOp)> {
+        limits::validate_key(key)?;
+        require_def(txn, run, collection)?;
+        let k = record_key(run, collection, key);
+        let existed = txn.get(&k).is_some();
+        if existed {
+            txn.delete(k);
+        }
+        Ok((
+            existed,
+            PendingIndexOp::Delete {
+                run: *run,
+                collection: collection.to_owned(),
+                key: key.to_owned(),
+            },
+        ))
+    }
+}
+
+/// Vector collections with similarity search. Access via `db.vectors`.
+#[derive(Clone)]
+pub struct Vectors {
+    engine: Arc<Engine>,
+    indexes: Arc<RwLock<HashMap<IndexKey, Arc<RwLock<IndexEntry>>>>>,
+}
+
+impl Vectors {
+    /// Opens the primitive, rebuilding every collection's index from its records.
+    pub fn open(engine: Arc<Engine>) -> Result<Vectors> {
+        let started = std::time::Instant::now();
+        let vectors = Vectors {
+            engine,
+            indexes: Arc::new(RwLock::new(HashMap::new())),
+        };
+        let runs = strata_primitives::Runs::new(vectors.engine.clone()).list(None, None)?;
+        let mut total = 0usize;
+        for info in runs {
+            let run = info.run_id;
+            let meta_prefix = encode_key(&run, Primitive::Vector, &[META]);
+            let (defs, _) = vectors
+                .engine
+                .run(|txn| Ok(txn.scan_prefix(&meta_prefix, None)))?;
+            for (k, e) in defs {
+                let name = String::from_utf8_lossy(&k[meta_prefix.len()..]).into_owned();
+                let def: CollectionDef = rmp_serde::from_slice(
+                    e.value.as_deref().unwrap_or_default(),
+                )
+                .map_err(|err| {
+                    Error::Serialization(format!("collection {name:?} definition: {err}"))
+                })?;
+                let mut entry = IndexEntry {
+                    index: CollectionIndex::new(CollectionConfig::new(def.dimension, def.metric))?,
+                    created_version: e.version,
+                    applied: HashMap::new(),
+                };
+                let prefix = records_prefix(&run, &name);
+                let (records, _) = vectors
+                    .engine
+                    .run(|txn| Ok(txn.scan_prefix(&prefix, None)))?;
+                for (rk, re) in records {
+                    let key = String::from_utf8_lossy(&rk[prefix.len()..]).into_owned();
+                    let (vector, metadata) =
+                        decode_record(re.value.as_deref().unwrap_or_default())?;
+                    entry
+                        .index
+                        .upsert(&key, &vector, metadata.filter(Value::is_object))?;
+                    entry.applied.insert(key, re.version);
+                    total += 1;
+                }
+                vectors
+                    .indexes
+                    .write()
+                    .insert((run, name), Arc::new(RwLock::new(entry)));
+            }
+        }
+        if total > 0 {
+            tracing::info!(
+                vectors = total,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "vector indexes rebuilt"
+            );
+        }
+        Ok(vectors)
+    }
+
+    fn entry(&self, run: &RunId, name: &str) -> Option<Arc<RwLock<IndexEntry>>> {
+        self.indexes.read().get(&(*run, name.to_owned())).cloned()
+    }
+
+    /// Applies committed index changes (called after the commit at `version`).
+    pub fn apply(&self, ops: Vec<PendingIndexOp>, version: u64) {
+        for op in ops {
+            let (run, collection, key) = match &op {
+                PendingIndexOp::Upsert {
+                    run,
+                    collection,
+                    key,
+                    ..
+                }
+                | PendingIndexOp::Delete {
+                    run,
+                    collection,
+                    key,
+                } => (*run, collection.clone(), key.clone()),
+            };
+            let Some(entry) = self.entry(&run, &collection) else {
+                continue;
+            };
+            let mut e = entry.write();
+            if version <= e.created_version || e.applied.get(&key).is_some_and(|&v| v >= version) {
+                continue;
+            }
+            e.applied.insert(key.clone(), version);
+            match op {
+                PendingIndexOp::Upsert {
+                    vector, metadata, ..
+                } => {
+                    if let Err(err) =
+                        e.index
+                            .upsert(&key, &vector, metadata.filter(Value::is_object))
+                    {
+                        tracing::error!(error = %err, key, "index update failed after commit");
+                    }
+                }
+                PendingIndexOp::Delete { .. } => {
+                    e.index.delete(&key);
+                }
+            }
+        }
+    }
+
+    /// Creates a collection of `dimension`-d vectors compared with `metric`. An existing
+    /// name is a `ConstraintViolation`.
+    pub fn create_collection(
+        &self,
+        run: &RunId,
+        name: &str,
+        dimension: usize,
+        metric: DistanceMetric,
+    ) -> Result<()> {
+        limits::validate_key(name)?;
+        limits::validate_dimension(dimension)?;
+        let def = CollectionDef {
+            dimension,
+            metric,
+            created_at: Timestamp::now(),
+        };
+        let bytes: Arc<[u8]> = rmp_serde::to_vec_named(&def)
+            .map_err(|e| Error::Serialization(e.to_string()))?
+            .into();
+        let (_, info) = self.engine.write(run, |txn| {
+            if load_def(txn, run, name)?.is_some() {
+                return Err(Error::ConstraintViolation(format!(
+                    "vector collection {name:?} already exists in run {run}"
+                )));
+            }
+            txn.put(meta_key(run, name), bytes.clone());
+            Ok(())
+        })?;
+        let version = info.map_or(0, |i| i.version);
+        let entry = IndexEntry {
+            index: CollectionIndex::new(CollectionConfig::new(dimension, metric))?,
+            created_version: version,
+            applied: HashMap::new(),
+        };
+        let mut map = self.indexes.write();
+        let slot = map.entry((*run, name.to_owned()));
+        let replace = match &slot {
+            std::collections::hash_map::Entry::Occupied(o) => {
+                o.get().read().created_version < version
+            }
+            std::collections::hash_map::Entry::Vacant(_) => true,
+        };
+        if replace {
+            map.insert((*run, name.to_owned()), Arc::new(RwLock::new(entry)));
+        }
+        Ok(())
+    }
+
+    /// Deletes a collection and all its vectors; returns whether it existed.
+    pub fn delete_collection(&self, run: &RunId, name: &str) -> Result<bool> {
+        limits::validate_key(name)?;
+        let prefix = records_prefix(run, name);
+        let (existed, info) = self.engine.write(run, |txn| {
+            if load_def(txn, run, name)?.is_none() {
+                return Ok(false);
+            }
+            txn.delete(meta_key(run, name));
+            for (k, _) in txn.scan_prefix(&prefix, None) {
+                txn.delete(k);
+            }
+            Ok(true)
+        })?;
+        if let (true, Some(info)) = (existed, info) {
+            let mut map = self.indexes.write();
+            let stale = map
+                .get(&(*run, name.to_owned()))
+                .is_some_and(|e| e.read().created_version < info.version);
+            if stale {
+                map.remove(&(*run, name.to_owned()));
+            }
+        }
+        Ok(existed)
+    }
+
+    fn info_of(&self, run: &RunId, name: &str, def: &CollectionDef) -> CollectionInfo {
+        let count = self.entry(run, name).map_or(0, |e| e.read().index.len());
+        CollectionInfo {
+            name: name.to_owned(),
+            dimension: def.dimension,
+            metric: def.metric,
+            count,
+            created_at: def.created_at,
+        }
+    }
+
+    /// The collections of a run, sorted by name.
+    pub fn list_collections(&self, run: &RunId) -> Result<Vec<CollectionInfo>> {
+        let prefix = encode_key(run, Primitive::Vector, &[META]);
+        let defs = self.engine.read(run, |txn| {
+            txn.scan_prefix(&prefix, None)
+                .into_iter()
+                .map(|(k, e)| {
+                    let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                    let def: CollectionDef =
+                        rmp_serde::from_slice(e.value.as_deref().unwrap_or_default())
+                            .map_err(|err| Error::Serialization(err.to_string()))?;
+                    Ok((name, def))
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        Ok(defs.iter().map(|(n, d)| self.info_of(run, n, d)).collect())
+    }
+
+    /// A collection's definition and size, or `None` if it does not exist.
+    pub fn collection_info(&self, run: &RunId, name: &str) -> Result<Option<CollectionInfo>> {
+        limits::validate_key(name)?;
+        let def = self.engine.read(run, |txn| load_def(txn, run, name))?;
+        Ok(def.map(|(d, _)| self.info_of(run, name, &d)))
+    }
+
+    /// Number of vectors in a collection; `NotFound` if it does not exist.
+    pub fn count(&self, run: &RunId, name: &str) -> Result<usize> {
+        self.collection_info(run, name)?
+            .map(|i| i.count)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "vector collection {name:?} does not exist in run {run}"
+                ))
+            })
+    }
+
+    /// Inserts or replaces a vector; returns the commit version. The vector must have the
+    /// collection's dimension and finite components.
+    pub fn upsert(
+        &self,
+        run: &RunId,
+        collection: &str,
+        key: &str,
+        vector: &[f32],
+        metadata: Option<Value>,
+    ) -> Result<Version> {
+        let (op, info) = self.engine.write(run, |txn| {
+            ops::upsert(txn, run, collection, key, vector, metadata.clone())
+        })?;
+        let version = info.map_or(0, |i| i.version);
+        self.apply(vec![op], version);
+        Ok(Version::Txn(version))
+    }
+
+    /// A vector and its metadata, or `None`.
+    pub fn get(
+        &self,
+        run: &RunId,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<Versioned<VectorData>>> {
+        limits::validate_key(key)?;
+        self.engine.read(run, |txn| {
+            require_def(txn, run, collection)?;
+            match txn.get(&record_key(run, collection, key)) {
+                None => Ok(None),
+                Some(e) => {
+                    let (vector, metadata) = decode_record(e.value.as_deref().unwrap_or_default())?;
+                    Ok(Some(Versioned::new(
+                        VectorData {
+                            key: key.to_owned(),
+                            vector,
+                            metadata,
+                        },
+                        Version::Txn(e.version),
+                        e.timestamp,
+                    )))
+                }
+            }
+        })
+    }
+
+    /// Deletes a vector; returns whether it existed.
+    pub fn delete(&self, run: &RunId, collection: &str, key: &str) -> Result<bool> {
+        let ((existed, op), info) = self
+            .engine
+            .write(run, |txn| ops::delete(txn, run, collection, key))?;
+        if let Some(info) = info {
+            self.apply(vec![op], info.version);
+        }
+        Ok(existed)
+    }
+
+    /// The `k` most similar vectors, best first, among those matching `filter`. Returns
+    /// `k` results whenever `k` matching vectors exist.
+    pub fn search(
+        &self,
+        run: &RunId,
+        collection: &str,
+        query: &[f32],
+        k: usize,
+        filter: Option<SearchFilter>,
+    ) -> Result<Vec<VectorMatch>> {
+        self.search_inner(run, collection, query, k, None, filter.as_ref(), false)
+    }
+
+    /// Like [`search`](Self::search), keeping only results with `score >= threshold`.
+    pub fn search_with_threshold(
+        &self,
+        run: &RunId,
+        collection: &str,
+        query: &[f32],
+        k: usize,
+        threshold: f32,
+        filter: Option<SearchFilter>,
+    ) -> Result<Vec<VectorMatch>> {
+        self.search_inner(
+            run,
+            collection,
+            query,
+            k,
+            Some(threshold),
+            filter.as_ref(),
+            false,
+        )
+    }
+
+    /// Like [`search`](Self::search), with each match's `vector` filled in.
+    pub fn search_with_vectors(
+        &self,
+        run: &RunId,
+        collection: &str,
+        query: &[f32],
+        k: usize,
+        filter: Option<SearchFilter>,
+    ) -> Result<Vec<VectorMatch>> {
+        self.search_inner(run, collection, query, k, None, filter.as_ref(), true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn search_inner(
+        &self,
+        run: &RunId,
+        collection: &str,
+        query: &[f32],
+        k: usize,
+        threshold: Option<f32>,
+        filter: Option<&SearchFilter>,
+        with_vectors: bool,
+    ) -> Result<Vec<VectorMatch>> {
+        limits::validate_key(collection)?;
+        self.engine.read(run, |txn| {
+            let def = require_def(txn, run, collection)?;
+            if query.len() != def.dimension {
+                return Err(Error::ConstraintViolation(format!(
+                    "query has dimension {}, collection {collection:?} expects {}",
+                    query.len(),
+                    def.dimension
+                )));
+            }
+            validate_finite(query)?;
+            let Some(entry) = self.entry(run, collection) else {
+                return Ok(Vec::new());
+            };
+            let hits = {
+                let e = entry.read();
+                match threshold {
+                    Some(t) => e.index.search_with_threshold(query, k, t, filter)?,
+                    None => e.index.search(query, k, filter)?,
+                }
+            };
+            let mut out = Vec::with_capacity(hits.len());
+            for (key, score) in hits {
+                let Some(rec) = txn.get(&record_key(run, collection, &key)) else {
+                    continue;
+                };
+                let (vector, metadata) = decode_record(rec.value.as_deref().unwrap_or_default())?;
+                out.push(VectorMatch {
+                    key,
+                    score,
+                    vector: with_vectors.then_some(vector),
+                    metadata,
+                });
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Checks that `run` accepts writes (re-exported for multi-primitive transactions).
+pub fn check_writable(txn: &mut Transaction, run: &RunId) -> Result<()> {
+    runs::check_writable(txn, run).map(|_| ())
+}

@@ -1,0 +1,350 @@
+//! Behaviour of `CollectionIndex`: recall, self-search, deletes, updates, filters,
+//! compaction, errors, and a model-based property test.
+use std::collections::{HashMap, HashSet};
+
+use proptest::prelude::*;
+use strata_core::{json, Error, Value};
+use strata_vector::{
+    CollectionConfig, CollectionIndex, DistanceMetric, ExactIndex, SearchFilter, SearchStrategy,
+};
+
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `n` vectors around `clusters` random centers, deterministic for a seed.
+fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut s = seed;
+    let mut uni = move || (splitmix64(&mut s) >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+    let centers: Vec<Vec<f32>> = (0..clusters)
+        .map(|_| (0..dim).map(|_| uni() * 4.0).collect())
+        .collect();
+    (0..n)
+        .map(|i| {
+            let c = &centers[(i * 7919) % clusters];
+            c.iter()
+                .map(|x| x + (uni() + uni() + uni()) * 0.5)
+                .collect()
+        })
+        .collect()
+}
+
+fn key(i: usize) -> String {
+    format!("doc:{i:05}")
+}
+
+/// A collection over `data` with a low exact threshold so that HNSW is used.
+fn collection(data: &[Vec<f32>], metric: DistanceMetric) -> CollectionIndex {
+    let mut cfg = CollectionConfig::new(data[0].len(), metric);
+    cfg.exact_threshold = 500;
+    let mut c = CollectionIndex::new(cfg).unwrap();
+    for (i, v) in data.iter().enumerate() {
+        let meta = json!({"bucket": (i % 100) as i64, "third": (i % 3) as i64, "i": i as i64});
+        c.upsert(&key(i), v, Some(meta)).unwrap();
+    }
+    c
+}
+
+fn recall(c: &CollectionIndex, queries: &[Vec<f32>], k: usize, f: Option<&SearchFilter>) -> f64 {
+    recall_using(c, queries, k, f, c.plan(k, f))
+}
+
+fn recall_using(
+    c: &CollectionIndex,
+    queries: &[Vec<f32>],
+    k: usize,
+    f: Option<&SearchFilter>,
+    strategy: SearchStrategy,
+) -> f64 {
+    let mut hit = 0;
+    let mut total = 0;
+    for q in queries {
+        let truth: HashSet<String> = c
+            .search_using(q, k, f, SearchStrategy::Exact)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.0)
+            .collect();
+        let got = c.search_using(q, k, f, strategy).unwrap();
+        assert_eq!(got.len(), truth.len());
+        hit += got.iter().filter(|p| truth.contains(&p.0)).count();
+        total += truth.len();
+    }
+    hit as f64 / total.max(1) as f64
+}
+
+#[test]
+fn recall_deletes_and_filters_on_clustered_data() {
+    let mut data = clustered(5100, 32, 50, 11);
+    let queries = data.split_off(5000);
+    let mut c = collection(&data, DistanceMetric::Cosine);
+    assert_eq!(c.len(), 5000);
+    assert!(c.hnsw().is_some());
+    assert_eq!(c.plan(10, None), SearchStrategy::Hnsw);
+    // Reachability: repaired as the graph doubles; whatever is left is repaired on demand.
+    assert!(c.verify_reachability() <= 10);
+    c.repair_reachability();
+    assert_eq!(c.verify_reachability(), 0);
+
+    let r = recall(&c, &queries, 10, None);
+    assert!(r >= 0.95, "recall@10 {r}");
+
+    // Every vector finds itself first (every third, to keep debug runs short).
+    for (i, v) in data.iter().enumerate().step_by(3) {
+        let got = c.search(v, 1, None).unwrap();
+        assert_eq!(got[0].0, key(i));
+    }
+
+    // Delete 10%: never returned, recall unchanged.
+    for i in (0..5000).step_by(10) {
+        assert!(c.delete(&key(i)));
+    }
+    assert!(!c.delete(&key(0)));
+    assert_eq!(c.len(), 4500);
+    for q in &queries {
+        for (k, _) in c.search(q, 10, None).unwrap() {
+            let i: usize = k[4..].parse().unwrap();
+            assert!(i % 10 != 0, "deleted key {k} returned");
+        }
+    }
+    let r = recall(&c, &queries, 10, None);
+    assert!(r >= 0.95, "recall@10 after deletes {r}");
+
+    // A 1% filter returns k matching results whenever k match (here 50).
+    let one_pct = SearchFilter::eq("bucket", 7);
+    assert_eq!(c.plan(10, Some(&one_pct)), SearchStrategy::Exact);
+    for q in &queries {
+        let got = c.search(q, 10, Some(&one_pct)).unwrap();
+        assert_eq!(got.len(), 10);
+        for (k, _) in &got {
+            let i: usize = k[4..].parse().unwrap();
+            assert_eq!(i % 100, 7);
+        }
+    }
+    assert!(recall(&c, &queries, 10, Some(&one_pct)) >= 0.99);
+    // Asking for more than match returns them all (bucket 7 lost none to the deletes).
+    assert_eq!(
+        c.search(&queries[0], 100, Some(&one_pct)).unwrap().len(),
+        50
+    );
+    // Forced through the graph, the filtered walk still finds k (it falls back otherwise).
+    let got = c
+        .search_using(&queries[0], 10, Some(&one_pct), SearchStrategy::Hnsw)
+        .unwrap();
+    assert_eq!(got.len(), 10);
+
+    // A broad filter (a third) walked through the graph keeps a good recall.
+    let third = SearchFilter::eq("third", 1);
+    let r = recall_using(&c, &queries, 10, Some(&third), SearchStrategy::Hnsw);
+    assert!(r >= 0.95, "filtered recall {r}");
+    for q in queries.iter().take(10) {
+        let got = c
+            .search_using(q, 10, Some(&third), SearchStrategy::Hnsw)
+            .unwrap();
+        assert_eq!(got.len(), 10);
+        for (k, _) in got {
+            let i: usize = k[4..].parse().unwrap();
+            assert_eq!(i % 3, 1);
+        }
+    }
+    // A filter matching nothing.
+    assert!(c
+        .search(&queries[0], 10, Some(&SearchFilter::eq("bucket", 1000)))
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn updates_and_compaction_keep_keys_right() {
+    let data = clustered(1500, 16, 10, 21);
+    let mut c = collection(&data, DistanceMetric::Euclidean);
+    // Update a third of the vectors to their negation.
+    for i in (0..1500).step_by(3) {
+        let neg: Vec<f32> = data[i].iter().map(|x| -x).collect();
+        c.upsert(&key(i), &neg, Some(json!({"updated": true})))
+            .unwrap();
+    }
+    assert_eq!(c.len(), 1500);
+    // Tombstones passed 20% at some point, so compaction ran at least once.
+    for i in 0..1500 {
+        let (v, meta) = c.get(&key(i)).unwrap();
+        if i % 3 == 0 {
+            let neg: Vec<f32> = data[i].iter().map(|x| -x).collect();
+            assert_eq!(v, &neg[..]);
+            assert_eq!(meta, Some(&json!({"updated": true})));
+            assert_eq!(c.search(&neg, 1, None).unwrap()[0].0, key(i));
+        } else {
+            assert_eq!(v, &data[i][..]);
+            assert_eq!(
+                meta.unwrap().as_object().unwrap()["i"],
+                Value::Int(i as i64)
+            );
+            let top = c.search(&data[i], 1, None).unwrap();
+            assert_eq!(top[0], (key(i), 1.0));
+        }
+    }
+    let updated = SearchFilter::exists("updated");
+    let got = c.search(&data[1], 20, Some(&updated)).unwrap();
+    assert_eq!(got.len(), 20);
+    // Delete most of it: compaction keeps what is left consistent.
+    for i in 0..1400 {
+        c.delete(&key(i));
+    }
+    assert_eq!(c.len(), 100);
+    assert_eq!(c.iter().count(), 100);
+    for (k, v, _) in c.iter() {
+        let i: usize = k[4..].parse().unwrap();
+        assert!(i >= 1400);
+        assert_eq!(v, &c.get(k).unwrap().0[..]);
+        let expect: Vec<f32> = data[i]
+            .iter()
+            .map(|x| if i % 3 == 0 { -x } else { *x })
+            .collect();
+        assert_eq!(v, &expect[..]);
+    }
+    let all = c.search(&data[1451], 1000, None).unwrap();
+    assert_eq!(all.len(), 100);
+    assert_eq!(all[0].0, key(1451));
+}
+
+#[test]
+fn small_collections_threshold_ties_and_errors() {
+    let mut c = CollectionIndex::new(CollectionConfig::new(3, DistanceMetric::Cosine)).unwrap();
+    assert!(c.search(&[1.0, 0.0, 0.0], 5, None).unwrap().is_empty());
+    c.upsert("b", &[1.0, 0.0, 0.0], None).unwrap();
+    c.upsert("a", &[2.0, 0.0, 0.0], None).unwrap();
+    c.upsert("c", &[0.0, 1.0, 0.0], Some(json!({"x": 1})))
+        .unwrap();
+    c.upsert("z", &[0.0, 0.0, 0.0], None).unwrap();
+    let r = c.search(&[1.0, 0.0, 0.0], 10, None).unwrap();
+    let keys: Vec<&str> = r.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(keys, ["a", "b", "c", "z"], "ties by key: {r:?}");
+    assert_eq!(r[0].1, 1.0);
+    let r = c
+        .search_with_threshold(&[1.0, 0.0, 0.0], 10, 0.5, None)
+        .unwrap();
+    assert_eq!(r.len(), 2);
+    assert!(c.search(&[1.0, 0.0, 0.0], 0, None).unwrap().is_empty());
+    // In-place update of a small collection.
+    c.upsert("c", &[1.0, 1.0, 0.0], None).unwrap();
+    assert_eq!(c.len(), 4);
+    assert_eq!(c.get("c").unwrap(), (&[1.0f32, 1.0, 0.0][..], None));
+    assert!(c.get("nope").is_none());
+
+    let e = c.upsert("k", &[1.0, 2.0], None).unwrap_err();
+    assert!(matches!(e, Error::ConstraintViolation(ref m) if m.contains("expected 3, got 2")));
+    assert!(matches!(
+        c.upsert("k", &[1.0, f32::NAN, 0.0], None),
+        Err(Error::ConstraintViolation(_))
+    ));
+    assert!(matches!(
+        c.upsert("", &[1.0, 0.0, 0.0], None),
+        Err(Error::InvalidKey(_))
+    ));
+    assert!(matches!(
+        c.upsert("k", &[1.0, 0.0, 0.0], Some(Value::Int(1))),
+        Err(Error::WrongType { .. })
+    ));
+    assert!(c.search(&[1.0, 0.0], 1, None).is_err());
+    assert!(c.search(&[f32::INFINITY, 0.0, 0.0], 1, None).is_err());
+    assert_eq!(c.len(), 4);
+    assert!(CollectionIndex::new(CollectionConfig::new(0, DistanceMetric::Cosine)).is_err());
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Upsert(u8, Vec<i8>, Option<u8>),
+    Delete(u8),
+    Search(Vec<i8>, usize, Option<u8>),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let vec4 = proptest::collection::vec(-20i8..20, 4);
+    prop_oneof![
+        4 => (0u8..40, vec4.clone(), proptest::option::of(0u8..4))
+            .prop_map(|(k, v, t)| Op::Upsert(k, v, t)),
+        1 => (0u8..40).prop_map(Op::Delete),
+        2 => (vec4, 1usize..12, proptest::option::of(0u8..4))
+            .prop_map(|(q, k, t)| Op::Search(q, k, t)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    /// Against a naive model: with at most 40 keys, HNSW (threshold 8) with ef = 64 is
+    /// exhaustive, so results must equal a brute-force sort.
+    #[test]
+    fn collection_matches_naive_model(
+        ops in proptest::collection::vec(op(), 1..120),
+        metric in prop_oneof![
+            Just(DistanceMetric::Cosine),
+            Just(DistanceMetric::Euclidean),
+            Just(DistanceMetric::DotProduct)
+        ],
+    ) {
+        let mut cfg = CollectionConfig::new(4, metric);
+        cfg.exact_threshold = 8;
+        let mut c = CollectionIndex::new(cfg).unwrap();
+        let mut model: HashMap<String, (Vec<f32>, Option<u8>)> = HashMap::new();
+        let to_f = |v: &[i8]| v.iter().map(|x| *x as f32 / 4.0 + 0.01).collect::<Vec<f32>>();
+        for op in ops {
+            match op {
+                Op::Upsert(k, v, t) => {
+                    let key = format!("k{k}");
+                    let meta = t.map(|t| json!({"t": t as i64}));
+                    c.upsert(&key, &to_f(&v), meta).unwrap();
+                    model.insert(key, (to_f(&v), t));
+                }
+                Op::Delete(k) => {
+                    let key = format!("k{k}");
+                    prop_assert_eq!(c.delete(&key), model.remove(&key).is_some());
+                }
+                Op::Search(q, k, t) => {
+                    let q = to_f(&q);
+                    let filter = t.map(|t| SearchFilter::eq("t", t as i64));
+                    let got = c.search(&q, k, filter.as_ref()).unwrap();
+                    let mut naive: Vec<(String, f32)> = model
+                        .iter()
+                        .filter(|(_, (_, mt))| t.is_none() || *mt == t)
+                        .map(|(key, (v, _))| (key.clone(), metric.score(&q, v)))
+                        .collect();
+                    naive.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    naive.truncate(k);
+                    prop_assert_eq!(got.len(), naive.len());
+                    let mut seen = HashSet::new();
+                    for (i, (key, score)) in got.iter().enumerate() {
+                        prop_assert!(seen.insert(key.clone()));
+                        let (v, mt) = &model[key];
+                        prop_assert!(t.is_none() || *mt == t);
+                        let tol = 1e-4 * (1.0 + score.abs());
+                        prop_assert!((metric.score(&q, v) - score).abs() <= tol);
+                        prop_assert!((naive[i].1 - score).abs() <= tol,
+                            "rank {}: {:?} vs {:?}", i, got, naive);
+                    }
+                }
+            }
+            prop_assert_eq!(c.len(), model.len());
+        }
+        for (key, (v, _)) in &model {
+            prop_assert_eq!(c.get(key).unwrap().0, &v[..]);
+        }
+    }
+}
+
+#[test]
+fn exact_index_is_usable_through_the_trait() {
+    use strata_vector::VectorIndex;
+    let mut ix: Box<dyn VectorIndex> =
+        Box::new(ExactIndex::new(2, DistanceMetric::DotProduct).unwrap());
+    ix.insert(0, &[1.0, 2.0]).unwrap();
+    ix.insert(1, &[3.0, 0.0]).unwrap();
+    assert_eq!(ix.search(&[1.0, 1.0], 1, None).unwrap(), vec![(0, 3.0)]);
+    assert!(ix.remove(0));
+    assert_eq!(ix.len(), 1);
+    assert_eq!(ix.compact(), vec![u32::MAX, 0]);
+    assert_eq!(ix.vector(0), Some(&[3.0, 0.0][..]));
+}

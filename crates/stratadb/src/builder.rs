@@ -1,0 +1,109 @@
+//! [`StrataBuilder`]: choosing where and how durably a database lives.
+use std::path::PathBuf;
+
+use strata_core::{Error, Result};
+use strata_storage::{DurabilityMode, Storage, StorageOptions};
+
+use crate::strata::Strata;
+
+/// Builder for a [`Strata`] database.
+///
+/// | constructor | files | log sync | recovery |
+/// |---|---|---|---|
+/// | [`Strata::ephemeral`] | none | — | no |
+/// | `.no_durability().open_temp()` | temp dir (removed on drop) | never | yes |
+/// | `.buffered().open()` (default) | your dir | every `interval_ms` / `max_writes` | yes |
+/// | `.strict().open()` | your dir | every commit (group commit) | yes |
+///
+/// ```
+/// use stratadb::prelude::*;
+/// let db = StrataBuilder::new().no_durability().open_temp()?;
+/// db.kv.set("k", 1i64)?;
+/// # Ok::<(), stratadb::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct StrataBuilder {
+    path: Option<PathBuf>,
+    durability: DurabilityMode,
+}
+
+impl StrataBuilder {
+    /// A builder with the defaults: buffered durability, no path yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The database directory (created if missing).
+    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// Write the log to the OS at every commit but never fsync it: survives a process
+    /// crash, a power loss may lose recent commits.
+    pub fn no_durability(mut self) -> Self {
+        self.durability = DurabilityMode::NoDurability;
+        self
+    }
+
+    /// Deprecated alias of [`no_durability`](Self::no_durability).
+    #[deprecated(
+        note = "use .no_durability() for disk-backed databases without fsync, or Strata::ephemeral() for no files at all"
+    )]
+    pub fn in_memory(self) -> Self {
+        self.no_durability()
+    }
+
+    /// Buffered durability with the defaults (fsync within 100 ms of a commit or after
+    /// 1,000 commits). This is the default mode.
+    pub fn buffered(mut self) -> Self {
+        self.durability = DurabilityMode::default();
+        self
+    }
+
+    /// Buffered durability: fsync within `interval_ms` of a commit, or as soon as
+    /// `max_writes` commits are unsynced.
+    pub fn buffered_with(mut self, interval_ms: u64, max_writes: usize) -> Self {
+        self.durability = DurabilityMode::Buffered {
+            interval_ms,
+            max_writes: max_writes as u64,
+        };
+        self
+    }
+
+    /// Strict durability: a commit returns only once it is fsynced.
+    pub fn strict(mut self) -> Self {
+        self.durability = DurabilityMode::Strict;
+        self
+    }
+
+    /// Opens the database at the configured path. Fails with
+    /// [`Error::ConstraintViolation`] if no path was set.
+    pub fn open(self) -> Result<Strata> {
+        let path = self.path.clone().ok_or_else(|| {
+            Error::ConstraintViolation(
+                "no database path: call .path(..), or use .open_temp() or Strata::ephemeral()"
+                    .into(),
+            )
+        })?;
+        let storage = Storage::open(&path, self.options())?;
+        Strata::from_storage(storage, path, None)
+    }
+
+    /// Opens a database in a new temporary directory that is removed when the database
+    /// is dropped. A path set with [`path`](Self::path) is ignored.
+    pub fn open_temp(self) -> Result<Strata> {
+        let dir = tempfile::Builder::new().prefix("stratadb-").tempdir()?;
+        let path = dir.path().to_path_buf();
+        let storage = Storage::open(&path, self.options())?;
+        Strata::from_storage(storage, path, Some(dir))
+    }
+
+    fn options(&self) -> StorageOptions {
+        StorageOptions {
+            durability: self.durability,
+            ..StorageOptions::default()
+        }
+    }
+}
