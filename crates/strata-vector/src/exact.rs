@@ -511,7 +511,7 @@ mod tests {
                 ix.insert(i as u32, v).unwrap();
             }
             let q: Vec<f32> = q.iter().map(|x| *x as f32).collect();
-            let keep = |id: u32| id % modulus == 0;
+            let keep = |id: u32| id.is_multiple_of(modulus);
             let got = ix.search(&q, k, Some(&keep)).unwrap();
             let mut naive: Vec<(u32, f32)> = vs
                 .iter()
