@@ -46,3 +46,8 @@ pub mod prelude {
     pub use strata_primitives::{Events, Json, RetentionPolicy, RunState, Runs, State, KV};
     pub use strata_vector::{DistanceMetric, SearchFilter, Vectors};
 }
+
+/// The README's tour, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
