@@ -17,8 +17,9 @@ pub const DEFAULT_BUFFERED_MAX_WRITES: u64 = 1_000;
 /// the record is `fsync`ed, which decides what a *power loss* can take away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DurabilityMode {
-    /// Never fsync the log (only snapshots and close are synced). A power loss may lose
-    /// a suffix of recent commits; recovery still yields a prefix of the commit order.
+    /// Never fsync commits (only log segment rolls, snapshots, `flush` and close sync).
+    /// A power loss may lose a suffix of recent commits; recovery still yields a prefix
+    /// of the commit order.
     NoDurability,
     /// A background flusher fsyncs within `interval_ms` of a commit, or as soon as
     /// `max_writes` commits are unsynced. A power loss loses at most that window.

@@ -87,6 +87,8 @@ struct Disk {
     sync: Mutex<SyncState>,
     sync_cv: Condvar,
     flusher: Mutex<Option<JoinHandle<()>>>,
+    /// The latest background snapshot thread, joined when the last handle is dropped.
+    snapshot_thread: Mutex<Option<JoinHandle<()>>>,
     snapshot_lock: Mutex<()>,
     snapshot_running: AtomicBool,
     _lock: Option<DirLock>,
@@ -119,6 +121,27 @@ struct Inner {
 #[derive(Clone)]
 pub struct Storage {
     inner: Arc<Inner>,
+    /// Shared by the handles given to callers (not by the background threads' copies):
+    /// when the last one is dropped, background work is stopped and joined, so the
+    /// storage — and its directory lock — is released before that drop returns.
+    _handle: Option<Arc<LastHandle>>,
+}
+
+struct LastHandle {
+    inner: Arc<Inner>,
+}
+
+impl Drop for LastHandle {
+    fn drop(&mut self) {
+        let Some(d) = self.inner.disk.as_ref() else {
+            return;
+        };
+        Storage::internal(self.inner.clone()).stop_flusher();
+        let snapshot = d.snapshot_thread.lock().take();
+        if let Some(h) = snapshot {
+            let _ = h.join();
+        }
+    }
 }
 
 /// Keeps the versions visible at one snapshot safe from garbage collection until dropped.
@@ -149,22 +172,20 @@ impl Drop for SnapshotPin {
 impl Storage {
     /// A storage with no files at all: everything is lost when it is dropped.
     pub fn ephemeral() -> Storage {
-        Storage {
-            inner: Arc::new(Inner {
-                map: MvccMap::new(),
-                visible: AtomicU64::new(0),
-                commit: Mutex::new(CommitState {
-                    next_version: 1,
-                    last_ts: Timestamp(0),
-                    wal: None,
-                }),
-                poisoned: AtomicBool::new(false),
-                poison_reason: Mutex::new(None),
-                pins: Mutex::new(BTreeMap::new()),
-                disk: None,
-                recovery: RecoveryReport::default(),
+        Storage::for_caller(Arc::new(Inner {
+            map: MvccMap::new(),
+            visible: AtomicU64::new(0),
+            commit: Mutex::new(CommitState {
+                next_version: 1,
+                last_ts: Timestamp(0),
+                wal: None,
             }),
-        }
+            poisoned: AtomicBool::new(false),
+            poison_reason: Mutex::new(None),
+            pins: Mutex::new(BTreeMap::new()),
+            disk: None,
+            recovery: RecoveryReport::default(),
+        }))
     }
 
     /// Opens (creating if needed) the storage in `dir`, recovering its state from the
@@ -204,6 +225,16 @@ impl Storage {
                 let path = join(&dir, &snapshot_name(v));
                 let bytes = vfs.read(&path).map_err(|e| io_err(&path, e))?;
                 let snap = read_snapshot(&path, &bytes)?;
+                // The header's version is outside every checksum: cross-check it with
+                // the name, or a damaged one would silently skip or misplace records.
+                if snap.version != v {
+                    return Err(Error::Storage(format!(
+                        "snapshot {} is corrupt: its header says version {} but its name \
+                         says {v}",
+                        path.display(),
+                        snap.version
+                    )));
+                }
                 for (_, chain) in &snap.chains {
                     if let Some(e) = chain.last() {
                         last_ts = last_ts.max(e.timestamp);
@@ -292,6 +323,7 @@ impl Storage {
             }),
             sync_cv: Condvar::new(),
             flusher: Mutex::new(None),
+            snapshot_thread: Mutex::new(None),
             snapshot_lock: Mutex::new(()),
             snapshot_running: AtomicBool::new(false),
             _lock: lock,
@@ -323,7 +355,23 @@ impl Storage {
                 *d.flusher.lock() = Some(handle);
             }
         }
-        Ok(Storage { inner })
+        Ok(Storage::for_caller(inner))
+    }
+
+    /// A handle for a caller (see [`LastHandle`]).
+    fn for_caller(inner: Arc<Inner>) -> Storage {
+        Storage {
+            inner: inner.clone(),
+            _handle: Some(Arc::new(LastHandle { inner })),
+        }
+    }
+
+    /// A copy for a background thread: it does not keep the caller's handle alive.
+    fn internal(inner: Arc<Inner>) -> Storage {
+        Storage {
+            inner,
+            _handle: None,
+        }
     }
 
     /// What recovery found when this storage was opened.
@@ -458,8 +506,10 @@ impl Storage {
             let timestamp = Timestamp::now().max(c.last_ts);
             if let (Some(wal), Some(p)) = (c.wal.as_mut(), payload.as_mut()) {
                 patch_header(p, version, timestamp);
-                let sync_on_roll = mode != Some(DurabilityMode::NoDurability);
-                if let Err(e) = wal.append(version, p, sync_on_roll) {
+                // Always sync a segment before rolling past it, whatever the mode: only
+                // the last segment may have a torn tail, so a sealed segment must never
+                // lose its end to a power loss (once per segment, so cheap).
+                if let Err(e) = wal.append(version, p, true) {
                     self.poison(e.to_string());
                     return Err(e);
                 }
@@ -476,7 +526,7 @@ impl Storage {
                 s.unsynced_commits += 1;
                 if let Some(DurabilityMode::Buffered { max_writes, .. }) = mode {
                     if s.unsynced_commits >= max_writes {
-                        d.sync_cv.notify_all();
+                        unpark_flusher(d);
                     }
                 }
             }
@@ -549,7 +599,7 @@ impl Storage {
         if d.snapshot_running.swap(true, Ordering::AcqRel) {
             return;
         }
-        let this = self.clone();
+        let this = Storage::internal(self.inner.clone());
         let spawned = std::thread::Builder::new()
             .name("strata-snapshot".into())
             .spawn(move || {
@@ -560,8 +610,15 @@ impl Storage {
                     d.snapshot_running.store(false, Ordering::Release);
                 }
             });
-        if spawned.is_err() {
-            d.snapshot_running.store(false, Ordering::Release);
+        match spawned {
+            Ok(h) => {
+                // The previous snapshot thread is finished or just returning: reap it.
+                let previous = d.snapshot_thread.lock().replace(h);
+                if let Some(p) = previous {
+                    let _ = p.join();
+                }
+            }
+            Err(_) => d.snapshot_running.store(false, Ordering::Release),
         }
     }
 
@@ -670,6 +727,7 @@ impl Storage {
         if let Some(d) = self.inner.disk.as_ref() {
             d.sync.lock().shutdown = true;
             d.sync_cv.notify_all();
+            unpark_flusher(d);
             let handle = d.flusher.lock().take();
             if let Some(h) = handle {
                 if h.thread().id() != std::thread::current().id() {
@@ -695,40 +753,42 @@ impl Drop for Inner {
                 }
             }
             d.sync_cv.notify_all();
+            drop(s);
+            unpark_flusher(d);
         }
     }
 }
 
 fn flusher_loop(weak: Weak<Inner>, interval: Duration) {
     loop {
+        // Sleep holding only the weak reference: a strong one would keep the storage
+        // alive after its last handle is dropped. A full batch, `stop_flusher` and the
+        // storage's drop unpark the thread early.
+        std::thread::park_timeout(interval);
         let Some(inner) = weak.upgrade() else { return };
-        let storage = Storage { inner };
+        let storage = Storage::internal(inner);
         let Some(d) = storage.inner.disk.as_ref() else {
             return;
         };
-        {
-            let mut s = d.sync.lock();
+        let target = {
+            let s = d.sync.lock();
             if s.shutdown {
                 return;
             }
-            if s.written <= s.synced {
-                d.sync_cv.wait_for(&mut s, interval);
+            if s.written <= s.synced || s.syncing {
+                continue;
             }
-            if s.shutdown {
-                return;
-            }
-            if s.written > s.synced && !s.syncing {
-                // Give commits up to `interval` to accumulate unless the batch is full.
-                let full = matches!(d.options.durability, DurabilityMode::Buffered { max_writes, .. } if s.unsynced_commits >= max_writes);
-                if !full {
-                    d.sync_cv.wait_for(&mut s, interval);
-                }
-            }
-        }
-        let target = d.sync.lock().written;
+            s.written
+        };
         if storage.sync_to(target).is_err() {
             return;
         }
+    }
+}
+
+fn unpark_flusher(d: &Disk) {
+    if let Some(h) = d.flusher.lock().as_ref() {
+        h.thread().unpark();
     }
 }
 
