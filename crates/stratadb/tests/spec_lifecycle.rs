@@ -357,6 +357,17 @@ fn metrics_sample_and_fields_change() -> Result<()> {
     assert!((0.0..=1.0).contains(&after.commit_rate));
     assert_eq!(after.transactions_aborted, transactions_aborted);
 
+    // `transactions_active` counts the transactions open right now.
+    let active_inside = db.transaction(|txn| {
+        txn.kv_get(&db.runs.default_run(), "a")?;
+        Ok(db.metrics().transactions_active)
+    })?;
+    assert!(
+        active_inside >= 1,
+        "active inside a transaction: {active_inside}"
+    );
+    assert_eq!(db.metrics().transactions_active, 0);
+
     // A transaction whose closure fails aborts: the aborted counter and the rate move.
     let err = db.transaction(|txn| {
         txn.kv_set(&db.runs.default_run(), "c", 3i64)?;
