@@ -18,6 +18,7 @@
 //!
 //! Any other transition is a [`Error::RunError`]. The default run always exists and is
 //! active: its state cannot be changed.
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -119,6 +120,20 @@ fn not_found(run: &RunId) -> Error {
     Error::RunError(format!("run {run} does not exist"))
 }
 
+/// A creation timestamp strictly later than every earlier one in this process, so that
+/// runs created within the same microsecond still list in creation order (`list` sorts
+/// by `created_at`; run ids are random).
+fn creation_time() -> Timestamp {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = Timestamp::now().as_micros();
+    let prev = LAST
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or_else(|last| last);
+    Timestamp::from_micros(now.max(prev + 1))
+}
+
 /// Fails unless `run` exists; returns its info.
 pub fn check_exists(txn: &mut Transaction, run: &RunId) -> Result<RunInfo> {
     load(txn, run)?
@@ -181,8 +196,8 @@ impl Runs {
             crate::engine::encode_value(m)?;
         }
         let id = RunId::new();
+        let now = creation_time();
         self.engine.run(|txn| {
-            let now = Timestamp::now();
             let info = RunInfo {
                 run_id: id,
                 state: RunState::Active,

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use strata_concurrency::DatabaseMetrics;
-use strata_core::Result;
+use strata_core::{Error, Result};
 use strata_primitives::{Engine, Events, Json, Runs, State, KV};
 use strata_storage::Storage;
 use strata_vector::Vectors;
@@ -140,12 +140,23 @@ impl Strata {
     pub fn transaction<T>(&self, mut f: impl FnMut(&mut Txn<'_>) -> Result<T>) -> Result<T> {
         let vectors = &self.vectors;
         let pending = parking_lot::Mutex::new(Vec::new());
-        let (value, info) = self.engine.run(|raw| {
+        // An error returned by the closure aborts and is returned as is, even a
+        // `Conflict`: only conflicts detected at commit make the engine run it again.
+        let closure_err = parking_lot::Mutex::new(None);
+        let result = self.engine.run(|raw| {
             // A retry starts over: forget index changes of the failed attempt.
             pending.lock().clear();
             let mut txn = Txn::new(raw, vectors, &pending);
-            f(&mut txn)
-        })?;
+            f(&mut txn).map_err(|e| {
+                let marker = Error::Internal("the transaction closure failed".into());
+                *closure_err.lock() = Some(e);
+                marker
+            })
+        });
+        let (value, info) = match result {
+            Ok(v) => v,
+            Err(e) => return Err(closure_err.into_inner().unwrap_or(e)),
+        };
         if let Some(info) = info {
             vectors.apply(pending.into_inner(), info.version);
         }

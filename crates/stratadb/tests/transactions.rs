@@ -151,6 +151,123 @@ fn writes_to_non_active_run_abort_everything() {
 }
 
 #[test]
+fn closure_error_is_returned_as_is_and_not_retried() {
+    let (db, run) = setup();
+    let mut calls = 0;
+    let r: Result<()> = db.transaction(|t| {
+        calls += 1;
+        t.kv_set(&run, "k", 1i64)?;
+        Err(Error::Conflict("application says no".into()))
+    });
+    assert_eq!(calls, 1, "an error from the closure must not re-run it");
+    assert!(
+        matches!(r, Err(Error::Conflict(ref m)) if m == "application says no"),
+        "{r:?}"
+    );
+    assert!(db.kv.get("k").unwrap().is_none());
+    let mut calls = 0;
+    let r: Result<()> = db.transaction(|_| {
+        calls += 1;
+        Err(Error::NotFound("x".into()))
+    });
+    assert_eq!(calls, 1);
+    assert!(matches!(r, Err(Error::NotFound(ref m)) if m == "x"));
+}
+
+#[test]
+fn run_state_change_races_with_writes() {
+    let db = Arc::new(Strata::ephemeral().unwrap());
+    let run = db.runs.create(None).unwrap();
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let mut ok = 0u64;
+            loop {
+                match db.transaction(|t| {
+                    t.events_append(&run, "e", json!({}))?;
+                    t.kv_incr(&run, "n", 1)
+                }) {
+                    Ok(_) => ok += 1,
+                    Err(Error::RunError(_)) => return ok,
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+        })
+    };
+    while db.events.count(&run, "e").unwrap() < 20 {
+        std::thread::yield_now();
+    }
+    db.runs.close(&run).unwrap();
+    let count_at_close = db.events.count(&run, "e").unwrap();
+    let ok = writer.join().unwrap();
+    // Every acknowledged write is visible, nothing was written after the close.
+    assert_eq!(ok, count_at_close);
+    assert_eq!(db.events.count(&run, "e").unwrap(), ok);
+    assert_eq!(
+        db.kv.get_in(&run, "n").unwrap().unwrap().as_int(),
+        Some(ok as i64)
+    );
+}
+
+#[test]
+fn concurrent_vector_upserts_keep_index_and_records_equal() {
+    let db = Arc::new(Strata::ephemeral().unwrap());
+    let run = db.runs.default_run();
+    db.vectors
+        .create_collection(&run, "c", 3, DistanceMetric::Euclidean)
+        .unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for i in 0..60 {
+                    let key = format!("k{}", i % 10);
+                    let v = [t as f32, i as f32, (t * i) as f32];
+                    if i % 7 == 3 {
+                        db.vectors.delete(&run, "c", &key).unwrap();
+                    } else if i % 2 == 0 {
+                        db.vectors
+                            .upsert(&run, "c", &key, &v, Some(json!({ "t": t })))
+                            .unwrap();
+                    } else {
+                        db.transaction(|x| x.vector_upsert(&run, "c", &key, &v, None))
+                            .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let mut live = 0;
+    for i in 0..10 {
+        let key = format!("k{i}");
+        let stored = db.vectors.get(&run, "c", &key).unwrap();
+        let found = db
+            .vectors
+            .search_with_vectors(&run, "c", &[0.0, 0.0, 0.0], 100, None)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.key == key);
+        match (stored, found) {
+            (None, None) => {}
+            (Some(s), Some(m)) => {
+                live += 1;
+                assert_eq!(
+                    m.vector.as_deref(),
+                    Some(s.value.vector.as_slice()),
+                    "{key}"
+                );
+                assert_eq!(m.metadata, s.value.metadata, "{key}");
+            }
+            (s, m) => panic!("{key}: record {s:?} but index {m:?}"),
+        }
+    }
+    assert_eq!(db.vectors.count(&run, "c").unwrap(), live);
+}
+
+#[test]
 fn concurrent_increments_are_exact() {
     let db = Arc::new(Strata::ephemeral().unwrap());
     let run = db.runs.default_run();
