@@ -350,7 +350,9 @@ impl Vectors {
                 continue;
             };
             let mut e = entry.write();
-            if version <= e.created_version || e.applied.get(&key).is_some_and(|&v| v >= version) {
+            // Strictly older only: several changes of one key in one transaction share
+            // its version and must all be applied, in order, so that the last one wins.
+            if version <= e.created_version || e.applied.get(&key).is_some_and(|&v| v > version) {
                 continue;
             }
             e.applied.insert(key.clone(), version);

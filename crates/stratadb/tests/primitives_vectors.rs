@@ -526,3 +526,47 @@ fn survives_close_and_reopen() {
         "k0"
     );
 }
+
+#[test]
+fn same_key_changed_twice_in_one_transaction() {
+    let (db, run) = setup();
+    db.vectors
+        .create_collection(&run, "c", 2, DistanceMetric::Euclidean)
+        .unwrap();
+    db.vectors
+        .upsert(&run, "c", "c", &[9.0, 9.0], None)
+        .unwrap();
+    db.transaction(|t| {
+        t.vector_upsert(&run, "c", "a", &[1.0, 0.0], None)?;
+        t.vector_upsert(&run, "c", "a", &[5.0, 5.0], Some(json!({"v": 2})))?;
+        t.vector_upsert(&run, "c", "b", &[1.0, 0.0], None)?;
+        t.vector_delete(&run, "c", "b")?;
+        t.vector_delete(&run, "c", "c")?;
+        t.vector_upsert(&run, "c", "c", &[0.0, 1.0], None)?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        db.vectors
+            .get(&run, "c", "a")
+            .unwrap()
+            .unwrap()
+            .value
+            .vector,
+        vec![5.0, 5.0]
+    );
+    assert!(db.vectors.get(&run, "c", "b").unwrap().is_none());
+    assert_eq!(db.vectors.count(&run, "c").unwrap(), 2);
+    let r = db
+        .vectors
+        .search_with_vectors(&run, "c", &[5.0, 5.0], 10, None)
+        .unwrap();
+    assert_eq!(keys(&r), vec!["a", "c"]);
+    assert_eq!(r[0].score, 1.0);
+    assert_eq!(r[0].vector, Some(vec![5.0, 5.0]));
+    assert_eq!(r[0].metadata, Some(json!({"v": 2})));
+    assert_eq!(r[1].vector, Some(vec![0.0, 1.0]));
+    let r = db.vectors.search(&run, "c", &[0.0, 1.0], 1, None).unwrap();
+    assert_eq!(keys(&r), vec!["c"]);
+    assert_eq!(r[0].score, 1.0);
+}
