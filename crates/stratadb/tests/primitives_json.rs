@@ -1,4 +1,6 @@
 //! JSON document semantics through the facade: paths, set_path, delete_path, merge.
+use std::sync::Arc;
+
 use stratadb::prelude::*;
 
 fn setup() -> (Strata, RunId) {
@@ -198,4 +200,32 @@ fn errors() {
         Err(Error::NotFound(_))
     ));
     assert!(!db.json.exists(&run, "missing").unwrap());
+}
+
+#[test]
+fn concurrent_set_path_on_one_document_loses_nothing() {
+    let db = Arc::new(Strata::ephemeral().unwrap());
+    let run = db.runs.default_run();
+    db.json.set("d", json!({})).unwrap();
+    let hs: Vec<_> = (0..4)
+        .map(|t| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    db.json
+                        .set_path(&run, "d", &format!("$.t{t}.f{i}"), i as i64)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let d = db.json.get("d").unwrap().unwrap().value;
+    let o = d.as_object().unwrap();
+    assert_eq!(o.len(), 4);
+    for t in 0..4 {
+        assert_eq!(o[&format!("t{t}")].as_object().unwrap().len(), 25);
+    }
 }

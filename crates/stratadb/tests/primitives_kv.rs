@@ -1,4 +1,6 @@
 //! KV semantics through the facade: versions, history, get_at, incr, cas, batches, keys.
+use std::sync::Arc;
+
 use stratadb::prelude::*;
 
 fn db() -> Strata {
@@ -357,4 +359,52 @@ fn bad_input_is_an_error_not_a_panic() {
         Err(Error::InvalidKey(_))
     ));
     assert_eq!(db.events.count(&run, "deep").unwrap(), 0);
+}
+
+#[test]
+fn concurrent_cas_loses_no_update_and_one_lock_winner() {
+    let db = Arc::new(Strata::ephemeral().unwrap());
+    let run = db.runs.default_run();
+    let hs: Vec<_> = (0..8)
+        .map(|_| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut wins = 0;
+                for _ in 0..25 {
+                    loop {
+                        let cur = db.kv.get_in(&run, "c").unwrap();
+                        let exp = cur.as_ref().map(|v| v.version);
+                        let n = cur.map_or(0, |v| v.as_int().unwrap()) + 1;
+                        if db.kv.cas(&run, "c", exp, n).unwrap() {
+                            wins += 1;
+                            break;
+                        }
+                    }
+                }
+                let lock = db.state.cas(&run, "lock", None, "mine").unwrap().is_some();
+                (wins, lock)
+            })
+        })
+        .collect();
+    let res: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(db.kv.get("c").unwrap().unwrap().as_int(), Some(200));
+    assert_eq!(res.iter().filter(|r| r.1).count(), 1);
+}
+
+#[test]
+fn duplicate_keys_in_batches_and_oversized_event() {
+    let db = Strata::ephemeral().unwrap();
+    let run = db.runs.default_run();
+    db.kv
+        .mset(&run, &[("a", Value::Int(1)), ("a", Value::Int(2))])
+        .unwrap();
+    assert_eq!(db.kv.get("a").unwrap().unwrap().as_int(), Some(2));
+    assert_eq!(db.kv.history(&run, "a", None, None).unwrap().len(), 1);
+    let big = json!({"x": "y".repeat(17 * 1024 * 1024)});
+    assert!(matches!(
+        db.events.append("s", big),
+        Err(Error::ConstraintViolation(_))
+    ));
+    assert_eq!(db.events.count(&run, "s").unwrap(), 0);
+    assert_eq!(db.kv.mdelete(&run, &["a", "a"]).unwrap(), 1);
 }

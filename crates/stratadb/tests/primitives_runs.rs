@@ -36,6 +36,18 @@ fn run_info_fields() {
     assert!(db.runs.exists(&run).unwrap());
     assert!(db.runs.is_active(&run).unwrap());
 
+    let mut deep = Value::Null;
+    for _ in 0..200 {
+        deep = Value::Array(vec![deep]);
+    }
+    assert!(matches!(
+        db.runs.create(Some(deep.clone())),
+        Err(Error::ConstraintViolation(_))
+    ));
+    assert!(matches!(
+        db.runs.update_metadata(&run, deep),
+        Err(Error::ConstraintViolation(_))
+    ));
     let plain = db.runs.create(None).unwrap();
     assert_ne!(plain, run);
     assert_eq!(info(&db, &plain).metadata, None);

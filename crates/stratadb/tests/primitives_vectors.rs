@@ -570,3 +570,33 @@ fn same_key_changed_twice_in_one_transaction() {
     assert_eq!(keys(&r), vec!["c"]);
     assert_eq!(r[0].score, 1.0);
 }
+
+#[test]
+fn filters_ignore_non_object_metadata() {
+    let (db, run) = setup();
+    db.vectors
+        .create_collection(&run, "c", 2, DistanceMetric::Cosine)
+        .unwrap();
+    db.vectors
+        .upsert(&run, "c", "s", &[1.0, 0.0], Some(Value::from("x")))
+        .unwrap();
+    db.vectors
+        .upsert(&run, "c", "n", &[0.9, 0.1], None)
+        .unwrap();
+    db.vectors
+        .upsert(&run, "c", "o", &[0.8, 0.2], Some(json!({"x": "x"})))
+        .unwrap();
+    let q = [1.0, 0.0];
+    let r = db
+        .vectors
+        .search(&run, "c", &q, 10, Some(SearchFilter::exists("x")))
+        .unwrap();
+    assert_eq!(keys(&r), vec!["o"]);
+    let r = db
+        .vectors
+        .search(&run, "c", &q, 10, Some(!SearchFilter::exists("x")))
+        .unwrap();
+    assert_eq!(keys(&r), vec!["s", "n"]);
+    assert_eq!(r[0].metadata, Some(Value::from("x")));
+    assert_eq!(r[1].metadata, None);
+}

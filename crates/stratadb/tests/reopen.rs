@@ -281,3 +281,39 @@ fn ephemeral_and_temp() {
         Err(Error::ConstraintViolation(_))
     ));
 }
+
+#[test]
+fn recreated_collection_reopens_with_its_new_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunId::DEFAULT;
+    {
+        let db = Strata::open(dir.path()).unwrap();
+        db.vectors
+            .create_collection(&run, "c", 2, DistanceMetric::Cosine)
+            .unwrap();
+        db.vectors
+            .upsert(&run, "c", "old", &[1.0, 0.0], None)
+            .unwrap();
+        db.vectors.delete_collection(&run, "c").unwrap();
+        db.vectors
+            .create_collection(&run, "c", 3, DistanceMetric::Euclidean)
+            .unwrap();
+        db.vectors
+            .upsert(&run, "c", "new", &[1.0, 0.0, 0.0], None)
+            .unwrap();
+        drop(db);
+    }
+    let db = Strata::open(dir.path()).unwrap();
+    let i = db.vectors.collection_info(&run, "c").unwrap().unwrap();
+    assert_eq!(
+        (i.dimension, i.metric, i.count),
+        (3, DistanceMetric::Euclidean, 1)
+    );
+    assert!(db.vectors.get(&run, "c", "old").unwrap().is_none());
+    let r = db
+        .vectors
+        .search(&run, "c", &[1.0, 0.0, 0.0], 5, None)
+        .unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].key, "new");
+}
