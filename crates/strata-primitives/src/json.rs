@@ -195,14 +195,19 @@ impl Json {
         committed_version(info)
     }
 
-    /// The document as of `version`; `NotFound` if it did not exist then.
+    /// The document as of `version`; `NotFound` if it did not exist then, or if the run's
+    /// retention policy no longer keeps that version (as for [`history`](Self::history)).
     pub fn get_at(&self, run: &RunId, key: &str, version: Version) -> Result<Versioned<Value>> {
         let k = key_of(run, key)?;
+        let now = self.engine.now();
         let found = self.engine.read(run, |txn| {
-            txn.get_at(&k, version.as_u64())
-                .as_ref()
-                .map(versioned)
-                .transpose()
+            let Some(e) = txn.get_at(&k, version.as_u64()) else {
+                return Ok(None);
+            };
+            if !runs::is_retained(txn, run, &k, e.version, now)? {
+                return Ok(None);
+            }
+            versioned(&e).map(Some)
         })?;
         found.ok_or_else(|| {
             Error::NotFound(format!(

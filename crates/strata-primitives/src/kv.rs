@@ -132,15 +132,20 @@ impl KV {
     }
 
     /// The value as of `version`: the newest write at or before it. `NotFound` if the
-    /// key did not exist then (never written yet, deleted, or its history was removed by
-    /// retention).
+    /// key did not exist then (never written yet, deleted), or if the run's retention
+    /// policy no longer keeps that version (exactly as [`history`](Self::history) would
+    /// not list it, even before garbage collection has removed it).
     pub fn get_at(&self, run: &RunId, key: &str, version: Version) -> Result<Versioned<Value>> {
         let k = key_of(run, key)?;
+        let now = self.engine.now();
         let found = self.engine.read(run, |txn| {
-            txn.get_at(&k, version.as_u64())
-                .as_ref()
-                .map(versioned)
-                .transpose()
+            let Some(e) = txn.get_at(&k, version.as_u64()) else {
+                return Ok(None);
+            };
+            if !runs::is_retained(txn, run, &k, e.version, now)? {
+                return Ok(None);
+            }
+            versioned(&e).map(Some)
         })?;
         found.ok_or_else(|| {
             Error::NotFound(format!("key {key:?} did not exist at version {version}"))

@@ -370,6 +370,32 @@ pub(crate) fn apply_retention<T>(
     history
 }
 
+/// `true` if the write of `key` at commit `version` is still visible under the run's
+/// retention policy at `now`, i.e. [`apply_retention`] keeps it in the key's history
+/// (a point read of an old version must agree with the history, even before garbage
+/// collection has removed it).
+pub(crate) fn is_retained(
+    txn: &mut Transaction,
+    run: &RunId,
+    key: &[u8],
+    version: u64,
+    now: Timestamp,
+) -> Result<bool> {
+    let policy = retention_of(txn, run)?;
+    if policy == RetentionPolicy::KeepAll {
+        return Ok(true);
+    }
+    let live: Vec<Versioned<()>> = txn
+        .history(key, None, None)
+        .iter()
+        .filter(|e| !e.is_tombstone())
+        .map(|e| Versioned::new((), Version::Txn(e.version), e.timestamp))
+        .collect();
+    Ok(apply_retention(live, &policy, now)
+        .iter()
+        .any(|v| v.version.as_u64() == version))
+}
+
 /// Retention of the run, read inside a transaction.
 pub(crate) fn retention_of(txn: &mut Transaction, run: &RunId) -> Result<RetentionPolicy> {
     Ok(check_exists(txn, run)?.retention)

@@ -447,14 +447,24 @@ fn retention_set_get_keep_last() {
         db.kv.get_at(&run, "k", versions[8]).unwrap().as_int(),
         Some(8)
     );
+    let mut newer = Vec::new();
     for i in 10..30i64 {
-        db.kv.put(&run, "k", i).unwrap();
+        newer.push(db.kv.put(&run, "k", i).unwrap());
         db.state.set_in(&run, "s", i).unwrap();
         let h = db.kv.history(&run, "k", None, None).unwrap();
         assert!(h.len() <= 3);
         assert_eq!(h[0].as_int(), Some(i));
         assert!(db.state.history(&run, "s", Some(100)).unwrap().len() <= 3);
     }
+    // Point reads agree with the history even before garbage collection has run.
+    assert!(matches!(
+        db.kv.get_at(&run, "k", newer[10]),
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        db.kv.get_at(&run, "k", newer[17]).unwrap().as_int(),
+        Some(27)
+    );
     // The state counter is unaffected by retention.
     assert_eq!(
         db.state.get_in(&run, "s").unwrap().unwrap().version,
@@ -614,4 +624,53 @@ fn isolation_between_runs() {
     db.kv.delete_in(&b, "k").unwrap();
     assert_eq!(db.vectors.count(&a, "c").unwrap(), 1);
     assert!(db.kv.exists_in(&a, "k").unwrap());
+}
+
+#[test]
+fn keep_for_applies_as_the_clock_moves() {
+    let db = db();
+    let run = db.runs.create(None).unwrap();
+    let hour = Duration::from_secs(3600);
+    db.runs
+        .set_retention(&run, RetentionPolicy::KeepFor(hour))
+        .unwrap();
+    let mut kv = Vec::new();
+    let mut js = Vec::new();
+    for i in 0..4i64 {
+        kv.push(db.kv.put(&run, "k", i).unwrap());
+        js.push(db.json.set_in(&run, "j", json!({ "i": i })).unwrap());
+        db.state.set_in(&run, "s", i).unwrap();
+    }
+    assert_eq!(db.kv.history(&run, "k", None, None).unwrap().len(), 4);
+    assert_eq!(db.kv.get_at(&run, "k", kv[0]).unwrap().as_int(), Some(0));
+
+    let later = Timestamp::now().as_micros() + 2 * 3600 * 1_000_000;
+    db.engine()
+        .set_clock(Arc::new(move || Timestamp::from_micros(later)));
+    let h = db.kv.history(&run, "k", None, None).unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].version, kv[3]);
+    assert_eq!(db.json.history(&run, "j", None, None).unwrap().len(), 1);
+    assert_eq!(db.state.history(&run, "s", None).unwrap().len(), 1);
+    for v in &kv[..3] {
+        assert!(matches!(
+            db.kv.get_at(&run, "k", *v),
+            Err(Error::NotFound(_))
+        ));
+    }
+    assert!(matches!(
+        db.json.get_at(&run, "j", js[0]),
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(db.kv.get_at(&run, "k", kv[3]).unwrap().as_int(), Some(3));
+    assert_eq!(
+        db.json.get_at(&run, "j", js[3]).unwrap().value,
+        json!({"i": 3})
+    );
+    // Current values are never affected.
+    assert_eq!(db.kv.get_in(&run, "k").unwrap().unwrap().as_int(), Some(3));
+    assert_eq!(
+        db.state.get_in(&run, "s").unwrap().unwrap().version,
+        Version::Counter(4)
+    );
 }
