@@ -423,6 +423,13 @@ fn sigkill_rounds(kills: usize) {
                 seen += 1;
             }
         }
+        if round == 0 {
+            // The directory lock holds across processes too.
+            assert!(matches!(
+                StrataBuilder::new().path(dir.path()).strict().open(),
+                Err(Error::Storage(_))
+            ));
+        }
         std::thread::sleep(Duration::from_micros(((round * 389) % 2000) as u64));
         child.kill().unwrap();
         child.wait().unwrap();
