@@ -13,7 +13,7 @@
 //!   keep working. A tombstone is a flag (`value: None`), so `Null` remains storable.
 //! - **Garbage collection** ([`MvccMap::gc_range`]) drops entries that retention no
 //!   longer wants *and* no open snapshot can still see.
-use std::collections::BTreeMap;
+use std::collections::{btree_map, BTreeMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -89,6 +89,33 @@ impl MvccMap {
                 }
                 None => {
                     map.insert(w.key.clone(), vec![entry]);
+                }
+            }
+        }
+    }
+
+    /// Like [`apply`](Self::apply), taking the writes by value: each key is moved into
+    /// the map (no copy) and found with a single search. Used by the commit path and by
+    /// recovery, which own their writes.
+    pub(crate) fn apply_owned(&self, version: u64, timestamp: Timestamp, writes: Vec<Write>) {
+        let mut map = self.inner.write();
+        for w in writes {
+            let entry = Entry {
+                version,
+                timestamp,
+                value: w.value,
+            };
+            match map.entry(w.key) {
+                btree_map::Entry::Occupied(mut o) => {
+                    let chain = o.get_mut();
+                    // Two writes of one key in one commit: the last one wins.
+                    if chain.last().is_some_and(|e| e.version == version) {
+                        chain.pop();
+                    }
+                    chain.push(entry);
+                }
+                btree_map::Entry::Vacant(v) => {
+                    v.insert(vec![entry]);
                 }
             }
         }

@@ -270,7 +270,7 @@ impl Storage {
                         rec.version
                     )));
                 }
-                map.apply(rec.version, rec.timestamp, &rec.writes);
+                map.apply_owned(rec.version, rec.timestamp, rec.writes);
                 last = rec.version;
                 last_ts = last_ts.max(rec.timestamp);
                 report.records_replayed += 1;
@@ -518,7 +518,7 @@ impl Storage {
             }
             c.next_version += 1;
             c.last_ts = timestamp;
-            self.inner.map.apply(version, timestamp, &writes);
+            self.inner.map.apply_owned(version, timestamp, writes);
             if let (Some(d), Some(wal)) = (disk, c.wal.as_ref()) {
                 let mut s = d.sync.lock();
                 s.written = version;

@@ -1,0 +1,385 @@
+//! Storage benchmarks: `cargo bench -p strata-storage --bench storage`.
+//!
+//! Criterion measures each figure; a summary at the end prints the derived figures the
+//! targets are stated in (ratios, keys/s, MB/s, bytes per key), from its own plain timed
+//! runs. Databases live in a temporary directory under `STRATA_BENCH_DIR` (default: the
+//! system temp dir), which should be on the same file system as the data you care about.
+//!
+//! Set `STRATA_BENCH_KEYS` to change the size of the reopen data set (default 1,000,000
+//! keys of 24 bytes with 100-byte values).
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use strata_storage::{DurabilityMode, Storage, StorageOptions, Write};
+
+const KEY_LEN: usize = 24;
+const VALUE_LEN: usize = 100;
+
+fn bench_root() -> PathBuf {
+    std::env::var_os("STRATA_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("strata-bench-")
+        .tempdir_in(bench_root())
+        .unwrap()
+}
+
+fn n_keys() -> u64 {
+    std::env::var("STRATA_BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+fn key(i: u64) -> Box<[u8]> {
+    let k = format!("key-{i:020}").into_bytes();
+    debug_assert_eq!(k.len(), KEY_LEN);
+    k.into()
+}
+
+fn one_write(i: u64, value: &Arc<[u8]>) -> Vec<Write> {
+    vec![Write {
+        key: key(i),
+        value: Some(value.clone()),
+    }]
+}
+
+fn value() -> Arc<[u8]> {
+    Arc::from(vec![0xABu8; VALUE_LEN].as_slice())
+}
+
+fn options(durability: DurabilityMode) -> StorageOptions {
+    StorageOptions {
+        durability,
+        snapshot_on_close: false,
+        ..StorageOptions::default()
+    }
+}
+
+fn mode_name(m: DurabilityMode) -> &'static str {
+    match m {
+        DurabilityMode::Strict => "strict",
+        DurabilityMode::Buffered { .. } => "buffered",
+        DurabilityMode::NoDurability => "no_durability",
+    }
+}
+
+/// Raw `write(100 B)` + `fdatasync` on an appended file: the ceiling for Strict.
+fn raw_fsync(dir: &Path, n: u64) -> Duration {
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("fsync-probe"))
+        .unwrap();
+    let buf = [7u8; 100];
+    let start = Instant::now();
+    for _ in 0..n {
+        f.write_all(&buf).unwrap();
+        f.sync_data().unwrap();
+    }
+    start.elapsed()
+}
+
+/// `n` single-key commits from `threads` threads.
+fn commits(s: &Storage, n: u64, threads: u64, base: u64) -> Duration {
+    let v = value();
+    let start = Instant::now();
+    if threads == 1 {
+        for i in 0..n {
+            s.commit(one_write(base + i, &v), |_| Ok(())).unwrap();
+        }
+    } else {
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                let (s, v) = (s.clone(), v.clone());
+                scope.spawn(move || {
+                    for i in (t..n).step_by(threads as usize) {
+                        s.commit(one_write(base + i, &v), |_| Ok(())).unwrap();
+                    }
+                });
+            }
+        });
+    }
+    start.elapsed()
+}
+
+fn bench_fsync_and_strict(c: &mut Criterion) {
+    let tmp = tempdir();
+    let mut g = c.benchmark_group("durable");
+    g.throughput(Throughput::Elements(1));
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(4));
+    g.bench_function("raw_fdatasync_100B", |b| {
+        b.iter_custom(|iters| raw_fsync(tmp.path(), iters))
+    });
+    for threads in [1u64, 4] {
+        let dir = tmp.path().join(format!("strict-{threads}"));
+        let s = Storage::open(&dir, options(DurabilityMode::Strict)).unwrap();
+        let mut base = 0;
+        g.bench_with_input(
+            BenchmarkId::new("strict_commit_threads", threads),
+            &threads,
+            |b, &t| {
+                b.iter_custom(|iters| {
+                    let d = commits(&s, iters, t, base);
+                    base += iters;
+                    d
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+fn bench_fast_modes(c: &mut Criterion) {
+    let tmp = tempdir();
+    let mut g = c.benchmark_group("commit");
+    g.throughput(Throughput::Elements(1));
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(3));
+    for mode in [DurabilityMode::default(), DurabilityMode::NoDurability] {
+        let dir = tmp.path().join(mode_name(mode));
+        let s = Storage::open(&dir, options(mode)).unwrap();
+        let mut base = 0;
+        g.bench_function(mode_name(mode), |b| {
+            b.iter_custom(|iters| {
+                let d = commits(&s, iters, 1, base);
+                base += iters;
+                d
+            })
+        });
+    }
+    g.finish();
+}
+
+/// A database of `n` keys written one key per commit, as log only; and a copy of it
+/// after a checkpoint (snapshot only). Returns (log dir, snapshot dir).
+struct Dataset {
+    _tmp: tempfile::TempDir,
+    log_dir: PathBuf,
+    snap_dir: PathBuf,
+    n: u64,
+}
+
+fn dir_bytes(dir: &Path, ext: &str) -> u64 {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| ext.is_empty() || p.extension().is_some_and(|x| x == ext))
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+fn dataset(n: u64) -> Dataset {
+    let tmp = tempdir();
+    let log_dir = tmp.path().join("log");
+    let snap_dir = tmp.path().join("snap");
+    let opts = StorageOptions {
+        snapshot_threshold: u64::MAX,
+        ..options(DurabilityMode::NoDurability)
+    };
+    let s = Storage::open(&log_dir, opts.clone()).unwrap();
+    commits(&s, n, 1, 0);
+    s.flush().unwrap();
+    drop(s);
+    fs::create_dir(&snap_dir).unwrap();
+    for e in fs::read_dir(&log_dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "log") {
+            fs::copy(&p, snap_dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let s = Storage::open(&snap_dir, opts).unwrap();
+    s.checkpoint().unwrap();
+    drop(s);
+    Dataset {
+        _tmp: tmp,
+        log_dir,
+        snap_dir,
+        n,
+    }
+}
+
+fn open_time(dir: &Path) -> Duration {
+    let start = Instant::now();
+    let s = Storage::open(dir, options(DurabilityMode::NoDurability)).unwrap();
+    let d = start.elapsed();
+    drop(s);
+    d
+}
+
+fn bench_reopen(c: &mut Criterion, ds: &Dataset) {
+    let mut g = c.benchmark_group("reopen");
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(10));
+    g.throughput(Throughput::BytesDecimal(dir_bytes(&ds.log_dir, "log")));
+    g.bench_function("log_replay", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| open_time(&ds.log_dir)).sum())
+    });
+    g.throughput(Throughput::BytesDecimal(dir_bytes(&ds.snap_dir, "snap")));
+    g.bench_function("snapshot_load", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| open_time(&ds.snap_dir)).sum())
+    });
+    g.finish();
+}
+
+fn resident_bytes() -> u64 {
+    let statm = fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Time this thread has spent on a CPU: unlike wall time, barely affected by other
+/// processes competing for the cores (this machine is shared).
+fn thread_cpu() -> Duration {
+    let s = fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns = s
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(ns)
+}
+
+/// Runs `f`, returning (wall time, this thread's CPU time).
+fn timed<T>(f: impl FnOnce() -> T) -> (Duration, Duration, T) {
+    let (w, c) = (Instant::now(), thread_cpu());
+    let out = f();
+    (w.elapsed(), thread_cpu().saturating_sub(c), out)
+}
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+/// The figures the targets are stated in, from plain timed runs.
+fn summary(ds: &Dataset, full: bool) {
+    let tmp = tempdir();
+    let per_sec = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
+    println!("\n== strata-storage summary ==");
+
+    let n = if full { 3000 } else { 100 };
+    let raw = per_sec(n, raw_fsync(tmp.path(), n));
+    let s1 = Storage::open(tmp.path().join("s1"), options(DurabilityMode::Strict)).unwrap();
+    let strict1 = per_sec(n, commits(&s1, n, 1, 0));
+    let s4 = Storage::open(tmp.path().join("s4"), options(DurabilityMode::Strict)).unwrap();
+    let strict4 = per_sec(2 * n, commits(&s4, 2 * n, 4, 0));
+    println!("raw fdatasync (100 B appends):   {raw:>12.0} /s");
+    println!(
+        "strict, 1 thread:                {strict1:>12.0} commits/s  = {:.0}% of raw fdatasync (target >= 90%)",
+        100.0 * strict1 / raw
+    );
+    println!(
+        "strict, 4 threads:               {strict4:>12.0} commits/s  = {:.2}x 1 thread (target >= 3x)",
+        strict4 / strict1
+    );
+
+    let m = if full { 1_000_000 } else { 10_000 };
+    for mode in [DurabilityMode::default(), DurabilityMode::NoDurability] {
+        let s = Storage::open(tmp.path().join(mode_name(mode)), options(mode)).unwrap();
+        let (wall, cpu, _) = timed(|| commits(&s, m, 1, 0));
+        println!(
+            "{:<32} {:>12.0} commits/s wall, {:.0} per CPU-second of the committing thread (target >= 1,000,000)",
+            format!("{}, 1 key/commit:", mode_name(mode)),
+            per_sec(m, wall),
+            per_sec(m, cpu)
+        );
+    }
+
+    let live = ds.n * (KEY_LEN + VALUE_LEN) as u64;
+    let log_bytes = dir_bytes(&ds.log_dir, "log");
+    let snap_bytes = dir_bytes(&ds.snap_dir, "snap");
+    for (what, dir, bytes) in [
+        ("log replay", &ds.log_dir, log_bytes),
+        ("snapshot load", &ds.snap_dir, snap_bytes),
+    ] {
+        let runs: Vec<(Duration, Duration)> = (0..5)
+            .map(|_| {
+                let (w, c, s) =
+                    timed(|| Storage::open(dir, options(DurabilityMode::NoDurability)).unwrap());
+                drop(s);
+                (w, c)
+            })
+            .collect();
+        let wall = median(runs.iter().map(|r| r.0).collect());
+        let cpu = median(runs.iter().map(|r| r.1).collect());
+        let file = if what == "log replay" {
+            "log"
+        } else {
+            "snapshot"
+        };
+        for (how, d) in [("wall", wall), ("CPU", cpu)] {
+            println!(
+                "{:<32} {:>6.3} s {how:<4} for {} keys = {:>9.0} keys/s, {:>4.0} MB/s of {file}, {:>4.0} MB/s of live data (targets: >= 300 MB/s, <= 0.5 s)",
+                format!("reopen, {what}:"),
+                d.as_secs_f64(),
+                ds.n,
+                per_sec(ds.n, d),
+                bytes as f64 / 1e6 / d.as_secs_f64(),
+                live as f64 / 1e6 / d.as_secs_f64()
+            );
+        }
+    }
+    let on_disk = dir_bytes(&ds.snap_dir, "");
+    println!(
+        "on disk after checkpoint:        {:.1} MB for {:.1} MB live data = {:.2}x (target <= 1.3x); log alone {:.2}x",
+        on_disk as f64 / 1e6,
+        live as f64 / 1e6,
+        on_disk as f64 / live as f64,
+        log_bytes as f64 / live as f64
+    );
+    // In a fresh process: memory freed by the runs above would hide the growth.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(RSS_CHILD, &ds.snap_dir)
+        .output()
+        .unwrap();
+    let grown: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let per_key = grown as f64 / ds.n as f64;
+    println!(
+        "resident memory:                 {per_key:.0} B/key for {} B raw = {:.2}x (target <= 2.5x)",
+        KEY_LEN + VALUE_LEN,
+        per_key / (KEY_LEN + VALUE_LEN) as f64
+    );
+}
+
+const RSS_CHILD: &str = "STRATA_BENCH_RSS_OF";
+
+/// Prints how much the resident set grows when the database in `dir` is opened.
+fn rss_child(dir: &str) {
+    let before = resident_bytes();
+    let s = Storage::open(dir, options(DurabilityMode::NoDurability)).unwrap();
+    let after = resident_bytes();
+    assert!(s.map().key_count() > 0);
+    println!("{}", after.saturating_sub(before));
+}
+
+criterion_group!(commit_benches, bench_fsync_and_strict, bench_fast_modes);
+
+fn main() {
+    if let Ok(dir) = std::env::var(RSS_CHILD) {
+        return rss_child(&dir);
+    }
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not: then every
+    // benchmark runs once, on a small data set.
+    let full = std::env::args().any(|a| a == "--bench");
+    let ds = dataset(if full { n_keys() } else { 10_000 });
+    summary(&ds, full);
+    commit_benches();
+    let mut c = Criterion::default().configure_from_args();
+    bench_reopen(&mut c, &ds);
+    c.final_summary();
+}
