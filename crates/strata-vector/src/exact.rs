@@ -279,6 +279,12 @@ impl ExactIndex {
         }
     }
 
+    /// Starts loading the vector of slot `id` into cache.
+    #[inline]
+    pub(crate) fn prefetch(&self, id: u32) {
+        distance::prefetch(self.raw(id));
+    }
+
     /// Raw similarity between two stored vectors.
     #[inline]
     pub(crate) fn sim_between(&self, a: u32, b: u32) -> f32 {

@@ -85,6 +85,8 @@ const NONE: u32 = u32::MAX;
 struct Visited {
     marks: Vec<u32>,
     epoch: u32,
+    /// Scratch list of a node's unvisited neighbors.
+    batch: Vec<u32>,
 }
 
 impl Visited {
@@ -401,14 +403,23 @@ impl HnswIndex {
         if let Some(t) = results.threshold() {
             bound = t;
         }
+        let mut batch = std::mem::take(&mut visited.batch);
         while let Some(c) = candidates.pop() {
             if c.sim < bound {
                 break;
             }
+            // Collect the unvisited neighbors and prefetch their vectors first, so that
+            // their cache misses overlap instead of stalling one distance at a time.
+            batch.clear();
             for &n in self.neighbors(c.id, layer) {
-                if !visited.insert(n) {
-                    continue;
+                if visited.insert(n) {
+                    batch.push(n);
                 }
+            }
+            for &n in &batch {
+                self.store.prefetch(n);
+            }
+            for &n in &batch {
                 let sim = self.store.sim(q, n);
                 if sim >= bound {
                     let s = Scored { sim, id: n };
@@ -422,6 +433,7 @@ impl HnswIndex {
                 }
             }
         }
+        visited.batch = batch;
         results.into_sorted()
     }
 

@@ -1,0 +1,337 @@
+//! Recall and throughput of the vector index on synthetic clustered data.
+//!
+//! ```text
+//! cargo run --release -p strata-vector --example recall -- [N] [DIM] [QUERIES]
+//! ```
+//! (defaults: 100000 384 300). Single-threaded throughout. Prints, in order: the upsert
+//! rate while the collection grows (exact phase, graph build at the threshold, then
+//! incremental HNSW inserts), exact-scan QPS, recall@10 and QPS of HNSW at ef 16 … 256,
+//! filtered searches at 1%, 10% and 30% selectivity against exact scans of the matches,
+//! reachability, compaction after deleting 20%, and graph serialization.
+//!
+//! Data: `N + QUERIES` vectors in 200 clusters. Each cluster has a random center and a
+//! random 24-dimensional subspace; a point is `center + basis · z + ε` with `z ~ N(0, I₂₄)`
+//! and small isotropic noise `ε`, so the data has a low intrinsic dimension like real
+//! embeddings. Queries are held-out points of the same distribution. Metric: cosine.
+use std::collections::HashSet;
+use std::time::Instant;
+
+use strata_core::json;
+use strata_vector::{
+    CollectionConfig, CollectionIndex, DistanceMetric, SearchFilter, SearchStrategy,
+};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self) -> f32 {
+        ((self.next() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
+    }
+    /// Standard normal (Box–Muller).
+    fn normal(&mut self) -> f32 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    }
+}
+
+fn dataset(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    const CLUSTERS: usize = 200;
+    const INTRINSIC: usize = 24;
+    let mut rng = Rng(seed);
+    let centers: Vec<Vec<f32>> = (0..CLUSTERS)
+        .map(|_| (0..dim).map(|_| rng.normal()).collect())
+        .collect();
+    let bases: Vec<Vec<Vec<f32>>> = (0..CLUSTERS)
+        .map(|_| {
+            (0..INTRINSIC)
+                .map(|_| (0..dim).map(|_| rng.normal() * 0.15).collect())
+                .collect()
+        })
+        .collect();
+    (0..n)
+        .map(|_| {
+            let c = (rng.next() % CLUSTERS as u64) as usize;
+            let mut v: Vec<f32> = centers[c].iter().map(|x| x + rng.normal() * 0.05).collect();
+            for b in &bases[c] {
+                let z = rng.normal();
+                for (x, y) in v.iter_mut().zip(b) {
+                    *x += z * y;
+                }
+            }
+            v
+        })
+        .collect()
+}
+
+/// CPU time of this thread in seconds (from `/proc/thread-self/schedstat`), so that rates
+/// stay meaningful on a machine shared with other jobs; falls back to wall time.
+fn cpu_secs() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1e9)
+}
+
+#[derive(Clone, Copy)]
+struct Timer {
+    wall: Instant,
+    cpu: Option<f64>,
+}
+
+impl Timer {
+    fn start() -> Self {
+        Timer {
+            wall: Instant::now(),
+            cpu: cpu_secs(),
+        }
+    }
+    /// Seconds of CPU time since start (wall time when unavailable).
+    fn secs(&self) -> f64 {
+        match (self.cpu, cpu_secs()) {
+            (Some(a), Some(b)) => b - a,
+            _ => self.wall.elapsed().as_secs_f64(),
+        }
+    }
+    fn wall(&self) -> f64 {
+        self.wall.elapsed().as_secs_f64()
+    }
+}
+
+fn key(i: usize) -> String {
+    format!("doc:{i}")
+}
+
+/// `recall crossover [DIM]`: exact-scan vs HNSW (ef 64) query cost at growing sizes, to
+/// place `CollectionConfig::exact_threshold`.
+fn crossover(dim: usize) {
+    println!("# crossover at {dim} dims: ms per query (k = 10), CPU time, 200 queries");
+    println!("| n | exact ms | hnsw ef=64 ms | hnsw recall@10 |");
+    for n in [500, 1000, 2000, 5000, 10000, 20000] {
+        let mut data = dataset(n + 200, dim, 7);
+        let queries = data.split_off(n);
+        let mut cfg = CollectionConfig::new(dim, DistanceMetric::Cosine);
+        cfg.exact_threshold = 0;
+        let mut c = CollectionIndex::new(cfg).expect("config");
+        for (i, v) in data.iter().enumerate() {
+            c.upsert(&key(i), v, None).expect("upsert");
+        }
+        let run = |s: SearchStrategy| {
+            let t = Timer::start();
+            let mut out = Vec::new();
+            for _ in 0..3 {
+                out = queries
+                    .iter()
+                    .map(|q| c.search_using(q, 10, None, s).expect("search"))
+                    .collect::<Vec<_>>();
+            }
+            (t.secs() * 1e3 / (3 * queries.len()) as f64, out)
+        };
+        let (ems, truth) = run(SearchStrategy::Exact);
+        let (hms, got) = run(SearchStrategy::Hnsw);
+        let hit: usize = truth
+            .iter()
+            .zip(&got)
+            .map(|(t, g)| g.iter().filter(|x| t.iter().any(|y| y.0 == x.0)).count())
+            .sum();
+        println!(
+            "| {n} | {ems:.3} | {hms:.3} | {:.4} |",
+            hit as f64 / (10 * queries.len()) as f64
+        );
+    }
+}
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("crossover") {
+        let dim = std::env::args()
+            .nth(2)
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(384);
+        crossover(dim);
+        return;
+    }
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let n = args.first().copied().unwrap_or(100_000);
+    let dim = args.get(1).copied().unwrap_or(384);
+    let nq = args.get(2).copied().unwrap_or(300);
+    let k = 10;
+    println!("# {n} x {dim}-d clustered vectors, {nq} queries, k = {k}, cosine, 1 thread");
+    println!("# rates are per second of this thread's CPU time (the machine may be shared)");
+
+    let t = Timer::start();
+    let mut data = dataset(n + nq, dim, 42);
+    let queries = data.split_off(n);
+    println!("generated in {:.1} s", t.secs());
+
+    let cfg = CollectionConfig::new(dim, DistanceMetric::Cosine);
+    let threshold = cfg.exact_threshold;
+    let mut c = CollectionIndex::new(cfg).expect("config");
+    let t = Timer::start();
+    let mut phase = Timer::start();
+    let mut last = 0;
+    for (i, v) in data.iter().enumerate() {
+        let meta =
+            json!({"bucket": (i % 100) as i64, "tenth": (i % 10) as i64, "third": (i % 3) as i64});
+        c.upsert(&key(i), v, Some(meta)).expect("upsert");
+        let done = i + 1;
+        if done == threshold + 1 || done % 20_000 == 0 || done == n {
+            let note = if done == threshold + 1 {
+                " (exact phase, then the graph build at the threshold)"
+            } else {
+                ""
+            };
+            println!(
+                "  upserts {}..={done}: {:.0} upserts/s{note}",
+                last + 1,
+                (done - last) as f64 / phase.secs()
+            );
+            last = done;
+            phase = Timer::start();
+        }
+    }
+    let total = t.secs();
+    let total_wall = t.wall();
+    println!(
+        "upsert total: {n} in {total:.1} s CPU ({total_wall:.1} s wall) = {:.0} upserts/s overall",
+        n as f64 / total
+    );
+    println!(
+        "memory (vectors + graph + keys): {:.1} MiB",
+        c.memory_bytes() as f64 / (1 << 20) as f64
+    );
+    let t = Timer::start();
+    let unreachable = c.verify_reachability();
+    println!(
+        "unreachable live nodes: {unreachable} (checked in {:.1} ms)",
+        t.secs() * 1e3
+    );
+
+    // Exact ground truth and exact QPS.
+    let t = Timer::start();
+    let truth: Vec<HashSet<String>> = queries
+        .iter()
+        .map(|q| {
+            c.search_using(q, k, None, SearchStrategy::Exact)
+                .expect("search")
+                .into_iter()
+                .map(|p| p.0)
+                .collect()
+        })
+        .collect();
+    let exact_qps = nq as f64 / t.secs();
+    println!("exact scan: {exact_qps:.1} QPS");
+
+    println!("| ef | recall@10 | QPS | speed-up vs exact |");
+    for ef in [16, 32, 64, 128, 256] {
+        c.set_ef_search(ef);
+        let t = Timer::start();
+        let mut hit = 0;
+        for (q, tr) in queries.iter().zip(&truth) {
+            let got = c
+                .search_using(q, k, None, SearchStrategy::Hnsw)
+                .expect("search");
+            hit += got.iter().filter(|p| tr.contains(&p.0)).count();
+        }
+        let qps = nq as f64 / t.secs();
+        println!(
+            "| {ef} | {:.4} | {qps:.0} | {:.1}x |",
+            hit as f64 / (nq * k) as f64,
+            qps / exact_qps
+        );
+    }
+    c.set_ef_search(64);
+
+    println!("| filter | selectivity | plan | recall@10 | ms/query | exact-scan ms/query | HNSW-walk recall | HNSW-walk ms/query |");
+    for (name, f) in [
+        ("bucket = 7", SearchFilter::eq("bucket", 7)),
+        ("tenth = 3", SearchFilter::eq("tenth", 3)),
+        ("third = 1", SearchFilter::eq("third", 1)),
+    ] {
+        let sel = c.estimate_selectivity(&f);
+        let plan = c.plan(k, Some(&f));
+        let mut ftruth = Vec::new();
+        let t = Timer::start();
+        for q in &queries {
+            let r: HashSet<String> = c
+                .search_using(q, k, Some(&f), SearchStrategy::Exact)
+                .expect("search")
+                .into_iter()
+                .map(|p| p.0)
+                .collect();
+            ftruth.push(r);
+        }
+        let exact_ms = t.secs() * 1e3 / nq as f64;
+        let measure = |strategy: Option<SearchStrategy>| {
+            let t = Timer::start();
+            let mut hit = 0;
+            for (q, tr) in queries.iter().zip(&ftruth) {
+                let got = match strategy {
+                    Some(s) => c.search_using(q, k, Some(&f), s),
+                    None => c.search(q, k, Some(&f)),
+                }
+                .expect("search");
+                assert_eq!(got.len(), k);
+                hit += got.iter().filter(|p| tr.contains(&p.0)).count();
+            }
+            (hit as f64 / (nq * k) as f64, t.secs() * 1e3 / nq as f64)
+        };
+        let (r, ms) = measure(None);
+        let (hr, hms) = measure(Some(SearchStrategy::Hnsw));
+        println!(
+            "| {name} | {:.1}% | {plan:?} | {r:.4} | {ms:.3} | {exact_ms:.3} | {hr:.4} | {hms:.3} |",
+            sel * 100.0
+        );
+    }
+
+    // Serialization of the graph.
+    if let Some(h) = c.hnsw() {
+        let t = Timer::start();
+        let bytes = h.to_bytes();
+        let ser = t.secs();
+        let t = Timer::start();
+        let back = strata_vector::HnswIndex::from_bytes(&bytes).expect("from_bytes");
+        println!(
+            "graph bytes: {:.1} MiB, to_bytes {:.0} ms, from_bytes {:.0} ms ({} nodes)",
+            bytes.len() as f64 / (1 << 20) as f64,
+            ser * 1e3,
+            t.secs() * 1e3,
+            back.node_count()
+        );
+    }
+
+    // Delete 20% (triggers compaction), then re-measure recall.
+    let t = Timer::start();
+    for i in (0..n).step_by(5) {
+        c.delete(&key(i));
+    }
+    println!(
+        "deleted {} keys (compaction included) in {:.1} s; unreachable after: {}",
+        n / 5,
+        t.secs(),
+        c.verify_reachability()
+    );
+    let mut hit = 0;
+    let t = Timer::start();
+    for q in &queries {
+        let tr: HashSet<String> = c
+            .search_using(q, k, None, SearchStrategy::Exact)
+            .expect("search")
+            .into_iter()
+            .map(|p| p.0)
+            .collect();
+        let got = c.search(q, k, None).expect("search");
+        hit += got.iter().filter(|p| tr.contains(&p.0)).count();
+    }
+    println!(
+        "after deleting 20%: recall@10 {:.4} at ef 64 ({:.1} s incl. exact truth)",
+        hit as f64 / (nq * k) as f64,
+        t.secs()
+    );
+}
