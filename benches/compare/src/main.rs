@@ -1,0 +1,502 @@
+//! StrataDB side by side with redb, fjall and SQLite on the same key-value workloads, plus
+//! recall against throughput of StrataDB's vector index.
+//!
+//! ```text
+//! cd benches/compare && COMPARE_SCALE=1 cargo run --release
+//! ```
+//!
+//! The parent process runs every engine's workloads in child processes of this same binary
+//! (`compare --child ENGINE WORKLOAD DIR SCALE`), so that engines share neither memory
+//! accounting (peak RSS is `VmHWM` of the loading child) nor caches in the process; then
+//! it writes the "## Peer comparison" section of `docs/benchmarks.md` and the chart
+//! `docs/peer-comparison.svg`.
+//!
+//! Environment: `COMPARE_SCALE` (default 1: N = 1,000,000 entries), `COMPARE_DIR` (where the
+//! databases go; default the system temp dir unless it is a tmpfs, then this crate's
+//! `target/`), `COMPARE_ENGINES` (comma-separated subset), `COMPARE_VECTORS=0` (skip the
+//! vector section), `COMPARE_NO_DOCS=1` (print only). The figures are also saved to
+//! `target/compare-results.tsv`; `compare --report FILE` writes the docs from such a file.
+mod engines;
+mod report;
+mod vectors;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use engines::{open, Dur, Kv, ENGINES};
+
+/// Entries in a load batch (one transaction).
+pub const BATCH: usize = 1_000;
+/// Keys per prefix group, and the listing limit.
+pub const GROUP: u64 = 100;
+pub const KEY_LEN: usize = 24;
+pub const VALUE_LEN: usize = 100;
+
+/// Counts of every workload at a scale.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    pub load: u64,
+    pub commits: u64,
+    pub fsync: u64,
+    pub reads: u64,
+    pub listings: u64,
+}
+
+impl Sizes {
+    pub fn at(scale: f64) -> Sizes {
+        let s = |full: f64, min: u64| ((full * scale).round() as u64).max(min);
+        Sizes {
+            load: s(1_000_000.0, 2_000),
+            commits: s(100_000.0, 1_000),
+            fsync: s(2_000.0, 100) / 4 * 4,
+            reads: s(1_000_000.0, 2_000) / 2 * 2,
+            listings: s(10_000.0, 200),
+        }
+    }
+    pub fn groups(&self) -> u64 {
+        (self.load / GROUP).max(1)
+    }
+}
+
+/// The 24-byte ASCII key of entry `i`: `p` + 5-digit group + `:` + 17-digit id. Entries of
+/// one group share the 7-byte prefix `pGGGGG:`.
+pub fn key(i: u64, groups: u64) -> [u8; KEY_LEN] {
+    let mut k = [0u8; KEY_LEN];
+    k[0] = b'p';
+    write_digits(&mut k[1..6], i % groups);
+    k[6] = b':';
+    write_digits(&mut k[7..], i);
+    k
+}
+
+pub fn prefix(group: u64) -> [u8; 7] {
+    let mut p = [0u8; 7];
+    p[0] = b'p';
+    write_digits(&mut p[1..6], group);
+    p[6] = b':';
+    p
+}
+
+fn write_digits(out: &mut [u8], mut v: u64) {
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The 100-byte value of entry `i` (pseudo-random, so incompressible).
+pub fn value(i: u64) -> [u8; VALUE_LEN] {
+    let mut v = [0u8; VALUE_LEN];
+    let mut s = i.wrapping_mul(0x2545_F491_4F6C_DD1D);
+    for chunk in v.chunks_mut(8) {
+        s = splitmix(s);
+        let b = s.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+    v
+}
+
+fn scale() -> f64 {
+    std::env::var("COMPARE_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0)
+}
+
+/// Peak resident memory of this process in KiB (`VmHWM`).
+fn vm_hwm_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Allocated bytes of every file under `dir`.
+fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                total += disk_bytes(&e.path());
+            } else {
+                total += m.blocks() * 512;
+            }
+        }
+    }
+    total
+}
+
+fn emit(name: &str, value: f64) {
+    println!("M {name} {value}");
+}
+
+fn rate(n: u64, t: Instant) -> f64 {
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+// ---------------------------------------------------------------- child workloads
+
+fn child(engine: &str, workload: &str, dir: &Path, scale: f64) {
+    let sz = Sizes::at(scale);
+    let groups = sz.groups();
+    match workload {
+        "load" => {
+            let mut order: Vec<u64> = (0..sz.load).collect();
+            fastrand::Rng::with_seed(42).shuffle(&mut order);
+            let db = open(engine, dir, Dur::NoSync);
+            let t = Instant::now();
+            let mut batch = Vec::with_capacity(BATCH);
+            for chunk in order.chunks(BATCH) {
+                batch.clear();
+                batch.extend(chunk.iter().map(|&i| (key(i, groups), value(i))));
+                db.load(&batch);
+            }
+            db.flush();
+            emit("load", rate(sz.load, t));
+            drop(order);
+            let t = Instant::now();
+            db.close();
+            emit("close_ms", t.elapsed().as_secs_f64() * 1e3);
+            emit("rss_kib", vm_hwm_kib() as f64);
+        }
+        "read" => {
+            let probe = key(0, groups);
+            let t = Instant::now();
+            let db = open(engine, dir, Dur::NoSync);
+            {
+                let mut r = db.reader();
+                assert!(r.get(&probe) == VALUE_LEN, "{engine}: key 0 missing");
+            }
+            emit("reopen_ms", t.elapsed().as_secs_f64() * 1e3);
+            // 1 thread.
+            let mut rng = fastrand::Rng::with_seed(7);
+            let keys: Vec<u64> = (0..sz.reads).map(|_| rng.u64(0..sz.load)).collect();
+            let found = {
+                let mut r = db.reader();
+                let t = Instant::now();
+                let mut found = 0u64;
+                for &i in &keys {
+                    found += (r.get(&key(i, groups)) == VALUE_LEN) as u64;
+                }
+                emit("read1", rate(sz.reads, t));
+                found
+            };
+            assert_eq!(found, sz.reads, "{engine}: reads missed");
+            // 2 threads, half the reads each.
+            let db_ref: &dyn Kv = db.as_ref();
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for half in keys.chunks(keys.len() / 2) {
+                    s.spawn(move || {
+                        let mut r = db_ref.reader();
+                        let mut found = 0u64;
+                        for &i in half {
+                            found += (r.get(&key(i, groups)) == VALUE_LEN) as u64;
+                        }
+                        assert_eq!(found, half.len() as u64);
+                    });
+                }
+            });
+            emit("read2", rate(sz.reads, t));
+            // Prefix listings.
+            let mut r = db.reader();
+            let t = Instant::now();
+            let mut listed = 0;
+            for _ in 0..sz.listings {
+                listed += r.prefix(&prefix(rng.u64(0..groups)), GROUP as usize);
+            }
+            emit("prefix", rate(sz.listings, t));
+            emit("listed_avg", listed as f64 / sz.listings as f64);
+            drop(r);
+            db.close();
+        }
+        "commits" => {
+            let mut rng = fastrand::Rng::with_seed(11);
+            let d = dir.join("nofsync");
+            let db = open(engine, &d, Dur::NoSync);
+            let t = Instant::now();
+            for _ in 0..sz.commits {
+                let i = rng.u64(..);
+                db.put(&key(i, groups), &value(i));
+            }
+            db.flush();
+            emit("commit", rate(sz.commits, t));
+            db.close();
+            let _ = std::fs::remove_dir_all(&d);
+
+            let d = dir.join("fsync1");
+            let db = open(engine, &d, Dur::Sync);
+            let t = Instant::now();
+            for _ in 0..sz.fsync {
+                let i = rng.u64(..);
+                db.put(&key(i, groups), &value(i));
+            }
+            emit("fsync1", rate(sz.fsync, t));
+            db.close();
+            let _ = std::fs::remove_dir_all(&d);
+
+            let d = dir.join("fsync4");
+            let db = open(engine, &d, Dur::Sync);
+            let db_ref: &dyn Kv = db.as_ref();
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for th in 0..4u64 {
+                    s.spawn(move || {
+                        let mut rng = fastrand::Rng::with_seed(100 + th);
+                        for _ in 0..sz.fsync / 4 {
+                            let i = rng.u64(..);
+                            db_ref.put(&key(i, groups), &value(i));
+                        }
+                    });
+                }
+            });
+            emit("fsync4", rate(sz.fsync, t));
+            db.close();
+            let _ = std::fs::remove_dir_all(&d);
+        }
+        other => panic!("unknown workload {other}"),
+    }
+}
+
+// ---------------------------------------------------------------- parent
+
+fn run_child(engine: &str, workload: &str, dir: &Path, scale: f64) -> BTreeMap<String, f64> {
+    let out = Command::new(std::env::current_exe().expect("own path"))
+        .args(["--child", engine, workload])
+        .arg(dir)
+        .arg(scale.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("spawn child");
+    assert!(
+        out.status.success(),
+        "{engine} {workload} failed: {}",
+        out.status
+    );
+    let mut m = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut it = line.split_whitespace();
+        if it.next() == Some("M") {
+            if let (Some(k), Some(v)) = (it.next(), it.next().and_then(|v| v.parse().ok())) {
+                m.insert(k.to_string(), v);
+            }
+        }
+    }
+    m
+}
+
+fn is_tmpfs(path: &Path) -> bool {
+    // The longest mount point containing `path` decides.
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && path.starts_with(f[1])).then(|| (f[1].len(), f[2] == "tmpfs"))
+        })
+        .max()
+        .is_some_and(|(_, t)| t)
+}
+
+fn data_root() -> PathBuf {
+    if let Ok(d) = std::env::var("COMPARE_DIR") {
+        return PathBuf::from(d);
+    }
+    let tmp = std::env::temp_dir();
+    if is_tmpfs(&tmp) {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target")
+    } else {
+        tmp
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--child") {
+        let scale: f64 = args[5].parse().expect("scale");
+        child(&args[2], &args[3], Path::new(&args[4]), scale);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("--report") {
+        let text = std::fs::read_to_string(&args[2]).expect("results file");
+        publish(&Saved::from_tsv(&text));
+        return;
+    }
+    let scale = scale();
+    let sz = Sizes::at(scale);
+    let engines: Vec<&str> = match std::env::var("COMPARE_ENGINES") {
+        Ok(list) => ENGINES
+            .iter()
+            .copied()
+            .filter(|e| list.split(',').any(|x| x.trim() == *e))
+            .collect(),
+        Err(_) => ENGINES.to_vec(),
+    };
+    let root = data_root();
+    std::fs::create_dir_all(&root).expect("data dir");
+    let tmp = tempfile::Builder::new()
+        .prefix("strata-compare-")
+        .tempdir_in(&root)
+        .expect("tempdir");
+    eprintln!(
+        "scale {scale}: {sz:?}; databases under {} (tmpfs: {})",
+        tmp.path().display(),
+        is_tmpfs(tmp.path())
+    );
+    let mut results: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for &e in &engines {
+        let dir = tmp.path().join(e);
+        let mut m = BTreeMap::new();
+        eprintln!("[{e}] load of {} entries ...", sz.load);
+        m.extend(run_child(e, "load", &dir, scale));
+        m.insert("disk_mib".into(), disk_bytes(&dir) as f64 / 1048576.0);
+        eprintln!("[{e}] reads ...");
+        m.extend(run_child(e, "read", &dir, scale));
+        let _ = std::fs::remove_dir_all(&dir);
+        eprintln!("[{e}] commits ...");
+        let cdir = tmp.path().join(format!("{e}-commits"));
+        m.extend(run_child(e, "commits", &cdir, scale));
+        let _ = std::fs::remove_dir_all(&cdir);
+        eprintln!("[{e}] {m:?}");
+        results.insert(e.to_string(), m);
+    }
+    let vec_results = if std::env::var("COMPARE_VECTORS").as_deref() == Ok("0") {
+        None
+    } else {
+        Some(vectors::run(scale))
+    };
+    let saved = Saved {
+        scale,
+        engines: engines.iter().map(|e| e.to_string()).collect(),
+        results,
+        vec: vec_results,
+        machine: report::machine(),
+        date: report::date(),
+    };
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/compare-results.tsv");
+    std::fs::write(&file, saved.to_tsv()).expect("save results");
+    eprintln!("results saved to {}", file.display());
+    publish(&saved);
+}
+
+/// Everything a report needs, saved to `target/compare-results.tsv` so that
+/// `compare --report FILE` can write the docs again without rerunning.
+struct Saved {
+    scale: f64,
+    engines: Vec<String>,
+    results: BTreeMap<String, BTreeMap<String, f64>>,
+    vec: Option<vectors::VecResults>,
+    machine: String,
+    date: String,
+}
+
+impl Saved {
+    fn to_tsv(&self) -> String {
+        let mut s = format!(
+            "scale\t{}\nengines\t{}\nmachine\t{}\ndate\t{}\n",
+            self.scale,
+            self.engines.join(","),
+            self.machine,
+            self.date
+        );
+        for (e, m) in &self.results {
+            for (k, v) in m {
+                s += &format!("kv\t{e}\t{k}\t{v}\n");
+            }
+        }
+        if let Some(v) = &self.vec {
+            s += &format!(
+                "vec\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                v.n, v.queries, v.insert_per_s, v.build_s, v.memory_mib, v.exact_qps
+            );
+            for (ef, r, q) in &v.hnsw {
+                s += &format!("hnsw\t{ef}\t{r}\t{q}\n");
+            }
+        }
+        s
+    }
+
+    fn from_tsv(text: &str) -> Saved {
+        let mut saved = Saved {
+            scale: 1.0,
+            engines: Vec::new(),
+            results: BTreeMap::new(),
+            vec: None,
+            machine: String::new(),
+            date: String::new(),
+        };
+        for line in text.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            let num = |i: usize| f[i].parse::<f64>().expect("number");
+            match f[0] {
+                "scale" => saved.scale = num(1),
+                "engines" => saved.engines = f[1].split(',').map(String::from).collect(),
+                "machine" => saved.machine = f[1].to_string(),
+                "date" => saved.date = f[1].to_string(),
+                "kv" => {
+                    saved
+                        .results
+                        .entry(f[1].to_string())
+                        .or_default()
+                        .insert(f[2].to_string(), num(3));
+                }
+                "vec" => {
+                    saved.vec = Some(vectors::VecResults {
+                        n: num(1) as usize,
+                        queries: num(2) as usize,
+                        insert_per_s: num(3),
+                        build_s: num(4),
+                        memory_mib: num(5),
+                        exact_qps: num(6),
+                        hnsw: Vec::new(),
+                    })
+                }
+                "hnsw" => {
+                    if let Some(v) = &mut saved.vec {
+                        v.hnsw.push((num(1) as usize, num(2), num(3)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        saved
+    }
+}
+
+fn publish(saved: &Saved) {
+    let engines: Vec<&str> = saved.engines.iter().map(String::as_str).collect();
+    let md = report::markdown(
+        saved.scale,
+        Sizes::at(saved.scale),
+        &engines,
+        &saved.results,
+        saved.vec.as_ref(),
+        &saved.machine,
+        &saved.date,
+    );
+    println!("{md}");
+    if std::env::var("COMPARE_NO_DOCS").as_deref() != Ok("1") {
+        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+        report::write_section(&docs.join("benchmarks.md"), &md);
+        report::chart(
+            &docs.join("peer-comparison.svg"),
+            saved.scale,
+            &engines,
+            &saved.results,
+        );
+        eprintln!("wrote {}", docs.display());
+    }
+}

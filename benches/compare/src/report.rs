@@ -1,0 +1,511 @@
+//! The markdown section and the SVG chart.
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::vectors::VecResults;
+use crate::Sizes;
+
+struct Row {
+    key: &'static str,
+    label: String,
+    unit: &'static str,
+    higher_better: bool,
+    /// Short name in the chart (throughput rows only).
+    chart: Option<&'static str>,
+}
+
+fn rows(sz: Sizes) -> Vec<Row> {
+    let r = |key, label: String, unit, higher_better, chart| Row {
+        key,
+        label,
+        unit,
+        higher_better,
+        chart,
+    };
+    vec![
+        r(
+            "load",
+            format!(
+                "Bulk load: {} entries, random order, 1,000 per transaction",
+                n(sz.load)
+            ),
+            "entries/s",
+            true,
+            Some("bulk load"),
+        ),
+        r(
+            "commit",
+            format!("{} single-key commits, no fsync", n(sz.commits)),
+            "commits/s",
+            true,
+            Some("commit, no fsync"),
+        ),
+        r(
+            "fsync1",
+            format!("{} single-key commits, fsync each, 1 thread", n(sz.fsync)),
+            "commits/s",
+            true,
+            Some("fsync commit, 1 thr"),
+        ),
+        r(
+            "fsync4",
+            format!(
+                "{} single-key commits, fsync each, 4 threads × {}",
+                n(sz.fsync),
+                n(sz.fsync / 4)
+            ),
+            "commits/s",
+            true,
+            Some("fsync commit, 4 thr"),
+        ),
+        r(
+            "read1",
+            format!("{} random point reads, 1 thread", n(sz.reads)),
+            "reads/s",
+            true,
+            Some("reads, 1 thr"),
+        ),
+        r(
+            "read2",
+            format!("{} random point reads, 2 threads", n(sz.reads)),
+            "reads/s",
+            true,
+            Some("reads, 2 thr"),
+        ),
+        r(
+            "prefix",
+            format!("{} prefix listings of up to 100 keys", n(sz.listings)),
+            "listings/s",
+            true,
+            Some("prefix listing"),
+        ),
+        r(
+            "reopen_ms",
+            "Reopen the loaded database (open + first read)".into(),
+            "ms ↓",
+            false,
+            None,
+        ),
+        r(
+            "close_ms",
+            "Close after the load (StrataDB writes its snapshot here)".into(),
+            "ms ↓",
+            false,
+            None,
+        ),
+        r(
+            "disk_mib",
+            "On-disk size after load and close".into(),
+            "MiB ↓",
+            false,
+            None,
+        ),
+        r(
+            "rss_mib",
+            "Peak resident memory of the loading process (VmHWM)".into(),
+            "MiB ↓",
+            false,
+            None,
+        ),
+    ]
+}
+
+/// `1234567` → `1,234,567`.
+fn n(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn fmt(v: f64) -> String {
+    if v >= 1000.0 {
+        n(v.round() as u64)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn metric(m: &BTreeMap<String, f64>, key: &str) -> Option<f64> {
+    if key == "rss_mib" {
+        return m.get("rss_kib").map(|k| k / 1024.0);
+    }
+    m.get(key).copied()
+}
+
+fn lock_version(name: &str) -> String {
+    let lock = include_str!("../Cargo.lock");
+    let needle = format!("name = \"{name}\"\nversion = \"");
+    lock.find(&needle)
+        .map(|i| {
+            let rest = &lock[i + needle.len()..];
+            rest[..rest.find('"').unwrap_or(0)].to_string()
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or("?".into(), |kib| format!("{:.0} GiB", kib / 1048576.0));
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!(
+        "{nproc} cores (nproc) · {cpu} · {mem} RAM · Linux {kernel} · load average at the end {}",
+        load.join(" ")
+    )
+}
+
+pub fn date() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn pretty(e: &str) -> &str {
+    match e {
+        "stratadb" => "StrataDB",
+        "redb" => "redb",
+        "fjall" => "fjall",
+        "sqlite" => "SQLite",
+        other => other,
+    }
+}
+
+pub fn markdown(
+    scale: f64,
+    sz: Sizes,
+    engines: &[&str],
+    results: &BTreeMap<String, BTreeMap<String, f64>>,
+    vec: Option<&VecResults>,
+    machine: &str,
+    date: &str,
+) -> String {
+    let mut s = String::new();
+    let scale_note = if (scale - 1.0).abs() < 1e-9 {
+        "full scale".to_string()
+    } else {
+        format!("COMPARE_SCALE={scale}")
+    };
+    let _ = writeln!(s, "## Peer comparison\n");
+    let _ = writeln!(
+        s,
+        "StrataDB against [redb](https://crates.io/crates/redb), [fjall](https://crates.io/crates/fjall) \
+         and SQLite (through rusqlite) on the same key-value workloads, at the same durability, \
+         measured by `benches/compare` (its own cargo workspace, so the root `cargo test --workspace` \
+         never builds the peers). Generated by the benchmark itself on {date}; do not edit by hand.\n"
+    );
+    let _ = writeln!(
+        s,
+        "```text\ncd benches/compare && COMPARE_SCALE={scale} cargo run --release\n```\n"
+    );
+    let _ = writeln!(s, "- Machine: {machine}");
+    let _ = writeln!(
+        s,
+        "- Versions: stratadb {} (this repository), redb {}, fjall {} (lsm-tree {}), rusqlite {} with bundled SQLite {}, rustc release profile",
+        lock_version("stratadb"),
+        lock_version("redb"),
+        lock_version("fjall"),
+        lock_version("lsm-tree"),
+        lock_version("rusqlite"),
+        rusqlite::version()
+    );
+    let _ = writeln!(
+        s,
+        "- Data: 24-byte ASCII keys `pGGGGG:IIIIIIIIIIIIIIIII` ({} groups of 100 keys sharing a 7-byte prefix), \
+         100-byte incompressible values, {} entries ≈ {:.0} MB of live data; databases in a temporary \
+         directory on the same disk file system as the repository (not tmpfs).",
+        n(sz.groups()),
+        n(sz.load),
+        sz.load as f64 * 124.0 / 1e6
+    );
+    let _ = writeln!(
+        s,
+        "- Durability: loads and \"no fsync\" commits write each commit to the OS without fsync \
+         (StrataDB `no_durability()`, fjall's default journal mode, SQLite WAL + `synchronous=OFF`; \
+         redb `Durability::None`, which keeps such commits in memory only) and end with one fsync of \
+         everything (counted in the time); \"fsync each\" commits return only once durable (StrataDB \
+         `strict()`, fjall `PersistMode::SyncData`, SQLite WAL + `synchronous=FULL`, redb \
+         `Durability::Immediate`). 4-thread commits: StrataDB and fjall from 4 threads on one handle \
+         (group commit), redb's single writer, SQLite one connection shared behind a mutex."
+    );
+    let _ = writeln!(
+        s,
+        "- Reads: every point read and listing is its own snapshot (StrataDB `kv.get_in` / `kv.keys`, \
+         fjall `get` / `prefix`, one redb read transaction each, an autocommit SQLite `SELECT` on a \
+         per-thread connection with a cached statement) and copies the value (keys for listings) out. \
+         Each engine runs in child processes of the benchmark (load; reopen + reads; commits), so peak \
+         memory is per engine. Default settings otherwise (caches included). Single run, wall-clock time, \
+         on a machine shared with other jobs: expect ±10-20 %.\n"
+    );
+
+    let _ = writeln!(s, "### Key-value workloads ({scale_note})\n");
+    let _ = write!(s, "| workload | unit |");
+    for e in engines {
+        let _ = write!(s, " {} |", pretty(e));
+    }
+    let _ = writeln!(s, " StrataDB ÷ best peer |");
+    let _ = write!(s, "|---|---|");
+    for _ in engines {
+        let _ = write!(s, "--:|");
+    }
+    let _ = writeln!(s, "---|");
+    for row in rows(sz) {
+        let _ = write!(s, "| {} | {} |", row.label, row.unit);
+        let vals: Vec<Option<f64>> = engines
+            .iter()
+            .map(|e| results.get(*e).and_then(|m| metric(m, row.key)))
+            .collect();
+        let best_peer = engines
+            .iter()
+            .zip(&vals)
+            .filter(|(e, _)| **e != "stratadb")
+            .filter_map(|(e, v)| v.map(|v| (*e, v)))
+            .fold(None::<(&str, f64)>, |acc, (e, v)| match acc {
+                Some((_, b)) if (row.higher_better && b >= v) || (!row.higher_better && b <= v) => {
+                    acc
+                }
+                _ => Some((e, v)),
+            });
+        let strata = engines
+            .iter()
+            .position(|e| *e == "stratadb")
+            .and_then(|i| vals[i]);
+        for v in &vals {
+            let cell = v.map_or("–".into(), fmt);
+            let winner = vals.iter().flatten().copied().fold(None::<f64>, |a, x| {
+                Some(match a {
+                    None => x,
+                    Some(a) if row.higher_better => a.max(x),
+                    Some(a) => a.min(x),
+                })
+            });
+            if v.is_some() && *v == winner && engines.len() > 1 {
+                let _ = write!(s, " **{cell}** |");
+            } else {
+                let _ = write!(s, " {cell} |");
+            }
+        }
+        match (strata, best_peer) {
+            (Some(a), Some((pe, b))) if b > 0.0 => {
+                let _ = writeln!(s, " {:.2}× ({}) |", a / b, pretty(pe));
+            }
+            _ => {
+                let _ = writeln!(s, " – |");
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nBold: the best engine of the row. Rows marked ↓ are better lower, so there a ratio above 1 \
+         means StrataDB trails; elsewhere a ratio above 1 means StrataDB leads.\n"
+    );
+    let _ = writeln!(
+        s,
+        "![Throughput per workload and engine, log scale](peer-comparison.svg)\n"
+    );
+
+    if let Some(v) = vec {
+        let _ = writeln!(
+            s,
+            "### Vector search: recall@10 against queries/s ({scale_note})\n"
+        );
+        let _ = writeln!(
+            s,
+            "StrataDB's vector index (`strata_vector::CollectionIndex`, what `db.vectors` searches) on \
+             {} × {}-d clustered vectors (200 clusters, each a random center plus a random \
+             24-dimensional subspace; cosine), {} held-out queries of the same distribution, k = 10, \
+             one thread, default HNSW parameters (m 16, ef_construction 200). Recall is against the \
+             exact scan (`SearchStrategy::Exact`). Building the index by {} single upserts took {:.1} s \
+             ({} vectors/s); the index holds {:.0} MiB. The peers have no vector index, so this \
+             section is StrataDB alone.\n",
+            n(v.n as u64),
+            crate::vectors::DIM,
+            v.queries,
+            n(v.n as u64),
+            v.build_s,
+            fmt(v.insert_per_s),
+            v.memory_mib
+        );
+        let _ = writeln!(s, "| search | recall@10 | queries/s | vs exact scan |");
+        let _ = writeln!(s, "|---|--:|--:|--:|");
+        let _ = writeln!(s, "| exact scan | 1.0000 | {} | 1.0× |", fmt(v.exact_qps));
+        for (ef, recall, qps) in &v.hnsw {
+            let _ = writeln!(
+                s,
+                "| HNSW, ef_search = {ef} | {recall:.4} | {} | {:.0}× |",
+                fmt(*qps),
+                qps / v.exact_qps
+            );
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+/// Replaces the `## Peer comparison` section of `path` (up to the next `## ` heading) with
+/// `md`, or appends it; creates the file if missing.
+pub fn write_section(path: &Path, md: &str) {
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let lines: Vec<&str> = old.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_end() == "## Peer comparison");
+    let new = match start {
+        Some(start) => {
+            let end = lines[start + 1..]
+                .iter()
+                .position(|l| l.starts_with("## "))
+                .map_or(lines.len(), |i| start + 1 + i);
+            let mut out = lines[..start].join("\n");
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(md.trim_end());
+            out.push('\n');
+            if end < lines.len() {
+                out.push('\n');
+                out.push_str(&lines[end..].join("\n"));
+                out.push('\n');
+            }
+            out
+        }
+        None => format!("{}\n\n{}\n", old.trim_end(), md.trim_end()),
+    };
+    std::fs::write(path, new).expect("write docs/benchmarks.md");
+}
+
+pub fn chart(
+    path: &Path,
+    scale: f64,
+    engines: &[&str],
+    results: &BTreeMap<String, BTreeMap<String, f64>>,
+) {
+    use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    let sz = Sizes::at(scale);
+    let rows: Vec<Row> = rows(sz).into_iter().filter(|r| r.chart.is_some()).collect();
+    let all: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| {
+            engines
+                .iter()
+                .filter_map(|e| results.get(*e).and_then(|m| metric(m, r.key)))
+        })
+        .filter(|v| *v > 0.0)
+        .collect();
+    let lo = 10f64.powf(all.iter().copied().fold(f64::MAX, f64::min).log10().floor());
+    let hi = 10f64.powf(all.iter().copied().fold(0.0, f64::max).log10().ceil());
+    let colors = [
+        RGBColor(214, 39, 40),
+        RGBColor(31, 119, 180),
+        RGBColor(44, 160, 44),
+        RGBColor(127, 127, 127),
+    ];
+    let w = rows.len();
+    let root = SVGBackend::new(path, (1100, 560)).into_drawing_area();
+    root.fill(&WHITE).expect("fill");
+    let title = if (scale - 1.0).abs() < 1e-9 {
+        "StrataDB and peers: operations per second (log scale, higher is better)".to_string()
+    } else {
+        format!("StrataDB and peers: operations per second (log scale, COMPARE_SCALE={scale})")
+    };
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..w as f64, (lo..hi).log_scale())
+        .expect("chart");
+    let names: Vec<&str> = rows.iter().map(|r| r.chart.unwrap_or("")).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(w + 1)
+        .x_label_formatter(&|_| String::new())
+        .y_label_formatter(&|y| {
+            if *y >= 1e6 {
+                format!("{:.0}M", y / 1e6)
+            } else if *y >= 1e3 {
+                format!("{:.0}k", y / 1e3)
+            } else {
+                format!("{y:.0}")
+            }
+        })
+        .y_desc("ops/s")
+        .label_style(("sans-serif", 13))
+        .draw()
+        .expect("mesh");
+    // Workload names under the axis, centered on each group of bars.
+    for (i, name) in names.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(i as f64 + 0.5, lo));
+        root.draw(&Text::new(
+            name.to_string(),
+            (px, py + 12),
+            ("sans-serif", 14)
+                .into_font()
+                .into_text_style(&root)
+                .pos(Pos::new(HPos::Center, VPos::Top)),
+        ))
+        .expect("label");
+    }
+    let bar = 0.8 / engines.len() as f64;
+    for (ei, e) in engines.iter().enumerate() {
+        let color = colors[ei % colors.len()];
+        let bars: Vec<(f64, f64)> = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(ri, r)| {
+                results
+                    .get(*e)
+                    .and_then(|m| metric(m, r.key))
+                    .map(|v| (ri as f64 + 0.1 + ei as f64 * bar, v))
+            })
+            .collect();
+        chart
+            .draw_series(
+                bars.iter()
+                    .map(|&(x, v)| Rectangle::new([(x, lo), (x + bar * 0.92, v)], color.filled())),
+            )
+            .expect("bars")
+            .label(pretty(e))
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .expect("legend");
+    root.present().expect("write svg");
+}
