@@ -103,6 +103,11 @@ impl Transaction {
         end: Bound<&[u8]>,
         limit: Option<usize>,
     ) -> Vec<(Box<[u8]>, Entry)> {
+        if is_empty_range(start, end) {
+            // No key can be inside: nothing to read or validate (and `BTreeMap::range`
+            // panics on such bounds).
+            return Vec::new();
+        }
         self.range_reads.push((own(start), own(end)));
         let snapshot = self.snapshot_version();
         // Ask storage for enough rows that our own deletes cannot starve the limit.
@@ -145,6 +150,9 @@ impl Transaction {
         end: Bound<&[u8]>,
         limit: Option<usize>,
     ) -> Vec<(Box<[u8]>, Entry)> {
+        if is_empty_range(start, end) {
+            return Vec::new();
+        }
         if self.writes.range::<[u8], _>((start, end)).next().is_some() {
             let mut all = self.scan_range(start, end, None);
             all.reverse();
@@ -226,6 +234,18 @@ impl Drop for Transaction {
             self.metrics.finished();
             self.metrics.aborted();
         }
+    }
+}
+
+/// `true` when no key lies in the range: start after end, or start equal to end with
+/// either bound excluded.
+fn is_empty_range(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
+    match (start, end) {
+        (Bound::Included(s), Bound::Included(e)) => s > e,
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
+            s >= e
+        }
+        _ => false,
     }
 }
 
