@@ -78,6 +78,10 @@ struct SyncState {
     unsynced_commits: u64,
     file: Option<Arc<dyn VfsFile>>,
     shutdown: bool,
+    /// How long the last log fsync took (sizes the group-commit gathering window).
+    last_sync: Duration,
+    /// A Strict leader is waiting for in-flight committers' records (see `sync_to`).
+    gathering: bool,
 }
 
 struct Disk {
@@ -91,6 +95,8 @@ struct Disk {
     snapshot_thread: Mutex<Option<JoinHandle<()>>>,
     snapshot_lock: Mutex<()>,
     snapshot_running: AtomicBool,
+    /// Strict commits currently inside `commit` (group-commit gathering).
+    committers: AtomicU64,
     _lock: Option<DirLock>,
 }
 
@@ -326,6 +332,7 @@ impl Storage {
             snapshot_thread: Mutex::new(None),
             snapshot_lock: Mutex::new(()),
             snapshot_running: AtomicBool::new(false),
+            committers: AtomicU64::new(0),
             _lock: lock,
             options,
         };
@@ -495,8 +502,11 @@ impl Storage {
     {
         self.check_writable()?;
         let disk = self.inner.disk.as_ref();
-        let mut payload = disk.map(|_| encode_payload(&writes));
         let mode = disk.map(|d| d.options.durability);
+        let _in_flight = disk
+            .filter(|_| mode == Some(DurabilityMode::Strict))
+            .map(|d| InFlight::enter(&d.committers));
+        let mut payload = disk.map(|_| encode_payload(&writes));
         let mut snapshot_due = false;
         let info = {
             let mut c = self.inner.commit.lock();
@@ -524,6 +534,9 @@ impl Storage {
                 s.written = version;
                 s.file = Some(wal.current_file());
                 s.unsynced_commits += 1;
+                if s.gathering {
+                    d.sync_cv.notify_all();
+                }
                 if let Some(DurabilityMode::Buffered { max_writes, .. }) = mode {
                     if s.unsynced_commits >= max_writes {
                         unpark_flusher(d);
@@ -561,13 +574,32 @@ impl Storage {
                 continue;
             }
             s.syncing = true;
+            // Group commit. Strict committers in flight that have no unsynced record yet
+            // (typically the ones just woken by the previous fsync, about to commit
+            // again) get a short, bounded moment to write theirs, so that this fsync
+            // covers them too; otherwise leaders alternate between syncing their own
+            // record alone and syncing everyone else's. Nothing waits when this is the
+            // only committer.
+            let in_flight = d.committers.load(Ordering::Acquire);
+            let expected = in_flight.saturating_sub(s.written.saturating_sub(s.synced));
+            if expected > 0 && !s.last_sync.is_zero() {
+                let window = (s.last_sync / 4).min(Duration::from_micros(200));
+                let deadline = Instant::now() + window;
+                let want = s.written + expected;
+                s.gathering = true;
+                while s.written < want && !d.sync_cv.wait_until(&mut s, deadline).timed_out() {}
+                s.gathering = false;
+            }
             let upto = s.written;
             let counted = s.unsynced_commits;
             let file = s.file.clone();
             drop(s);
+            let started = Instant::now();
             let res = file.map_or(Ok(()), |f| f.sync());
+            let took = started.elapsed();
             s = d.sync.lock();
             s.syncing = false;
+            s.last_sync = took;
             match res {
                 Ok(()) => {
                     s.synced = s.synced.max(upto);
@@ -783,6 +815,22 @@ fn flusher_loop(weak: Weak<Inner>, interval: Duration) {
         if storage.sync_to(target).is_err() {
             return;
         }
+    }
+}
+
+/// Counts a Strict commit in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
