@@ -48,11 +48,16 @@ pub struct HnswParams {
 }
 
 impl Default for HnswParams {
+    /// `m = 16`, `m0 = 32`, `ef_construction = 100`, `ef_search = 64`.
+    ///
+    /// `ef_construction = 100` rather than the common 200: on 100,000 clustered 384-d
+    /// vectors it inserts about 2.3× faster (≈4,400 vs ≈1,900 upserts/s on one core) for
+    /// the same recall@10 at `ef_search = 64` (see `docs/vectors.md`).
     fn default() -> Self {
         HnswParams {
             m: 16,
             m0: 32,
-            ef_construction: 200,
+            ef_construction: 100,
             ef_search: 64,
             seed: 0x5354_5241_5441_4442, // "STRATADB"
         }
@@ -709,16 +714,20 @@ impl HnswIndex {
         Query { v }
     }
 
-    /// Removes tombstoned nodes: each live node that linked to one is re-linked (heuristic
-    /// over its live neighbors and the live neighbors of its deleted ones), ids are
-    /// renumbered densely in order, and reachability is repaired.
+    /// Removes tombstoned nodes: each live node that linked to one keeps its live
+    /// neighbors and replaces each deleted one with the most similar live node reached
+    /// through the deleted ones; then ids are renumbered densely in order and
+    /// reachability is repaired.
     ///
     /// Returns the map from old id to new id (`u32::MAX` for removed ids).
     pub fn compact(&mut self) -> Vec<u32> {
         let slots = self.levels.len();
-        // 1. Re-link around deleted nodes.
+        // 1. Re-link around deleted nodes: each live node keeps its live neighbors and
+        //    fills the slots of its deleted ones with the most similar live nodes found
+        //    through them (their first `m` neighbors, and one hop further if needed).
+        //    Keeping the surviving edges as they are preserves the degree and the reverse
+        //    links a fresh heuristic selection would prune.
         for layer in 0..=self.max_level {
-            let max = self.max_links(layer);
             for id in 0..slots as u32 {
                 if !self.store.is_live(id) || (self.levels[id as usize] as usize) < layer {
                     continue;
@@ -727,33 +736,47 @@ impl HnswIndex {
                     continue;
                 }
                 let list = self.neighbors(id, layer);
-                if list.iter().all(|&n| self.store.is_live(n)) {
+                let mut kept: Vec<u32> = Vec::with_capacity(list.len());
+                let mut frontier: Vec<u32> = Vec::new();
+                for &n in list {
+                    if self.store.is_live(n) {
+                        kept.push(n);
+                    } else {
+                        frontier.push(n);
+                    }
+                }
+                let removed = frontier.len();
+                if removed == 0 {
                     continue;
                 }
-                let mut cand: Vec<u32> = Vec::with_capacity(max * 4);
-                let mut frontier: Vec<u32> = list.to_vec();
-                // Walk through up to two hops of deleted nodes.
-                for _ in 0..2 {
+                let mut cand: Vec<u32> = Vec::with_capacity(removed * self.params.m);
+                for _hop in 0..2 {
                     let mut next = Vec::new();
-                    for n in frontier {
-                        if n == id {
+                    for d in frontier {
+                        if !self.in_graph(d) {
                             continue;
                         }
-                        if self.store.is_live(n) {
-                            cand.push(n);
-                        } else if self.in_graph(n) {
-                            next.extend_from_slice(self.neighbors(n, layer));
+                        for &n in self.neighbors(d, layer).iter().take(self.params.m) {
+                            if n == id || kept.contains(&n) {
+                                continue;
+                            }
+                            if self.store.is_live(n) {
+                                cand.push(n);
+                            } else {
+                                next.push(n);
+                            }
                         }
+                    }
+                    cand.sort_unstable();
+                    cand.dedup();
+                    if cand.len() >= removed {
+                        break;
                     }
                     frontier = next;
                 }
-                for n in frontier {
-                    if n != id && self.store.is_live(n) {
-                        cand.push(n);
-                    }
+                for &n in &cand {
+                    self.store.prefetch(n);
                 }
-                cand.sort_unstable();
-                cand.dedup();
                 let mut scored: Vec<Scored> = cand
                     .into_iter()
                     .map(|n| Scored {
@@ -762,9 +785,8 @@ impl HnswIndex {
                     })
                     .collect();
                 scored.sort_unstable_by(|a, b| b.cmp(a));
-                scored.truncate(max * 3);
-                let chosen = self.select_neighbors(&scored, max);
-                self.set_neighbors(id, layer, &chosen);
+                kept.extend(scored.iter().take(removed).map(|s| s.id));
+                self.set_neighbors(id, layer, &kept);
             }
         }
         // 2. New entry point: the old one if live, else the live node of highest level.
