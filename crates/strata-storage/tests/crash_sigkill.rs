@@ -239,21 +239,33 @@ fn kill(child: &mut Child) {
 }
 
 /// Runs one child, kills it after a random delay, and returns the acknowledged commits.
-fn run_and_kill(dir: &Path, sc: &Scenario, round: u64, rng: &mut Rng) -> Vec<(u64, String)> {
+fn run_and_kill(
+    dir: &Path,
+    sc: &Scenario,
+    round: u64,
+    rng: &mut Rng,
+    may_kill_early: bool,
+) -> Vec<(u64, String)> {
     let (mut child, rx) = spawn_child(dir, sc, round, false);
-    if rng.chance(1, 6) {
+    let mut early_acks = Vec::new();
+    if may_kill_early && rng.chance(1, 6) {
         // Kill during start-up or recovery.
         std::thread::sleep(Duration::from_millis(rng.below(25)));
     } else {
+        // Wait for the first acknowledged commit, then kill at a random point.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(line) if tagged(&line, "READY ").is_some() => break,
-                Ok(_) => {}
+                Ok(line) => {
+                    if let Some(rest) = tagged(&line, "ACK ") {
+                        early_acks.push(rest.to_owned());
+                        break;
+                    }
+                }
                 Err(e) => {
                     let _ = child.kill();
-                    panic!("child never became ready: {e:?}");
+                    panic!("child never acknowledged a commit: {e:?}");
                 }
             }
         }
@@ -261,14 +273,16 @@ fn run_and_kill(dir: &Path, sc: &Scenario, round: u64, rng: &mut Rng) -> Vec<(u6
     }
     kill(&mut child);
     // The pipe keeps everything the child wrote before it died.
-    let mut acks = Vec::new();
-    for line in rx.iter() {
-        if let Some(rest) = tagged(&line, "ACK ") {
+    let lines = early_acks.into_iter().chain(
+        rx.iter()
+            .filter_map(|line| tagged(&line, "ACK ").map(str::to_owned)),
+    );
+    lines
+        .map(|rest| {
             let (v, id) = rest.split_once(' ').unwrap();
-            acks.push((v.parse().unwrap(), id.to_owned()));
-        }
-    }
-    acks
+            (v.parse().unwrap(), id.to_owned())
+        })
+        .collect()
 }
 
 /// Checks the recovered state; returns version -> transaction id (exactly `1..=last`).
@@ -361,7 +375,8 @@ fn run_scenario(sc: &Scenario, kills: u64, fresh_every: u64, seed: u64) {
             known.clear();
         }
         let ctx = format!("{} round {round} seed {seed}", sc.name);
-        let acks = run_and_kill(&dir, sc, round, &mut rng);
+        // The last round always commits before it is killed.
+        let acks = run_and_kill(&dir, sc, round, &mut rng, round + 1 < kills);
         total_acks += acks.len();
         if !dir.exists() {
             continue; // killed before it created anything
