@@ -78,6 +78,11 @@ impl TransactionManager {
             };
             match outcome {
                 Err(Error::Conflict(msg)) if attempt < self.max_attempts => {
+                    // In strict mode the conflicting commit may still be waiting for its
+                    // fsync, invisible to a new snapshot: wait for it rather than retry
+                    // into the same conflict.
+                    self.storage
+                        .wait_until_applied_visible(Duration::from_millis(100));
                     backoff(attempt);
                     tracing::trace!(attempt, %msg, "retrying after conflict");
                 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use strata_core::{Error, Result};
 use strata_storage::key::prefix_successor;
+use strata_storage::mvcc::is_empty_range;
 use strata_storage::{CommitInfo, Entry, MvccMap, SnapshotPin, Storage, Write};
 
 use crate::metrics::Metrics;
@@ -234,18 +235,6 @@ impl Drop for Transaction {
             self.metrics.finished();
             self.metrics.aborted();
         }
-    }
-}
-
-/// `true` when no key lies in the range: start after end, or start equal to end with
-/// either bound excluded.
-fn is_empty_range(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
-    match (start, end) {
-        (Bound::Included(s), Bound::Included(e)) => s > e,
-        (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
-            s >= e
-        }
-        _ => false,
     }
 }
 

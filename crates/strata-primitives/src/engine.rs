@@ -79,7 +79,10 @@ impl Engine {
         })?;
         if let Some(info) = info_seen {
             if info.retention != strata_storage::RetentionPolicy::KeepAll
-                && self.commits_since_gc.fetch_add(1, Ordering::Relaxed).is_multiple_of(GC_EVERY_COMMITS)
+                && self
+                    .commits_since_gc
+                    .fetch_add(1, Ordering::Relaxed)
+                    .is_multiple_of(GC_EVERY_COMMITS)
             {
                 self.collect_garbage(run_id, &info.retention);
             }

@@ -58,6 +58,19 @@ pub struct Write {
     pub value: Option<Arc<[u8]>>,
 }
 
+/// `true` when no key can lie between the bounds: start after end, or start equal to end
+/// with either bound excluded. (`BTreeMap::range` panics on such bounds, so every range
+/// operation checks first and treats them as empty.)
+pub fn is_empty_range(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
+    match (start, end) {
+        (Bound::Included(s), Bound::Included(e)) => s > e,
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
+            s >= e
+        }
+        _ => false,
+    }
+}
+
 fn visible_at(chain: &Chain, snapshot: u64) -> Option<&Entry> {
     // Chains are short and sorted ascending; search from the newest end.
     chain.iter().rev().find(|e| e.version <= snapshot)
@@ -157,6 +170,9 @@ impl MvccMap {
         end: Bound<&[u8]>,
         since: u64,
     ) -> Option<Box<[u8]>> {
+        if is_empty_range(start, end) {
+            return None;
+        }
         let map = self.inner.read();
         map.range::<[u8], _>((start, end))
             .find(|(_, c)| c.last().is_some_and(|e| e.version > since))
@@ -172,6 +188,9 @@ impl MvccMap {
         snapshot: u64,
         limit: Option<usize>,
     ) -> Vec<(Box<[u8]>, Entry)> {
+        if is_empty_range(start, end) {
+            return Vec::new();
+        }
         let map = self.inner.read();
         let mut out = Vec::new();
         for (k, chain) in map.range::<[u8], _>((start, end)) {
@@ -193,6 +212,9 @@ impl MvccMap {
         snapshot: u64,
         limit: Option<usize>,
     ) -> Vec<(Box<[u8]>, Entry)> {
+        if is_empty_range(start, end) {
+            return Vec::new();
+        }
         let map = self.inner.read();
         let mut out = Vec::new();
         for (k, chain) in map.range::<[u8], _>((start, end)).rev() {
@@ -291,6 +313,9 @@ impl MvccMap {
         if matches!(policy, RetentionPolicy::KeepAll) {
             return 0;
         }
+        if is_empty_range(start, end) {
+            return 0;
+        }
         let mut map = self.inner.write();
         let mut dropped = 0;
         let mut empty = Vec::new();
@@ -352,6 +377,30 @@ mod tests {
             key: k.as_bytes().into(),
             value: v.map(|s| Arc::from(s.as_bytes())),
         }
+    }
+
+    #[test]
+    fn inverted_and_empty_ranges_are_empty_not_a_panic() {
+        let m = MvccMap::new();
+        m.apply(1, Timestamp(1), &[w("a", Some("1")), w("c", Some("3"))]);
+        let (c, a) = (&b"c"[..], &b"a"[..]);
+        assert!(m
+            .scan_range(Bound::Included(c), Bound::Excluded(a), 1, None)
+            .is_empty());
+        assert!(m
+            .scan_range_rev(Bound::Included(c), Bound::Included(a), 1, None)
+            .is_empty());
+        assert!(m
+            .scan_range(Bound::Excluded(a), Bound::Included(a), 1, None)
+            .is_empty());
+        assert!(m
+            .first_newer_in_range(Bound::Included(c), Bound::Excluded(a), 0)
+            .is_none());
+        assert_eq!(
+            m.scan_range(Bound::Included(a), Bound::Included(a), 1, None)
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub(crate) fn write_snapshot(
     header.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
     header.extend_from_slice(&0u32.to_le_bytes());
     header.extend_from_slice(&version.to_le_bytes());
-    // key_count is not known up front; it is repeated in the index and checked there.
+    // key_count is not known up front and is written as 0; readers ignore it.
     header.extend_from_slice(&0u64.to_le_bytes());
     write(&header)?;
 

@@ -103,6 +103,9 @@ struct Disk {
 struct Inner {
     map: MvccMap,
     visible: AtomicU64,
+    /// Newest version applied to the map (ahead of `visible` while a strict commit
+    /// waits for its fsync).
+    applied: AtomicU64,
     commit: Mutex<CommitState>,
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
@@ -181,6 +184,7 @@ impl Storage {
         Storage::for_caller(Arc::new(Inner {
             map: MvccMap::new(),
             visible: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
             commit: Mutex::new(CommitState {
                 next_version: 1,
                 last_ts: Timestamp(0),
@@ -339,6 +343,7 @@ impl Storage {
         let inner = Arc::new(Inner {
             map,
             visible: AtomicU64::new(last),
+            applied: AtomicU64::new(last),
             commit: Mutex::new(CommitState {
                 next_version: last + 1,
                 last_ts,
@@ -399,6 +404,35 @@ impl Storage {
     /// The newest published commit version: a reader starting now uses it as snapshot.
     pub fn visible_version(&self) -> u64 {
         self.inner.visible.load(Ordering::Acquire)
+    }
+
+    /// The newest commit applied to the map. It runs ahead of
+    /// [`visible_version`](Self::visible_version) only in `Strict` mode, while commits
+    /// wait for their fsync.
+    pub fn applied_version(&self) -> u64 {
+        self.inner.applied.load(Ordering::Acquire)
+    }
+
+    /// Waits (at most `timeout`) until every commit applied so far is visible. A
+    /// transaction that conflicted with a commit still waiting for its fsync calls this
+    /// before retrying, so that its retry reads that commit instead of conflicting again.
+    /// Returns whether they became visible in time.
+    pub fn wait_until_applied_visible(&self, timeout: Duration) -> bool {
+        let target = self.applied_version();
+        if self.visible_version() >= target {
+            return true;
+        }
+        let Some(d) = self.inner.disk.as_ref() else {
+            return true;
+        };
+        let deadline = Instant::now() + timeout;
+        let mut s = d.sync.lock();
+        while self.visible_version() < target && !self.is_poisoned() {
+            if d.sync_cv.wait_until(&mut s, deadline).timed_out() {
+                break;
+            }
+        }
+        self.visible_version() >= target
     }
 
     /// Pins the current visible version (see [`SnapshotPin`]).
@@ -529,6 +563,7 @@ impl Storage {
             c.next_version += 1;
             c.last_ts = timestamp;
             self.inner.map.apply_owned(version, timestamp, writes);
+            self.inner.applied.store(version, Ordering::Release);
             if let (Some(d), Some(wal)) = (disk, c.wal.as_ref()) {
                 let mut s = d.sync.lock();
                 s.written = version;
