@@ -14,7 +14,8 @@
 //! Environment: `COMPARE_SCALE` (default 1: N = 1,000,000 entries), `COMPARE_DIR` (where the
 //! databases go; default the system temp dir unless it is a tmpfs, then this crate's
 //! `target/`), `COMPARE_ENGINES` (comma-separated subset), `COMPARE_VECTORS=0` (skip the
-//! vector section), `COMPARE_NO_DOCS=1` (print only). The figures are also saved to
+//! vector section), `COMPARE_NO_DOCS=1` (print only), `COMPARE_RUNS` (passes over the
+//! key-value workloads, default 1; the report keeps each engine's best figure). The figures are also saved to
 //! `target/compare-results.tsv`; `compare --report FILE` writes the docs from such a file.
 mod engines;
 mod report;
@@ -114,9 +115,14 @@ fn scale() -> f64 {
 
 /// Peak resident memory of this process in KiB (`VmHWM`).
 fn vm_hwm_kib() -> u64 {
+    vm_status_kib("VmHWM:")
+}
+
+/// A memory figure of `/proc/self/status` in KiB.
+fn vm_status_kib(field: &str) -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
@@ -166,6 +172,8 @@ fn child(engine: &str, workload: &str, dir: &Path, scale: f64) {
             db.flush();
             emit("load", rate(sz.load, t));
             drop(order);
+            drop(batch);
+            emit("rss_loaded_kib", vm_status_kib("VmRSS:") as f64);
             let t = Instant::now();
             db.close();
             emit("close_ms", t.elapsed().as_secs_f64() * 1e3);
@@ -356,22 +364,42 @@ fn main() {
         tmp.path().display(),
         is_tmpfs(tmp.path())
     );
+    let runs: usize = std::env::var("COMPARE_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let mut results: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-    for &e in &engines {
-        let dir = tmp.path().join(e);
-        let mut m = BTreeMap::new();
-        eprintln!("[{e}] load of {} entries ...", sz.load);
-        m.extend(run_child(e, "load", &dir, scale));
-        m.insert("disk_mib".into(), disk_bytes(&dir) as f64 / 1048576.0);
-        eprintln!("[{e}] reads ...");
-        m.extend(run_child(e, "read", &dir, scale));
-        let _ = std::fs::remove_dir_all(&dir);
-        eprintln!("[{e}] commits ...");
-        let cdir = tmp.path().join(format!("{e}-commits"));
-        m.extend(run_child(e, "commits", &cdir, scale));
-        let _ = std::fs::remove_dir_all(&cdir);
-        eprintln!("[{e}] {m:?}");
-        results.insert(e.to_string(), m);
+    for pass in 0..runs {
+        // Rotate the order of the engines from pass to pass, so that a noisy period of
+        // the (shared) machine does not always hit the same engine.
+        for j in 0..engines.len() {
+            let e = engines[(j + pass) % engines.len()];
+            let dir = tmp.path().join(e);
+            let mut m = BTreeMap::new();
+            eprintln!(
+                "[{e}] pass {}/{runs}: load of {} entries ...",
+                pass + 1,
+                sz.load
+            );
+            m.extend(run_child(e, "load", &dir, scale));
+            m.insert("disk_mib".into(), disk_bytes(&dir) as f64 / 1048576.0);
+            eprintln!("[{e}] reads ...");
+            m.extend(run_child(e, "read", &dir, scale));
+            let _ = std::fs::remove_dir_all(&dir);
+            eprintln!("[{e}] commits ...");
+            let cdir = tmp.path().join(format!("{e}-commits"));
+            m.extend(run_child(e, "commits", &cdir, scale));
+            let _ = std::fs::remove_dir_all(&cdir);
+            eprintln!("[{e}] {m:?}");
+            let best = results.entry(e.to_string()).or_default();
+            for (k, v) in m {
+                let lower_better = k.ends_with("_ms") || k.ends_with("_mib") || k.ends_with("_kib");
+                best.entry(k)
+                    .and_modify(|b| *b = if lower_better { b.min(v) } else { b.max(v) })
+                    .or_insert(v);
+            }
+        }
     }
     let vec_results = if std::env::var("COMPARE_VECTORS").as_deref() == Ok("0") {
         None
@@ -380,10 +408,15 @@ fn main() {
     };
     let saved = Saved {
         scale,
+        runs,
         engines: engines.iter().map(|e| e.to_string()).collect(),
         results,
         vec: vec_results,
-        machine: report::machine(),
+        machine: format!(
+            "{} · stratadb at commit {}",
+            report::machine(),
+            source_commit()
+        ),
         date: report::date(),
     };
     let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/compare-results.tsv");
@@ -392,10 +425,32 @@ fn main() {
     publish(&saved);
 }
 
+/// The repository's commit, and whether `crates/` had uncommitted changes when the
+/// benchmark ran (the binary is built from the working tree).
+fn source_commit() -> String {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let head = git(&["rev-parse", "--short", "HEAD"]);
+    if git(&["status", "--porcelain", "--", "crates"]).is_empty() {
+        head
+    } else {
+        format!("{head} with uncommitted changes in crates/")
+    }
+}
+
 /// Everything a report needs, saved to `target/compare-results.tsv` so that
 /// `compare --report FILE` can write the docs again without rerunning.
 struct Saved {
     scale: f64,
+    runs: usize,
     engines: Vec<String>,
     results: BTreeMap<String, BTreeMap<String, f64>>,
     vec: Option<vectors::VecResults>,
@@ -406,8 +461,9 @@ struct Saved {
 impl Saved {
     fn to_tsv(&self) -> String {
         let mut s = format!(
-            "scale\t{}\nengines\t{}\nmachine\t{}\ndate\t{}\n",
+            "scale\t{}\nruns\t{}\nengines\t{}\nmachine\t{}\ndate\t{}\n",
             self.scale,
+            self.runs,
             self.engines.join(","),
             self.machine,
             self.date
@@ -419,8 +475,8 @@ impl Saved {
         }
         if let Some(v) = &self.vec {
             s += &format!(
-                "vec\t{}\t{}\t{}\t{}\t{}\t{}\n",
-                v.n, v.queries, v.insert_per_s, v.build_s, v.memory_mib, v.exact_qps
+                "vec\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                v.n, v.queries, v.insert_per_s, v.build_s, v.memory_mib, v.exact_qps, v.params
             );
             for (ef, r, q) in &v.hnsw {
                 s += &format!("hnsw\t{ef}\t{r}\t{q}\n");
@@ -432,6 +488,7 @@ impl Saved {
     fn from_tsv(text: &str) -> Saved {
         let mut saved = Saved {
             scale: 1.0,
+            runs: 1,
             engines: Vec::new(),
             results: BTreeMap::new(),
             vec: None,
@@ -443,6 +500,7 @@ impl Saved {
             let num = |i: usize| f[i].parse::<f64>().expect("number");
             match f[0] {
                 "scale" => saved.scale = num(1),
+                "runs" => saved.runs = num(1) as usize,
                 "engines" => saved.engines = f[1].split(',').map(String::from).collect(),
                 "machine" => saved.machine = f[1].to_string(),
                 "date" => saved.date = f[1].to_string(),
@@ -461,6 +519,7 @@ impl Saved {
                         build_s: num(4),
                         memory_mib: num(5),
                         exact_qps: num(6),
+                        params: f.get(7).unwrap_or(&"?").to_string(),
                         hnsw: Vec::new(),
                     })
                 }
@@ -480,7 +539,7 @@ fn publish(saved: &Saved) {
     let engines: Vec<&str> = saved.engines.iter().map(String::as_str).collect();
     let md = report::markdown(
         saved.scale,
-        Sizes::at(saved.scale),
+        saved.runs,
         &engines,
         &saved.results,
         saved.vec.as_ref(),

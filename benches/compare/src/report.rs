@@ -102,6 +102,13 @@ fn rows(sz: Sizes) -> Vec<Row> {
             None,
         ),
         r(
+            "rss_loaded_mib",
+            "Resident memory after the load, before close (VmRSS)".into(),
+            "MiB ↓",
+            false,
+            None,
+        ),
+        r(
             "rss_mib",
             "Peak resident memory of the loading process (VmHWM)".into(),
             "MiB ↓",
@@ -137,8 +144,8 @@ fn fmt(v: f64) -> String {
 }
 
 fn metric(m: &BTreeMap<String, f64>, key: &str) -> Option<f64> {
-    if key == "rss_mib" {
-        return m.get("rss_kib").map(|k| k / 1024.0);
+    if let Some(base) = key.strip_suffix("_mib").filter(|b| b.starts_with("rss")) {
+        return m.get(&format!("{base}_kib")).map(|k| k / 1024.0);
     }
     m.get(key).copied()
 }
@@ -202,13 +209,14 @@ fn pretty(e: &str) -> &str {
 
 pub fn markdown(
     scale: f64,
-    sz: Sizes,
+    runs: usize,
     engines: &[&str],
     results: &BTreeMap<String, BTreeMap<String, f64>>,
     vec: Option<&VecResults>,
     machine: &str,
     date: &str,
 ) -> String {
+    let sz = Sizes::at(scale);
     let mut s = String::new();
     let scale_note = if (scale - 1.0).abs() < 1e-9 {
         "full scale".to_string()
@@ -225,7 +233,7 @@ pub fn markdown(
     );
     let _ = writeln!(
         s,
-        "```text\ncd benches/compare && COMPARE_SCALE={scale} cargo run --release\n```\n"
+        "```text\ncd benches/compare && COMPARE_SCALE={scale} COMPARE_RUNS={runs} cargo run --release\n```\n"
     );
     let _ = writeln!(s, "- Machine: {machine}");
     let _ = writeln!(
@@ -263,8 +271,10 @@ pub fn markdown(
          fjall `get` / `prefix`, one redb read transaction each, an autocommit SQLite `SELECT` on a \
          per-thread connection with a cached statement) and copies the value (keys for listings) out. \
          Each engine runs in child processes of the benchmark (load; reopen + reads; commits), so peak \
-         memory is per engine. Default settings otherwise (caches included). Single run, wall-clock time, \
-         on a machine shared with other jobs: expect ±10-20 %.\n"
+         memory is per engine. Default settings otherwise (caches included). Wall-clock time on a machine \
+         shared with other jobs, so each figure is the best of {runs} pass(es) over all engines \
+         (the order of the engines rotated from pass to pass); fsync rates in particular vary \
+         a lot with the other jobs' I/O (2× between passes is common).\n"
     );
 
     let _ = writeln!(s, "### Key-value workloads ({scale_note})\n");
@@ -278,6 +288,7 @@ pub fn markdown(
         let _ = write!(s, "--:|");
     }
     let _ = writeln!(s, "---|");
+    let (mut leads, mut trails) = (Vec::new(), Vec::new());
     for row in rows(sz) {
         let _ = write!(s, "| {} | {} |", row.label, row.unit);
         let vals: Vec<Option<f64>> = engines
@@ -317,6 +328,26 @@ pub fn markdown(
         match (strata, best_peer) {
             (Some(a), Some((pe, b))) if b > 0.0 => {
                 let _ = writeln!(s, " {:.2}× ({}) |", a / b, pretty(pe));
+                let name = match row.key {
+                    "load" => "bulk load",
+                    "commit" => "commits without fsync",
+                    "fsync1" => "fsync'd commits on 1 thread",
+                    "fsync4" => "fsync'd commits on 4 threads",
+                    "read1" => "point reads on 1 thread",
+                    "read2" => "point reads on 2 threads",
+                    "prefix" => "prefix listings",
+                    "reopen_ms" => "reopen time",
+                    "close_ms" => "close time",
+                    "disk_mib" => "size on disk",
+                    "rss_loaded_mib" => "memory after the load",
+                    "rss_mib" => "peak memory",
+                    other => other,
+                };
+                if (a >= b) == row.higher_better {
+                    leads.push(format!("{name} ({:.2}×)", a / b));
+                } else {
+                    trails.push(format!("{name} ({:.2}×)", a / b));
+                }
             }
             _ => {
                 let _ = writeln!(s, " – |");
@@ -328,6 +359,23 @@ pub fn markdown(
         "\nBold: the best engine of the row. Rows marked ↓ are better lower, so there a ratio above 1 \
          means StrataDB trails; elsewhere a ratio above 1 means StrataDB leads.\n"
     );
+    if !leads.is_empty() || !trails.is_empty() {
+        let _ = writeln!(
+            s,
+            "StrataDB leads on: {}. It trails on: {}.\n",
+            if leads.is_empty() {
+                "–".into()
+            } else {
+                leads.join(", ")
+            },
+            if trails.is_empty() {
+                "–".into()
+            } else {
+                trails.join(", ")
+            }
+        );
+    }
+    let _ = writeln!(s, "{PROFILE_NOTES}");
     let _ = writeln!(
         s,
         "![Throughput per workload and engine, log scale](peer-comparison.svg)\n"
@@ -343,13 +391,14 @@ pub fn markdown(
             "StrataDB's vector index (`strata_vector::CollectionIndex`, what `db.vectors` searches) on \
              {} × {}-d clustered vectors (200 clusters, each a random center plus a random \
              24-dimensional subspace; cosine), {} held-out queries of the same distribution, k = 10, \
-             one thread, default HNSW parameters (m 16, ef_construction 200). Recall is against the \
+             one thread, the default index settings ({}). Recall is against the \
              exact scan (`SearchStrategy::Exact`). Building the index by {} single upserts took {:.1} s \
              ({} vectors/s); the index holds {:.0} MiB. The peers have no vector index, so this \
-             section is StrataDB alone.\n",
+             section is StrataDB alone; `vectors.md` describes the index and has its own measurements.\n",
             n(v.n as u64),
             crate::vectors::DIM,
             v.queries,
+            v.params,
             n(v.n as u64),
             v.build_s,
             fmt(v.insert_per_s),
@@ -509,3 +558,46 @@ pub fn chart(
         .expect("legend");
     root.present().expect("write svg");
 }
+
+/// What the profiles of the trailing workloads showed (perf, `--call-graph dwarf`, on the
+/// child processes of this benchmark). About the code at the time of writing, not the
+/// figures above: update it when the storage changes.
+const PROFILE_NOTES: &str = "\
+**Where StrataDB's time goes.** Profiles with `perf record --call-graph dwarf` of the child \
+processes at COMPARE_SCALE=0.3 (`compare --child stratadb load|read|commits DIR 0.3`), \
+taken with the first full run, so they describe the storage as of that commit:
+
+- *Point reads* (~120-250k/s per thread when the machine is busy, up to ~465k/s when quiet). \
+  Each `kv.get_in` is a whole transaction (`TransactionManager::run`) that first loads and \
+  MessagePack-decodes the run's metadata record (`runs::check_exists`: 13 % of the read \
+  time) and then searches the single `BTreeMap<Box<[u8]>, Vec<Entry>>` of `MvccMap` (59 %, \
+  of which 39 points are `memcmp`): every key is its own heap allocation, so each comparison \
+  is a likely cache miss, and all keys start with the same 17-byte run/primitive header. redb \
+  compares keys stored inline in its pages. A cached run-state check (no decode per read) and \
+  keys stored inline or without the shared header (for example one map per run and \
+  primitive) would remove most of the cost.
+- *Prefix listings.* `MvccMap::scan_range` clones each key (a `Box` allocation) and entry \
+  into a `Vec`, `Transaction::scan_range` re-inserts them into a new `BTreeMap` to merge the \
+  transaction's own writes even when it has none, and `KV::keys` turns each key into a \
+  `String`: several allocations and a tree build per listed key. A fast path for \
+  transactions without writes in the range and a keys-only scan would fix it.
+- *Commits without fsync.* Per commit: one `write` system call for the log record (about a \
+  third of the commit time), the run-metadata check again (`runs::check_writable`, ~10 %), \
+  and the B-tree insert (`MvccMap::apply_owned`, ~10 %). fjall also writes its journal at \
+  every insert; the gap is within this machine's run-to-run noise.
+- *Close, reopen and memory.* The whole database lives in memory: about 300 bytes of \
+  resident memory per 124-byte entry after the load (boxed key, one-entry version chain, \
+  `Arc` value, B-tree slot, allocator headers), and the peak adds, at close, the whole \
+  snapshot file read back and decoded a second time to verify it (≈ 295 + 164 + 250 MiB \
+  at full scale). Close time at 0.3 scale: writing the snapshot 30 %, the read-back \
+  verification (`read_snapshot`) 20 %, and freeing the map's millions of allocations 40 %. \
+  Reopening decodes the entire snapshot into a new map, O(N), where redb and SQLite open \
+  in O(1). Verifying block checksums while streaming the file (instead of building the map \
+  again) and not freeing the map entry by entry at close would cut close time and peak \
+  memory; competitive reopen times need a lazily read (paged or memory-mapped) format.
+- *fsync'd commits.* One `write` and one `fdatasync` per commit like the peers (strace); \
+  with 4 threads the group commit shares one `fdatasync` among the waiting committers, \
+  which is why StrataDB leads there. On this shared VM the fsync latency varies several-fold \
+  from minute to minute (StrataDB's 1-thread rate measured 330 to 5,300/s within 20 \
+  minutes), so the single-thread figures of every engine are noisy.
+";

@@ -3,8 +3,8 @@
 //!
 //! Data: 200 clusters, each a random center plus a random 24-dimensional subspace, so the
 //! vectors have a low intrinsic dimension like real embeddings; queries are held-out points
-//! of the same distribution; cosine metric; default HNSW parameters (m 16,
-//! ef_construction 200). One thread throughout.
+//! of the same distribution; cosine metric; the default index settings (recorded in the
+//! report). One thread throughout.
 use std::collections::HashSet;
 use std::time::Instant;
 
@@ -22,6 +22,8 @@ pub struct VecResults {
     pub build_s: f64,
     pub memory_mib: f64,
     pub exact_qps: f64,
+    /// The index settings used (the defaults of `CollectionConfig::new`).
+    pub params: String,
     /// (ef, recall@10, queries/s)
     pub hnsw: Vec<(usize, f64, f64)>,
 }
@@ -70,8 +72,12 @@ pub fn run(scale: f64) -> VecResults {
     eprintln!("[vectors] {n} x {DIM}, {queries} queries ...");
     let data = dataset(n + queries, 0x5EED);
     let (base, qs) = data.split_at(n);
-    let mut idx = CollectionIndex::new(CollectionConfig::new(DIM, DistanceMetric::Cosine))
-        .expect("collection");
+    let config = CollectionConfig::new(DIM, DistanceMetric::Cosine);
+    let params = format!(
+        "m {}, m0 {}, ef_construction {}, exact_threshold {}",
+        config.hnsw.m, config.hnsw.m0, config.hnsw.ef_construction, config.exact_threshold
+    );
+    let mut idx = CollectionIndex::new(config).expect("collection");
     let t = Instant::now();
     for (i, v) in base.iter().enumerate() {
         idx.upsert(&format!("v{i}"), v, None).expect("upsert");
@@ -126,6 +132,7 @@ pub fn run(scale: f64) -> VecResults {
         build_s,
         memory_mib: idx.memory_bytes() as f64 / 1048576.0,
         exact_qps,
+        params,
         hnsw,
     }
 }
