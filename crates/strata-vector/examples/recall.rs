@@ -213,7 +213,7 @@ fn main() {
         n as f64 / total
     );
     println!(
-        "memory (vectors + graph + keys): {:.1} MiB",
+        "memory (vectors + graph + keys + metadata columns): {:.1} MiB",
         c.memory_bytes() as f64 / (1 << 20) as f64
     );
     let t = Timer::start();
@@ -264,7 +264,7 @@ fn main() {
     }
     c.set_ef_search(64);
 
-    println!("| filter | selectivity | plan | recall@10 | ms/query | exact scan (filter on all) ms | HNSW-walk recall | HNSW-walk ms | scan of precomputed match ids ms |");
+    println!("| filter | selectivity | plan | recall@10 | ms/query | forced exact ms | HNSW-walk recall | HNSW-walk ms | scoring precomputed match ids ms |");
     for (name, f) in [
         ("bucket = 7", SearchFilter::eq("bucket", 7)),
         ("tenth = 3", SearchFilter::eq("tenth", 3)),

@@ -283,6 +283,454 @@ fn int_eq_float(i: i64, f: f64) -> bool {
     f.fract() == 0.0 && (-TWO_63..TWO_63).contains(&f) && f as i64 == i
 }
 
+/// Longest string stored in a column (longer ones, such as document text, are left in the
+/// metadata and compared there, so that columns never copy large values).
+const MAX_INTERNED_BYTES: usize = 64;
+
+/// Most fields given a column; filters on further fields read the metadata instead.
+const MAX_COLUMNS: usize = 64;
+
+/// One field of one vector's metadata, in column form.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cell {
+    Missing,
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// An interned string.
+    Str(u32),
+    /// Anything else (arrays, objects, bytes, long strings): compare the metadata itself.
+    Other,
+}
+
+impl Cell {
+    fn number(self) -> Option<f64> {
+        match self {
+            Cell::Int(i) => Some(i as f64),
+            Cell::Float(f) if !f.is_nan() => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// Top-level metadata fields of a collection stored column-wise (one compact cell per
+/// field and id), so that a filter is evaluated with array reads instead of hash-map
+/// probes into each vector's metadata object: about 1 ns instead of about 100 ns per
+/// vector in a scan of 100,000.
+///
+/// Strings of at most 64 bytes are interned; the first 64 distinct field names get a
+/// column. Everything else is evaluated on the metadata values themselves, with the same
+/// result (the property tests check [`CompiledFilter::matches`] against
+/// [`SearchFilter::matches`]).
+#[derive(Debug, Clone, Default)]
+pub struct MetadataColumns {
+    strings: HashMap<Box<str>, u32>,
+    fields: HashMap<String, usize>,
+    columns: Vec<Vec<Cell>>,
+    /// Inverted lists: the ids whose column `.0` held the scalar `.1`, ascending by time
+    /// of insertion. Lists may keep stale ids (overwritten or cleared cells): readers
+    /// re-check every id, and the lists are rebuilt once stale entries dominate.
+    postings: HashMap<(u32, Key), Vec<u32>>,
+    entries: usize,
+    stale: usize,
+}
+
+/// A scalar as an inverted-list key: numbers by value (an integral float is keyed as the
+/// integer, so `Int(3)` and `Float(3.0)` share a list), NaN never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(u64),
+    Str(u32),
+}
+
+fn float_key(f: f64) -> Option<Key> {
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    if f.is_nan() {
+        None
+    } else if f.fract() == 0.0 && (-TWO_63..TWO_63).contains(&f) {
+        Some(Key::Int(f as i64))
+    } else {
+        Some(Key::Float(f.to_bits()))
+    }
+}
+
+impl Cell {
+    fn key(self) -> Option<Key> {
+        match self {
+            Cell::Null => Some(Key::Null),
+            Cell::Bool(b) => Some(Key::Bool(b)),
+            Cell::Int(i) => Some(Key::Int(i)),
+            Cell::Float(f) => float_key(f),
+            Cell::Str(s) => Some(Key::Str(s)),
+            Cell::Missing | Cell::Other => None,
+        }
+    }
+}
+
+impl Want {
+    fn key(self) -> Option<Key> {
+        match self {
+            Want::Null => Some(Key::Null),
+            Want::Bool(b) => Some(Key::Bool(b)),
+            Want::Int(i) => Some(Key::Int(i)),
+            Want::Float(f) => float_key(f),
+            Want::Str(s) => Some(Key::Str(s)),
+            Want::Nothing => None,
+        }
+    }
+}
+
+impl MetadataColumns {
+    /// Empty columns.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Columns for `metadata[id]` of every id.
+    pub fn build(metadata: &[Option<Value>]) -> Self {
+        let mut c = Self::new();
+        for (id, m) in metadata.iter().enumerate() {
+            if m.is_some() {
+                c.set(id as u32, m.as_ref());
+            }
+        }
+        c
+    }
+
+    /// Records the metadata of `id`, replacing what was recorded before.
+    pub fn set(&mut self, id: u32, metadata: Option<&Value>) {
+        self.clear(id);
+        let Some(fields) = metadata.and_then(Value::as_object) else {
+            return;
+        };
+        let idx = id as usize;
+        for (name, value) in fields {
+            let col = match self.fields.get(name) {
+                Some(&c) => c,
+                None if self.columns.len() < MAX_COLUMNS => {
+                    self.columns.push(Vec::new());
+                    self.fields.insert(name.clone(), self.columns.len() - 1);
+                    self.columns.len() - 1
+                }
+                None => continue,
+            };
+            let cell = match value {
+                Value::Null => Cell::Null,
+                Value::Bool(b) => Cell::Bool(*b),
+                Value::Int(i) => Cell::Int(*i),
+                Value::Float(f) => Cell::Float(*f),
+                Value::String(s) if s.len() <= MAX_INTERNED_BYTES => {
+                    let next = self.strings.len() as u32;
+                    Cell::Str(*self.strings.entry(s.as_str().into()).or_insert(next))
+                }
+                _ => Cell::Other,
+            };
+            let column = &mut self.columns[col];
+            if column.len() <= idx {
+                column.resize(idx + 1, Cell::Missing);
+            }
+            column[idx] = cell;
+            if let Some(key) = cell.key() {
+                let list = self.postings.entry((col as u32, key)).or_default();
+                if list.last() != Some(&id) {
+                    list.push(id);
+                    self.entries += 1;
+                }
+            }
+        }
+    }
+
+    fn rebuild_postings(&mut self) {
+        self.postings.clear();
+        self.entries = 0;
+        self.stale = 0;
+        for (col, column) in self.columns.iter().enumerate() {
+            for (id, cell) in column.iter().enumerate() {
+                if let Some(key) = cell.key() {
+                    self.postings
+                        .entry((col as u32, key))
+                        .or_default()
+                        .push(id as u32);
+                    self.entries += 1;
+                }
+            }
+        }
+    }
+
+    /// Approximate heap memory used, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        let cells: usize = self.columns.iter().map(|c| c.capacity() * 16).sum();
+        let lists: usize = self.postings.values().map(|l| l.capacity() * 4 + 48).sum();
+        let strings: usize = self.strings.keys().map(|k| k.len() + 32).sum();
+        cells + lists + strings
+    }
+
+    /// Forgets the metadata of `id`.
+    pub fn clear(&mut self, id: u32) {
+        for column in &mut self.columns {
+            if let Some(c) = column.get_mut(id as usize) {
+                if c.key().is_some() {
+                    self.stale += 1;
+                }
+                *c = Cell::Missing;
+            }
+        }
+        if self.stale > 1024 && self.stale * 2 > self.entries {
+            self.rebuild_postings();
+        }
+    }
+
+    /// Prepares `filter` for evaluation against these columns; `metadata[id]` must be
+    /// the metadata the columns were given for `id` (it is read for the values the
+    /// columns do not hold).
+    pub fn compile<'a>(
+        &'a self,
+        filter: &'a SearchFilter,
+        metadata: &'a [Option<Value>],
+    ) -> CompiledFilter<'a> {
+        CompiledFilter {
+            root: self.node(filter),
+            metadata,
+            columns: self,
+        }
+    }
+
+    fn want(&self, v: &Value) -> Option<Want> {
+        Some(match v {
+            Value::Null => Want::Null,
+            Value::Bool(b) => Want::Bool(*b),
+            Value::Int(i) => Want::Int(*i),
+            Value::Float(f) => Want::Float(*f),
+            Value::String(s) if s.len() <= MAX_INTERNED_BYTES => match self.strings.get(s.as_str())
+            {
+                Some(&i) => Want::Str(i),
+                None => Want::Nothing,
+            },
+            _ => return None,
+        })
+    }
+
+    fn node<'a>(&'a self, f: &'a SearchFilter) -> Node<'a> {
+        let column = |field: &str| -> Option<(&'a [Cell], u32)> {
+            self.fields
+                .get(field)
+                .map(|&c| (self.columns[c].as_slice(), c as u32))
+        };
+        // A field that has no column: absent from every metadata, unless columns ran out.
+        let untracked =
+            |field: &str| self.columns.len() >= MAX_COLUMNS && !self.fields.contains_key(field);
+        match f {
+            SearchFilter::Eq(field, _)
+            | SearchFilter::In(field, _)
+            | SearchFilter::Range { field, .. }
+            | SearchFilter::Exists(field)
+                if untracked(field) =>
+            {
+                Node::Fallback(f)
+            }
+            SearchFilter::Eq(field, v) => match (column(field), self.want(v)) {
+                (None, _) => Node::Const(false),
+                (Some((col, i)), Some(w)) => Node::In(col, i, vec![w]),
+                (Some(_), None) => Node::Fallback(f),
+            },
+            SearchFilter::In(field, vs) => {
+                let wants: Option<Vec<Want>> = vs.iter().map(|v| self.want(v)).collect();
+                match (column(field), wants) {
+                    (None, _) => Node::Const(false),
+                    (Some((col, i)), Some(ws)) => Node::In(col, i, ws),
+                    (Some(_), None) => Node::Fallback(f),
+                }
+            }
+            SearchFilter::Range {
+                field,
+                gt,
+                gte,
+                lt,
+                lte,
+            } => match column(field) {
+                None => Node::Const(false),
+                Some((col, _)) => Node::Range {
+                    col,
+                    gt: *gt,
+                    gte: *gte,
+                    lt: *lt,
+                    lte: *lte,
+                },
+            },
+            SearchFilter::Exists(field) => match column(field) {
+                None => Node::Const(false),
+                Some((col, _)) => Node::Exists(col),
+            },
+            SearchFilter::Contains(..) => Node::Fallback(f),
+            SearchFilter::And(fs) => Node::And(fs.iter().map(|g| self.node(g)).collect()),
+            SearchFilter::Or(fs) => Node::Or(fs.iter().map(|g| self.node(g)).collect()),
+            SearchFilter::Not(g) => Node::Not(Box::new(self.node(g))),
+        }
+    }
+}
+
+/// A value sought in a column.
+#[derive(Debug, Clone, Copy)]
+enum Want {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(u32),
+    /// A short string no metadata holds: matches nothing.
+    Nothing,
+}
+
+impl Want {
+    #[inline]
+    fn matches(self, c: Cell) -> bool {
+        match (self, c) {
+            (Want::Null, Cell::Null) => true,
+            (Want::Bool(a), Cell::Bool(b)) => a == b,
+            (Want::Int(a), Cell::Int(b)) => a == b,
+            (Want::Float(a), Cell::Float(b)) => a == b,
+            (Want::Int(i), Cell::Float(f)) | (Want::Float(f), Cell::Int(i)) => int_eq_float(i, f),
+            (Want::Str(a), Cell::Str(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Node<'a> {
+    Const(bool),
+    /// Column cells, column index, wanted values.
+    In(&'a [Cell], u32, Vec<Want>),
+    Range {
+        col: &'a [Cell],
+        gt: Option<f64>,
+        gte: Option<f64>,
+        lt: Option<f64>,
+        lte: Option<f64>,
+    },
+    Exists(&'a [Cell]),
+    /// Evaluated on the metadata value itself.
+    Fallback(&'a SearchFilter),
+    And(Vec<Node<'a>>),
+    Or(Vec<Node<'a>>),
+    Not(Box<Node<'a>>),
+}
+
+/// A [`SearchFilter`] prepared against [`MetadataColumns`]; see
+/// [`MetadataColumns::compile`].
+#[derive(Debug)]
+pub struct CompiledFilter<'a> {
+    root: Node<'a>,
+    metadata: &'a [Option<Value>],
+    columns: &'a MetadataColumns,
+}
+
+impl CompiledFilter<'_> {
+    /// Whether the metadata of `id` matches; equal to
+    /// `filter.matches(metadata[id].as_ref())`.
+    #[inline]
+    pub fn matches(&self, id: u32) -> bool {
+        self.eval(&self.root, id)
+    }
+
+    /// The ids (ascending) that can match, read off one column that the whole filter
+    /// requires (a leaf at the root or under a top-level `And`; an `Eq`/`In` leaf is read
+    /// from its inverted lists, in time proportional to its matches), or `None` when there
+    /// is no such column and every id must be tested. Every returned id still needs
+    /// [`Self::matches`]; ids not returned never match.
+    pub fn candidates(&self) -> Option<Vec<u32>> {
+        if let Some(ids) = self.indexed_candidates() {
+            return Some(ids);
+        }
+        let leaf = Self::driving(&self.root)?;
+        let col: &[Cell] = match leaf {
+            Node::Range { col, .. } | Node::Exists(col) => col,
+            _ => return None,
+        };
+        Some(
+            col.iter()
+                .enumerate()
+                .filter(|(_, c)| Self::leaf_matches(leaf, **c))
+                .map(|(i, _)| i as u32)
+                .collect(),
+        )
+    }
+
+    /// [`Self::candidates`] when they come from inverted lists (the filter requires an
+    /// `Eq`/`In` on a column), in time proportional to their number; `None` otherwise.
+    /// The count is an upper bound of the matches (lists may hold stale ids).
+    pub fn indexed_candidates(&self) -> Option<Vec<u32>> {
+        match Self::driving(&self.root)? {
+            Node::Const(_) => Some(Vec::new()),
+            Node::In(_, c, wants) => {
+                let mut ids: Vec<u32> = Vec::new();
+                for key in wants.iter().filter_map(|w| w.key()) {
+                    if let Some(list) = self.columns.postings.get(&(*c, key)) {
+                        ids.extend_from_slice(list);
+                    }
+                }
+                ids.sort_unstable();
+                ids.dedup();
+                Some(ids)
+            }
+            _ => None,
+        }
+    }
+
+    /// The leaf that drives [`Self::candidates`]: an `In` if the filter requires one,
+    /// else another column leaf.
+    fn driving<'n>(node: &'n Node<'n>) -> Option<&'n Node<'n>> {
+        fn find<'n>(node: &'n Node<'n>, want_in: bool) -> Option<&'n Node<'n>> {
+            match node {
+                Node::Const(false) | Node::In(..) => Some(node),
+                Node::Range { .. } | Node::Exists(_) if !want_in => Some(node),
+                Node::And(ns) => ns.iter().find_map(|n| find(n, want_in)),
+                _ => None,
+            }
+        }
+        find(node, true).or_else(|| find(node, false))
+    }
+
+    /// A column leaf applied to one cell.
+    #[inline]
+    fn leaf_matches(node: &Node<'_>, c: Cell) -> bool {
+        match node {
+            Node::In(_, _, wants) => wants.iter().any(|w| w.matches(c)),
+            Node::Range {
+                gt, gte, lt, lte, ..
+            } => match c.number() {
+                Some(x) => {
+                    gt.is_none_or(|b| x > b)
+                        && gte.is_none_or(|b| x >= b)
+                        && lt.is_none_or(|b| x < b)
+                        && lte.is_none_or(|b| x <= b)
+                }
+                None => false,
+            },
+            Node::Exists(_) => c != Cell::Missing,
+            _ => false,
+        }
+    }
+
+    fn eval(&self, node: &Node<'_>, id: u32) -> bool {
+        let cell = |col: &[Cell]| col.get(id as usize).copied().unwrap_or(Cell::Missing);
+        match node {
+            Node::Const(b) => *b,
+            Node::In(col, ..) | Node::Range { col, .. } | Node::Exists(col) => {
+                Self::leaf_matches(node, cell(col))
+            }
+            Node::Fallback(f) => f.matches(self.metadata.get(id as usize).and_then(Option::as_ref)),
+            Node::And(ns) => ns.iter().all(|n| self.eval(n, id)),
+            Node::Or(ns) => ns.iter().any(|n| self.eval(n, id)),
+            Node::Not(n) => !self.eval(n, id),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +819,66 @@ mod tests {
     }
 
     #[test]
+    fn columns_beyond_the_column_limit_fall_back_to_metadata() {
+        let mut o = HashMap::new();
+        for i in 0..(MAX_COLUMNS + 6) {
+            o.insert(format!("f{i:03}"), Value::Int(i as i64));
+        }
+        let metas = vec![Some(Value::Object(o)), None];
+        let cols = MetadataColumns::build(&metas);
+        assert_eq!(cols.columns.len(), MAX_COLUMNS);
+        for i in 0..(MAX_COLUMNS + 6) {
+            let name = format!("f{i:03}");
+            for f in [
+                SearchFilter::eq(name.clone(), i as i64),
+                SearchFilter::exists(name.clone()),
+                SearchFilter::gte(name.clone(), 0.0),
+                !SearchFilter::eq(name.clone(), i as i64),
+            ] {
+                let c = cols.compile(&f, &metas);
+                assert_eq!(c.matches(0), f.matches(metas[0].as_ref()), "{f:?}");
+                assert_eq!(c.matches(1), f.matches(None), "{f:?}");
+            }
+        }
+        let long = "y".repeat(100);
+        let metas = vec![Some(json!({"text": long.clone()}))];
+        let cols = MetadataColumns::build(&metas);
+        assert!(cols.strings.is_empty(), "long strings are not copied");
+        let f = SearchFilter::eq("text", long.as_str());
+        assert!(cols.compile(&f, &metas).matches(0));
+    }
+
+    #[test]
+    fn inverted_lists_stay_correct_and_bounded_under_updates() {
+        let mut cols = MetadataColumns::new();
+        let mut metas: Vec<Option<Value>> = vec![None; 10];
+        for round in 0..3000u32 {
+            let id = round % 10;
+            let m = json!({"v": (round % 7) as i64, "f": (round % 3) as f64 * 0.5});
+            cols.set(id, Some(&m));
+            metas[id as usize] = Some(m);
+        }
+        assert!(cols.entries <= 2 * 1024 + 40, "{} entries", cols.entries);
+        for v in 0..8i64 {
+            for f in [
+                SearchFilter::eq("v", v),
+                SearchFilter::eq("v", v as f64),
+                SearchFilter::eq("f", v as f64 * 0.5),
+                SearchFilter::eq("v", v).and(SearchFilter::gte("f", 0.5)),
+            ] {
+                let c = cols.compile(&f, &metas);
+                let cands = c.candidates().unwrap();
+                for (id, m) in metas.iter().enumerate() {
+                    assert_eq!(c.matches(id as u32), f.matches(m.as_ref()));
+                    if f.matches(m.as_ref()) {
+                        assert!(cands.contains(&(id as u32)));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn serde_round_trip() {
         let f = SearchFilter::eq("lang", "en")
             .and(SearchFilter::range("year", 2000.0..))
@@ -393,6 +901,9 @@ mod tests {
             (-3i64..3).prop_map(Value::Int),
             (-3i64..3).prop_map(|i| Value::Float(i as f64 / 2.0)),
             prop_oneof![Just("a"), Just("b")].prop_map(Value::from),
+            Just(Value::from("x".repeat(70))),
+            Just(Value::Bytes(b"a".to_vec())),
+            proptest::collection::vec((-2i64..2).prop_map(Value::Int), 0..3).prop_map(Value::Array),
         ]
     }
 
@@ -415,6 +926,7 @@ mod tests {
                 .prop_map(|(f, v)| SearchFilter::In(f, v)),
             (field.clone(), -2.0f64..2.0, 0.0f64..2.0)
                 .prop_map(|(f, lo, w)| SearchFilter::range(f, lo..=lo + w)),
+            (field.clone(), arb_value()).prop_map(|(f, v)| SearchFilter::Contains(f, v)),
             field.prop_map(SearchFilter::Exists),
         ];
         leaf.prop_recursive(3, 16, 3, |inner| {
@@ -471,6 +983,45 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn compiled_equals_matches(
+            f in arb_filter(),
+            metas in proptest::collection::vec(arb_meta(), 0..12),
+            cleared in proptest::collection::vec(any::<bool>(), 12),
+        ) {
+            let mut cols = MetadataColumns::new();
+            let mut metas = metas;
+            for (id, m) in metas.iter().enumerate() {
+                cols.set(id as u32, m.as_ref());
+            }
+            // Overwrite and clear some ids, as updates and deletes do.
+            for (id, c) in cleared.iter().enumerate().take(metas.len()) {
+                if *c {
+                    cols.clear(id as u32);
+                    metas[id] = None;
+                }
+            }
+            let compiled = cols.compile(&f, &metas);
+            for (id, m) in metas.iter().enumerate() {
+                prop_assert_eq!(compiled.matches(id as u32), f.matches(m.as_ref()), "id {}", id);
+            }
+            // Ids beyond every column hold no metadata.
+            prop_assert_eq!(compiled.matches(1000), f.matches(None));
+            if let Some(cands) = compiled.candidates() {
+                for (id, m) in metas.iter().enumerate() {
+                    if f.matches(m.as_ref()) {
+                        prop_assert!(cands.contains(&(id as u32)), "match {} not a candidate", id);
+                    }
+                }
+                prop_assert!(!f.matches(None), "metadata-less ids match but are never candidates");
+            }
+            let rebuilt = MetadataColumns::build(&metas);
+            let compiled = rebuilt.compile(&f, &metas);
+            for (id, m) in metas.iter().enumerate() {
+                prop_assert_eq!(compiled.matches(id as u32), f.matches(m.as_ref()));
+            }
+        }
+
         #[test]
         fn matches_equals_naive_evaluation(f in arb_filter(), m in arb_meta()) {
             prop_assert_eq!(f.matches(m.as_ref()), naive(&f, m.as_ref()));

@@ -30,7 +30,7 @@ use strata_core::{limits, Error, Result, Value};
 
 use crate::distance::{self, DistanceMetric};
 use crate::exact::ExactIndex;
-use crate::filter::SearchFilter;
+use crate::filter::{MetadataColumns, SearchFilter};
 use crate::hnsw::{HnswIndex, HnswParams};
 
 /// A swappable vector index over dense `u32` ids.
@@ -147,7 +147,8 @@ pub struct CollectionConfig {
     /// Compact when tombstones exceed this fraction of the graph's nodes. Default 0.2.
     pub compaction_ratio: f64,
     /// Cost of one filter evaluation relative to one distance computation, used to choose
-    /// between an exact scan of the matches and a filtered HNSW walk. Default 0.25.
+    /// between an exact scan of the matches and a filtered HNSW walk. Default 0.02
+    /// (filters read metadata columns: ≈2 ns against ≈100 ns for a 384-d distance).
     pub filter_cost: f64,
 }
 
@@ -160,7 +161,7 @@ impl CollectionConfig {
             hnsw: HnswParams::default(),
             exact_threshold: 2_000,
             compaction_ratio: 0.2,
-            filter_cost: 0.25,
+            filter_cost: 0.02,
         }
     }
 }
@@ -195,6 +196,8 @@ pub struct CollectionIndex {
     keys: HashMap<Arc<str>, u32>,
     id_keys: Vec<Option<Arc<str>>>,
     metadata: Vec<Option<Value>>,
+    /// The metadata again, column-wise, for fast filter evaluation.
+    columns: MetadataColumns,
     /// Tombstoned ids not reclaimed yet.
     deleted: usize,
 }
@@ -224,6 +227,7 @@ impl CollectionIndex {
             keys: HashMap::new(),
             id_keys: Vec::new(),
             metadata: Vec::new(),
+            columns: MetadataColumns::new(),
             deleted: 0,
         })
     }
@@ -292,6 +296,7 @@ impl CollectionIndex {
         if let (Some(id), Engine::Exact(store)) = (existing, &mut self.engine) {
             // No graph: overwrite in place.
             store.insert(id, vector)?;
+            self.columns.set(id, metadata.as_ref());
             self.metadata[id as usize] = metadata;
             return Ok(());
         }
@@ -317,6 +322,7 @@ impl CollectionIndex {
             self.metadata.resize(idx + 1, None);
         }
         self.id_keys[idx] = Some(key);
+        self.columns.set(id, metadata.as_ref());
         self.metadata[idx] = metadata;
         self.maintain();
         Ok(())
@@ -336,6 +342,7 @@ impl CollectionIndex {
         if let Some(m) = self.metadata.get_mut(id as usize) {
             *m = None;
         }
+        self.columns.clear(id);
     }
 
     /// Deletes `key`; returns `false` when it was absent.
@@ -414,6 +421,7 @@ impl CollectionIndex {
         }
         self.id_keys = id_keys;
         self.metadata = metadata;
+        self.columns = MetadataColumns::build(&self.metadata);
         self.deleted = 0;
     }
 
@@ -431,23 +439,30 @@ impl CollectionIndex {
         }
     }
 
-    fn matches(&self, filter: &SearchFilter, id: u32) -> bool {
-        filter.matches(self.metadata.get(id as usize).and_then(Option::as_ref))
-    }
-
-    /// Fraction of live vectors matching `filter`, estimated on an evenly spaced sample of
-    /// at most [`SELECTIVITY_SAMPLE`] of them.
+    /// Fraction of live vectors matching `filter`: counted from the inverted lists when
+    /// the filter requires an `Eq`/`In` on a field, otherwise estimated on the live ones
+    /// among an evenly spaced sample of about [`SELECTIVITY_SAMPLE`] ids.
     pub fn estimate_selectivity(&self, filter: &SearchFilter) -> f64 {
         let store = self.engine.store();
         let live = store.len();
         if live == 0 {
             return 0.0;
         }
-        let step = (live / SELECTIVITY_SAMPLE).max(1);
+        let filter = self.columns.compile(filter, &self.metadata);
+        if let Some(ids) = filter.indexed_candidates() {
+            // Inverted lists give the count directly (an upper bound: they may hold
+            // stale ids, which only makes the exact scan look costlier than it is).
+            return (ids.len() as f64 / live as f64).min(1.0);
+        }
+        let slots = store.slot_count();
+        let step = (slots / SELECTIVITY_SAMPLE).max(1);
         let (mut seen, mut hit) = (0usize, 0usize);
-        for id in store.live_ids().step_by(step) {
+        for id in (0..slots as u32).step_by(step) {
+            if !store.is_live(id) {
+                continue;
+            }
             seen += 1;
-            if self.matches(filter, id) {
+            if filter.matches(id) {
                 hit += 1;
             }
         }
@@ -519,7 +534,8 @@ impl CollectionIndex {
         if k == 0 || self.is_empty() {
             return Ok(Vec::new());
         }
-        let pred = |id: u32| filter.is_none_or(|f| self.matches(f, id));
+        let compiled = filter.map(|f| self.columns.compile(f, &self.metadata));
+        let pred = |id: u32| compiled.as_ref().is_none_or(|f| f.matches(id));
         let pred_dyn: &dyn Fn(u32) -> bool = &pred;
         let f = filter.map(|_| pred_dyn);
         let mut hits = match (&self.engine, strategy) {
@@ -536,7 +552,15 @@ impl CollectionIndex {
                     r
                 }
             }
-            _ => self.engine.store().search(query, k, f)?,
+            _ => match compiled.as_ref().and_then(|c| c.candidates()) {
+                // A column the filter requires narrows the scan to its candidates.
+                Some(cands) => self.engine.store().search_ids(
+                    query,
+                    k,
+                    cands.into_iter().filter(|&id| pred(id)),
+                )?,
+                None => self.engine.store().search(query, k, f)?,
+            },
         };
         // Ties may straddle the cut differently by id; order the kept ones by key.
         let mut out: Vec<(String, f32)> = hits
@@ -552,14 +576,18 @@ impl CollectionIndex {
         Ok(out)
     }
 
-    /// Approximate heap memory of vectors, graph and id maps (metadata excluded), in
-    /// bytes.
+    /// Approximate heap memory of vectors, graph, id maps and metadata columns (the
+    /// metadata values themselves excluded), in bytes.
     pub fn memory_bytes(&self) -> usize {
         let engine = match &self.engine {
             Engine::Exact(e) => e.memory_bytes(),
             Engine::Hnsw(h) => h.memory_bytes(),
         };
         let keys: usize = self.keys.keys().map(|k| k.len() + 48).sum();
-        engine + keys + self.id_keys.capacity() * 16 + self.metadata.capacity() * 32
+        engine
+            + keys
+            + self.id_keys.capacity() * 16
+            + self.metadata.capacity() * 32
+            + self.columns.memory_bytes()
     }
 }
