@@ -567,8 +567,8 @@ const PROFILE_NOTES: &str = "\
 processes at COMPARE_SCALE=0.3 (`compare --child stratadb load|read|commits DIR 0.3`), \
 taken with the first full run, so they describe the storage as of that commit:
 
-- *Point reads* (~120-250k/s per thread when the machine is busy, up to ~465k/s when quiet). \
-  Each `kv.get_in` is a whole transaction (`TransactionManager::run`) that first loads and \
+- *Point reads* (where StrataDB leads as long as the data fits in memory, yet does more \
+  work per read than it needs). Each `kv.get_in` is a whole transaction (`TransactionManager::run`) that first loads and \
   MessagePack-decodes the run's metadata record (`runs::check_exists`: 13 % of the read \
   time) and then searches the single `BTreeMap<Box<[u8]>, Vec<Entry>>` of `MvccMap` (59 %, \
   of which 39 points are `memcmp`): every key is its own heap allocation, so each comparison \
