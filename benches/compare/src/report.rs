@@ -579,8 +579,10 @@ taken with the first full run, so they describe the storage as of that commit:
 - *Prefix listings.* `MvccMap::scan_range` clones each key (a `Box` allocation) and entry \
   into a `Vec`, `Transaction::scan_range` re-inserts them into a new `BTreeMap` to merge the \
   transaction's own writes even when it has none, and `KV::keys` turns each key into a \
-  `String`: several allocations and a tree build per listed key. A fast path for \
-  transactions without writes in the range and a keys-only scan would fix it.
+  `String`. Of the samples under `KV::keys`: 64 % in `Transaction::scan_range`, 46 % in \
+  that `BTreeMap` build, 29 % in `malloc` (7 % more in `free`), 8 % in the `String` \
+  conversion, 4 % in the run check. A fast path for transactions without writes in the \
+  range and a keys-only scan that does not clone entries would fix it.
 - *Commits without fsync.* Per commit: one `write` system call for the log record (about a \
   third of the commit time), the run-metadata check again (`runs::check_writable`, ~10 %), \
   and the B-tree insert (`MvccMap::apply_owned`, ~10 %). fjall also writes its journal at \
