@@ -394,7 +394,8 @@ impl HnswIndex {
         accept: &dyn Fn(u32) -> bool,
     ) -> Vec<Scored> {
         visited.reset(self.levels.len());
-        let mut candidates: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef * 2);
+        let mut candidates: BinaryHeap<Scored> =
+            BinaryHeap::with_capacity(ef.saturating_mul(2).min(4096));
         let mut results = TopK::new(ef);
         let mut bound = f32::NEG_INFINITY;
         for e in entries {
@@ -569,7 +570,9 @@ impl HnswIndex {
         if k == 0 || self.entry == NONE || self.store.is_empty() {
             return Ok(Vec::new());
         }
-        let ef = ef.max(k);
+        // More than the graph's nodes cannot be found: this also bounds huge `k`s.
+        let k = k.min(self.nodes);
+        let ef = ef.max(k).min(self.nodes);
         let ep = self.descend(&q, 0);
         let mut visited = self.visited();
         let store = &self.store;
@@ -1133,6 +1136,7 @@ pub(crate) mod tests {
     fn tiny_graphs() {
         let mut h = HnswIndex::new(2, DistanceMetric::Euclidean, HnswParams::default()).unwrap();
         assert!(h.search(&[0.0, 0.0], 3, None).unwrap().is_empty());
+        assert!(h.search(&[0.0, 0.0], usize::MAX, None).unwrap().is_empty());
         assert_eq!(h.verify_reachability(), 0);
         h.insert(7, &[1.0, 1.0]).unwrap();
         assert_eq!(
@@ -1149,6 +1153,19 @@ pub(crate) mod tests {
         );
         h.insert(8, &[2.0, 2.0]).unwrap();
         assert_eq!(h.search(&[0.0, 0.0], 3, None).unwrap().len(), 1);
+        assert_eq!(
+            h.search(&[0.0, 0.0], usize::MAX, Some(&|_| true))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            h.store()
+                .search(&[0.0, 0.0], usize::MAX, None)
+                .unwrap()
+                .len(),
+            1
+        );
         let remap = h.compact();
         assert_eq!(remap[8], 0);
         assert_eq!(h.node_count(), 1);

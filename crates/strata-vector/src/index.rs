@@ -482,7 +482,11 @@ impl CollectionIndex {
         };
         let s = self.estimate_selectivity(filter);
         let n = n as f64;
-        let ef = (h.params().ef_search.max(k) * 2) as f64;
+        let ef = h
+            .params()
+            .ef_search
+            .max(k.min(self.len()))
+            .saturating_mul(2) as f64;
         // Distances an unfiltered walk computes, grown by 1/s to collect `ef` matches.
         let walk = ef * h.params().m0 as f64 * 0.5 / s.max(1e-9);
         let hnsw_cost = walk * (1.0 + self.config.filter_cost);
@@ -534,6 +538,7 @@ impl CollectionIndex {
         if k == 0 || self.is_empty() {
             return Ok(Vec::new());
         }
+        let k = k.min(self.len());
         let compiled = filter.map(|f| self.columns.compile(f, &self.metadata));
         let pred = |id: u32| compiled.as_ref().is_none_or(|f| f.matches(id));
         let pred_dyn: &dyn Fn(u32) -> bool = &pred;

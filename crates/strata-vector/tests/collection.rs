@@ -151,6 +151,19 @@ fn recall_deletes_and_filters_on_clustered_data() {
             assert_eq!(i % 3, 1);
         }
     }
+    // A huge k returns every match.
+    assert_eq!(
+        c.search(&queries[0], usize::MAX, Some(&one_pct))
+            .unwrap()
+            .len(),
+        50
+    );
+    assert_eq!(
+        c.search(&queries[0], usize::MAX, Some(&third))
+            .unwrap()
+            .len(),
+        1500
+    );
     // A filter matching nothing.
     assert!(c
         .search(&queries[0], 10, Some(&SearchFilter::eq("bucket", 1000)))
@@ -206,7 +219,7 @@ fn updates_and_compaction_keep_keys_right() {
             .collect();
         assert_eq!(v, &expect[..]);
     }
-    let all = c.search(&data[1451], 1000, None).unwrap();
+    let all = c.search(&data[1451], usize::MAX, None).unwrap();
     assert_eq!(all.len(), 100);
     assert_eq!(all[0].0, key(1451));
 }
