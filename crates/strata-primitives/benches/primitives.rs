@@ -29,11 +29,14 @@ fn bench(c: &mut Criterion) {
     let size = strata_core::codec::encode(&doc).expect("encode").len();
     json.set_in(&run, "doc", doc).expect("set doc");
     for _ in 0..1_000 {
-        events.append_in(&run, "bench", json!({"k": "v"})).expect("append");
+        events
+            .append_in(&run, "bench", json!({"k": "v"}))
+            .expect("append");
     }
 
     let mut g = c.benchmark_group("primitives");
-    g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
     let mut i = 0u64;
     g.bench_function("kv_get", |b| {
         b.iter(|| {
@@ -48,13 +51,23 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function(format!("json_get_path_{size}B_doc"), |b| {
-        b.iter(|| json.get_path(&run, "doc", "$.user.address.city").expect("get_path"))
+        b.iter(|| {
+            json.get_path(&run, "doc", "$.user.address.city")
+                .expect("get_path")
+        })
     });
     g.bench_function(format!("json_set_path_{size}B_doc"), |b| {
-        b.iter(|| json.set_path(&run, "doc", "$.user.address.city", "Boston").expect("set_path"))
+        b.iter(|| {
+            json.set_path(&run, "doc", "$.user.address.city", "Boston")
+                .expect("set_path")
+        })
     });
     g.bench_function("event_append", |b| {
-        b.iter(|| events.append_in(&run, "append", json!({"tool": "search", "n": 1})).expect("append"))
+        b.iter(|| {
+            events
+                .append_in(&run, "append", json!({"tool": "search", "n": 1}))
+                .expect("append")
+        })
     });
     g.bench_function("event_range_100", |b| {
         b.iter(|| events.range(&run, "bench", 400, 499).expect("range"))
