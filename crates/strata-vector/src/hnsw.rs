@@ -1255,6 +1255,49 @@ pub(crate) mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256, ..proptest::prelude::ProptestConfig::default()
+        })]
+        /// Corrupted bytes with a recomputed checksum (so the parser's own checks are
+        /// reached) are rejected or yield a graph that searches without panicking.
+        #[test]
+        fn from_bytes_never_panics(
+            flips in proptest::collection::vec((0usize..4096, 0u8..=255), 1..4),
+            cut in proptest::option::of(0usize..4096),
+        ) {
+            use std::sync::OnceLock;
+            static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+            let good = BYTES.get_or_init(|| {
+                let data = clustered(40, 4, 3, 9);
+                let mut h = build(&data, DistanceMetric::Cosine);
+                h.remove(3);
+                h.to_bytes()
+            });
+            let mut body = good[..good.len() - 4].to_vec();
+            for (pos, x) in flips {
+                let i = pos % body.len();
+                body[i] ^= x;
+            }
+            if let Some(c) = cut {
+                body.truncate(c % (body.len() + 1));
+            }
+            let crc = crc32c::crc32c(&body);
+            body.extend_from_slice(&crc.to_le_bytes());
+            if let Ok(h) = HnswIndex::from_bytes(&body) {
+                let dim = h.store().dimension();
+                let q = vec![0.5f32; dim];
+                let _ = h.search(&q, 5, None);
+                let _ = h.search(&q, 5, Some(&|id| id % 2 == 0));
+                let _ = h.verify_reachability();
+                let mut h = h;
+                h.repair_reachability();
+                let _ = h.insert(h.store().slot_count() as u32, &q);
+                h.compact();
+            }
+        }
+    }
+
     #[test]
     fn repair_reconnects_orphans() {
         let data = clustered(600, 8, 6, 3);

@@ -349,6 +349,15 @@ proptest! {
 }
 
 #[test]
+fn indexes_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<CollectionIndex>();
+    check::<strata_vector::HnswIndex>();
+    check::<ExactIndex>();
+    check::<Box<dyn strata_vector::VectorIndex>>();
+}
+
+#[test]
 fn exact_index_is_usable_through_the_trait() {
     use strata_vector::VectorIndex;
     let mut ix: Box<dyn VectorIndex> =
