@@ -111,6 +111,10 @@ impl Transaction {
         }
         self.range_reads.push((own(start), own(end)));
         let snapshot = self.snapshot_version();
+        if self.writes.range::<[u8], _>((start, end)).next().is_none() {
+            // Nothing of our own to merge: the snapshot's rows are the answer.
+            return self.storage.scan_range(start, end, snapshot, limit);
+        }
         // Ask storage for enough rows that our own deletes cannot starve the limit.
         let own_deletes = self
             .writes

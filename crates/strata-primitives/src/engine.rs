@@ -72,7 +72,7 @@ impl Engine {
         run_id: &RunId,
         mut f: impl FnMut(&mut Transaction) -> Result<T>,
     ) -> Result<(T, Option<CommitInfo>)> {
-        let mut info_seen: Option<RunInfo> = None;
+        let mut info_seen: Option<Arc<RunInfo>> = None;
         let out = self.run(|txn| {
             info_seen = Some(runs::check_writable(txn, run_id)?);
             f(txn)

@@ -18,8 +18,11 @@
 //!
 //! Any other transition is a [`Error::RunError`]. The default run always exists and is
 //! active: its state cannot be changed.
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use serde::{Deserialize, Serialize};
 use strata_concurrency::Transaction;
@@ -134,15 +137,42 @@ fn creation_time() -> Timestamp {
     Timestamp::from_micros(now.max(prev + 1))
 }
 
-/// Fails unless `run` exists; returns its info.
-pub fn check_exists(txn: &mut Transaction, run: &RunId) -> Result<RunInfo> {
-    load(txn, run)?
-        .map(Versioned::into_value)
-        .ok_or_else(|| not_found(run))
+/// Decoded run records, so that the run check every operation makes does not decode
+/// the record each time. Keyed by run id and validated by the identity of the stored
+/// bytes: the cache holds that `Arc`, so its address cannot be reused while cached.
+type DecodedRuns = HashMap<RunId, (Arc<[u8]>, Arc<RunInfo>)>;
+static DECODED: RwLock<Option<DecodedRuns>> = RwLock::new(None);
+const DECODED_MAX: usize = 4096;
+
+fn decode_cached(run: &RunId, bytes: &Arc<[u8]>) -> Result<Arc<RunInfo>> {
+    if let Some((b, info)) = DECODED.read().as_ref().and_then(|m| m.get(run)) {
+        if Arc::ptr_eq(b, bytes) {
+            return Ok(info.clone());
+        }
+    }
+    let info = Arc::new(decode_info(bytes)?);
+    let mut guard = DECODED.write();
+    let map = guard.get_or_insert_with(HashMap::new);
+    if map.len() >= DECODED_MAX {
+        map.clear();
+    }
+    map.insert(*run, (bytes.clone(), info.clone()));
+    Ok(info)
+}
+
+/// Fails unless `run` exists; returns its info. The read is part of the transaction's
+/// read set, so a concurrent change of the run makes the transaction retry.
+pub fn check_exists(txn: &mut Transaction, run: &RunId) -> Result<Arc<RunInfo>> {
+    let entry = txn.get(&run_key(run)).ok_or_else(|| not_found(run))?;
+    let bytes = entry
+        .value
+        .as_ref()
+        .ok_or_else(|| Error::Internal("run tombstone".into()))?;
+    decode_cached(run, bytes)
 }
 
 /// Fails unless `run` exists and is active; returns its info.
-pub fn check_writable(txn: &mut Transaction, run: &RunId) -> Result<RunInfo> {
+pub fn check_writable(txn: &mut Transaction, run: &RunId) -> Result<Arc<RunInfo>> {
     let info = check_exists(txn, run)?;
     if !info.state.accepts_writes() {
         return Err(Error::RunError(format!(
@@ -262,7 +292,7 @@ impl Runs {
         mut change: impl FnMut(&mut RunInfo) -> Result<()>,
     ) -> Result<()> {
         self.engine.run(|txn| {
-            let mut info = check_exists(txn, run)?;
+            let mut info = (*check_exists(txn, run)?).clone();
             change(&mut info)?;
             info.updated_at = Timestamp::now().max(info.updated_at);
             txn.put(run_key(run), encode_info(&info)?);

@@ -34,7 +34,9 @@ use crate::lock::DirLock;
 use crate::mvcc::{Entry, MvccMap, Write};
 use crate::record::{encode_payload, patch_header};
 use crate::retention::RetentionPolicy;
-use crate::snapshot::{parse_snapshot_name, read_snapshot, snapshot_name, write_snapshot};
+use crate::snapshot::{
+    parse_snapshot_name, read_snapshot, snapshot_name, verify_snapshot, write_snapshot,
+};
 use crate::vfs::{join, Vfs, VfsFile};
 use crate::wal::{
     io_err, parse_segment_name, read_segment, segment_name, WalWriter, WAL_HEADER_LEN,
@@ -736,7 +738,14 @@ impl Storage {
         drop(pin);
         // Verify before deleting anything the snapshot replaces.
         let bytes = d.vfs.read(&path).map_err(|e| io_err(&path, e))?;
-        read_snapshot(&path, &bytes)?;
+        if verify_snapshot(&path, &bytes)? != version {
+            return Err(Error::Storage(format!(
+                "snapshot {} reads back with another version than written",
+                path.display()
+            )));
+        }
+        let size = bytes.len();
+        drop(bytes);
         let mut removed = 0;
         for name in d.vfs.list(&d.dir).map_err(|e| io_err(&d.dir, e))? {
             let obsolete = parse_segment_name(&name).is_some_and(|b| b < new_base)
@@ -750,7 +759,7 @@ impl Storage {
         d.vfs.sync_dir(&d.dir).map_err(|e| io_err(&d.dir, e))?;
         info!(
             version,
-            bytes = bytes.len(),
+            bytes = size,
             files_removed = removed,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "snapshot written"
