@@ -65,7 +65,7 @@ impl Default for HnswParams {
 }
 
 impl HnswParams {
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.m < 2 || self.m > 256 || self.m0 < self.m || self.m0 > 1024 {
             return Err(Error::ConstraintViolation(format!(
                 "HNSW parameters need 2 <= m <= 256 and m <= m0 <= 1024, got m={} m0={}",
@@ -1017,6 +1017,8 @@ impl HnswIndex {
         }
         h.entry = entry;
         h.max_level = max_level;
+        // The graph was repaired before it was written: count from here.
+        h.repaired_at = h.nodes;
         Ok(h)
     }
 }
@@ -1024,7 +1026,7 @@ impl HnswIndex {
 const MAGIC: &[u8; 8] = b"STRHNSW\x01";
 const FORMAT_VERSION: u32 = 1;
 
-fn metric_code(m: DistanceMetric) -> u8 {
+pub(crate) fn metric_code(m: DistanceMetric) -> u8 {
     match m {
         DistanceMetric::Cosine => 0,
         DistanceMetric::Euclidean => 1,
@@ -1032,7 +1034,7 @@ fn metric_code(m: DistanceMetric) -> u8 {
     }
 }
 
-fn metric_from_code(c: u8) -> Option<DistanceMetric> {
+pub(crate) fn metric_from_code(c: u8) -> Option<DistanceMetric> {
     match c {
         0 => Some(DistanceMetric::Cosine),
         1 => Some(DistanceMetric::Euclidean),

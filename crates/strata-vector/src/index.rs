@@ -581,6 +581,198 @@ impl CollectionIndex {
         Ok(out)
     }
 
+    /// Serializes the whole index: settings, the vector arena (with the HNSW graph when
+    /// there is one), and per id its key and metadata. The metadata columns and the
+    /// key → id map are derived, and rebuilt by [`Self::from_bytes`]. The layout is in
+    /// `docs/storage-format.md` ("Vector index files"); the bytes carry no checksum of
+    /// their own beyond the embedded graph's (index files add one over everything).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        use crate::persist::{put_bytes, put_f64, put_u32, put_u64};
+        let c = &self.config;
+        let mut out = Vec::new();
+        put_u32(&mut out, c.dimension as u32);
+        out.push(crate::hnsw::metric_code(c.metric));
+        put_u32(&mut out, c.hnsw.m as u32);
+        put_u32(&mut out, c.hnsw.m0 as u32);
+        put_u32(&mut out, c.hnsw.ef_construction as u32);
+        put_u32(&mut out, c.hnsw.ef_search as u32);
+        put_u64(&mut out, c.hnsw.seed);
+        put_u64(&mut out, c.exact_threshold as u64);
+        put_f64(&mut out, c.compaction_ratio);
+        put_f64(&mut out, c.filter_cost);
+        match &self.engine {
+            Engine::Exact(e) => {
+                out.reserve(e.slot_count() * (1 + 4 * c.dimension) + 16);
+                out.push(0);
+                put_u32(&mut out, e.slot_count() as u32);
+                for id in 0..e.slot_count() as u32 {
+                    let slot = e.slot(id);
+                    out.push(slot as u8);
+                    if slot != crate::exact::Slot::Empty {
+                        for x in e.raw(id) {
+                            out.extend_from_slice(&x.to_le_bytes());
+                        }
+                    }
+                }
+            }
+            Engine::Hnsw(h) => {
+                out.push(1);
+                let g = h.to_bytes();
+                put_u64(&mut out, g.len() as u64);
+                out.extend_from_slice(&g);
+            }
+        }
+        put_u32(&mut out, self.id_keys.len() as u32);
+        let mut buf = Vec::new();
+        for id in 0..self.id_keys.len() {
+            match &self.id_keys[id] {
+                None => out.push(0),
+                Some(k) => {
+                    out.push(1);
+                    put_bytes(&mut out, k.as_bytes())?;
+                }
+            }
+            match self.metadata.get(id).and_then(Option::as_ref) {
+                None => out.push(0),
+                Some(m) => {
+                    out.push(1);
+                    buf.clear();
+                    strata_core::codec::encode_into(m, &mut buf)?;
+                    put_bytes(&mut out, &buf)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restores an index written by [`Self::to_bytes`].
+    ///
+    /// Errors with [`Error::Serialization`] when the bytes are truncated or inconsistent
+    /// (a key on a dead slot, a live slot without a key, a duplicate key, bad settings…).
+    /// Counts are checked against the bytes left before anything is allocated.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        use crate::exact::Slot;
+        let bad = |what: &str| Error::Serialization(format!("vector collection index: {what}"));
+        let mut r = crate::persist::ByteReader::new(bytes);
+        let dimension = r.u32()? as usize;
+        let metric = crate::hnsw::metric_from_code(r.u8()?).ok_or_else(|| bad("unknown metric"))?;
+        let hnsw = HnswParams {
+            m: r.u32()? as usize,
+            m0: r.u32()? as usize,
+            ef_construction: r.u32()? as usize,
+            ef_search: r.u32()? as usize,
+            seed: r.u64()?,
+        };
+        let exact_threshold = usize::try_from(r.u64()?).map_err(|_| bad("bad threshold"))?;
+        let compaction_ratio = r.f64()?;
+        let filter_cost = r.f64()?;
+        if !(compaction_ratio.is_finite() && filter_cost.is_finite()) {
+            return Err(bad("non-finite setting"));
+        }
+        let config = CollectionConfig {
+            dimension,
+            metric,
+            hnsw,
+            exact_threshold,
+            compaction_ratio,
+            filter_cost,
+        };
+        let mut ix = CollectionIndex::new(config).map_err(|e| bad(&e.to_string()))?;
+        ix.engine = match r.u8()? {
+            0 => {
+                let slots = r.u32()? as usize;
+                // Each slot takes at least one byte.
+                if slots > r.remaining() {
+                    return Err(bad("slot count exceeds the data"));
+                }
+                let mut store = ExactIndex::new(dimension, metric)?;
+                let mut v = vec![0f32; dimension];
+                for id in 0..slots as u32 {
+                    let slot = match r.u8()? {
+                        0 => Slot::Empty,
+                        1 => Slot::Live,
+                        2 => Slot::Deleted,
+                        _ => return Err(bad("bad slot state")),
+                    };
+                    if slot != Slot::Empty {
+                        for x in v.iter_mut() {
+                            *x = r.f32()?;
+                        }
+                    }
+                    store
+                        .restore_slot(id, slot, &v)
+                        .map_err(|e| bad(&e.to_string()))?;
+                }
+                Engine::Exact(store)
+            }
+            1 => {
+                let len = r.u64()?;
+                if len > r.remaining() as u64 {
+                    return Err(bad("graph length exceeds the data"));
+                }
+                let h = HnswIndex::from_bytes(r.take(len as usize)?)?;
+                if h.store().dimension() != dimension
+                    || h.store().metric() != metric
+                    || h.params().m != hnsw.m
+                    || h.params().m0 != hnsw.m0
+                {
+                    return Err(bad("graph settings differ from the collection's"));
+                }
+                Engine::Hnsw(h)
+            }
+            _ => return Err(bad("unknown engine")),
+        };
+        let store = ix.engine.store();
+        let slots = store.slot_count();
+        let n = r.u32()? as usize;
+        // Each id takes at least two bytes.
+        if n > slots || n > r.remaining() / 2 {
+            return Err(bad("id count exceeds the slots"));
+        }
+        let mut id_keys: Vec<Option<Arc<str>>> = vec![None; slots];
+        let mut metadata: Vec<Option<Value>> = vec![None; slots];
+        let mut keys = HashMap::with_capacity(store.len());
+        for id in 0..n {
+            let live = store.is_live(id as u32);
+            match r.u8()? {
+                0 if !live => {}
+                1 if live => {
+                    let k = std::str::from_utf8(r.bytes()?).map_err(|_| bad("key is not UTF-8"))?;
+                    let k: Arc<str> = Arc::from(k);
+                    if keys.insert(k.clone(), id as u32).is_some() {
+                        return Err(bad("duplicate key"));
+                    }
+                    id_keys[id] = Some(k);
+                }
+                _ => return Err(bad("key presence disagrees with the slot")),
+            }
+            match r.u8()? {
+                0 => {}
+                1 if live => {
+                    let m = strata_core::codec::decode(r.bytes()?)
+                        .map_err(|e| bad(&format!("metadata: {e}")))?;
+                    if !m.is_object() {
+                        return Err(bad("metadata is not an object"));
+                    }
+                    metadata[id] = Some(m);
+                }
+                _ => return Err(bad("bad metadata marker")),
+            }
+        }
+        if keys.len() != store.len() {
+            return Err(bad("a live slot has no key"));
+        }
+        if r.remaining() != 0 {
+            return Err(bad("trailing bytes"));
+        }
+        ix.deleted = store.deleted_count();
+        ix.columns = MetadataColumns::build(&metadata);
+        ix.keys = keys;
+        ix.id_keys = id_keys;
+        ix.metadata = metadata;
+        Ok(ix)
+    }
+
     /// Approximate heap memory of vectors, graph, id maps and metadata columns (the
     /// metadata values themselves excluded), in bytes.
     pub fn memory_bytes(&self) -> usize {

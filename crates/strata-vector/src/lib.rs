@@ -16,6 +16,7 @@ pub mod exact;
 pub mod filter;
 pub mod hnsw;
 pub mod index;
+pub mod persist;
 pub mod vectors;
 
 pub use distance::DistanceMetric;
@@ -23,4 +24,4 @@ pub use exact::ExactIndex;
 pub use filter::SearchFilter;
 pub use hnsw::{HnswIndex, HnswParams};
 pub use index::{CollectionConfig, CollectionIndex, SearchStrategy, VectorIndex};
-pub use vectors::{CollectionInfo, PendingIndexOp, VectorData, VectorMatch, Vectors};
+pub use vectors::{CollectionInfo, IndexSource, PendingIndexOp, VectorData, VectorMatch, Vectors};

@@ -19,6 +19,7 @@
 //! **Metadata** may be any [`Value`]; filters look at the top-level fields of `Object`
 //! metadata, and never match other metadata.
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -27,11 +28,12 @@ use strata_concurrency::Transaction;
 use strata_core::{codec, limits, Error, Result, RunId, Timestamp, Value, Version, Versioned};
 use strata_primitives::engine::Engine;
 use strata_primitives::runs;
-use strata_storage::{encode_key, Primitive};
+use strata_storage::{encode_key, Entry, Primitive};
 
 use crate::distance::{validate_finite, DistanceMetric};
 use crate::filter::SearchFilter;
 use crate::index::{CollectionConfig, CollectionIndex};
+use crate::persist;
 
 const META: u8 = 0x01;
 const RECORD: u8 = 0x02;
@@ -89,9 +91,47 @@ struct IndexEntry {
     created_version: u64,
     /// Commit version of the last applied change per key (deletes included).
     applied: HashMap<String, u64>,
+    /// Changes applied since the entry was made (any count that moves will do).
+    changes: u64,
+    /// `changes` when the index file last matched this entry; `None` if it never did.
+    persisted: Option<u64>,
+    /// How the index came to be.
+    source: IndexSource,
+}
+
+impl IndexEntry {
+    fn new(index: CollectionIndex, created_version: u64, source: IndexSource) -> Self {
+        IndexEntry {
+            index,
+            created_version,
+            applied: HashMap::new(),
+            changes: 0,
+            persisted: None,
+            source,
+        }
+    }
+}
+
+/// How a collection's in-memory index was obtained (see [`Vectors::index_source`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexSource {
+    /// Made empty by `create_collection` in this process.
+    Created,
+    /// Rebuilt from the vector records when the database opened (no usable index file).
+    Rebuilt,
+    /// Loaded from the collection's index file when the database opened, then brought
+    /// up to date with the records.
+    Loaded {
+        /// Records upserted or keys deleted because they changed after the file was
+        /// written.
+        replayed: usize,
+    },
 }
 
 type IndexKey = (RunId, String);
+
+/// Records of a collection: the key prefix, then `(full key, entry)` pairs.
+type Records = (Vec<u8>, Vec<(Box<[u8]>, Entry)>);
 
 /// An index change to apply once its transaction has committed.
 #[derive(Debug, Clone)]
@@ -268,13 +308,17 @@ pub struct Vectors {
 }
 
 impl Vectors {
-    /// Opens the primitive, rebuilding every collection's index from its records.
+    /// Opens the primitive. Each collection's index is loaded from its index file when
+    /// a valid one exists for this incarnation of the collection, then reconciled with
+    /// the records (changes after the file was written are replayed); otherwise it is
+    /// rebuilt from the records. A bad index file is logged and ignored, never an error.
     pub fn open(engine: Arc<Engine>) -> Result<Vectors> {
         let started = std::time::Instant::now();
         let vectors = Vectors {
             engine,
             indexes: Arc::new(RwLock::new(HashMap::new())),
         };
+        let dir = vectors.engine.storage().dir().map(|d| d.to_path_buf());
         let runs = strata_primitives::Runs::new(vectors.engine.clone()).list(None, None)?;
         let mut total = 0usize;
         for info in runs {
@@ -291,24 +335,29 @@ impl Vectors {
                 .map_err(|err| {
                     Error::Serialization(format!("collection {name:?} definition: {err}"))
                 })?;
-                let mut entry = IndexEntry {
-                    index: CollectionIndex::new(CollectionConfig::new(def.dimension, def.metric))?,
-                    created_version: e.version,
-                    applied: HashMap::new(),
+                let t = std::time::Instant::now();
+                let loaded = dir
+                    .as_deref()
+                    .and_then(|d| vectors.load_file(d, &run, &name, &def, e.version));
+                let entry = match loaded {
+                    Some(entry) => entry,
+                    None => vectors.rebuild(&run, &name, &def, e.version)?,
                 };
-                let prefix = records_prefix(&run, &name);
-                let (records, _) = vectors
-                    .engine
-                    .run(|txn| Ok(txn.scan_prefix(&prefix, None)))?;
-                for (rk, re) in records {
-                    let key = String::from_utf8_lossy(&rk[prefix.len()..]).into_owned();
-                    let (vector, metadata) =
-                        decode_record(re.value.as_deref().unwrap_or_default())?;
-                    entry
-                        .index
-                        .upsert(&key, &vector, metadata.filter(Value::is_object))?;
-                    entry.applied.insert(key, re.version);
-                    total += 1;
+                let n = entry.index.len();
+                total += n;
+                if n > 0 || entry.source != IndexSource::Rebuilt {
+                    let (how, replayed) = match entry.source {
+                        IndexSource::Loaded { replayed } => ("loaded", replayed),
+                        _ => ("rebuilt", 0),
+                    };
+                    tracing::info!(
+                        run = %run,
+                        collection = %name,
+                        vectors = n,
+                        replayed,
+                        elapsed_ms = t.elapsed().as_millis() as u64,
+                        "vector index {how}"
+                    );
                 }
                 vectors
                     .indexes
@@ -320,10 +369,224 @@ impl Vectors {
             tracing::info!(
                 vectors = total,
                 elapsed_ms = started.elapsed().as_millis() as u64,
-                "vector indexes rebuilt"
+                "vector indexes ready"
             );
         }
         Ok(vectors)
+    }
+
+    fn scan_records(&self, run: &RunId, name: &str) -> Result<Records> {
+        let prefix = records_prefix(run, name);
+        let (records, _) = self.engine.run(|txn| Ok(txn.scan_prefix(&prefix, None)))?;
+        Ok((prefix, records))
+    }
+
+    /// Builds a collection's index from its records.
+    fn rebuild(
+        &self,
+        run: &RunId,
+        name: &str,
+        def: &CollectionDef,
+        created_version: u64,
+    ) -> Result<IndexEntry> {
+        let mut entry = IndexEntry::new(
+            CollectionIndex::new(CollectionConfig::new(def.dimension, def.metric))?,
+            created_version,
+            IndexSource::Rebuilt,
+        );
+        let (prefix, records) = self.scan_records(run, name)?;
+        for (rk, re) in records {
+            let key = String::from_utf8_lossy(&rk[prefix.len()..]).into_owned();
+            let (vector, metadata) = decode_record(re.value.as_deref().unwrap_or_default())?;
+            entry
+                .index
+                .upsert(&key, &vector, metadata.filter(Value::is_object))?;
+            entry.applied.insert(key, re.version);
+        }
+        Ok(entry)
+    }
+
+    /// Loads a collection's index file and reconciles it with the records; `None` (after
+    /// a warning, unless the file is simply absent) when it cannot be used.
+    fn load_file(
+        &self,
+        dir: &Path,
+        run: &RunId,
+        name: &str,
+        def: &CollectionDef,
+        created_version: u64,
+    ) -> Option<IndexEntry> {
+        let path = persist::file_path(dir, run, name);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read vector index file; rebuilding");
+                return None;
+            }
+        };
+        let file = match persist::decode_file(&bytes, run, name) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "invalid vector index file; rebuilding");
+                return None;
+            }
+        };
+        drop(bytes);
+        if file.created_version != created_version {
+            tracing::info!(
+                path = %path.display(),
+                file_version = file.created_version,
+                created_version,
+                "vector index file belongs to an earlier collection of that name; rebuilding"
+            );
+            return None;
+        }
+        if file.index.dimension() != def.dimension || file.index.metric() != def.metric {
+            tracing::warn!(path = %path.display(), "vector index file disagrees with the collection definition; rebuilding");
+            return None;
+        }
+        match self.reconcile(run, name, file) {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot bring the vector index file up to date; rebuilding");
+                None
+            }
+        }
+    }
+
+    /// Brings a loaded index up to the committed records: upserts records whose version
+    /// differs from the one the index applied (or that it lacks), deletes keys without a
+    /// record. Records are decoded only when replayed.
+    fn reconcile(
+        &self,
+        run: &RunId,
+        name: &str,
+        file: persist::FileContents,
+    ) -> Result<IndexEntry> {
+        let persist::FileContents {
+            created_version,
+            applied: old,
+            mut index,
+        } = file;
+        let (prefix, records) = self.scan_records(run, name)?;
+        let mut applied = HashMap::with_capacity(records.len());
+        let mut replayed = 0usize;
+        for (rk, re) in records {
+            let key = String::from_utf8_lossy(&rk[prefix.len()..]).into_owned();
+            let current = old.get(&key) == Some(&re.version) && index.contains(&key);
+            if !current {
+                let (vector, metadata) = decode_record(re.value.as_deref().unwrap_or_default())?;
+                index.upsert(&key, &vector, metadata.filter(Value::is_object))?;
+                replayed += 1;
+            }
+            applied.insert(key, re.version);
+        }
+        let gone: Vec<String> = index
+            .iter()
+            .filter(|(k, _, _)| !applied.contains_key(*k))
+            .map(|(k, _, _)| k.to_owned())
+            .collect();
+        for k in gone {
+            index.delete(&k);
+            replayed += 1;
+        }
+        let changes = replayed as u64;
+        Ok(IndexEntry {
+            index,
+            created_version,
+            applied,
+            changes,
+            persisted: Some(0),
+            source: IndexSource::Loaded { replayed },
+        })
+    }
+
+    /// Writes the index file of every collection changed since its file was last
+    /// written, and deletes the index files (and stale temporary files) of collections
+    /// that no longer exist. Returns the number of files written. Does nothing for an
+    /// ephemeral database. `Strata::close` calls it; calling it at other times is safe
+    /// (concurrent writes are picked up by the next call, or replayed on open).
+    pub fn persist_indexes(&self) -> Result<usize> {
+        let Some(dir) = self.engine.storage().dir().map(|d| d.to_path_buf()) else {
+            return Ok(0);
+        };
+        let started = std::time::Instant::now();
+        let entries: Vec<(IndexKey, Arc<RwLock<IndexEntry>>)> = self
+            .indexes
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut keep = std::collections::HashSet::new();
+        let mut written = 0usize;
+        let mut bytes_written = 0usize;
+        for ((run, name), entry) in entries {
+            let path = persist::file_path(&dir, &run, &name);
+            keep.insert(path.clone());
+            let (bytes, changes) = {
+                let e = entry.read();
+                if e.persisted == Some(e.changes) {
+                    continue;
+                }
+                let bytes =
+                    persist::encode_file(&run, &name, e.created_version, &e.applied, &e.index)?;
+                (bytes, e.changes)
+            };
+            persist::write_atomic(&path, &bytes).map_err(|e| {
+                Error::Storage(format!(
+                    "cannot write vector index file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            written += 1;
+            bytes_written += bytes.len();
+            let mut e = entry.write();
+            e.persisted = Some(changes);
+        }
+        let root = persist::root(&dir);
+        if let Ok(runs) = std::fs::read_dir(&root) {
+            for run_dir in runs.flatten() {
+                let run_path = run_dir.path();
+                let Ok(files) = std::fs::read_dir(&run_path) else {
+                    continue;
+                };
+                let mut removed = false;
+                for f in files.flatten() {
+                    let p = f.path();
+                    if !keep.contains(&p) {
+                        std::fs::remove_file(&p).map_err(|e| {
+                            Error::Storage(format!("cannot remove {}: {e}", p.display()))
+                        })?;
+                        removed = true;
+                    }
+                }
+                if removed {
+                    persist::sync_dir(&run_path)
+                        .map_err(|e| Error::Storage(format!("{}: {e}", run_path.display())))?;
+                }
+                // Succeeds only when the run has no collection left.
+                if std::fs::remove_dir(&run_path).is_ok() {
+                    persist::sync_dir(&root)
+                        .map_err(|e| Error::Storage(format!("{}: {e}", root.display())))?;
+                }
+            }
+        }
+        if written > 0 {
+            tracing::info!(
+                files = written,
+                bytes = bytes_written,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "vector index files written"
+            );
+        }
+        Ok(written)
+    }
+
+    /// How the index of a collection was obtained, or `None` if the collection has no
+    /// index (it does not exist).
+    pub fn index_source(&self, run: &RunId, name: &str) -> Option<IndexSource> {
+        self.entry(run, name).map(|e| e.read().source)
     }
 
     fn entry(&self, run: &RunId, name: &str) -> Option<Arc<RwLock<IndexEntry>>> {
@@ -356,6 +619,7 @@ impl Vectors {
                 continue;
             }
             e.applied.insert(key.clone(), version);
+            e.changes += 1;
             match op {
                 PendingIndexOp::Upsert {
                     vector, metadata, ..
@@ -403,11 +667,11 @@ impl Vectors {
             Ok(())
         })?;
         let version = info.map_or(0, |i| i.version);
-        let entry = IndexEntry {
-            index: CollectionIndex::new(CollectionConfig::new(dimension, metric))?,
-            created_version: version,
-            applied: HashMap::new(),
-        };
+        let entry = IndexEntry::new(
+            CollectionIndex::new(CollectionConfig::new(dimension, metric))?,
+            version,
+            IndexSource::Created,
+        );
         let mut map = self.indexes.write();
         let slot = map.entry((*run, name.to_owned()));
         let replace = match &slot {

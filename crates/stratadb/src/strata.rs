@@ -99,9 +99,19 @@ impl Strata {
         self.engine.storage().flush()
     }
 
-    /// Flushes, writes a snapshot so the next open is fast, and closes the database.
+    /// Flushes, writes the vector index files and a snapshot so the next open is fast,
+    /// and closes the database. The database is closed even if writing an index file
+    /// fails (that error is returned; the next open rebuilds that index from its records).
     pub fn close(self) -> Result<()> {
-        self.engine.storage().close()
+        let storage = self.engine.storage();
+        // Commits first, so that the index files never run ahead of the durable records.
+        storage.flush()?;
+        let persisted = self.vectors.persist_indexes();
+        if let Err(e) = &persisted {
+            tracing::warn!(error = %e, "writing vector index files failed");
+        }
+        storage.close()?;
+        persisted.map(|_| ())
     }
 
     /// The database directory (empty for an ephemeral database).

@@ -1,0 +1,265 @@
+//! Index files: a collection's in-memory index written to disk so that reopening a
+//! database loads it instead of rebuilding the HNSW graph from the records.
+//!
+//! An index file is a cache: the vector records are the source of truth. A file that is
+//! missing, unreadable, corrupted, of another format version or of another incarnation of
+//! the collection (`created_version` differs) is ignored and the index rebuilt. A valid
+//! file is reconciled with the records on load (see `Vectors::open`). The byte layout is
+//! documented in `docs/storage-format.md` ("Vector index files").
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use strata_core::{Error, Result, RunId};
+
+use crate::index::CollectionIndex;
+
+/// Magic bytes opening every index file.
+pub const MAGIC: &[u8; 8] = b"STRATVIX";
+/// The index file format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes before the payload.
+pub const HEADER_LEN: usize = 40;
+
+/// Suffix of index files.
+pub const EXTENSION: &str = "vidx";
+
+/// The directory holding the index files of a database in `dir`.
+pub fn root(dir: &Path) -> PathBuf {
+    dir.join("vectors")
+}
+
+/// `<dir>/vectors/<run uuid>/<hex(name)>.vidx`.
+pub fn file_path(dir: &Path, run: &RunId, name: &str) -> PathBuf {
+    let mut hex = String::with_capacity(name.len() * 2 + 5);
+    for b in name.as_bytes() {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex.push('.');
+    hex.push_str(EXTENSION);
+    root(dir).join(run.to_string()).join(hex)
+}
+
+/// What an index file holds besides the index.
+pub(crate) struct FileContents {
+    pub created_version: u64,
+    pub applied: HashMap<String, u64>,
+    pub index: CollectionIndex,
+}
+
+/// Encodes an index file.
+pub(crate) fn encode_file(
+    run: &RunId,
+    name: &str,
+    created_version: u64,
+    applied: &HashMap<String, u64>,
+    index: &CollectionIndex,
+) -> Result<Vec<u8>> {
+    let index_bytes = index.to_bytes()?;
+    let applied_bytes: usize = applied.keys().map(|k| k.len() + 12).sum();
+    let mut out =
+        Vec::with_capacity(HEADER_LEN + 40 + name.len() + applied_bytes + index_bytes.len());
+    out.extend_from_slice(MAGIC);
+    put_u32(&mut out, FORMAT_VERSION);
+    put_u64(&mut out, created_version);
+    put_u64(&mut out, applied.values().copied().max().unwrap_or(0));
+    put_u64(&mut out, 0); // payload length, patched below
+    put_u32(&mut out, 0); // checksum, patched below
+    out.extend_from_slice(run.as_bytes());
+    put_str(&mut out, name)?;
+    put_u64(&mut out, applied.len() as u64);
+    // Sorted, so that equal states give equal files.
+    let mut pairs: Vec<(&String, &u64)> = applied.iter().collect();
+    pairs.sort_unstable();
+    for (k, v) in pairs {
+        put_str(&mut out, k)?;
+        put_u64(&mut out, *v);
+    }
+    put_u64(&mut out, index_bytes.len() as u64);
+    out.extend_from_slice(&index_bytes);
+    let payload_len = (out.len() - HEADER_LEN) as u64;
+    out[28..36].copy_from_slice(&payload_len.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&out[..36]), &out[HEADER_LEN..]);
+    out[36..40].copy_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// Decodes and checks an index file written for `run`/`name`.
+pub(crate) fn decode_file(bytes: &[u8], run: &RunId, name: &str) -> Result<FileContents> {
+    let bad = |what: &str| Error::Serialization(format!("vector index file: {what}"));
+    if bytes.len() < HEADER_LEN {
+        return Err(bad("truncated header"));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(bad("bad magic"));
+    }
+    let mut h = ByteReader::new(&bytes[8..HEADER_LEN]);
+    let version = h.u32()?;
+    if version != FORMAT_VERSION {
+        return Err(bad(&format!(
+            "format version {version}; this build reads {FORMAT_VERSION}"
+        )));
+    }
+    let created_version = h.u64()?;
+    let _max_applied = h.u64()?;
+    let payload_len = h.u64()?;
+    let stored_crc = h.u32()?;
+    if payload_len != (bytes.len() - HEADER_LEN) as u64 {
+        return Err(bad("payload length differs from the file size"));
+    }
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes[..36]), &bytes[HEADER_LEN..]);
+    if crc != stored_crc {
+        return Err(bad("checksum mismatch"));
+    }
+    let mut r = ByteReader::new(&bytes[HEADER_LEN..]);
+    if r.take(16)? != run.as_bytes() {
+        return Err(bad("written for another run"));
+    }
+    if r.str()? != name {
+        return Err(bad("written for another collection"));
+    }
+    let count = r.u64()?;
+    // Each entry takes at least 12 bytes: reject absurd counts before allocating.
+    if count > (r.remaining() / 12) as u64 {
+        return Err(bad("applied-version count exceeds the data"));
+    }
+    let mut applied = HashMap::with_capacity(count as usize);
+    for _ in 0..count {
+        let k = r.str()?.to_owned();
+        let v = r.u64()?;
+        applied.insert(k, v);
+    }
+    let len = r.u64()?;
+    if len != r.remaining() as u64 {
+        return Err(bad("index length differs from the data"));
+    }
+    let index = CollectionIndex::from_bytes(r.take(len as usize)?)?;
+    Ok(FileContents {
+        created_version,
+        applied,
+        index,
+    })
+}
+
+/// Writes `bytes` to `path` atomically and durably: a temporary file in the same
+/// directory, fsynced, renamed over `path`, then the directory fsynced.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("index files live in a directory");
+    create_dir_all_private(dir)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
+fn create_dir_all_private(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Fsyncs a directory (so that renames and removals in it are durable).
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+    }
+    Ok(())
+}
+
+pub(crate) fn put_u32(out: &mut Vec<u8>, x: u32) {
+    out.extend_from_slice(&x.to_le_bytes());
+}
+
+pub(crate) fn put_u64(out: &mut Vec<u8>, x: u64) {
+    out.extend_from_slice(&x.to_le_bytes());
+}
+
+pub(crate) fn put_f64(out: &mut Vec<u8>, x: f64) {
+    out.extend_from_slice(&x.to_le_bytes());
+}
+
+/// A `u32` length then the bytes.
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) -> Result<()> {
+    let len = u32::try_from(b.len())
+        .map_err(|_| Error::Serialization("field longer than 4 GiB".into()))?;
+    put_u32(out, len);
+    out.extend_from_slice(b);
+    Ok(())
+}
+
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) -> Result<()> {
+    put_bytes(out, s.as_bytes())
+}
+
+/// Bounds-checked little-endian reads; every error is a `Serialization` error.
+pub(crate) struct ByteReader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> ByteReader<'a> {
+    pub fn new(b: &'a [u8]) -> Self {
+        ByteReader { b, pos: 0 }
+    }
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len())
+            .ok_or_else(|| Error::Serialization("vector index: truncated".into()))?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    pub fn remaining(&self) -> usize {
+        self.b.len() - self.pos
+    }
+    pub fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    pub fn u32(&mut self) -> Result<u32> {
+        let s = self.take(4)?;
+        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    pub fn u64(&mut self) -> Result<u64> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+    pub fn f64(&mut self) -> Result<f64> {
+        Ok(f64::from_bits(self.u64()?))
+    }
+    pub fn f32(&mut self) -> Result<f32> {
+        Ok(f32::from_bits(self.u32()?))
+    }
+    pub fn bytes(&mut self) -> Result<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    pub fn str(&mut self) -> Result<&'a str> {
+        std::str::from_utf8(self.bytes()?)
+            .map_err(|_| Error::Serialization("vector index: string is not UTF-8".into()))
+    }
+}
