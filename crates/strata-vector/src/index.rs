@@ -607,11 +607,14 @@ impl CollectionIndex {
                 put_u32(&mut out, e.slot_count() as u32);
                 for id in 0..e.slot_count() as u32 {
                     let slot = e.slot(id);
+                    if slot == crate::exact::Slot::Empty {
+                        return Err(Error::Internal(format!(
+                            "vector collection index: empty slot {id} in a dense arena"
+                        )));
+                    }
                     out.push(slot as u8);
-                    if slot != crate::exact::Slot::Empty {
-                        for x in e.raw(id) {
-                            out.extend_from_slice(&x.to_le_bytes());
-                        }
+                    for x in e.raw(id) {
+                        out.extend_from_slice(&x.to_le_bytes());
                     }
                 }
             }
@@ -681,23 +684,21 @@ impl CollectionIndex {
         ix.engine = match r.u8()? {
             0 => {
                 let slots = r.u32()? as usize;
-                // Each slot takes at least one byte.
-                if slots > r.remaining() {
+                // Ids are dense (no empty slot), so each slot takes 1 + 4·dimension bytes:
+                // reject absurd counts before allocating.
+                if slots > r.remaining() / (1 + 4 * dimension) {
                     return Err(bad("slot count exceeds the data"));
                 }
                 let mut store = ExactIndex::new(dimension, metric)?;
                 let mut v = vec![0f32; dimension];
                 for id in 0..slots as u32 {
                     let slot = match r.u8()? {
-                        0 => Slot::Empty,
                         1 => Slot::Live,
                         2 => Slot::Deleted,
                         _ => return Err(bad("bad slot state")),
                     };
-                    if slot != Slot::Empty {
-                        for x in v.iter_mut() {
-                            *x = r.f32()?;
-                        }
+                    for x in v.iter_mut() {
+                        *x = r.f32()?;
                     }
                     store
                         .restore_slot(id, slot, &v)

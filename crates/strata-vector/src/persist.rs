@@ -263,3 +263,120 @@ impl<'a> ByteReader<'a> {
             .map_err(|_| Error::Serialization("vector index: string is not UTF-8".into()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distance::DistanceMetric;
+    use crate::filter::SearchFilter;
+    use crate::index::CollectionConfig;
+    use proptest::prelude::*;
+    use strata_core::Value;
+
+    fn v(n: usize, dim: usize) -> Vec<f32> {
+        (0..dim)
+            .map(|i| ((n * 31 + i * 7) % 97) as f32 / 97.0 - 0.5 + (n % 5) as f32 * 0.01)
+            .collect()
+    }
+
+    fn meta(n: usize) -> Option<Value> {
+        n.is_multiple_of(2).then(|| {
+            let mut m = std::collections::BTreeMap::new();
+            m.insert("g".to_string(), Value::Int((n % 4) as i64));
+            Value::Object(m.into_iter().collect())
+        })
+    }
+
+    /// An index with updates and deletes: exact (`n` small) or with a graph.
+    fn index(n: usize, threshold: usize) -> CollectionIndex {
+        let mut c = CollectionConfig::new(6, DistanceMetric::Cosine);
+        c.exact_threshold = threshold;
+        let mut ix = CollectionIndex::new(c).unwrap();
+        for i in 0..n {
+            ix.upsert(&format!("k{i}"), &v(i, 6), meta(i)).unwrap();
+        }
+        for i in (0..n).step_by(9) {
+            ix.delete(&format!("k{i}"));
+        }
+        for i in (1..n).step_by(11) {
+            ix.upsert(&format!("k{i}"), &v(i + 1000, 6), meta(i + 1))
+                .unwrap();
+        }
+        ix
+    }
+
+    fn results(ix: &CollectionIndex) -> Vec<Vec<(String, f32)>> {
+        let f = SearchFilter::eq("g", 2i64);
+        (0..8)
+            .flat_map(|q| {
+                [
+                    ix.search(&v(q + 500, 6), 7, None).unwrap(),
+                    ix.search(&v(q + 500, 6), 7, Some(&f)).unwrap(),
+                ]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn collection_index_round_trips() {
+        for (n, threshold) in [(0, 2000), (40, 2000), (300, 100)] {
+            let ix = index(n, threshold);
+            assert_eq!(ix.hnsw().is_some(), n == 300);
+            let back = CollectionIndex::from_bytes(&ix.to_bytes().unwrap()).unwrap();
+            assert_eq!(back.len(), ix.len());
+            assert_eq!(back.config(), ix.config());
+            assert_eq!(results(&back), results(&ix));
+            let a: Vec<_> = ix.iter().collect();
+            let b: Vec<_> = back.iter().collect();
+            assert_eq!(a, b);
+            assert_eq!(back.to_bytes().unwrap(), ix.to_bytes().unwrap());
+        }
+    }
+
+    #[test]
+    fn file_round_trips_and_checks_its_owner() {
+        let run = RunId::from_bytes([7; 16]);
+        let ix = index(40, 2000);
+        let applied: HashMap<String, u64> = (0..40).map(|i| (format!("k{i}"), i + 10)).collect();
+        let bytes = encode_file(&run, "coll", 5, &applied, &ix).unwrap();
+        assert_eq!(&bytes[..8], MAGIC);
+        assert_eq!(u64::from_le_bytes(bytes[20..28].try_into().unwrap()), 49);
+        let f = decode_file(&bytes, &run, "coll").unwrap();
+        assert_eq!(f.created_version, 5);
+        assert_eq!(f.applied, applied);
+        assert_eq!(results(&f.index), results(&ix));
+        assert!(decode_file(&bytes, &run, "other").is_err());
+        assert!(decode_file(&bytes, &RunId::DEFAULT, "coll").is_err());
+        for at in [0, 8, 12, 20, 28, 36, 40, bytes.len() / 2, bytes.len() - 1] {
+            let mut b = bytes.clone();
+            b[at] ^= 0x10;
+            assert!(decode_file(&b, &run, "coll").is_err(), "flip at {at}");
+        }
+        assert!(decode_file(&bytes[..bytes.len() - 1], &run, "coll").is_err());
+        assert_eq!(
+            file_path(Path::new("/d"), &run, "a/b"),
+            PathBuf::from(format!("/d/vectors/{run}/612f62.vidx"))
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Arbitrary damage with a recomputed (valid) checksum is an error, never a panic
+        /// or a huge allocation.
+        #[test]
+        fn damaged_index_bytes_never_panic(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in any::<usize>(),
+        ) {
+            let ix = index(40, 2000);
+            let mut b = ix.to_bytes().unwrap();
+            for (at, x) in edits {
+                let at = at % b.len();
+                b[at] = x;
+            }
+            let cut = cut % (b.len() + 1);
+            let _ = CollectionIndex::from_bytes(&b[..cut]);
+            let _ = CollectionIndex::from_bytes(&b);
+        }
+    }
+}

@@ -521,28 +521,35 @@ impl Vectors {
         let mut keep = std::collections::HashSet::new();
         let mut written = 0usize;
         let mut bytes_written = 0usize;
+        let mut first_error = None;
         for ((run, name), entry) in entries {
             let path = persist::file_path(&dir, &run, &name);
             keep.insert(path.clone());
-            let (bytes, changes) = {
+            let encoded = {
                 let e = entry.read();
                 if e.persisted == Some(e.changes) {
                     continue;
                 }
-                let bytes =
-                    persist::encode_file(&run, &name, e.created_version, &e.applied, &e.index)?;
-                (bytes, e.changes)
+                persist::encode_file(&run, &name, e.created_version, &e.applied, &e.index)
+                    .map(|b| (b, e.changes))
             };
-            persist::write_atomic(&path, &bytes).map_err(|e| {
-                Error::Storage(format!(
-                    "cannot write vector index file {}: {e}",
-                    path.display()
-                ))
-            })?;
-            written += 1;
-            bytes_written += bytes.len();
-            let mut e = entry.write();
-            e.persisted = Some(changes);
+            // One collection failing does not keep the others from being written.
+            let result = encoded.and_then(|(bytes, changes)| {
+                persist::write_atomic(&path, &bytes).map_err(|e| {
+                    Error::Storage(format!(
+                        "cannot write vector index file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                written += 1;
+                bytes_written += bytes.len();
+                entry.write().persisted = Some(changes);
+                Ok(())
+            });
+            if let Err(e) = result {
+                tracing::warn!(run = %run, collection = %name, error = %e, "vector index file not written");
+                first_error.get_or_insert(e);
+            }
         }
         let root = persist::root(&dir);
         if let Ok(runs) = std::fs::read_dir(&root) {
@@ -580,7 +587,10 @@ impl Vectors {
                 "vector index files written"
             );
         }
-        Ok(written)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(written),
+        }
     }
 
     /// How the index of a collection was obtained, or `None` if the collection has no
