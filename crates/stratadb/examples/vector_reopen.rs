@@ -1,0 +1,162 @@
+//! Reopen time of a database holding one large vector collection: loading the persisted
+//! index file against rebuilding the HNSW graph from the records.
+//!
+//! ```text
+//! cargo run --release -p stratadb --example vector_reopen -- [N] [DIM]   # default 100000 384
+//! ```
+//!
+//! Builds `N` clustered `DIM`-d vectors through the `stratadb` API in a temporary
+//! directory, closes (which writes the index file), then times: a reopen that loads the
+//! file; a reopen after 1,000 more changes made without a close (load + replay); a reopen
+//! with the index files removed (rebuild, the behaviour before index files). Each reopen
+//! also checks the search results against those before the close.
+use std::time::Instant;
+
+use strata_vector::IndexSource;
+use stratadb::prelude::*;
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn uniform(state: &mut u64) -> f32 {
+    (splitmix(state) >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+}
+
+/// 100 cluster centres plus noise, like embeddings.
+fn data(n: usize, dim: usize) -> Vec<Vec<f32>> {
+    let mut s = 42u64;
+    let centres: Vec<Vec<f32>> = (0..100)
+        .map(|_| (0..dim).map(|_| uniform(&mut s)).collect())
+        .collect();
+    (0..n)
+        .map(|i| {
+            let c = &centres[i % centres.len()];
+            c.iter().map(|x| x + 0.3 * uniform(&mut s)).collect()
+        })
+        .collect()
+}
+
+fn searches(db: &Strata, run: &RunId, queries: &[Vec<f32>]) -> Vec<Vec<String>> {
+    queries
+        .iter()
+        .map(|q| {
+            db.vectors
+                .search(run, "docs", q, 10, None)
+                .unwrap()
+                .into_iter()
+                .map(|m| m.key)
+                .collect()
+        })
+        .collect()
+}
+
+fn overlap(a: &[Vec<String>], b: &[Vec<String>]) -> usize {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.iter().filter(|k| y.contains(k)).count())
+        .sum()
+}
+
+fn timed_open(path: &std::path::Path) -> (Strata, f64) {
+    let t = Instant::now();
+    let db = Strata::open(path).unwrap();
+    (db, t.elapsed().as_secs_f64())
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("N and DIM are numbers"))
+        .collect();
+    let n = args.first().copied().unwrap_or(100_000);
+    let dim = args.get(1).copied().unwrap_or(384);
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunId::DEFAULT;
+    let vectors = data(n + 1_000, dim);
+    let queries: Vec<Vec<f32>> = data(20, dim)
+        .into_iter()
+        .map(|q| q.iter().map(|x| x * 0.9).collect())
+        .collect();
+
+    let t = Instant::now();
+    let db = Strata::open(dir.path()).unwrap();
+    db.vectors
+        .create_collection(&run, "docs", dim, DistanceMetric::Cosine)
+        .unwrap();
+    for (c, chunk) in vectors[..n].chunks(1_000).enumerate() {
+        db.transaction(|txn| {
+            for (i, v) in chunk.iter().enumerate() {
+                txn.vector_upsert(&run, "docs", &format!("doc{}", c * 1_000 + i), v, None)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    println!("built {n} x {dim}-d in {:.1} s", t.elapsed().as_secs_f64());
+    let before = searches(&db, &run, &queries);
+    let t = Instant::now();
+    db.close().unwrap();
+    let file = strata_vector::persist::file_path(dir.path(), &run, "docs");
+    let size = std::fs::metadata(&file).unwrap().len();
+    println!(
+        "close (flush + index file {:.1} MB + snapshot): {:.2} s",
+        size as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+
+    // 1. Load.
+    let (db, load) = timed_open(dir.path());
+    assert_eq!(
+        db.vectors.index_source(&run, "docs"),
+        Some(IndexSource::Loaded { replayed: 0 })
+    );
+    assert_eq!(searches(&db, &run, &queries), before);
+    println!("reopen, index file loaded: {load:.2} s");
+
+    // 2. Load + replay 1,000 changes made after the file was written.
+    for (i, v) in vectors[n..].iter().enumerate() {
+        if i % 2 == 0 {
+            db.vectors
+                .upsert(&run, "docs", &format!("doc{}", n + i), v, None)
+                .unwrap();
+        } else {
+            db.vectors.delete(&run, "docs", &format!("doc{i}")).unwrap();
+        }
+    }
+    let after = searches(&db, &run, &queries);
+    drop(db);
+    let (db, replay) = timed_open(dir.path());
+    assert_eq!(
+        db.vectors.index_source(&run, "docs"),
+        Some(IndexSource::Loaded { replayed: 1_000 })
+    );
+    println!("reopen, index file loaded + 1,000 changes replayed: {replay:.2} s");
+    let replayed = searches(&db, &run, &queries);
+    println!(
+        "replayed graph agrees with the one before the drop on {}/{} top-10 keys",
+        overlap(&replayed, &after),
+        10 * queries.len()
+    );
+    db.close().unwrap();
+
+    // 3. Rebuild (no index file).
+    std::fs::remove_dir_all(strata_vector::persist::root(dir.path())).unwrap();
+    let (db, rebuild) = timed_open(dir.path());
+    assert_eq!(
+        db.vectors.index_source(&run, "docs"),
+        Some(IndexSource::Rebuilt)
+    );
+    println!("reopen, index rebuilt from the records: {rebuild:.2} s");
+    let rebuilt = searches(&db, &run, &queries);
+    println!(
+        "rebuilt graph agrees with the one before the drop on {}/{} top-10 keys",
+        overlap(&rebuilt, &after),
+        10 * queries.len()
+    );
+    println!("speedup: {:.0}x", rebuild / load);
+}
