@@ -10,7 +10,7 @@ use strata_primitives::{Engine, Events, Json, KV};
 use strata_storage::Storage;
 
 fn doc_1kib() -> Value {
-    let items: Vec<Value> = (0..12)
+    let items: Vec<Value> = (0..26)
         .map(|i| json!({"id": i, "name": format!("item-{i}"), "tags": ["a", "b"], "score": 0.5}))
         .collect();
     json!({"user": {"name": "Alice", "address": {"city": "NYC", "zip": "10001"}}, "items": items})

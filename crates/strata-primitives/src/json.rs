@@ -29,6 +29,16 @@ fn versioned(e: &Entry) -> Result<Versioned<Value>> {
     ))
 }
 
+/// The error for a path operation on a missing document: `InvalidPath` when the path is
+/// malformed (the more specific mistake), else `NotFound`. Checked only on this cold
+/// path, so that a valid path is parsed once per operation.
+fn no_document(key: &str, path: &str) -> Error {
+    match json_path::is_singular_path(path) {
+        Err(e) => e,
+        Ok(_) => Error::NotFound(format!("JSON document {key:?} does not exist")),
+    }
+}
+
 /// Transaction-level JSON operations (no run-state checks: callers do them).
 pub mod ops {
     use super::*;
@@ -46,15 +56,17 @@ pub mod ops {
         Ok(())
     }
 
-    /// Reads, changes and writes back a document; `NotFound` if it does not exist.
+    /// Reads, changes and writes back a document for an operation on `path`; `NotFound`
+    /// if the document does not exist (`InvalidPath` first if `path` is malformed).
     pub fn modify<T>(
         txn: &mut Transaction,
         run: &RunId,
         key: &str,
+        path: &str,
         change: impl FnOnce(&mut Value) -> Result<T>,
     ) -> Result<T> {
         let mut doc = get(txn, run, key)?
-            .ok_or_else(|| Error::NotFound(format!("JSON document {key:?} does not exist")))?
+            .ok_or_else(|| no_document(key, path))?
             .value;
         let out = change(&mut doc)?;
         set(txn, run, key, &doc)?;
@@ -69,7 +81,7 @@ pub mod ops {
         path: &str,
         value: &Value,
     ) -> Result<()> {
-        modify(txn, run, key, |doc| {
+        modify(txn, run, key, path, |doc| {
             json_path::set_path(doc, path, value.clone())
         })
     }
@@ -132,10 +144,9 @@ impl Json {
     /// shape of multi-node results); `None` when a singular path selects nothing.
     /// `NotFound` if the document does not exist.
     pub fn get_path(&self, run: &RunId, key: &str, path: &str) -> Result<Option<Value>> {
-        json_path::is_singular_path(path)?;
         let doc = self
             .get_in(run, key)?
-            .ok_or_else(|| Error::NotFound(format!("JSON document {key:?} does not exist")))?;
+            .ok_or_else(|| no_document(key, path))?;
         json_path::get_path(&doc.value, path)
     }
 
@@ -148,7 +159,6 @@ impl Json {
         path: &str,
         value: impl Into<Value>,
     ) -> Result<Version> {
-        json_path::is_singular_path(path)?;
         let value = value.into();
         let (_, info) = self
             .engine
@@ -159,13 +169,10 @@ impl Json {
     /// Deletes every node `path` selects; returns how many were deleted. The document
     /// is rewritten only when something was deleted.
     pub fn delete_path(&self, run: &RunId, key: &str, path: &str) -> Result<u64> {
-        json_path::is_singular_path(path)?;
         self.engine
             .write(run, |txn| {
                 let mut doc = ops::get(txn, run, key)?
-                    .ok_or_else(|| {
-                        Error::NotFound(format!("JSON document {key:?} does not exist"))
-                    })?
+                    .ok_or_else(|| no_document(key, path))?
                     .value;
                 let n = json_path::delete_path(&mut doc, path)?;
                 if n > 0 {
@@ -185,10 +192,9 @@ impl Json {
         path: &str,
         patch: impl Into<Value>,
     ) -> Result<Version> {
-        json_path::is_singular_path(path)?;
         let patch = patch.into();
         let (_, info) = self.engine.write(run, |txn| {
-            ops::modify(txn, run, key, |doc| {
+            ops::modify(txn, run, key, path, |doc| {
                 json_path::merge_at(doc, path, patch.clone())
             })
         })?;
