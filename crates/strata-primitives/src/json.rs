@@ -8,25 +8,16 @@
 use std::sync::Arc;
 
 use strata_concurrency::Transaction;
-use strata_core::{limits, Error, Result, RunId, Value, Version, Versioned};
-use strata_storage::{encode_key, Entry, Primitive};
+use strata_core::{Error, Result, RunId, Value, Version, Versioned};
+use strata_storage::Primitive;
 
-use crate::engine::{encode_value, entry_value, Engine};
+use crate::engine::{encode_value, Engine};
 use crate::json_path;
 use crate::kv::committed_version;
-use crate::runs;
+use crate::records::{self, txn_versioned};
 
 fn key_of(run: &RunId, key: &str) -> Result<Box<[u8]>> {
-    limits::validate_key(key)?;
-    Ok(encode_key(run, Primitive::Json, key.as_bytes()).into())
-}
-
-fn versioned(e: &Entry) -> Result<Versioned<Value>> {
-    Ok(Versioned::new(
-        entry_value(e)?,
-        Version::Txn(e.version),
-        e.timestamp,
-    ))
+    records::key_of(run, Primitive::Json, key)
 }
 
 /// The error for a path operation on a missing document: `InvalidPath` when the path is
@@ -46,7 +37,7 @@ pub mod ops {
     /// Reads a document.
     pub fn get(txn: &mut Transaction, run: &RunId, key: &str) -> Result<Option<Versioned<Value>>> {
         let k = key_of(run, key)?;
-        txn.get(&k).as_ref().map(versioned).transpose()
+        txn.get(&k).as_ref().map(txn_versioned).transpose()
     }
 
     /// Writes a whole document.
@@ -128,16 +119,7 @@ impl Json {
 
     /// Deletes a document; returns whether it existed.
     pub fn delete(&self, run: &RunId, key: &str) -> Result<bool> {
-        self.engine
-            .write(run, |txn| {
-                let k = key_of(run, key)?;
-                let existed = txn.get(&k).is_some();
-                if existed {
-                    txn.delete(k);
-                }
-                Ok(existed)
-            })
-            .map(|(v, _)| v)
+        records::delete(&self.engine, run, key_of(run, key)?)
     }
 
     /// The value at `path` inside the document (see [`json_path::get_path`] for the
@@ -205,20 +187,8 @@ impl Json {
     /// retention policy no longer keeps that version (as for [`history`](Self::history)).
     pub fn get_at(&self, run: &RunId, key: &str, version: Version) -> Result<Versioned<Value>> {
         let k = key_of(run, key)?;
-        let now = self.engine.now();
-        let found = self.engine.read(run, |txn| {
-            let Some(e) = txn.get_at(&k, version.as_u64()) else {
-                return Ok(None);
-            };
-            if !runs::is_retained(txn, run, &k, e.version, now)? {
-                return Ok(None);
-            }
-            versioned(&e).map(Some)
-        })?;
-        found.ok_or_else(|| {
-            Error::NotFound(format!(
-                "JSON document {key:?} did not exist at version {version}"
-            ))
+        records::get_at(&self.engine, run, &k, version, txn_versioned, || {
+            format!("JSON document {key:?}")
         })
     }
 
@@ -232,34 +202,11 @@ impl Json {
         before: Option<Version>,
     ) -> Result<Vec<Versioned<Value>>> {
         let k = key_of(run, key)?;
-        let now = self.engine.now();
-        self.engine.read(run, |txn| {
-            let policy = runs::retention_of(txn, run)?;
-            let all: Vec<Versioned<Value>> = txn
-                .history(&k, None, None)
-                .iter()
-                .filter(|e| !e.is_tombstone())
-                .map(versioned)
-                .collect::<Result<_>>()?;
-            Ok(runs::apply_retention(all, &policy, now)
-                .into_iter()
-                .filter(|v| before.is_none_or(|b| v.version.as_u64() < b.as_u64()))
-                .take(limit.map_or(usize::MAX, |l| l as usize))
-                .collect())
-        })
+        records::history(&self.engine, run, &k, limit, before, txn_versioned)
     }
 
     /// Document keys starting with `prefix`, sorted, at most `limit`.
     pub fn keys(&self, run: &RunId, prefix: &str, limit: Option<usize>) -> Result<Vec<String>> {
-        let p = encode_key(run, Primitive::Json, prefix.as_bytes());
-        self.engine.read(run, |txn| {
-            Ok(txn
-                .scan_prefix(&p, limit)
-                .into_iter()
-                .map(|(k, _)| {
-                    String::from_utf8_lossy(&k[strata_storage::key::KEY_HEADER_LEN..]).into_owned()
-                })
-                .collect())
-        })
+        records::keys(&self.engine, run, Primitive::Json, prefix, limit)
     }
 }

@@ -4,23 +4,14 @@
 use std::sync::Arc;
 
 use strata_concurrency::Transaction;
-use strata_core::{limits, Error, Result, RunId, Value, Version, Versioned};
-use strata_storage::{encode_key, Entry, Primitive};
+use strata_core::{Error, Result, RunId, Value, Version, Versioned};
+use strata_storage::Primitive;
 
-use crate::engine::{encode_value, entry_value, Engine};
-use crate::runs;
+use crate::engine::{encode_value, Engine};
+use crate::records::{self, txn_versioned};
 
 fn key_of(run: &RunId, key: &str) -> Result<Box<[u8]>> {
-    limits::validate_key(key)?;
-    Ok(encode_key(run, Primitive::Kv, key.as_bytes()).into())
-}
-
-fn versioned(e: &Entry) -> Result<Versioned<Value>> {
-    Ok(Versioned::new(
-        entry_value(e)?,
-        Version::Txn(e.version),
-        e.timestamp,
-    ))
+    records::key_of(run, Primitive::Kv, key)
 }
 
 /// Transaction-level KV operations, the building blocks of the [`KV`] handle and of
@@ -31,7 +22,7 @@ pub mod ops {
     /// Reads a key.
     pub fn get(txn: &mut Transaction, run: &RunId, key: &str) -> Result<Option<Versioned<Value>>> {
         let k = key_of(run, key)?;
-        txn.get(&k).as_ref().map(versioned).transpose()
+        txn.get(&k).as_ref().map(txn_versioned).transpose()
     }
 
     /// Writes a key.
@@ -43,12 +34,7 @@ pub mod ops {
 
     /// Deletes a key; returns whether it existed.
     pub fn delete(txn: &mut Transaction, run: &RunId, key: &str) -> Result<bool> {
-        let k = key_of(run, key)?;
-        let existed = txn.get(&k).is_some();
-        if existed {
-            txn.delete(k);
-        }
-        Ok(existed)
+        Ok(records::delete_in_txn(txn, key_of(run, key)?))
     }
 
     /// Adds `delta` to an integer (a missing key counts as 0); returns the new value.
@@ -137,18 +123,8 @@ impl KV {
     /// not list it, even before garbage collection has removed it).
     pub fn get_at(&self, run: &RunId, key: &str, version: Version) -> Result<Versioned<Value>> {
         let k = key_of(run, key)?;
-        let now = self.engine.now();
-        let found = self.engine.read(run, |txn| {
-            let Some(e) = txn.get_at(&k, version.as_u64()) else {
-                return Ok(None);
-            };
-            if !runs::is_retained(txn, run, &k, e.version, now)? {
-                return Ok(None);
-            }
-            versioned(&e).map(Some)
-        })?;
-        found.ok_or_else(|| {
-            Error::NotFound(format!("key {key:?} did not exist at version {version}"))
+        records::get_at(&self.engine, run, &k, version, txn_versioned, || {
+            format!("key {key:?}")
         })
     }
 
@@ -163,22 +139,7 @@ impl KV {
         before: Option<Version>,
     ) -> Result<Vec<Versioned<Value>>> {
         let k = key_of(run, key)?;
-        let now = self.engine.now();
-        self.engine.read(run, |txn| {
-            let policy = runs::retention_of(txn, run)?;
-            let all: Vec<Versioned<Value>> = txn
-                .history(&k, None, None)
-                .iter()
-                .filter(|e| !e.is_tombstone())
-                .map(versioned)
-                .collect::<Result<_>>()?;
-            let kept = runs::apply_retention(all, &policy, now);
-            Ok(kept
-                .into_iter()
-                .filter(|v| before.is_none_or(|b| v.version.as_u64() < b.as_u64()))
-                .take(limit.map_or(usize::MAX, |l| l as usize))
-                .collect())
-        })
+        records::history(&self.engine, run, &k, limit, before, txn_versioned)
     }
 
     /// Atomically adds `delta` to an integer value (a missing key starts from 0) and
@@ -248,16 +209,7 @@ impl KV {
 
     /// Keys starting with `prefix` (all keys for `""`), sorted, at most `limit`.
     pub fn keys(&self, run: &RunId, prefix: &str, limit: Option<usize>) -> Result<Vec<String>> {
-        let p = encode_key(run, Primitive::Kv, prefix.as_bytes());
-        self.engine.read(run, |txn| {
-            Ok(txn
-                .scan_prefix(&p, limit)
-                .into_iter()
-                .map(|(k, _)| {
-                    String::from_utf8_lossy(&k[strata_storage::key::KEY_HEADER_LEN..]).into_owned()
-                })
-                .collect())
-        })
+        records::keys(&self.engine, run, Primitive::Kv, prefix, limit)
     }
 }
 

@@ -18,6 +18,7 @@ pub mod events;
 pub mod json;
 pub mod json_path;
 pub mod kv;
+mod records;
 pub mod runs;
 pub mod state;
 

@@ -11,14 +11,13 @@ use std::sync::Arc;
 
 use strata_concurrency::Transaction;
 use strata_core::{limits, Error, Result, RunId, Value, Version, Versioned};
-use strata_storage::{encode_key, Entry, Primitive};
+use strata_storage::{Entry, Primitive};
 
 use crate::engine::{decode_value, Engine};
-use crate::runs;
+use crate::records;
 
 fn key_of(run: &RunId, key: &str) -> Result<Box<[u8]>> {
-    limits::validate_key(key)?;
-    Ok(encode_key(run, Primitive::State, key.as_bytes()).into())
+    records::key_of(run, Primitive::State, key)
 }
 
 fn split(bytes: &[u8]) -> Result<(u64, &[u8])> {
@@ -145,16 +144,7 @@ impl State {
 
     /// Deletes a cell; returns whether it existed.
     pub fn delete(&self, run: &RunId, key: &str) -> Result<bool> {
-        self.engine
-            .write(run, |txn| {
-                let k = key_of(run, key)?;
-                let existed = txn.get(&k).is_some();
-                if existed {
-                    txn.delete(k);
-                }
-                Ok(existed)
-            })
-            .map(|(v, _)| v)
+        records::delete(&self.engine, run, key_of(run, key)?)
     }
 
     /// `true` if the cell exists.
@@ -171,19 +161,6 @@ impl State {
         limit: Option<u64>,
     ) -> Result<Vec<Versioned<Value>>> {
         let k = key_of(run, key)?;
-        let now = self.engine.now();
-        self.engine.read(run, |txn| {
-            let policy = runs::retention_of(txn, run)?;
-            let all: Vec<Versioned<Value>> = txn
-                .history(&k, None, None)
-                .iter()
-                .filter(|e| !e.is_tombstone())
-                .map(versioned)
-                .collect::<Result<_>>()?;
-            Ok(runs::apply_retention(all, &policy, now)
-                .into_iter()
-                .take(limit.map_or(usize::MAX, |l| l as usize))
-                .collect())
-        })
+        records::history(&self.engine, run, &k, limit, None, versioned)
     }
 }

@@ -1,0 +1,112 @@
+//! Records addressed by a name inside a run (KV pairs, JSON documents, state cells): the
+//! key encoding and the operations these primitives share, written once.
+use strata_concurrency::Transaction;
+use strata_core::{limits, Error, Result, RunId, Value, Version, Versioned};
+use strata_storage::key::KEY_HEADER_LEN;
+use strata_storage::{encode_key, Entry, Primitive};
+
+use crate::engine::{entry_value, Engine};
+use crate::runs;
+
+/// How a primitive turns a stored entry into what its readers get.
+pub(crate) type Decode = fn(&Entry) -> Result<Versioned<Value>>;
+
+/// The storage key of record `key` of `primitive` in `run`, after checking the key.
+pub(crate) fn key_of(run: &RunId, primitive: Primitive, key: &str) -> Result<Box<[u8]>> {
+    limits::validate_key(key)?;
+    Ok(encode_key(run, primitive, key.as_bytes()).into())
+}
+
+/// A live entry as a value versioned by its commit ([`Version::Txn`]).
+pub(crate) fn txn_versioned(e: &Entry) -> Result<Versioned<Value>> {
+    Ok(Versioned::new(
+        entry_value(e)?,
+        Version::Txn(e.version),
+        e.timestamp,
+    ))
+}
+
+/// Deletes the record if it exists; returns whether it did.
+pub(crate) fn delete_in_txn(txn: &mut Transaction, key: Box<[u8]>) -> bool {
+    let existed = txn.get(&key).is_some();
+    if existed {
+        txn.delete(key);
+    }
+    existed
+}
+
+/// Deletes a record in its own transaction; returns whether it existed.
+pub(crate) fn delete(engine: &Engine, run: &RunId, key: Box<[u8]>) -> Result<bool> {
+    engine
+        .write(run, |txn| Ok(delete_in_txn(txn, key.clone())))
+        .map(|(v, _)| v)
+}
+
+/// The record as of `version` (the newest write at or before it). `NotFound`, described
+/// by `what`, if it did not exist then or the run's retention policy no longer keeps it.
+pub(crate) fn get_at(
+    engine: &Engine,
+    run: &RunId,
+    key: &[u8],
+    version: Version,
+    decode: Decode,
+    what: impl FnOnce() -> String,
+) -> Result<Versioned<Value>> {
+    let now = engine.now();
+    let found = engine.read(run, |txn| {
+        let Some(e) = txn.get_at(key, version.as_u64()) else {
+            return Ok(None);
+        };
+        if !runs::is_retained(txn, run, key, e.version, now)? {
+            return Ok(None);
+        }
+        decode(&e).map(Some)
+    })?;
+    found.ok_or_else(|| Error::NotFound(format!("{} did not exist at version {version}", what())))
+}
+
+/// Versions of a record, newest first, deletes not listed, the run's retention policy
+/// applied, only those older than `before`, at most `limit`.
+pub(crate) fn history(
+    engine: &Engine,
+    run: &RunId,
+    key: &[u8],
+    limit: Option<u64>,
+    before: Option<Version>,
+    decode: Decode,
+) -> Result<Vec<Versioned<Value>>> {
+    let now = engine.now();
+    engine.read(run, |txn| {
+        let policy = runs::retention_of(txn, run)?;
+        let all: Vec<Versioned<Value>> = txn
+            .history(key, None, None)
+            .iter()
+            .filter(|e| !e.is_tombstone())
+            .map(decode)
+            .collect::<Result<_>>()?;
+        Ok(runs::apply_retention(all, &policy, now)
+            .into_iter()
+            .filter(|v| before.is_none_or(|b| v.version.as_u64() < b.as_u64()))
+            .take(limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)))
+            .collect())
+    })
+}
+
+/// Names of the records of `primitive` in `run` starting with `prefix`, sorted, at most
+/// `limit`.
+pub(crate) fn keys(
+    engine: &Engine,
+    run: &RunId,
+    primitive: Primitive,
+    prefix: &str,
+    limit: Option<usize>,
+) -> Result<Vec<String>> {
+    let p = encode_key(run, primitive, prefix.as_bytes());
+    engine.read(run, |txn| {
+        Ok(txn
+            .scan_prefix(&p, limit)
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k[KEY_HEADER_LEN..]).into_owned())
+            .collect())
+    })
+}
