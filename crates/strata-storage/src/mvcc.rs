@@ -188,20 +188,7 @@ impl MvccMap {
         snapshot: u64,
         limit: Option<usize>,
     ) -> Vec<(Box<[u8]>, Entry)> {
-        if is_empty_range(start, end) {
-            return Vec::new();
-        }
-        let map = self.inner.read();
-        let mut out = Vec::new();
-        for (k, chain) in map.range::<[u8], _>((start, end)) {
-            if limit.is_some_and(|l| out.len() >= l) {
-                break;
-            }
-            if let Some(e) = visible_at(chain, snapshot).filter(|e| !e.is_tombstone()) {
-                out.push((k.clone(), e.clone()));
-            }
-        }
-        out
+        self.scan(start, end, snapshot, limit, false)
     }
 
     /// Like [`scan_range`](Self::scan_range) in reverse key order.
@@ -212,20 +199,35 @@ impl MvccMap {
         snapshot: u64,
         limit: Option<usize>,
     ) -> Vec<(Box<[u8]>, Entry)> {
+        self.scan(start, end, snapshot, limit, true)
+    }
+
+    fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        snapshot: u64,
+        limit: Option<usize>,
+        reverse: bool,
+    ) -> Vec<(Box<[u8]>, Entry)> {
         if is_empty_range(start, end) {
             return Vec::new();
         }
         let map = self.inner.read();
-        let mut out = Vec::new();
-        for (k, chain) in map.range::<[u8], _>((start, end)).rev() {
-            if limit.is_some_and(|l| out.len() >= l) {
-                break;
-            }
-            if let Some(e) = visible_at(chain, snapshot).filter(|e| !e.is_tombstone()) {
-                out.push((k.clone(), e.clone()));
-            }
-        }
-        out
+        let range = map.range::<[u8], _>((start, end));
+        let chains: Box<dyn Iterator<Item = _>> = if reverse {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        chains
+            .filter_map(|(k, chain)| {
+                visible_at(chain, snapshot)
+                    .filter(|e| !e.is_tombstone())
+                    .map(|e| (k.clone(), e.clone()))
+            })
+            .take(limit.unwrap_or(usize::MAX))
+            .collect()
     }
 
     /// Live entries whose keys start with `prefix`, in key order.
