@@ -3,7 +3,8 @@
 //! In-memory vector search for StrataDB collections: distance metrics and kernels
 //! ([`distance`]), metadata filters ([`filter`]), exact brute-force search ([`exact`]),
 //! an HNSW graph with tombstones, filtered traversal and serialization ([`hnsw`]), and a
-//! per-collection index that maps keys to ids and chooses a search strategy ([`index`]).
+//! per-collection index that maps keys to ids and chooses a search strategy ([`index`]),
+//! and the index files that let a database reopen without rebuilding it ([`persist`]).
 //!
 //! See `docs/vectors.md` for the design, the score formulas and measured performance.
 #![deny(missing_docs)]

@@ -10,8 +10,10 @@
 //! 0x02 | collection | 0x00 | key     -> vector record: dim u32 LE | f32 LE × dim | has_meta u8 | [metadata]
 //! ```
 //!
-//! **Index.** Each collection has an in-memory index, rebuilt from the records when the
-//! database opens and updated after every commit. Each index entry remembers the commit
+//! **Index.** Each collection has an in-memory index, updated after every commit. Closing
+//! the database writes it to an index file ([`Vectors::persist_indexes`], see
+//! [`crate::persist`]); opening loads that file and replays the records changed since, or
+//! rebuilds the index from the records when there is no valid file. Each index entry remembers the commit
 //! version that last changed each key, and an update is applied only if it is newer, so
 //! concurrent committers that finish out of order still leave the index equal to the
 //! committed state.
