@@ -18,6 +18,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use smallvec::{smallvec, SmallVec};
 use strata_core::Timestamp;
 
 use crate::key::prefix_successor;
@@ -41,7 +42,9 @@ impl Entry {
     }
 }
 
-type Chain = Vec<Entry>;
+/// A key's versions, oldest first. Most keys have one version, so it is stored inline:
+/// no separate allocation per key.
+pub(crate) type Chain = SmallVec<[Entry; 1]>;
 
 /// An ordered map from encoded keys to version chains. See the [module docs](self).
 #[derive(Default)]
@@ -101,7 +104,7 @@ impl MvccMap {
                     chain.push(entry);
                 }
                 None => {
-                    map.insert(w.key.clone(), vec![entry]);
+                    map.insert(w.key.clone(), smallvec![entry]);
                 }
             }
         }
@@ -128,7 +131,7 @@ impl MvccMap {
                     chain.push(entry);
                 }
                 btree_map::Entry::Vacant(v) => {
-                    v.insert(vec![entry]);
+                    v.insert(smallvec![entry]);
                 }
             }
         }
@@ -136,7 +139,7 @@ impl MvccMap {
 
     /// Builds a map from chains (used by recovery from a snapshot, whose chains are
     /// already sorted, which makes the bulk build linear).
-    pub(crate) fn from_chains(chains: Vec<(Box<[u8]>, Vec<Entry>)>) -> Self {
+    pub(crate) fn from_chains(chains: Vec<(Box<[u8]>, Chain)>) -> Self {
         MvccMap {
             inner: RwLock::new(chains.into_iter().collect()),
         }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use strata_core::{Error, Result, Timestamp};
 
-use crate::mvcc::{Entry, MvccMap};
+use crate::mvcc::{Chain, Entry, MvccMap};
 use crate::vfs::{join, Vfs};
 use crate::wal::io_err;
 
@@ -164,7 +164,7 @@ fn le_u64(b: &[u8], at: usize) -> Option<u64> {
 /// A loaded snapshot: its version and its chains in key order.
 pub(crate) struct LoadedSnapshot {
     pub version: u64,
-    pub chains: Vec<(Box<[u8]>, Vec<Entry>)>,
+    pub chains: Vec<(Box<[u8]>, Chain)>,
 }
 
 /// Reads and fully verifies a snapshot file.
@@ -244,7 +244,7 @@ pub(crate) fn verify_snapshot(path: &Path, buf: &[u8]) -> Result<u64> {
     for_each_block(path, buf, |_, _| Ok(()))
 }
 
-fn decode_block(b: &[u8], out: &mut Vec<(Box<[u8]>, Vec<Entry>)>) -> Option<()> {
+fn decode_block(b: &[u8], out: &mut Vec<(Box<[u8]>, Chain)>) -> Option<()> {
     let mut p = 0;
     while p < b.len() {
         let klen = le_u32(b, p)? as usize;
@@ -252,7 +252,7 @@ fn decode_block(b: &[u8], out: &mut Vec<(Box<[u8]>, Vec<Entry>)>) -> Option<()> 
         p += 4 + klen;
         let n = le_u32(b, p)? as usize;
         p += 4;
-        let mut chain = Vec::with_capacity(n.min(1024));
+        let mut chain = Chain::with_capacity(n.min(1024));
         for _ in 0..n {
             let version = le_u64(b, p)?;
             let ts = le_u64(b, p + 8)?;
