@@ -18,6 +18,7 @@ pub mod filter;
 pub mod hnsw;
 pub mod index;
 pub mod persist;
+pub mod synthetic;
 pub mod vectors;
 
 pub use distance::DistanceMetric;

@@ -8,50 +8,8 @@ use strata_vector::{
     CollectionConfig, CollectionIndex, DistanceMetric, SearchFilter, SearchStrategy,
 };
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
-    }
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-}
-
-/// Same generator as the example and the bench: 200 clusters of center + 24-d subspace.
 fn dataset(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = Rng(seed);
-    let centers: Vec<Vec<f32>> = (0..200)
-        .map(|_| (0..dim).map(|_| rng.normal()).collect())
-        .collect();
-    let bases: Vec<Vec<Vec<f32>>> = (0..200)
-        .map(|_| {
-            (0..24)
-                .map(|_| (0..dim).map(|_| rng.normal() * 0.15).collect())
-                .collect()
-        })
-        .collect();
-    (0..n)
-        .map(|_| {
-            let c = (rng.next() % 200) as usize;
-            let mut v: Vec<f32> = centers[c].iter().map(|x| x + rng.normal() * 0.05).collect();
-            for b in &bases[c] {
-                let z = rng.normal();
-                for (x, y) in v.iter_mut().zip(b) {
-                    *x += z * y;
-                }
-            }
-            v
-        })
-        .collect()
+    strata_vector::synthetic::clustered(n, dim, seed)
 }
 
 fn recall(c: &CollectionIndex, queries: &[Vec<f32>], f: Option<&SearchFilter>) -> f64 {
