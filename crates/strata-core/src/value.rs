@@ -218,6 +218,22 @@ impl<const N: usize> From<&[u8; N]> for Value {
     }
 }
 
+/// An unsigned integer that fits in `i64` becomes [`Value::Int`]; a larger one (above
+/// `i64::MAX`) becomes [`Value::Float`], the same rule as for JSON numbers, since `Int`
+/// is 64-bit signed.
+impl From<u64> for Value {
+    fn from(v: u64) -> Self {
+        i64::try_from(v).map_or(Value::Float(v as f64), Value::Int)
+    }
+}
+
+/// As for `u64`: [`Value::Int`] when it fits in `i64`, else [`Value::Float`].
+impl From<usize> for Value {
+    fn from(v: usize) -> Self {
+        Value::from(v as u64)
+    }
+}
+
 impl From<Vec<String>> for Value {
     fn from(v: Vec<String>) -> Self {
         Value::Array(v.into_iter().map(Value::String).collect())
@@ -374,6 +390,10 @@ mod tests {
         assert_eq!(Value::from(42i64), Value::Int(42));
         assert_eq!(Value::from(42i32), Value::Int(42));
         assert_eq!(Value::from(42u32), Value::Int(42));
+        assert_eq!(Value::from(42u64), Value::Int(42));
+        assert_eq!(Value::from(7usize), Value::Int(7));
+        assert_eq!(Value::from(i64::MAX as u64), Value::Int(i64::MAX));
+        assert_eq!(Value::from(u64::MAX), Value::Float(u64::MAX as f64));
         assert_eq!(Value::from(1.5f64), Value::Float(1.5));
         assert_eq!(Value::from(1.5f32), Value::Float(1.5));
         assert_eq!(Value::from(true), Value::Bool(true));
