@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use strata_concurrency::Transaction;
 use strata_core::{Error, Result, RunId, Value, Version, Versioned};
-use strata_storage::Primitive;
+use strata_storage::{Entry, Primitive};
 
-use crate::engine::{encode_value, Engine};
+use crate::decoded::DecodedCache;
+use crate::engine::{decode_value, encode_value, Engine};
 use crate::json_path;
 use crate::kv::committed_version;
 use crate::records::{self, txn_versioned};
@@ -23,6 +24,21 @@ fn key_of(run: &RunId, key: &str) -> Result<Box<[u8]>> {
 /// The error for a path operation on a missing document: `InvalidPath` when the path is
 /// malformed (the more specific mistake), else `NotFound`. Checked only on this cold
 /// path, so that a valid path is parsed once per operation.
+/// Decoded documents, so that path reads and writes of a document do not decode it from
+/// MessagePack every time (see [`crate::decoded`]): at most 4,096 documents and 16 MiB of
+/// their encoded bytes (documents over 2 MiB are not cached), shared by every database
+/// of the process.
+static DOCS: DecodedCache<Value> = DecodedCache::new(4096, 16 << 20);
+
+/// The decoded document of a live entry of storage key `k`, shared with the cache.
+fn shared_doc(k: &[u8], e: &Entry) -> Result<Arc<Value>> {
+    let bytes = e
+        .value
+        .as_ref()
+        .ok_or_else(|| Error::Internal("a deleted document was returned as live".into()))?;
+    DOCS.get_or_decode(k, bytes, decode_value)
+}
+
 fn no_document(key: &str, path: &str) -> Error {
     match json_path::is_singular_path(path) {
         Err(e) => e,
@@ -37,13 +53,28 @@ pub mod ops {
     /// Reads a document.
     pub fn get(txn: &mut Transaction, run: &RunId, key: &str) -> Result<Option<Versioned<Value>>> {
         let k = key_of(run, key)?;
-        txn.get(&k).as_ref().map(txn_versioned).transpose()
+        let Some(e) = txn.get(&k) else {
+            return Ok(None);
+        };
+        let doc = shared_doc(&k, &e)?;
+        Ok(Some(Versioned::new(
+            (*doc).clone(),
+            Version::Txn(e.version),
+            e.timestamp,
+        )))
     }
 
     /// Writes a whole document.
     pub fn set(txn: &mut Transaction, run: &RunId, key: &str, doc: &Value) -> Result<()> {
+        set_owned(txn, run, key, doc.clone())
+    }
+
+    /// Writes a whole document it takes ownership of (kept decoded for the next read).
+    pub fn set_owned(txn: &mut Transaction, run: &RunId, key: &str, doc: Value) -> Result<()> {
         let k = key_of(run, key)?;
-        txn.put(k, encode_value(doc)?);
+        let bytes = encode_value(&doc)?;
+        DOCS.insert(&k, bytes.clone(), Arc::new(doc));
+        txn.put(k, bytes);
         Ok(())
     }
 
@@ -60,7 +91,7 @@ pub mod ops {
             .ok_or_else(|| no_document(key, path))?
             .value;
         let out = change(&mut doc)?;
-        set(txn, run, key, &doc)?;
+        set_owned(txn, run, key, doc)?;
         Ok(out)
     }
 
@@ -126,10 +157,14 @@ impl Json {
     /// shape of multi-node results); `None` when a singular path selects nothing.
     /// `NotFound` if the document does not exist.
     pub fn get_path(&self, run: &RunId, key: &str, path: &str) -> Result<Option<Value>> {
+        let k = key_of(run, key)?;
         let doc = self
-            .get_in(run, key)?
+            .engine
+            .read(run, |txn| {
+                txn.get(&k).map(|e| shared_doc(&k, &e)).transpose()
+            })?
             .ok_or_else(|| no_document(key, path))?;
-        json_path::get_path(&doc.value, path)
+        json_path::get_path(&doc, path)
     }
 
     /// Sets the value at `path`, creating missing intermediate objects and keeping
@@ -158,7 +193,7 @@ impl Json {
                     .value;
                 let n = json_path::delete_path(&mut doc, path)?;
                 if n > 0 {
-                    ops::set(txn, run, key, &doc)?;
+                    ops::set_owned(txn, run, key, doc)?;
                 }
                 Ok(n)
             })

@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod decoded;
 pub mod engine;
 pub mod events;
 pub mod json;

@@ -18,11 +18,8 @@
 //!
 //! Any other transition is a [`Error::RunError`]. The default run always exists and is
 //! active: its state cannot be changed.
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-use parking_lot::RwLock;
 
 use serde::{Deserialize, Serialize};
 use strata_concurrency::Transaction;
@@ -30,6 +27,7 @@ use strata_core::{Error, Result, RunId, Timestamp, Value, Version, Versioned};
 use strata_storage::key::{decode_key, encode_key};
 use strata_storage::{Primitive, RetentionPolicy};
 
+use crate::decoded::DecodedCache;
 use crate::engine::Engine;
 
 /// The lifecycle state of a run.
@@ -138,27 +136,8 @@ fn creation_time() -> Timestamp {
 }
 
 /// Decoded run records, so that the run check every operation makes does not decode
-/// the record each time. Keyed by run id and validated by the identity of the stored
-/// bytes: the cache holds that `Arc`, so its address cannot be reused while cached.
-type DecodedRuns = HashMap<RunId, (Arc<[u8]>, Arc<RunInfo>)>;
-static DECODED: RwLock<Option<DecodedRuns>> = RwLock::new(None);
-const DECODED_MAX: usize = 4096;
-
-fn decode_cached(run: &RunId, bytes: &Arc<[u8]>) -> Result<Arc<RunInfo>> {
-    if let Some((b, info)) = DECODED.read().as_ref().and_then(|m| m.get(run)) {
-        if Arc::ptr_eq(b, bytes) {
-            return Ok(info.clone());
-        }
-    }
-    let info = Arc::new(decode_info(bytes)?);
-    let mut guard = DECODED.write();
-    let map = guard.get_or_insert_with(HashMap::new);
-    if map.len() >= DECODED_MAX {
-        map.clear();
-    }
-    map.insert(*run, (bytes.clone(), info.clone()));
-    Ok(info)
-}
+/// the record each time.
+static DECODED_RUNS: DecodedCache<RunInfo> = DecodedCache::new(4096, 64 << 20);
 
 /// Fails unless `run` exists; returns its info. The read is part of the transaction's
 /// read set, so a concurrent change of the run makes the transaction retry.
@@ -168,7 +147,7 @@ pub fn check_exists(txn: &mut Transaction, run: &RunId) -> Result<Arc<RunInfo>> 
         .value
         .as_ref()
         .ok_or_else(|| Error::Internal("run tombstone".into()))?;
-    decode_cached(run, bytes)
+    DECODED_RUNS.get_or_decode(run.as_bytes(), bytes, decode_info)
 }
 
 /// Fails unless `run` exists and is active; returns its info.
