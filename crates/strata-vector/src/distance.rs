@@ -184,7 +184,7 @@ mod simd {
     /// prefetcher follows with the rest of the vector. (Prefetching every line measured no
     /// better: the line-fill buffers saturate.)
     #[inline]
-    #[allow(unsafe_code)]
+    #[expect(unsafe_code, reason = "the prefetch intrinsic; see the SAFETY note")]
     pub(super) fn prefetch(v: &[f32]) {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         let bytes = (v.len() * 4).min(128);
@@ -202,7 +202,10 @@ mod simd {
 
     /// Callers must have checked [`has_avx2_fma`].
     #[inline]
-    #[allow(unsafe_code)]
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel after run-time detection"
+    )]
     pub(super) fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         debug_assert!(has_avx2_fma());
         // SAFETY: the only requirement of a `#[target_feature]` function is that the CPU
@@ -213,7 +216,10 @@ mod simd {
 
     /// Callers must have checked [`has_avx2_fma`].
     #[inline]
-    #[allow(unsafe_code)]
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel after run-time detection"
+    )]
     pub(super) fn l2_squared_avx2(a: &[f32], b: &[f32]) -> f32 {
         debug_assert!(has_avx2_fma());
         // SAFETY: as in `dot_avx2`: called only after `has_avx2_fma()` returned true.

@@ -874,7 +874,10 @@ impl Vectors {
         self.search_inner(run, collection, query, k, None, filter.as_ref(), true)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one private body behind the three public search variants"
+    )]
     fn search_inner(
         &self,
         run: &RunId,
