@@ -121,9 +121,12 @@ impl Transaction {
             .range::<[u8], _>((start, end))
             .filter(|(_, v)| v.is_none())
             .count();
-        let base = self
-            .storage
-            .scan_range(start, end, snapshot, limit.map(|l| l + own_deletes));
+        let base = self.storage.scan_range(
+            start,
+            end,
+            snapshot,
+            limit.map(|l| l.saturating_add(own_deletes)),
+        );
         let mut merged: BTreeMap<Box<[u8]>, Entry> = base.into_iter().collect();
         for (k, v) in self.writes.range::<[u8], _>((start, end)) {
             match v {
