@@ -32,7 +32,7 @@ use strata_primitives::engine::Engine;
 use strata_primitives::runs;
 use strata_storage::{encode_key, Entry, Primitive};
 
-use crate::distance::{validate_finite, DistanceMetric};
+use crate::distance::{validate_vector, DistanceMetric};
 use crate::filter::SearchFilter;
 use crate::index::{CollectionConfig, CollectionIndex};
 use crate::persist;
@@ -256,14 +256,7 @@ pub mod ops {
     ) -> Result<PendingIndexOp> {
         limits::validate_key(key)?;
         let def = require_def(txn, run, collection)?;
-        if vector.len() != def.dimension {
-            return Err(Error::ConstraintViolation(format!(
-                "vector for {key:?} has dimension {}, collection {collection:?} expects {}",
-                vector.len(),
-                def.dimension
-            )));
-        }
-        validate_finite(vector)?;
+        validate_vector(vector, def.dimension)?;
         txn.put(
             record_key(run, collection, key),
             encode_record(vector, metadata.as_ref())?,
@@ -891,14 +884,7 @@ impl Vectors {
         limits::validate_key(collection)?;
         self.engine.read(run, |txn| {
             let def = require_def(txn, run, collection)?;
-            if query.len() != def.dimension {
-                return Err(Error::ConstraintViolation(format!(
-                    "query has dimension {}, collection {collection:?} expects {}",
-                    query.len(),
-                    def.dimension
-                )));
-            }
-            validate_finite(query)?;
+            validate_vector(query, def.dimension)?;
             let Some(entry) = self.entry(run, collection) else {
                 return Ok(Vec::new());
             };
