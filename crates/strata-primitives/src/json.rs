@@ -153,18 +153,22 @@ impl Json {
         records::delete(&self.engine, run, key_of(run, key)?)
     }
 
-    /// The value at `path` inside the document (see [`json_path::get_path`] for the
-    /// shape of multi-node results); `None` when a singular path selects nothing.
-    /// `NotFound` if the document does not exist.
-    pub fn get_path(&self, run: &RunId, key: &str, path: &str) -> Result<Option<Value>> {
+    /// The value at `path` inside the document, versioned like the document (its
+    /// version and timestamp); see [`json_path::get_path`] for the shape of multi-node
+    /// results. `None` when a singular path selects nothing; `NotFound` if the document
+    /// does not exist.
+    pub fn get_path(&self, run: &RunId, key: &str, path: &str) -> Result<Option<Versioned<Value>>> {
         let k = key_of(run, key)?;
-        let doc = self
+        let (doc, version, timestamp) = self
             .engine
             .read(run, |txn| {
-                txn.get(&k).map(|e| shared_doc(&k, &e)).transpose()
+                txn.get(&k)
+                    .map(|e| Ok((shared_doc(&k, &e)?, e.version, e.timestamp)))
+                    .transpose()
             })?
             .ok_or_else(|| no_document(key, path))?;
-        json_path::get_path(&doc, path)
+        Ok(json_path::get_path(&doc, path)?
+            .map(|v| Versioned::new(v, Version::Txn(version), timestamp)))
     }
 
     /// Sets the value at `path`, creating missing intermediate objects and keeping

@@ -228,8 +228,13 @@ impl Runs {
         self.engine.run(|txn| load(txn, run)).map(|(v, _)| v)
     }
 
-    /// Runs in creation order, optionally only those in `state`, at most `limit`.
-    pub fn list(&self, state: Option<RunState>, limit: Option<usize>) -> Result<Vec<RunInfo>> {
+    /// Runs in creation order (the default run first), optionally only those in `state`,
+    /// at most `limit`; each with the version and time of its last change.
+    pub fn list(
+        &self,
+        state: Option<RunState>,
+        limit: Option<u64>,
+    ) -> Result<Vec<Versioned<RunInfo>>> {
         let prefix = encode_key(&RunId::DEFAULT, Primitive::Run, &[]);
         let (mut runs, _) = self.engine.run(|txn| {
             let mut out = Vec::new();
@@ -239,18 +244,15 @@ impl Runs {
                 }
                 let info = decode_info(e.value.as_deref().unwrap_or_default())?;
                 if state.is_none_or(|s| s == info.state) {
-                    out.push((e.version, info));
+                    out.push(Versioned::new(info, Version::Txn(e.version), e.timestamp));
                 }
             }
             Ok(out)
         })?;
         // Creation order: by creation time, then by run id for a stable order.
-        runs.sort_by_key(|(_, info)| (info.created_at, info.run_id));
-        Ok(runs
-            .into_iter()
-            .map(|(_, i)| i)
-            .take(limit.unwrap_or(usize::MAX))
-            .collect())
+        runs.sort_by_key(|v| (v.value.created_at, v.value.run_id));
+        runs.truncate(limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)));
+        Ok(runs)
     }
 
     /// `true` if the run exists (in any state).
@@ -265,28 +267,29 @@ impl Runs {
             .is_some_and(|i| i.value.state == RunState::Active))
     }
 
+    /// Changes a run's record in a transaction; returns the version of the change.
     fn update(
         &self,
         run: &RunId,
         mut change: impl FnMut(&mut RunInfo) -> Result<()>,
-    ) -> Result<()> {
-        self.engine.run(|txn| {
+    ) -> Result<Version> {
+        let (_, info) = self.engine.run(|txn| {
             let mut info = (*check_exists(txn, run)?).clone();
             change(&mut info)?;
             info.updated_at = Timestamp::now().max(info.updated_at);
             txn.put(run_key(run), encode_info(&info)?);
             Ok(())
         })?;
-        Ok(())
+        crate::kv::committed_version(info)
     }
 
-    fn transition(&self, run: &RunId, to: RunState, error: Option<&str>) -> Result<()> {
+    fn transition(&self, run: &RunId, to: RunState, error: Option<&str>) -> Result<Version> {
         if run.is_default() {
             return Err(Error::RunError(
                 "the default run always stays active; its state cannot be changed".into(),
             ));
         }
-        self.update(run, |info| {
+        let version = self.update(run, |info| {
             if !info.state.can_transition_to(to) {
                 return Err(Error::RunError(format!(
                     "run {run} cannot go from {:?} to {to:?}",
@@ -300,37 +303,37 @@ impl Runs {
             Ok(())
         })?;
         tracing::debug!(run = %run, state = ?to, "run state changed");
-        Ok(())
+        Ok(version)
     }
 
-    /// Marks the run completed.
-    pub fn close(&self, run: &RunId) -> Result<()> {
+    /// Marks the run completed; returns the version of the change.
+    pub fn close(&self, run: &RunId) -> Result<Version> {
         self.transition(run, RunState::Completed, None)
     }
     /// Pauses an active run.
-    pub fn pause(&self, run: &RunId) -> Result<()> {
+    pub fn pause(&self, run: &RunId) -> Result<Version> {
         self.transition(run, RunState::Paused, None)
     }
     /// Resumes a paused run.
-    pub fn resume(&self, run: &RunId) -> Result<()> {
+    pub fn resume(&self, run: &RunId) -> Result<Version> {
         self.transition(run, RunState::Active, None)
     }
     /// Marks the run failed with an error message.
-    pub fn fail(&self, run: &RunId, error: &str) -> Result<()> {
+    pub fn fail(&self, run: &RunId, error: &str) -> Result<Version> {
         self.transition(run, RunState::Failed, Some(error))
     }
     /// Cancels the run.
-    pub fn cancel(&self, run: &RunId) -> Result<()> {
+    pub fn cancel(&self, run: &RunId) -> Result<Version> {
         self.transition(run, RunState::Cancelled, None)
     }
     /// Archives the run (terminal).
-    pub fn archive(&self, run: &RunId) -> Result<()> {
+    pub fn archive(&self, run: &RunId) -> Result<Version> {
         self.transition(run, RunState::Archived, None)
     }
 
-    /// Replaces the run's metadata. Allowed in every state (it describes the run; it is
-    /// not data of the run).
-    pub fn update_metadata(&self, run: &RunId, metadata: Value) -> Result<()> {
+    /// Replaces the run's metadata; returns the version of the change. Allowed in every
+    /// state (it describes the run; it is not data of the run).
+    pub fn update_metadata(&self, run: &RunId, metadata: Value) -> Result<Version> {
         crate::engine::encode_value(&metadata)?;
         self.update(run, |info| {
             info.metadata = Some(metadata.clone());
@@ -338,14 +341,15 @@ impl Runs {
         })
     }
 
-    /// Sets the run's version-history retention policy and applies it at once.
-    pub fn set_retention(&self, run: &RunId, policy: RetentionPolicy) -> Result<()> {
-        self.update(run, |info| {
+    /// Sets the run's version-history retention policy and applies it at once; returns
+    /// the version of the change.
+    pub fn set_retention(&self, run: &RunId, policy: RetentionPolicy) -> Result<Version> {
+        let version = self.update(run, |info| {
             info.retention = policy;
             Ok(())
         })?;
         self.engine.collect_garbage(run, &policy);
-        Ok(())
+        Ok(version)
     }
 
     /// The run's retention policy.

@@ -75,7 +75,7 @@ pub struct CollectionInfo {
     /// Similarity metric.
     pub metric: DistanceMetric,
     /// Number of vectors.
-    pub count: usize,
+    pub count: u64,
     /// When the collection was created.
     pub created_at: Timestamp,
 }
@@ -317,7 +317,7 @@ impl Vectors {
         let runs = strata_primitives::Runs::new(vectors.engine.clone()).list(None, None)?;
         let mut total = 0usize;
         for info in runs {
-            let run = info.run_id;
+            let run = info.value.run_id;
             let meta_prefix = encode_key(&run, Primitive::Vector, &[META]);
             let (defs, _) = vectors
                 .engine
@@ -643,15 +643,15 @@ impl Vectors {
         }
     }
 
-    /// Creates a collection of `dimension`-d vectors compared with `metric`. An existing
-    /// name is a `ConstraintViolation`.
+    /// Creates a collection of `dimension`-d vectors compared with `metric`; returns the
+    /// version of its creation. An existing name is a `ConstraintViolation`.
     pub fn create_collection(
         &self,
         run: &RunId,
         name: &str,
         dimension: usize,
         metric: DistanceMetric,
-    ) -> Result<()> {
+    ) -> Result<Version> {
         limits::validate_key(name)?;
         limits::validate_dimension(dimension)?;
         let def = CollectionDef {
@@ -688,7 +688,7 @@ impl Vectors {
         if replace {
             map.insert((*run, name.to_owned()), Arc::new(RwLock::new(entry)));
         }
-        Ok(())
+        Ok(Version::Txn(version))
     }
 
     /// Deletes a collection and all its vectors; returns whether it existed.
@@ -718,7 +718,9 @@ impl Vectors {
     }
 
     fn info_of(&self, run: &RunId, name: &str, def: &CollectionDef) -> CollectionInfo {
-        let count = self.entry(run, name).map_or(0, |e| e.read().index.len());
+        let count = self
+            .entry(run, name)
+            .map_or(0, |e| e.read().index.len() as u64);
         CollectionInfo {
             name: name.to_owned(),
             dimension: def.dimension,
@@ -754,7 +756,7 @@ impl Vectors {
     }
 
     /// Number of vectors in a collection; `NotFound` if it does not exist.
-    pub fn count(&self, run: &RunId, name: &str) -> Result<usize> {
+    pub fn count(&self, run: &RunId, name: &str) -> Result<u64> {
         self.collection_info(run, name)?
             .map(|i| i.count)
             .ok_or_else(|| {

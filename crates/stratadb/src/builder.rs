@@ -1,5 +1,5 @@
 //! [`StrataBuilder`]: choosing where and how durably a database lives.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use strata_core::{Error, Result};
 use strata_storage::{DurabilityMode, Storage, StorageOptions};
@@ -34,9 +34,10 @@ impl StrataBuilder {
         Self::default()
     }
 
-    /// The database directory (created if missing).
-    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
-        self.path = Some(path.into());
+    /// The database directory (created if missing). Takes anything `Strata::open`
+    /// takes: `&str`, `String`, `&Path`, `PathBuf`, `&TempDir`…
+    pub fn path(mut self, path: impl AsRef<Path>) -> Self {
+        self.path = Some(path.as_ref().to_path_buf());
         self
     }
 

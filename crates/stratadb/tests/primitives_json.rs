@@ -47,7 +47,7 @@ fn get_path_forms() {
             }),
         )
         .unwrap();
-    let get = |p: &str| db.json.get_path(&run, "d", p).unwrap();
+    let get = |p: &str| db.json.get_path(&run, "d", p).unwrap().map(|v| v.value);
     assert_eq!(get("$"), Some(db.json.get("d").unwrap().unwrap().value));
     assert_eq!(get("$.a.b"), Some(Value::from("deep")));
     assert_eq!(get("$.a.n"), Some(Value::Int(5)));
@@ -79,7 +79,10 @@ fn set_path_creates_intermediates_keeps_siblings() {
         .unwrap();
     db.json.set_path(&run, "d", "$.list[0]", 9i64).unwrap();
     assert_eq!(
-        db.json.get_path(&run, "d", "$.list").unwrap(),
+        db.json
+            .get_path(&run, "d", "$.list")
+            .unwrap()
+            .map(|v| v.value),
         Some(json!([9, 2]))
     );
     // Replacing the root.
@@ -139,13 +142,19 @@ fn merge_rfc7396() {
         .merge(&run, "d", "$.prefs", json!({"theme": null, "font": 12}))
         .unwrap();
     assert_eq!(
-        db.json.get_path(&run, "d", "$.prefs").unwrap(),
+        db.json
+            .get_path(&run, "d", "$.prefs")
+            .unwrap()
+            .map(|v| v.value),
         Some(json!({"lang": "en", "font": 12}))
     );
     // A non-object patch replaces the target.
     db.json.merge(&run, "d", "$.prefs", json!([1])).unwrap();
     assert_eq!(
-        db.json.get_path(&run, "d", "$.prefs").unwrap(),
+        db.json
+            .get_path(&run, "d", "$.prefs")
+            .unwrap()
+            .map(|v| v.value),
         Some(json!([1]))
     );
 }

@@ -73,17 +73,17 @@ fn run_in(db: &Strata, state: RunState) -> RunId {
     let run = db.runs.create(None).unwrap();
     match state {
         RunState::Active => {}
-        RunState::Paused => db.runs.pause(&run).unwrap(),
-        RunState::Completed => db.runs.close(&run).unwrap(),
-        RunState::Failed => db.runs.fail(&run, "boom").unwrap(),
-        RunState::Cancelled => db.runs.cancel(&run).unwrap(),
-        RunState::Archived => db.runs.archive(&run).unwrap(),
+        RunState::Paused => assert!(db.runs.pause(&run).unwrap().is_txn()),
+        RunState::Completed => assert!(db.runs.close(&run).unwrap().is_txn()),
+        RunState::Failed => assert!(db.runs.fail(&run, "boom").unwrap().is_txn()),
+        RunState::Cancelled => assert!(db.runs.cancel(&run).unwrap().is_txn()),
+        RunState::Archived => assert!(db.runs.archive(&run).unwrap().is_txn()),
     }
     assert_eq!(info(db, &run).state, state);
     run
 }
 
-fn go(db: &Strata, run: &RunId, to: RunState) -> Result<()> {
+fn go(db: &Strata, run: &RunId, to: RunState) -> Result<Version> {
     match to {
         RunState::Active => db.runs.resume(run),
         RunState::Paused => db.runs.pause(run),
@@ -192,7 +192,8 @@ fn assert_writes_refused(db: &Strata, run: &RunId) {
     refused(db.state.delete(run, "s").map(|_| ()), "state.delete");
     refused(
         db.vectors
-            .create_collection(run, "c2", 2, DistanceMetric::Cosine),
+            .create_collection(run, "c2", 2, DistanceMetric::Cosine)
+            .map(|_| ()),
         "vectors.create_collection",
     );
     refused(
@@ -220,7 +221,7 @@ fn assert_reads_work(db: &Strata, run: &RunId) {
     assert_eq!(db.kv.history(run, "k", None, None).unwrap().len(), 1);
     assert_eq!(db.kv.keys(run, "", None).unwrap(), vec!["k"]);
     assert_eq!(
-        db.json.get_path(run, "j", "$.a").unwrap(),
+        db.json.get_path(run, "j", "$.a").unwrap().map(|v| v.value),
         Some(Value::Int(1))
     );
     assert_eq!(db.events.count(run, "e").unwrap(), 1);
@@ -339,7 +340,7 @@ fn default_run() {
         .list(None, None)
         .unwrap()
         .iter()
-        .any(|i| i.run_id == d));
+        .any(|i| i.value.run_id == d));
 }
 
 #[test]
@@ -355,7 +356,7 @@ fn list_filters_limits_and_orders() {
     db.runs.close(&created[5]).unwrap();
 
     let all = db.runs.list(None, None).unwrap();
-    let ids: Vec<RunId> = all.iter().map(|i| i.run_id).collect();
+    let ids: Vec<RunId> = all.iter().map(|i| i.value.run_id).collect();
     assert_eq!(ids.len(), 301);
     assert_eq!(ids[0], RunId::DEFAULT, "the default run is the oldest");
     assert_eq!(&ids[1..], &created[..], "creation order");
@@ -365,12 +366,12 @@ fn list_filters_limits_and_orders() {
         .list(Some(RunState::Paused), None)
         .unwrap()
         .iter()
-        .map(|i| i.run_id)
+        .map(|i| i.value.run_id)
         .collect();
     assert_eq!(paused, vec![created[3], created[7]]);
     let completed = db.runs.list(Some(RunState::Completed), None).unwrap();
     assert_eq!(completed.len(), 1);
-    assert_eq!(completed[0].run_id, created[5]);
+    assert_eq!(completed[0].value.run_id, created[5]);
     assert!(db
         .runs
         .list(Some(RunState::Archived), None)
@@ -378,7 +379,7 @@ fn list_filters_limits_and_orders() {
         .is_empty());
     let active = db.runs.list(Some(RunState::Active), Some(4)).unwrap();
     assert_eq!(
-        active.iter().map(|i| i.run_id).collect::<Vec<_>>(),
+        active.iter().map(|i| i.value.run_id).collect::<Vec<_>>(),
         vec![RunId::DEFAULT, created[0], created[1], created[2]]
     );
     assert_eq!(db.runs.list(None, Some(0)).unwrap().len(), 0);

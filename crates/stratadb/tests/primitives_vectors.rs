@@ -294,7 +294,7 @@ fn filters_return_k_when_enough_match() {
         Ok(())
     })
     .unwrap();
-    assert_eq!(db.vectors.count(&run, "c").unwrap(), n);
+    assert_eq!(db.vectors.count(&run, "c").unwrap(), n as u64);
     let q = [0.3f32, 0.2, -0.1, 1.0];
     let check = |filter: SearchFilter, k: usize, expected: usize, pred: &dyn Fn(usize) -> bool| {
         let r = db

@@ -228,7 +228,7 @@ fn run_lifecycle_survives_reopen() {
         .list(None, None)
         .unwrap()
         .iter()
-        .map(|i| i.run_id)
+        .map(|i| i.value.run_id)
         .collect();
     assert_eq!(list, vec![RunId::DEFAULT, a, b, c]);
     let bi = db.runs.get(&b).unwrap().unwrap().value;

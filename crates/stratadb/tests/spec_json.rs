@@ -83,13 +83,16 @@ fn path_operation_samples() -> Result<()> {
     )?;
 
     // get_path
-    let name = db.json.get_path(&run, "user:1", "$.name")?;
-    let city = db.json.get_path(&run, "user:1", "$.address.city")?;
+    let name = db.json.get_path(&run, "user:1", "$.name")?.map(|v| v.value);
+    let city = db
+        .json
+        .get_path(&run, "user:1", "$.address.city")?
+        .map(|v| v.value);
 
     assert_eq!(name, Some(Value::from("Alice")));
     assert_eq!(city, None, "no address yet");
     assert_eq!(
-        db.json.get_path(&run, "user:1", "$")?,
+        db.json.get_path(&run, "user:1", "$")?.map(|v| v.value),
         Some(json!({"name": "Alice", "age": 30, "temporary_field": "x"})),
         "`$` is the root"
     );
@@ -99,11 +102,13 @@ fn path_operation_samples() -> Result<()> {
     db.json.set_path(&run, "user:1", "$.address.city", "NYC")?;
 
     assert_eq!(
-        db.json.get_path(&run, "user:1", "$.name")?,
+        db.json.get_path(&run, "user:1", "$.name")?.map(|v| v.value),
         Some(Value::from("Bob"))
     );
     assert_eq!(
-        db.json.get_path(&run, "user:1", "$.address.city")?,
+        db.json
+            .get_path(&run, "user:1", "$.address.city")?
+            .map(|v| v.value),
         Some(Value::from("NYC")),
         "missing intermediate objects are created"
     );
@@ -116,7 +121,12 @@ fn path_operation_samples() -> Result<()> {
     let before = db.json.get_in(&run, "user:1")?.unwrap().version;
     let deleted = db.json.delete_path(&run, "user:1", "$.temporary_field")?;
     assert_eq!(deleted, 1, "number of paths deleted");
-    assert_eq!(db.json.get_path(&run, "user:1", "$.temporary_field")?, None);
+    assert_eq!(
+        db.json
+            .get_path(&run, "user:1", "$.temporary_field")?
+            .map(|v| v.value),
+        None
+    );
     assert!(db.json.get_in(&run, "user:1")?.unwrap().version > before);
     assert_eq!(
         db.json.delete_path(&run, "user:1", "$.temporary_field")?,
@@ -166,7 +176,7 @@ fn merge_sample_follows_rfc_7396() -> Result<()> {
     db.json
         .merge(&run, "user:1", "$", json!({"tags": ["b", "c"]}))?;
     assert_eq!(
-        db.json.get_path(&run, "user:1", "$.tags")?,
+        db.json.get_path(&run, "user:1", "$.tags")?.map(|v| v.value),
         Some(json!(["b", "c"]))
     );
 
@@ -174,7 +184,9 @@ fn merge_sample_follows_rfc_7396() -> Result<()> {
     db.json
         .merge(&run, "user:1", "$.address", json!({"city": "Boston"}))?;
     assert_eq!(
-        db.json.get_path(&run, "user:1", "$.address")?,
+        db.json
+            .get_path(&run, "user:1", "$.address")?
+            .map(|v| v.value),
         Some(json!({"city": "Boston", "street": "5th"}))
     );
     Ok(())

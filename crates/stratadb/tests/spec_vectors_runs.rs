@@ -315,15 +315,15 @@ fn create_get_list_exists_samples() -> Result<()> {
     // List active runs
     let active = db.runs.list(Some(RunState::Active), Some(100))?;
 
-    let all_ids: Vec<RunId> = all.iter().map(|i| i.run_id).collect();
+    let all_ids: Vec<RunId> = all.iter().map(|i| i.value.run_id).collect();
     assert!(all_ids.contains(&simple) && all_ids.contains(&run));
-    let active_ids: Vec<RunId> = active.iter().map(|i| i.run_id).collect();
+    let active_ids: Vec<RunId> = active.iter().map(|i| i.value.run_id).collect();
     assert!(active_ids.contains(&run));
     assert!(!active_ids.contains(&simple), "paused run is not active");
-    assert!(active.iter().all(|i| i.state == RunState::Active));
+    assert!(active.iter().all(|i| i.value.state == RunState::Active));
     let paused = db.runs.list(Some(RunState::Paused), None)?;
     assert_eq!(
-        paused.iter().map(|i| i.run_id).collect::<Vec<_>>(),
+        paused.iter().map(|i| i.value.run_id).collect::<Vec<_>>(),
         vec![simple]
     );
     assert_eq!(db.runs.list(None, Some(1))?.len(), 1, "limit");
@@ -518,7 +518,12 @@ fn default_run_sample() -> Result<()> {
     assert!(db.state.exists(&default, "c")?);
     db.json.set("d", json!({"a": 1}))?;
     assert!(db.json.exists(&default, "d")?);
-    let listed: Vec<RunId> = db.runs.list(None, None)?.iter().map(|i| i.run_id).collect();
+    let listed: Vec<RunId> = db
+        .runs
+        .list(None, None)?
+        .iter()
+        .map(|i| i.value.run_id)
+        .collect();
     assert!(listed.contains(&default));
     // A fresh database has it too (including a reopened one).
     let other = StrataBuilder::new().no_durability().open_temp()?;

@@ -494,7 +494,8 @@ fn complete_example_runs_and_everything_is_recovered() -> Result<()> {
     );
     assert_eq!(
         db.json
-            .get_path(&conversation, "user:profile", "$.preferences.theme")?,
+            .get_path(&conversation, "user:profile", "$.preferences.theme")?
+            .map(|v| v.value),
         Some(Value::from("dark"))
     );
     let trace = db.events.read_in(&conversation, "trace", 10)?;

@@ -79,7 +79,7 @@ fn index_file(db_dir: &Path, run: &RunId, name: &str) -> PathBuf {
 /// Every key of a collection, through an exhaustive search (collections of at most 2,000
 /// vectors are searched exactly, and the index must return `k` results).
 fn all_keys(db: &Strata, run: &RunId, name: &str) -> BTreeSet<String> {
-    let n = db.vectors.count(run, name).unwrap();
+    let n = usize::try_from(db.vectors.count(run, name).unwrap()).unwrap();
     let r = db
         .vectors
         .search(run, name, &vector(1, 1), n + 5, None)
@@ -118,7 +118,7 @@ fn close_and_reopen_loads_the_index_file() {
         db.vectors.index_source(&run, "small"),
         Some(IndexSource::Loaded { replayed: 0 })
     );
-    assert_eq!(db.vectors.count(&run, "big").unwrap(), BIG);
+    assert_eq!(db.vectors.count(&run, "big").unwrap(), (BIG) as u64);
     assert_eq!(searches(&db, &run, "big"), before);
     assert_eq!(searches(&db, &run, "small"), small_before);
     // Nothing changed since the files were written: nothing to write.
@@ -181,7 +181,10 @@ fn changes_after_the_last_persist_are_replayed() {
         );
     }
     assert_eq!(all_keys(&db, &run, "small"), expected_small);
-    assert_eq!(db.vectors.count(&run, "big").unwrap(), BIG + 10 - 8);
+    assert_eq!(
+        db.vectors.count(&run, "big").unwrap(),
+        (BIG + 10 - 8) as u64
+    );
     for name in ["big", "small"] {
         for i in 0..5 {
             let top = db
@@ -224,7 +227,7 @@ fn changes_after_the_last_persist_are_replayed() {
         Some(IndexSource::Loaded { replayed: 0 })
     );
     assert_eq!(all_keys(&db, &run, "small"), expected_small);
-    assert_eq!(db.vectors.count(&run, "big").unwrap(), BIG + 2);
+    assert_eq!(db.vectors.count(&run, "big").unwrap(), (BIG + 2) as u64);
 }
 
 #[test]
@@ -256,7 +259,7 @@ fn a_corrupted_index_file_falls_back_to_a_rebuild() {
         db.vectors.index_source(&run, "small"),
         Some(IndexSource::Loaded { replayed: 0 })
     );
-    assert_eq!(db.vectors.count(&run, "big").unwrap(), BIG);
+    assert_eq!(db.vectors.count(&run, "big").unwrap(), (BIG) as u64);
     // A rebuild inserts in key order like the original build did: the same graph.
     assert_eq!(searches(&db, &run, "big"), big);
     // Close rewrites the rebuilt index; the small collection's file is left as it was.
@@ -483,7 +486,7 @@ fn sigkilled_writer_leaves_exactly_the_committed_vectors() {
     let [big, small] = kill_state(j);
     let small_keys: BTreeSet<String> = small.keys().cloned().collect();
     assert_eq!(all_keys(&db, &run, "small"), small_keys);
-    assert_eq!(db.vectors.count(&run, "big").unwrap(), big.len());
+    assert_eq!(db.vectors.count(&run, "big").unwrap(), (big.len()) as u64);
     // Every vector changed by the writer is found by its committed value.
     for i in 1..=j {
         for (n, _) in kill_ops(i, BIG).0 {
