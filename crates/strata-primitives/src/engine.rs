@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use strata_concurrency::{Transaction, TransactionManager};
-use strata_core::{codec, limits, Error, Result, RunId, Timestamp, Value};
+use strata_core::{codec, limits, Error, Result, RunId, Timestamp, Value, Version};
 use strata_storage::{CommitInfo, Storage};
 
 use crate::runs::{self, RunInfo};
@@ -130,4 +130,11 @@ pub(crate) fn entry_value(entry: &strata_storage::Entry) -> Result<Value> {
         Some(v) => decode_value(v),
         None => Err(Error::Internal("tombstone returned as a live entry".into())),
     }
+}
+
+/// The version of a write operation's commit. A transaction that wrote something always
+/// has one; its absence is a bug.
+pub fn committed_version(info: Option<strata_storage::CommitInfo>) -> Result<Version> {
+    info.map(|i| Version::Txn(i.version))
+        .ok_or_else(|| Error::Internal("a write committed without a version".into()))
 }

@@ -12,9 +12,8 @@ use strata_core::{Error, Result, RunId, Value, Version, Versioned};
 use strata_storage::{Entry, Primitive};
 
 use crate::decoded::DecodedCache;
-use crate::engine::{decode_value, encode_value, Engine};
+use crate::engine::{committed_version, decode_value, encode_value, Engine};
 use crate::json_path;
-use crate::kv::committed_version;
 use crate::records::{self, txn_versioned};
 
 fn key_of(run: &RunId, key: &str) -> Result<Box<[u8]>> {

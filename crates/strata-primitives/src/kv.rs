@@ -7,7 +7,7 @@ use strata_concurrency::Transaction;
 use strata_core::{Error, Result, RunId, Value, Version, Versioned};
 use strata_storage::Primitive;
 
-use crate::engine::{encode_value, Engine};
+use crate::engine::{committed_version, encode_value, Engine};
 use crate::records::{self, txn_versioned};
 
 fn key_of(run: &RunId, key: &str) -> Result<Box<[u8]>> {
@@ -211,11 +211,4 @@ impl KV {
     pub fn keys(&self, run: &RunId, prefix: &str, limit: Option<usize>) -> Result<Vec<String>> {
         records::keys(&self.engine, run, Primitive::Kv, prefix, limit)
     }
-}
-
-/// The version of a write operation's commit. A transaction that wrote something always
-/// has one; its absence is a bug.
-pub(crate) fn committed_version(info: Option<strata_storage::CommitInfo>) -> Result<Version> {
-    info.map(|i| Version::Txn(i.version))
-        .ok_or_else(|| Error::Internal("a write committed without a version".into()))
 }

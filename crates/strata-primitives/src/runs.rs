@@ -280,7 +280,7 @@ impl Runs {
             txn.put(run_key(run), encode_info(&info)?);
             Ok(())
         })?;
-        crate::kv::committed_version(info)
+        crate::engine::committed_version(info)
     }
 
     fn transition(&self, run: &RunId, to: RunState, error: Option<&str>) -> Result<Version> {

@@ -28,7 +28,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use strata_concurrency::Transaction;
 use strata_core::{codec, limits, Error, Result, RunId, Timestamp, Value, Version, Versioned};
-use strata_primitives::engine::Engine;
+use strata_primitives::engine::{committed_version, Engine};
 use strata_primitives::runs;
 use strata_storage::{encode_key, Entry, Primitive};
 
@@ -671,7 +671,8 @@ impl Vectors {
             txn.put(meta_key(run, name), bytes.clone());
             Ok(())
         })?;
-        let version = info.map_or(0, |i| i.version);
+        let created = committed_version(info)?;
+        let version = created.as_u64();
         let entry = IndexEntry::new(
             CollectionIndex::new(CollectionConfig::new(dimension, metric))?,
             version,
@@ -688,7 +689,7 @@ impl Vectors {
         if replace {
             map.insert((*run, name.to_owned()), Arc::new(RwLock::new(entry)));
         }
-        Ok(Version::Txn(version))
+        Ok(created)
     }
 
     /// Deletes a collection and all its vectors; returns whether it existed.
@@ -779,9 +780,9 @@ impl Vectors {
         let (op, info) = self.engine.write(run, |txn| {
             ops::upsert(txn, run, collection, key, vector, metadata.clone())
         })?;
-        let version = info.map_or(0, |i| i.version);
-        self.apply(vec![op], version);
-        Ok(Version::Txn(version))
+        let version = committed_version(info)?;
+        self.apply(vec![op], version.as_u64());
+        Ok(version)
     }
 
     /// A vector and its metadata, or `None`.
