@@ -154,6 +154,19 @@ impl Vfs for Fenced {
             }) as Arc<dyn VfsFile>)
         })
     }
+    fn create_empty(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
+        fenced!(self, {
+            let file = self.fs.create_empty(path)?;
+            Ok(Arc::new(FencedFile {
+                file,
+                gate: self.gate.clone(),
+                epoch: self.epoch,
+            }) as Arc<dyn VfsFile>)
+        })
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.fs.exists(path)
+    }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fenced!(self, self.fs.read(path))
     }
