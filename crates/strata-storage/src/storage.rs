@@ -33,7 +33,7 @@ use tracing::{debug, info, info_span, warn};
 use crate::durability::{DurabilityMode, StorageOptions};
 use crate::lock::DirLock;
 use crate::mvcc::{Entry, MvccMap, Write};
-use crate::record::{encode_payload, patch_header};
+use crate::record::{encode_payload, encoded_len, patch_header};
 use crate::recovery::Recovered;
 use crate::retention::RetentionPolicy;
 use crate::snapshot::{parse_snapshot_name, write_snapshot};
@@ -173,6 +173,17 @@ pub struct Storage {
     _handle: Option<Arc<LastHandle>>,
 }
 
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("dir", &self.dir())
+            .field("durability", &self.durability())
+            .field("visible_version", &self.visible_version())
+            .field("poisoned", &self.is_poisoned())
+            .finish_non_exhaustive()
+    }
+}
+
 struct LastHandle {
     inner: Arc<Inner>,
 }
@@ -245,11 +256,16 @@ impl Storage {
         let _entered = span.enter();
         let started = Instant::now();
         let vfs = options.vfs.clone();
-        let existed = vfs.exists(&dir);
+        let missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && !vfs.exists(a))
+            .map(Path::to_path_buf)
+            .collect();
         vfs.create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
-        if !existed {
-            // The new directory's entry must survive a power loss like its files do.
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // Every directory created here must survive a power loss like its files do: its
+        // entry in its parent is made durable, from the top down.
+        for created in missing.iter().rev() {
+            if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
                 vfs.sync_dir(parent).map_err(|e| io_err(parent, e))?;
             }
         }
@@ -504,17 +520,15 @@ impl Storage {
         let _in_flight = disk
             .filter(|_| mode == Some(DurabilityMode::Strict))
             .map(|d| InFlight::enter(&d.committers));
-        let mut payload = disk.map(|_| encode_payload(&writes));
-        if let Some(p) = &payload {
-            if p.len() > MAX_COMMIT_BYTES {
-                return Err(Error::ConstraintViolation(format!(
-                    "a commit of {} writes encodes to {} bytes, more than the limit of \
-                     {MAX_COMMIT_BYTES} bytes per commit; split it into smaller transactions",
-                    writes.len(),
-                    p.len()
-                )));
-            }
+        let size = encoded_len(&writes);
+        if size > MAX_COMMIT_BYTES {
+            return Err(Error::ConstraintViolation(format!(
+                "a commit of {} writes encodes to {size} bytes, more than the limit of \
+                 {MAX_COMMIT_BYTES} bytes per commit; split it into smaller transactions",
+                writes.len(),
+            )));
         }
+        let mut payload = disk.map(|_| encode_payload(&writes));
         let mut snapshot_due = false;
         let info = {
             let mut c = self.inner.commit.lock();

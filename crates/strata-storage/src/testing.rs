@@ -34,6 +34,8 @@ struct State {
     durable_names: HashMap<PathBuf, HashMap<PathBuf, u64>>,
     files: HashMap<u64, MemFile>,
     dirs: Vec<PathBuf>,
+    /// Directories whose entry in their parent is durable (synced), and roots.
+    durable_dirs: Vec<PathBuf>,
     generation: u64,
     syncs: u64,
     fail_sync_at: Option<u64>,
@@ -191,6 +193,14 @@ impl FaultyVfs {
         let mut s = self.state.lock();
         let mut rng = seed;
         s.generation += 1;
+        // A directory survives if its own entry and every ancestor's are durable.
+        let durable_dirs = s.durable_dirs.clone();
+        s.dirs.retain(|d| {
+            d.ancestors()
+                .all(|a| a.as_os_str().is_empty() || durable_dirs.contains(&a.to_path_buf()))
+        });
+        let dirs = s.dirs.clone();
+        s.durable_names.retain(|d, _| dirs.contains(d));
         let mut names = HashMap::new();
         for entries in s.durable_names.values() {
             names.extend(entries.iter().map(|(p, id)| (p.clone(), *id)));
@@ -242,8 +252,16 @@ impl FaultyVfs {
 impl Vfs for FaultyVfs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state.lock();
-        if !s.dirs.iter().any(|d| d == path) {
-            s.dirs.push(path.to_path_buf());
+        let mut chain: Vec<&Path> = path.ancestors().collect();
+        chain.reverse();
+        for d in chain {
+            if d.as_os_str().is_empty() || s.dirs.iter().any(|x| x == d) {
+                continue;
+            }
+            s.dirs.push(d.to_path_buf());
+            if d.parent().is_none_or(|p| p.as_os_str().is_empty()) {
+                s.durable_dirs.push(d.to_path_buf());
+            }
         }
         Ok(())
     }
@@ -337,6 +355,17 @@ impl Vfs for FaultyVfs {
             .map(|(p, id)| (p.clone(), *id))
             .collect();
         s.durable_names.insert(dir.to_path_buf(), entries);
+        let children: Vec<PathBuf> = s
+            .dirs
+            .iter()
+            .filter(|d| d.parent() == Some(dir))
+            .cloned()
+            .collect();
+        for c in children {
+            if !s.durable_dirs.contains(&c) {
+                s.durable_dirs.push(c);
+            }
+        }
         Ok(())
     }
 }
