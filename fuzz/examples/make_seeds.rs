@@ -85,11 +85,68 @@ fn storage_files(segment_size: u64, commits: usize, checkpoint_at: Option<usize>
         let bytes = fs::read(e.path()).unwrap();
         if name.ends_with(".log") {
             put("wal_segment", &format!("{tag}-{name}"), &bytes);
+            put(
+                "wal_segment",
+                &format!("{tag}-sealed-{name}"),
+                &sealed_wal(&bytes),
+            );
         } else if name.ends_with(".snap") {
             put("snapshot", &format!("{tag}-{name}"), &bytes);
+            put(
+                "snapshot",
+                &format!("{tag}-sealed-{name}"),
+                &sealed_snapshot(&bytes),
+            );
         }
     }
     storage.close().unwrap();
+}
+
+/// Appends `piece` with its two-byte length prefix (the input format of the sealed
+/// halves of the `wal_segment` and `snapshot` targets).
+fn push_piece(out: &mut Vec<u8>, piece: &[u8]) {
+    out.extend_from_slice(&(piece.len() as u16).to_le_bytes());
+    out.extend_from_slice(piece);
+}
+
+/// A `wal_sealed` input holding the payloads of a real segment's frames.
+fn sealed_wal(seg: &[u8]) -> Vec<u8> {
+    let mut payloads = Vec::new();
+    let mut pos = 48;
+    while pos + 32 <= seg.len() {
+        let len = u32::from_le_bytes(seg[pos..pos + 4].try_into().unwrap()) as usize;
+        let Some(p) = seg.get(pos + 32..pos + 32 + len) else {
+            break;
+        };
+        payloads.push(p);
+        pos += 32 + len;
+    }
+    let mut out = vec![(payloads.len().min(63) as u8) << 2];
+    for p in payloads {
+        push_piece(&mut out, p);
+    }
+    out
+}
+
+/// A `snapshot_sealed` input holding the blocks of a real format-2 snapshot, with its
+/// entry count.
+fn sealed_snapshot(snap: &[u8]) -> Vec<u8> {
+    let mut blocks = Vec::new();
+    let f = snap.len() - 48;
+    let index_off = u64::from_le_bytes(snap[f..f + 8].try_into().unwrap()) as usize;
+    let entries = &snap[f + 32..f + 40];
+    let mut pos = 32;
+    while pos < index_off {
+        let len = u32::from_le_bytes(snap[pos..pos + 4].try_into().unwrap()) as usize;
+        blocks.push(&snap[pos + 8..pos + 8 + len]);
+        pos += 8 + len;
+    }
+    let mut out = vec![0x20 | blocks.len().min(15) as u8];
+    out.extend_from_slice(entries);
+    for b in blocks {
+        push_piece(&mut out, b);
+    }
+    out
 }
 
 fn main() {
