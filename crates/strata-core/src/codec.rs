@@ -143,8 +143,16 @@ pub fn encode_into(value: &Value, buf: &mut Vec<u8>) -> Result<()> {
 
 /// Decodes a value written by [`encode`]. Fails with [`Error::Serialization`] on
 /// malformed input, never panics.
+///
+/// Input nested deeper than [`MAX_NESTING_DEPTH`] (which [`encode`] never writes) is
+/// refused before it is descended into, so that decoding is bounded in stack as well as
+/// in time: without the limit, `rmp-serde`'s own limit of 1,024 levels overflows the
+/// stack of a small thread.
 pub fn decode(bytes: &[u8]) -> Result<Value> {
-    rmp_serde::from_slice(bytes)
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    // rmp-serde refuses a container once `depth - 1` containers are open.
+    de.set_max_depth(MAX_NESTING_DEPTH + 1);
+    Value::deserialize(&mut de)
         .map_err(|e| Error::Serialization(format!("cannot decode value: {e}")))
 }
 
@@ -185,6 +193,34 @@ mod tests {
                 proptest::collection::hash_map(".*", inner, 0..8).prop_map(Value::Object),
             ]
         })
+    }
+
+    /// MessagePack for `depth` nested one-element arrays around `1`.
+    fn nested_arrays(depth: usize) -> Vec<u8> {
+        let mut b = vec![0x91; depth];
+        b.push(0x01);
+        b
+    }
+
+    /// Regression (found by the `codec` fuzz target): decoding accepted 1,024 levels of
+    /// nesting, eight times what `encode` allows, and overflowed the stack of a small
+    /// thread (a debug-build test thread) on the way.
+    #[test]
+    fn decode_refuses_nesting_beyond_the_limit() {
+        let ok = decode(&nested_arrays(MAX_NESTING_DEPTH)).unwrap();
+        assert_eq!(ok.depth(), MAX_NESTING_DEPTH);
+        assert_eq!(decode(&encode(&ok).unwrap()).unwrap(), ok);
+        let err = decode(&nested_arrays(MAX_NESTING_DEPTH + 1)).unwrap_err();
+        assert!(matches!(err, Error::Serialization(_)), "{err:?}");
+        // Deep input in a thread with a small stack is an error, not a stack overflow.
+        let deep = nested_arrays(1000);
+        let r = std::thread::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(move || decode(&deep).is_err())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(r);
     }
 
     proptest! {
