@@ -124,7 +124,7 @@ pub(crate) fn recover(
     let snapshot_version = last;
     // A damaged snapshot is only bypassed when the log still starts right after what we
     // fall back to; otherwise its error is the answer.
-    let missing = |first_base: u64| first_base > snapshot_version + 1;
+    let missing = |first_base: u64| first_base > snapshot_version.saturating_add(1);
     if let Some(e) = snapshot_error.take() {
         if segments.first().is_none_or(|&b| missing(b)) {
             return Err(e);
@@ -134,7 +134,9 @@ pub(crate) fn recover(
 
     // 3. Segments wholly covered by the snapshot: never read, deleted.
     let mut first_needed = 0;
-    while first_needed + 1 < segments.len() && segments[first_needed + 1] <= snapshot_version + 1 {
+    while first_needed + 1 < segments.len()
+        && segments[first_needed + 1] <= snapshot_version.saturating_add(1)
+    {
         first_needed += 1;
     }
     for &base in &segments[..first_needed] {
@@ -167,7 +169,7 @@ pub(crate) fn recover(
             if rec.version <= last {
                 return Ok(()); // already in the snapshot
             }
-            if rec.version != last + 1 {
+            if Some(rec.version) != last.checked_add(1) {
                 return Err(Error::Storage(format!(
                     "log segment {} jumps from version {last} to {}: records are missing",
                     path.display(),
@@ -203,7 +205,7 @@ pub(crate) fn recover(
             }
         }
         if let Some(first) = summary.first_version {
-            if first > last + 1 {
+            if first > last.saturating_add(1) {
                 return Err(Error::Storage(format!(
                     "log segment {} starts at version {first} after version {last}: records \
                      are missing",
@@ -230,11 +232,17 @@ pub(crate) fn recover(
         });
     }
 
+    if last == u64::MAX {
+        return Err(Error::Storage(format!(
+            "the database in {} has used up the version space (last version {last})",
+            dir.display()
+        )));
+    }
     // Continue the newest format-2 segment if it ends exactly at the recovered version;
     // otherwise (none, format 1, or ending before a newer snapshot) start a new one.
     let continue_tail = tail.as_ref().and_then(|t| {
         let h = t.header?;
-        let ends_at = t.last_version.unwrap_or(t.base - 1);
+        let ends_at = t.last_version.unwrap_or(t.base.saturating_sub(1));
         (ends_at == last).then_some((h, t.valid_len))
     });
     let wal = match continue_tail {

@@ -85,6 +85,11 @@ pub fn scan_segment(
             "{name} is not a StrataDB log segment (bad magic at offset 0)"
         )));
     };
+    if base == 0 {
+        return Err(Error::Storage(format!(
+            "log segment {name} is named for version 0; versions start at 1"
+        )));
+    }
     if header.base != base {
         return Err(Error::Storage(format!(
             "log segment {name} is corrupt at offset 16: its header says base version {} \
@@ -112,7 +117,11 @@ pub fn scan_segment(
         }
         on_record(rec)?;
         pos += FRAME_HEADER_LEN + hdr.len;
-        expected += 1;
+        expected = expected.checked_add(1).ok_or_else(|| {
+            Error::Storage(format!(
+                "log segment {name}: version overflow at offset {pos}"
+            ))
+        })?;
     }
     let mut summary = SegmentSummary {
         format: WAL_FORMAT_VERSION,
@@ -146,7 +155,7 @@ pub fn scan_segment(
 /// mark covers `expected`; returns its offset, version and mark. One pass: a valid frame
 /// is stepped over whole, any other position costs a few field checks.
 fn durable_evidence(buf: &[u8], gap: usize, salt: u32, expected: u64) -> Option<(usize, u64, u64)> {
-    let max_version = expected + ((buf.len() - gap) / FRAME_HEADER_LEN) as u64 + 1;
+    let max_version = expected.saturating_add(((buf.len() - gap) / FRAME_HEADER_LEN) as u64 + 1);
     let mut p = gap + 1;
     while p + FRAME_HEADER_LEN <= buf.len() {
         if let Some(h) = frame_header_at(buf, p, salt, expected, max_version) {
