@@ -508,10 +508,12 @@ fn torn_record_db(mib: usize) -> tempfile::TempDir {
         .collect();
     s.commit(writes, |_| Ok(())).unwrap();
     drop(s);
+    // The big record went to a segment of its own: tear the newest one.
     let seg = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .max()
         .unwrap();
     let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
     f.set_len(f.metadata().unwrap().len() - 1).unwrap();

@@ -26,7 +26,8 @@ use crate::mvcc::MvccMap;
 use crate::snapshot::{is_snapshot_temp, parse_snapshot_name, read_snapshot, snapshot_name};
 use crate::vfs::{join, Vfs};
 use crate::wal::{
-    io_err, parse_segment_name, scan_segment, segment_name, SegmentHeader, SegmentScan, WalWriter,
+    holds_no_record, io_err, parse_segment_name, scan_segment, segment_name, SegmentHeader,
+    SegmentScan, WalWriter,
 };
 use crate::RecoveryReport;
 
@@ -124,7 +125,7 @@ pub(crate) fn recover(
     let snapshot_version = last;
     // A damaged snapshot is only bypassed when the log still starts right after what we
     // fall back to; otherwise its error is the answer.
-    let missing = |first_base: u64| first_base > snapshot_version + 1;
+    let missing = |first_base: u64| first_base > snapshot_version.saturating_add(1);
     if let Some(e) = snapshot_error.take() {
         if segments.first().is_none_or(|&b| missing(b)) {
             return Err(e);
@@ -134,7 +135,9 @@ pub(crate) fn recover(
 
     // 3. Segments wholly covered by the snapshot: never read, deleted.
     let mut first_needed = 0;
-    while first_needed + 1 < segments.len() && segments[first_needed + 1] <= snapshot_version + 1 {
+    while first_needed + 1 < segments.len()
+        && segments[first_needed + 1] <= snapshot_version.saturating_add(1)
+    {
         first_needed += 1;
     }
     for &base in &segments[..first_needed] {
@@ -156,6 +159,24 @@ pub(crate) fn recover(
         }
     }
 
+    // An empty newest segment (a crash while creating it, or before its predecessor was
+    // sealed) holds no record: remove it, so that its predecessor is the newest.
+    let mut segments = segments.to_vec();
+    while segments.len() >= 2 {
+        let Some(&newest) = segments.last() else {
+            break;
+        };
+        let path = join(dir, &segment_name(newest));
+        let bytes = vfs.read(&path).map_err(|e| io_err(&path, e))?;
+        if !holds_no_record(&bytes) {
+            break;
+        }
+        warn!(file = %path.display(), "removing an empty log segment left by a crash");
+        vfs.remove(&path).map_err(|e| io_err(&path, e))?;
+        vfs.sync_dir(dir).map_err(|e| io_err(dir, e))?;
+        segments.pop();
+    }
+
     // 4. Replay.
     let mut tail: Option<Tail> = None;
     for (i, &base) in segments.iter().enumerate() {
@@ -167,7 +188,7 @@ pub(crate) fn recover(
             if rec.version <= last {
                 return Ok(()); // already in the snapshot
             }
-            if rec.version != last + 1 {
+            if Some(rec.version) != last.checked_add(1) {
                 return Err(Error::Storage(format!(
                     "log segment {} jumps from version {last} to {}: records are missing",
                     path.display(),
@@ -203,7 +224,7 @@ pub(crate) fn recover(
             }
         }
         if let Some(first) = summary.first_version {
-            if first > last + 1 {
+            if first > last.saturating_add(1) {
                 return Err(Error::Storage(format!(
                     "log segment {} starts at version {first} after version {last}: records \
                      are missing",
@@ -230,11 +251,17 @@ pub(crate) fn recover(
         });
     }
 
+    if last == u64::MAX {
+        return Err(Error::Storage(format!(
+            "the database in {} has used up the version space (last version {last})",
+            dir.display()
+        )));
+    }
     // Continue the newest format-2 segment if it ends exactly at the recovered version;
     // otherwise (none, format 1, or ending before a newer snapshot) start a new one.
     let continue_tail = tail.as_ref().and_then(|t| {
         let h = t.header?;
-        let ends_at = t.last_version.unwrap_or(t.base - 1);
+        let ends_at = t.last_version.unwrap_or(t.base.saturating_sub(1));
         (ends_at == last).then_some((h, t.valid_len))
     });
     let wal = match continue_tail {
