@@ -130,7 +130,9 @@ struct Disk {
     sync_gate: Mutex<()>,
     /// Strict commits currently inside `commit` (group-commit gathering).
     committers: AtomicU64,
-    _lock: Option<DirLock>,
+    /// The directory lock, released when the last caller handle is dropped (a
+    /// `SnapshotPin` may keep the rest of the storage alive longer).
+    lock: Mutex<Option<DirLock>>,
 }
 
 struct Inner {
@@ -198,6 +200,10 @@ impl Drop for LastHandle {
         if let Some(h) = snapshot {
             let _ = h.join();
         }
+        // Nothing writes any more: sync, then let the directory be opened again even if
+        // a pin (a transaction) outlives this handle.
+        self.inner.final_sync();
+        d.lock.lock().take();
     }
 }
 
@@ -308,7 +314,7 @@ impl Storage {
             snapshot_running: AtomicBool::new(false),
             sync_gate: Mutex::new(()),
             committers: AtomicU64::new(0),
-            _lock: lock,
+            lock: Mutex::new(lock),
             options,
         };
         let inner = Arc::new(Inner {
@@ -836,6 +842,13 @@ impl Storage {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.final_sync();
+    }
+}
+
+impl Inner {
+    /// Stops background work and, best effort, syncs what was written (see `Drop`).
+    fn final_sync(&self) {
         if let Some(d) = &self.disk {
             let mut s = d.sync.lock();
             s.shutdown = true;
@@ -846,10 +859,11 @@ impl Drop for Inner {
                 && s.written > s.synced
                 && !poisoned
             {
-                if let Some(f) = &s.file {
+                if let Some(f) = s.file.clone() {
                     let _gate = d.sync_gate.lock();
-                    if let Err(e) = f.sync() {
-                        warn!(error = %e, "final sync on drop failed");
+                    match f.sync() {
+                        Ok(()) => s.synced = s.written,
+                        Err(e) => warn!(error = %e, "final sync on drop failed"),
                     }
                 }
             }
