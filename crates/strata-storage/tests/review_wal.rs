@@ -121,3 +121,147 @@ fn review_recovery_enforces_the_key_and_value_limits_on_read() {
         }
     }
 }
+
+/// Several crashes in a row, each after a reopen, with a full disk coming and going,
+/// flushes, checkpoints and small segments: durable marks written after a reopen start
+/// from the recovered version, versions are reused after a power loss, and failed
+/// appends are truncated away. After every crash the database must open, hold a prefix
+/// of the commit history that includes everything known durable (what recovery itself
+/// accepted included), and never show a commit that failed.
+fn multi_crash_case(seed: u64) {
+    use common::{Crashable, Rng};
+    let mut rng = Rng::new(seed);
+    let c = Crashable::new();
+    let mode = rng.pick(&[
+        DurabilityMode::Strict,
+        DurabilityMode::Buffered {
+            interval_ms: 1,
+            max_writes: 3,
+        },
+        DurabilityMode::NoDurability,
+    ]);
+    let segment_size = rng.pick(&[200u64, 1500, 64 * 1024]);
+    let snapshot_threshold = rng.pick(&[600u64, 5000, u64::MAX]);
+    // journal[v - 1] = (key, value) of commit v in the current timeline.
+    let mut journal: Vec<(u64, Option<Vec<u8>>)> = Vec::new();
+    let mut durable_floor = 0u64;
+    for round in 0..5 {
+        let ctx = format!("seed {seed} round {round} {mode:?} seg {segment_size}");
+        let o = StorageOptions {
+            durability: mode,
+            vfs: c.vfs(),
+            lock_directory: false,
+            segment_size,
+            snapshot_threshold,
+            ..StorageOptions::default()
+        };
+        c.fs.set_capacity(None);
+        let s = Storage::open("/db", o).unwrap_or_else(|e| panic!("{ctx}: open failed: {e}"));
+        let last = s.visible_version();
+        assert!(
+            last >= durable_floor,
+            "{ctx}: lost durable commits: recovered {last}, durable {durable_floor}"
+        );
+        assert!(
+            last as usize <= journal.len(),
+            "{ctx}: recovered {last} commits, only {} succeeded",
+            journal.len()
+        );
+        journal.truncate(last as usize);
+        for k in 0..6u64 {
+            let key = format!("k{k}");
+            let want: Vec<(u64, Option<Vec<u8>>)> = journal
+                .iter()
+                .enumerate()
+                .filter(|(_, (jk, _))| *jk == k)
+                .map(|(i, (_, v))| (i as u64 + 1, v.clone()))
+                .rev()
+                .collect();
+            let got: Vec<(u64, Option<Vec<u8>>)> = s
+                .history(key.as_bytes(), last, None, None)
+                .into_iter()
+                .map(|e| (e.version, e.value.map(|v| v.to_vec())))
+                .collect();
+            assert_eq!(got, want, "{ctx}: history of {key}");
+        }
+        // Recovery made what it accepted durable.
+        durable_floor = last;
+        let ops = rng.below(60);
+        for _ in 0..ops {
+            match rng.below(20) {
+                0 => {
+                    if s.flush().is_ok() {
+                        durable_floor = journal.len() as u64;
+                    }
+                }
+                1 => {
+                    if s.checkpoint().is_ok() {
+                        durable_floor = journal.len() as u64;
+                    }
+                }
+                2 => {
+                    let room = rng.below(2500);
+                    c.fs.set_capacity(Some(c.fs.used_bytes() + room));
+                }
+                3 => c.fs.set_capacity(None),
+                _ => {
+                    let k = rng.below(6);
+                    let value = (!rng.chance(1, 8)).then(|| {
+                        let len = rng.below(400) as usize;
+                        let mut v = format!("r{round}-").into_bytes();
+                        v.resize(len.max(v.len()), rng.below(256) as u8);
+                        v
+                    });
+                    let w = strata_storage::Write {
+                        key: format!("k{k}").into_bytes().into(),
+                        value: value.clone().map(|v| Arc::from(v.as_slice())),
+                    };
+                    match s.commit(vec![w], |_| Ok(())) {
+                        Ok(info) => {
+                            assert_eq!(
+                                info.version,
+                                journal.len() as u64 + 1,
+                                "{ctx}: version not dense"
+                            );
+                            journal.push((k, value));
+                            if mode == DurabilityMode::Strict {
+                                durable_floor = info.version;
+                            }
+                        }
+                        Err(e) => {
+                            assert!(
+                                !s.is_poisoned(),
+                                "{ctx}: a full disk poisoned the storage: {e}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if rng.chance(1, 4) {
+            c.process_crash();
+            // Nothing handed to the OS is lost by a process crash.
+            durable_floor = journal.len() as u64;
+        } else {
+            c.power_loss(rng.next_u64());
+        }
+        drop(s);
+    }
+}
+
+#[test]
+fn review_repeated_crashes_with_a_full_disk_keep_a_durable_prefix() {
+    let base = common::seed_from_env("REVIEW_SEED");
+    for i in 0..150 {
+        multi_crash_case(base.wrapping_add(i));
+    }
+}
+
+#[test]
+#[ignore = "long: thousands of repeated-crash cases (CI runs --ignored in release)"]
+fn review_repeated_crashes_with_a_full_disk_keep_a_durable_prefix_long() {
+    let base = common::seed_from_env("REVIEW_SEED");
+    for i in 0..5000 {
+        multi_crash_case(base.wrapping_add(i));
+    }
+}
