@@ -265,3 +265,106 @@ fn review_repeated_crashes_with_a_full_disk_keep_a_durable_prefix_long() {
         multi_crash_case(base.wrapping_add(i));
     }
 }
+
+/// A file system whose directory fsyncs fail while armed; the first failing one has
+/// already made the directory's entries durable (a failed fsync says nothing about what
+/// reached the disk).
+#[derive(Clone)]
+struct DirSyncFails {
+    fs: FaultyVfs,
+    armed: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Vfs for DirSyncFails {
+    fn create_dir_all(&self, p: &Path) -> std::io::Result<()> {
+        self.fs.create_dir_all(p)
+    }
+    fn open_append(&self, p: &Path) -> std::io::Result<Arc<dyn strata_storage::vfs::VfsFile>> {
+        self.fs.open_append(p)
+    }
+    fn create_empty(&self, p: &Path) -> std::io::Result<Arc<dyn strata_storage::vfs::VfsFile>> {
+        self.fs.create_empty(p)
+    }
+    fn exists(&self, p: &Path) -> bool {
+        self.fs.exists(p)
+    }
+    fn read(&self, p: &Path) -> std::io::Result<Vec<u8>> {
+        self.fs.read(p)
+    }
+    fn list(&self, d: &Path) -> std::io::Result<Vec<String>> {
+        self.fs.list(d)
+    }
+    fn rename(&self, f: &Path, t: &Path) -> std::io::Result<()> {
+        self.fs.rename(f, t)
+    }
+    fn remove(&self, p: &Path) -> std::io::Result<()> {
+        self.fs.remove(p)
+    }
+    fn truncate(&self, p: &Path, l: u64) -> std::io::Result<()> {
+        self.fs.truncate(p, l)
+    }
+    fn sync_dir(&self, d: &Path) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        match self.armed.load(Ordering::SeqCst) {
+            0 => self.fs.sync_dir(d),
+            1 => {
+                self.armed.store(2, Ordering::SeqCst);
+                self.fs.sync_dir(d)?;
+                Err(std::io::Error::other("injected directory fsync failure"))
+            }
+            _ => Err(std::io::Error::other("injected directory fsync failure")),
+        }
+    }
+}
+
+/// A failed directory fsync while a segment is created (its entry may be durable all the
+/// same), then a failed fsync of the clean-up that removes it: `WalWriter::create`
+/// ignores the second failure and the storage keeps appending to the old segment, whose
+/// durable successor now exists. After a power loss recovery finds a new segment whose
+/// `prev_len` no longer matches the old one, and the database — every commit of which
+/// was Strict-acknowledged and fsynced — refuses to open.
+#[test]
+fn review_a_failed_directory_fsync_during_a_roll_never_strands_a_successor() {
+    let fs = FaultyVfs::new();
+    let armed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let vfs = DirSyncFails {
+        fs: fs.clone(),
+        armed: armed.clone(),
+    };
+    let o = StorageOptions {
+        durability: DurabilityMode::Strict,
+        vfs: Arc::new(vfs),
+        lock_directory: false,
+        segment_size: 1000,
+        ..StorageOptions::default()
+    };
+    let s = Storage::open("/db", o.clone()).unwrap();
+    let mut acked = Vec::new();
+    for i in 0..4 {
+        let k = format!("k{i}");
+        s.commit(vec![put(&k, [1u8; 150])], |_| Ok(())).unwrap();
+        acked.push(k);
+    }
+    // The next large commit rolls; the new segment's directory fsync fails.
+    armed.store(1, std::sync::atomic::Ordering::SeqCst);
+    let big = s.commit(vec![put("big", [2u8; 600])], |_| Ok(()));
+    assert!(big.is_err());
+    armed.store(0, std::sync::atomic::Ordering::SeqCst);
+    // A small commit still fits the old segment and is acknowledged (fsynced).
+    let mut later = Vec::new();
+    for i in 0..1 {
+        let k = format!("small{i}");
+        match s.commit(vec![put(&k, "v")], |_| Ok(())) {
+            Ok(_) => later.push(k),
+            Err(e) => assert!(s.is_poisoned(), "{e}"),
+        }
+    }
+    fs.power_loss(3);
+    drop(s);
+    let s = Storage::open("/db", o).unwrap_or_else(|e| {
+        panic!("every commit was fsynced, yet the database does not open: {e}")
+    });
+    for k in acked.iter().chain(&later) {
+        assert!(s.get(k.as_bytes(), s.visible_version()).is_some(), "{k} lost");
+    }
+}
