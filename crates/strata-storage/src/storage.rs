@@ -551,7 +551,12 @@ impl Storage {
                     // Only the newest segment may have an unsynced tail: a segment is
                     // fsynced before the next one is started, whatever the mode.
                     self.sync_log_file(d, &wal.current_file())?;
-                    wal.start_segment(version)?;
+                    if let Err(e) = wal.start_segment(version) {
+                        if e.fatal {
+                            self.poison(e.error.to_string());
+                        }
+                        return Err(e.error);
+                    }
                 }
                 let durable = self.inner.durable.load(Ordering::Acquire);
                 if let Err(e) = wal.append(version, durable, p) {
@@ -736,7 +741,12 @@ impl Storage {
                 // Roll, so the snapshot covers whole segments; the old one is fsynced
                 // first, so every version up to `version` is durable.
                 self.sync_log_file(d, &wal.current_file())?;
-                wal.start_segment(next)?;
+                if let Err(e) = wal.start_segment(next) {
+                    if e.fatal {
+                        self.poison(e.error.to_string());
+                    }
+                    return Err(e.error);
+                }
             }
             let unsnapshotted = std::mem::take(&mut wal.bytes_since_snapshot);
             let file = wal.current_file();

@@ -276,28 +276,47 @@ impl WalWriter {
         prev_len: u64,
         segment_size: u64,
     ) -> Result<Self> {
+        Self::try_create(vfs, dir, base, prev_len, segment_size).map_err(|e| e.error)
+    }
+
+    /// [`create`](Self::create), telling whether a failure is fatal: when the partial
+    /// file could not be removed durably (its directory entry may already be durable, for
+    /// a failed directory fsync says nothing about what reached the disk), the current
+    /// segment must not receive more records — a power loss could bring back a
+    /// successor that says where it ended.
+    fn try_create(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        base: u64,
+        prev_len: u64,
+        segment_size: u64,
+    ) -> std::result::Result<Self, AppendError> {
         let path = join(dir, &segment_name(base));
         let header = SegmentHeader {
             salt: new_salt(),
             base,
             prev_len,
         };
+        let file = vfs.create_empty(&path).map_err(|e| AppendError {
+            error: io_err(&path, e),
+            fatal: false,
+        })?;
         let created = (|| {
-            let file = vfs.create_empty(&path)?;
             file.append(&header.encode())?;
             file.sync()?;
-            vfs.sync_dir(dir)?;
-            Ok::<_, std::io::Error>(file)
+            vfs.sync_dir(dir)
         })();
-        let file = match created {
-            Ok(f) => f,
-            Err(e) => {
-                if vfs.remove(&path).is_ok() {
-                    let _ = vfs.sync_dir(dir);
-                }
-                return Err(io_err(&path, e));
+        if let Err(e) = created {
+            let cleaned = vfs.remove(&path).and_then(|()| vfs.sync_dir(dir));
+            if let Err(ce) = &cleaned {
+                warn!(file = %path.display(), error = %ce,
+                    "cannot remove a segment whose creation failed");
             }
-        };
+            return Err(AppendError {
+                error: io_err(&path, e),
+                fatal: cleaned.is_err(),
+            });
+        }
         Ok(WalWriter {
             vfs,
             dir: dir.to_path_buf(),
@@ -352,12 +371,13 @@ impl WalWriter {
     }
 
     /// Switches to a new segment starting at `base`. The caller has fsynced the current
-    /// one. On failure nothing changed and appends continue in the current segment.
-    pub fn start_segment(&mut self, base: u64) -> Result<()> {
+    /// one. On failure nothing changed and appends may continue in the current segment,
+    /// unless the error is fatal (see `try_create`): then the storage must be poisoned.
+    pub(crate) fn start_segment(&mut self, base: u64) -> std::result::Result<(), AppendError> {
         if base == self.header.base {
             return Ok(());
         }
-        let next = WalWriter::create(
+        let next = WalWriter::try_create(
             self.vfs.clone(),
             &self.dir,
             base,
