@@ -365,6 +365,9 @@ fn review_a_failed_directory_fsync_during_a_roll_never_strands_a_successor() {
         panic!("every commit was fsynced, yet the database does not open: {e}")
     });
     for k in acked.iter().chain(&later) {
-        assert!(s.get(k.as_bytes(), s.visible_version()).is_some(), "{k} lost");
+        assert!(
+            s.get(k.as_bytes(), s.visible_version()).is_some(),
+            "{k} lost"
+        );
     }
 }

@@ -71,9 +71,7 @@ fn later_frame(buf: &[u8], gap: usize, floor: u64) -> bool {
             return false;
         };
         let version = u64::from_le_bytes([h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8]]);
-        h[0] == RECORD_FORMAT
-            && (floor..=max).contains(&version)
-            && frame_at(buf, p).is_some()
+        h[0] == RECORD_FORMAT && (floor..=max).contains(&version) && frame_at(buf, p).is_some()
     })
 }
 
