@@ -371,3 +371,77 @@ fn review_a_failed_directory_fsync_during_a_roll_never_strands_a_successor() {
         );
     }
 }
+
+/// Records the directories `sync_dir` was asked to sync.
+#[derive(Clone)]
+struct RecordDirSyncs {
+    fs: FaultyVfs,
+    synced: Arc<std::sync::Mutex<Vec<std::path::PathBuf>>>,
+}
+
+impl Vfs for RecordDirSyncs {
+    fn create_dir_all(&self, p: &Path) -> std::io::Result<()> {
+        self.fs.create_dir_all(p)
+    }
+    fn open_append(&self, p: &Path) -> std::io::Result<Arc<dyn strata_storage::vfs::VfsFile>> {
+        self.fs.open_append(p)
+    }
+    fn create_empty(&self, p: &Path) -> std::io::Result<Arc<dyn strata_storage::vfs::VfsFile>> {
+        self.fs.create_empty(p)
+    }
+    fn exists(&self, p: &Path) -> bool {
+        self.fs.exists(p)
+    }
+    fn read(&self, p: &Path) -> std::io::Result<Vec<u8>> {
+        self.fs.read(p)
+    }
+    fn list(&self, d: &Path) -> std::io::Result<Vec<String>> {
+        self.fs.list(d)
+    }
+    fn rename(&self, f: &Path, t: &Path) -> std::io::Result<()> {
+        self.fs.rename(f, t)
+    }
+    fn remove(&self, p: &Path) -> std::io::Result<()> {
+        self.fs.remove(p)
+    }
+    fn truncate(&self, p: &Path, l: u64) -> std::io::Result<()> {
+        self.fs.truncate(p, l)
+    }
+    fn sync_dir(&self, d: &Path) -> std::io::Result<()> {
+        self.synced.lock().unwrap().push(d.to_path_buf());
+        self.fs.sync_dir(d)
+    }
+}
+
+/// Issue 11 item 7b: "fsync the parent directory when creating a new database
+/// directory". For a relative path (`Strata::open("agent-db")`, the common case) the
+/// parent is the empty path, which `Storage::open` skips, so the new directory's entry in
+/// the working directory is never made durable: a power loss can take the whole database,
+/// Strict-acknowledged commits included. The parent of a relative top-level directory is
+/// `.`.
+#[test]
+fn review_a_new_relative_database_directory_is_synced_in_its_parent() {
+    let fs = FaultyVfs::new();
+    let synced = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let vfs = RecordDirSyncs {
+        fs: fs.clone(),
+        synced: synced.clone(),
+    };
+    let o = StorageOptions {
+        durability: DurabilityMode::Strict,
+        vfs: Arc::new(vfs),
+        lock_directory: false,
+        ..StorageOptions::default()
+    };
+    let s = Storage::open("top/agent-db", o).unwrap();
+    drop(s);
+    let synced = synced.lock().unwrap().clone();
+    assert!(
+        synced.contains(&Path::new("top").to_path_buf()),
+        "{synced:?}"
+    );
+    assert!(
+        synced.contains(&Path::new(".").to_path_buf()),
+        "the entry of `top` in the working directory is never synced: {synced:?}"
+    );
+}
