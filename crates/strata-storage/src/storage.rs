@@ -271,7 +271,13 @@ impl Storage {
         // Every directory created here must survive a power loss like its files do: its
         // entry in its parent is made durable, from the top down.
         for created in missing.iter().rev() {
-            if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Some(parent) = created.parent() {
+                // A relative top-level directory's parent is the working directory.
+                let parent = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
                 vfs.sync_dir(parent).map_err(|e| io_err(parent, e))?;
             }
         }
