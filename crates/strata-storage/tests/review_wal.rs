@@ -445,3 +445,47 @@ fn review_a_new_relative_database_directory_is_synced_in_its_parent() {
         "the entry of `top` in the working directory is never synced: {synced:?}"
     );
 }
+
+/// A nearly full disk on which snapshots no longer fit but commits still do: every
+/// commit past `snapshot_threshold` starts a background checkpoint, which first rolls the
+/// log to a new segment (two fsyncs and a file) and then fails to write the snapshot, and
+/// the failure puts the bytes back so that the next commit tries again. The directory
+/// fills with one-record segments and each commit pays a whole snapshot attempt.
+#[test]
+fn review_failing_background_snapshots_do_not_roll_a_segment_per_commit() {
+    let fs = FaultyVfs::new();
+    let mut o = fs_opts(&fs, DurabilityMode::NoDurability);
+    o.snapshot_threshold = 4096;
+    o.snapshot_on_close = false;
+    let s = Storage::open("/db", o).unwrap();
+    let value = vec![9u8; 300];
+    for i in 0..100 {
+        s.commit(vec![put(format!("k{i:03}"), &value)], |_| Ok(()))
+            .unwrap();
+    }
+    // Room for commits, not for a snapshot of everything.
+    fs.set_capacity(Some(fs.used_bytes() + 20_000));
+    let segments_before = fs
+        .list(Path::new("/db"))
+        .unwrap()
+        .iter()
+        .filter(|n| n.starts_with("wal-"))
+        .count();
+    for i in 0..40 {
+        s.commit(vec![put(format!("n{i:03}"), b"x")], |_| Ok(()))
+            .unwrap();
+        // Let the background attempt finish before the next commit.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let segments_after = fs
+        .list(Path::new("/db"))
+        .unwrap()
+        .iter()
+        .filter(|n| n.starts_with("wal-"))
+        .count();
+    assert!(
+        segments_after <= segments_before + 3,
+        "40 small commits on a disk too full for a snapshot created {} segments",
+        segments_after - segments_before
+    );
+}
