@@ -732,7 +732,7 @@ impl Storage {
         let span = info_span!("snapshot", dir = %d.dir.display());
         let _entered = span.enter();
         let started = Instant::now();
-        let (version, new_base, unsnapshotted) = {
+        let (version, new_base) = {
             let mut c = self.inner.commit.lock();
             self.check_writable()?;
             let next = c.next_version;
@@ -754,14 +754,14 @@ impl Storage {
                     return Err(e.error);
                 }
             }
-            let unsnapshotted = std::mem::take(&mut wal.bytes_since_snapshot);
+            wal.bytes_since_snapshot = 0;
             let file = wal.current_file();
             let mut s = d.sync.lock();
             self.mark_durable(d, &mut s, version);
             s.file = Some(file);
             self.inner.visible.fetch_max(version, Ordering::AcqRel);
             d.sync_cv.notify_all();
-            (version, next, unsnapshotted)
+            (version, next)
         };
         let pin = {
             let mut pins = self.inner.pins.lock();
@@ -776,10 +776,9 @@ impl Storage {
         let (_, size) = match written {
             Ok(w) => w,
             Err(e) => {
-                // The log still holds everything: schedule the next attempt as before.
-                if let Some(wal) = self.inner.commit.lock().wal.as_mut() {
-                    wal.bytes_since_snapshot += unsnapshotted;
-                }
+                // The log still holds everything. The next background attempt comes after
+                // another `snapshot_threshold` bytes: retrying at every commit would roll
+                // a segment and rewrite a snapshot per commit while, say, the disk is full.
                 return Err(e);
             }
         };
