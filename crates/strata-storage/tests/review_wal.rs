@@ -489,3 +489,49 @@ fn review_failing_background_snapshots_do_not_roll_a_segment_per_commit() {
         segments_after - segments_before
     );
 }
+
+/// Figure for the report: open after a torn 16 MiB / 64 MiB record of f32-like bytes
+/// (the payloads issue 11 measured as cubic), in memory (no disk I/O in the figure).
+#[test]
+#[ignore = "timing: run with --release --ignored --nocapture"]
+fn review_time_open_after_a_torn_large_record() {
+    for mib in [16usize, 64] {
+        let fs = FaultyVfs::new();
+        let s = Storage::open("/db", fs_opts(&fs, DurabilityMode::NoDurability)).unwrap();
+        for i in 0..100 {
+            s.commit(vec![put(format!("k{i}"), b"small")], |_| Ok(()))
+                .unwrap();
+        }
+        let floats: Vec<u8> = (0..mib * 1024 * 256)
+            .flat_map(|i| ((i as f32 * 0.001).sin() * 0.1).to_le_bytes())
+            .collect();
+        // Values are limited to 32 MiB: one record of several.
+        let writes = floats
+            .chunks(30 * 1024 * 1024)
+            .enumerate()
+            .map(|(i, c)| put(format!("emb{i}"), c))
+            .collect();
+        s.commit(writes, |_| Ok(())).unwrap();
+        drop(s);
+        let mut names: Vec<String> = fs
+            .list(Path::new("/db"))
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.starts_with("wal-"))
+            .collect();
+        names.sort();
+        let newest = format!("/db/{}", names.last().unwrap());
+        let path = Path::new(&newest);
+        let mut bytes = fs.read(path).unwrap();
+        bytes.truncate(bytes.len() - 1000);
+        fs.truncate(path, 0).unwrap();
+        let f = fs.open_append(path).unwrap();
+        f.append(&bytes).unwrap();
+        f.sync().unwrap();
+        let started = std::time::Instant::now();
+        let s = Storage::open("/db", fs_opts(&fs, DurabilityMode::NoDurability)).unwrap();
+        let took = started.elapsed();
+        assert_eq!(s.visible_version(), 100);
+        eprintln!("open after a torn {mib} MiB record: {took:?}");
+    }
+}
