@@ -557,7 +557,7 @@ impl Storage {
                     // Only the newest segment may have an unsynced tail: a segment is
                     // fsynced before the next one is started, whatever the mode.
                     self.sync_log_file(d, &wal.current_file())?;
-                    if let Err(e) = wal.start_segment(version) {
+                    if let Err(e) = wal.start_segment(version, p.len()) {
                         if e.fatal {
                             self.poison(e.error.to_string());
                         }
@@ -747,7 +747,7 @@ impl Storage {
                 // Roll, so the snapshot covers whole segments; the old one is fsynced
                 // first, so every version up to `version` is durable.
                 self.sync_log_file(d, &wal.current_file())?;
-                if let Err(e) = wal.start_segment(next) {
+                if let Err(e) = wal.start_segment(next, 0) {
                     if e.fatal {
                         self.poison(e.error.to_string());
                     }
@@ -834,6 +834,14 @@ impl Storage {
         let mut result = self.flush();
         if result.is_ok() && d.options.snapshot_on_close {
             result = self.checkpoint();
+        }
+        if result.is_ok() {
+            // Free the newest segment's unused preallocation: a closed database takes
+            // only the space its records need.
+            let mut c = self.inner.commit.lock();
+            if let Some(wal) = c.wal.as_mut() {
+                result = wal.seal();
+            }
         }
         self.stop_flusher();
         self.poison("the database is closed".into());

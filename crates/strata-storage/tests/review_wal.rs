@@ -535,3 +535,40 @@ fn review_time_open_after_a_torn_large_record() {
         eprintln!("open after a torn {mib} MiB record: {took:?}");
     }
 }
+
+/// Issue 11 item 7: a full disk must fail the commit and let writes resume once space is
+/// freed. The first record of a fresh segment (after open or a checkpoint) that is larger
+/// than the segment's mapped capacity makes `start_segment` create the segment file again,
+/// larger, under the same name; on a full disk that fails and is treated as fatal, so the
+/// storage is poisoned and only a reopen brings writes back.
+#[test]
+fn review_a_full_disk_on_a_large_first_record_does_not_poison() {
+    let fs = FaultyVfs::new();
+    let mut o = fs_opts(&fs, DurabilityMode::Strict);
+    o.segment_size = 200;
+    let s = Storage::open("/db", o).unwrap();
+    fs.set_capacity(Some(fs.used_bytes() + 10));
+    let big = vec![5u8; 500];
+    let r = s.commit(vec![put("big", &big)], |_| Ok(()));
+    assert!(r.is_err());
+    assert!(
+        !s.is_poisoned(),
+        "a full disk poisoned the storage: {:?}",
+        r.err()
+    );
+    fs.set_capacity(None);
+    let v = s
+        .commit(vec![put("big", &big)], |_| Ok(()))
+        .unwrap()
+        .version;
+    assert_eq!(v, 1);
+    drop(s);
+    fs.power_loss(9);
+    let s = Storage::open("/db", fs_opts(&fs, DurabilityMode::Strict)).unwrap();
+    assert_eq!(
+        s.get(b"big", s.visible_version())
+            .and_then(|e| e.value)
+            .as_deref(),
+        Some(&big[..])
+    );
+}

@@ -31,6 +31,10 @@ pub struct SegmentSummary {
     /// Bytes after `valid_len` that are an unsynced tail, to be truncated (newest segment
     /// only; 0 otherwise).
     pub torn_bytes: u64,
+    /// Zero bytes after `valid_len` in the newest segment: preallocated space never
+    /// written (or written and lost in a power loss, which the durable marks would have
+    /// told). Appending continues over them.
+    pub preallocated_bytes: u64,
 }
 
 /// The outcome of [`scan_segment`].
@@ -130,6 +134,7 @@ pub fn scan_segment(
         first_version: (expected > base).then_some(base),
         last_version: (expected > base).then(|| expected - 1),
         torn_bytes: 0,
+        preallocated_bytes: 0,
     };
     if pos == buf.len() {
         return Ok(SegmentScan::Segment(summary));
@@ -139,6 +144,10 @@ pub fn scan_segment(
             "log segment {name} is corrupt at offset {pos}: the record of version {expected} \
              is missing or fails its checksum in a sealed segment"
         )));
+    }
+    if buf[pos..].iter().all(|&b| b == 0) {
+        summary.preallocated_bytes = (buf.len() - pos) as u64;
+        return Ok(SegmentScan::Segment(summary));
     }
     if let Some((at, version, durable)) = durable_evidence(buf, pos, header.salt, expected) {
         return Err(Error::Storage(format!(
@@ -151,25 +160,58 @@ pub fn scan_segment(
     Ok(SegmentScan::Segment(summary))
 }
 
-/// Looks after a gap at `gap` for a valid frame of a version `>= expected` whose durable
-/// mark covers `expected`; returns its offset, version and mark. One pass: a valid frame
-/// is stepped over whole, any other position costs a few field checks.
+/// Looks after a gap at `gap` for a frame of a version `>= expected` whose durable mark
+/// covers `expected`; returns its offset, version and mark.
+///
+/// A frame header that verifies (salted checksum, version in the window) is evidence
+/// that the frame was written, even if its payload is torn: the mark is inside the
+/// header checksum. So while headers verify, the next frame's position is known exactly
+/// and is checked directly (a record torn inside its payload costs O(1), however
+/// large). Past a header that does not verify (a lost or garbled page), every later
+/// position is checked once, a few field loads each before any checksum.
 fn durable_evidence(buf: &[u8], gap: usize, salt: u32, expected: u64) -> Option<(usize, u64, u64)> {
     let max_version = expected.saturating_add(((buf.len() - gap) / FRAME_HEADER_LEN) as u64 + 1);
-    let mut p = gap + 1;
-    while p + FRAME_HEADER_LEN <= buf.len() {
-        if let Some(h) = frame_header_at(buf, p, salt, expected, max_version) {
-            if frame_payload(buf, p, &h).is_some() {
+    let mut p = gap;
+    // Follow the chain of verifying headers from the gap.
+    while let Some(h) = frame_header_at(buf, p, salt, expected, max_version) {
+        if h.durable >= expected {
+            return Some((p, h.version, h.durable));
+        }
+        match p.checked_add(FRAME_HEADER_LEN + h.len) {
+            Some(next) if next < buf.len() => p = next,
+            _ => return None, // the chain runs to the end of the file
+        }
+    }
+    // Scan the rest. The high half of a version in the window is one of two values, so
+    // most positions are rejected by one 4-byte compare.
+    let (hi_min, hi_max) = ((expected >> 32) as u32, (max_version >> 32) as u32);
+    let mut q = p + 1;
+    while q + FRAME_HEADER_LEN <= buf.len() {
+        let hi = u32::from_le_bytes([buf[q + 12], buf[q + 13], buf[q + 14], buf[q + 15]]);
+        if hi >= hi_min && hi <= hi_max {
+            if let Some(h) = frame_header_at(buf, q, salt, expected, max_version) {
                 if h.durable >= expected {
-                    return Some((p, h.version, h.durable));
+                    return Some((q, h.version, h.durable));
                 }
-                p += FRAME_HEADER_LEN + h.len;
-                continue;
+                if frame_payload(buf, q, &h).is_some() {
+                    q += FRAME_HEADER_LEN + h.len;
+                    continue;
+                }
             }
         }
-        p += 1;
+        q += 1;
     }
     None
+}
+
+/// `true` when `buf` (a whole segment file) cannot hold a record: nothing but zeros
+/// after the header region. Such a newest segment is left by a crash while it was being
+/// created, or between its creation and the sealing of its predecessor.
+pub(crate) fn holds_no_record(buf: &[u8]) -> bool {
+    buf.get(WAL_HEADER_LEN..)
+        .unwrap_or(&[])
+        .iter()
+        .all(|&b| b == 0)
 }
 
 fn scan_v1(
@@ -195,6 +237,7 @@ fn scan_v1(
         first_version: first,
         last_version: last,
         torn_bytes: (buf.len() - contents.valid_len) as u64,
+        preallocated_bytes: 0,
     }))
 }
 
