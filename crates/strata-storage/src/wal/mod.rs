@@ -408,25 +408,22 @@ impl WalWriter {
             .segment_size
             .max((WAL_HEADER_LEN + FRAME_HEADER_LEN + payload_len) as u64);
         if base == self.header.base {
-            // The segment holds no record yet. If the record does not fit its file,
-            // create it again, larger (a crash meanwhile leaves an empty or torn newest
-            // segment, which recovery removes).
+            // The segment holds no record yet. If the record does not fit its mapping,
+            // map the same file again, larger: its content stays, nothing is allocated
+            // here (a full disk fails the append that follows, which is rolled back), so
+            // a failure changes nothing.
             if self.len + (FRAME_HEADER_LEN + payload_len) as u64 <= self.capacity {
                 return Ok(());
             }
-            let again = WalWriter::create_with_capacity(
-                self.vfs.clone(),
-                &self.dir,
-                base,
-                self.header.prev_len,
-                self.segment_size,
-                capacity,
-            )
-            .map_err(|e| AppendError {
-                error: e.error,
-                fatal: true,
-            })?;
-            *self = again;
+            let file = self
+                .vfs
+                .open_preallocated(&self.path, self.len, capacity)
+                .map_err(|e| AppendError {
+                    error: io_err(&self.path, e),
+                    fatal: false,
+                })?;
+            self.file = file;
+            self.capacity = capacity;
             return Ok(());
         }
         let next = WalWriter::create_with_capacity(
