@@ -576,3 +576,32 @@ fn review_a_full_disk_on_a_large_first_record_does_not_poison() {
         Some(&big[..])
     );
 }
+
+/// The same path on the real file system (a memory-mapped segment mapped again, larger,
+/// for a first record bigger than the segment size), then a reopen.
+#[test]
+fn review_a_large_first_record_on_the_real_file_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = StorageOptions {
+        durability: DurabilityMode::Strict,
+        segment_size: 4096,
+        ..StorageOptions::default()
+    };
+    let big = vec![3u8; 20_000];
+    let s = Storage::open(dir.path(), o.clone()).unwrap();
+    s.commit(vec![put("big", &big)], |_| Ok(())).unwrap();
+    s.commit(vec![put("small", "v")], |_| Ok(())).unwrap();
+    s.checkpoint().unwrap();
+    // First record of the segment the checkpoint started, again larger than it.
+    s.commit(vec![put("big2", &big)], |_| Ok(())).unwrap();
+    drop(s);
+    let s = Storage::open(dir.path(), o).unwrap();
+    let at = s.visible_version();
+    assert_eq!(at, 3);
+    for k in ["big", "big2"] {
+        assert_eq!(
+            s.get(k.as_bytes(), at).and_then(|e| e.value).as_deref(),
+            Some(&big[..])
+        );
+    }
+}
