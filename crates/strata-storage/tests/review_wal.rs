@@ -605,3 +605,47 @@ fn review_a_large_first_record_on_the_real_file_system() {
         );
     }
 }
+
+/// Recovery removes an empty newest segment before reading the log ("a crash while
+/// creating it, or before its predecessor was sealed"), and then reads its predecessor
+/// as the newest segment, with the lenient torn-tail rule. But the predecessor *was*
+/// sealed (fsynced, and its exact length recorded in the removed segment's header), so
+/// damage to its last records — Strict-acknowledged, durable commits — is now truncated
+/// silently as an "unsynced tail" instead of failing the open. An empty newest segment
+/// is an ordinary state: a checkpoint rolled the log and its snapshot then failed (a full
+/// disk), and no commit has come since.
+#[test]
+fn review_removing_an_empty_newest_segment_keeps_its_predecessor_sealed() {
+    let fs = FaultyVfs::new();
+    let mut o = fs_opts(&fs, DurabilityMode::Strict);
+    o.snapshot_on_close = false;
+    let s = Storage::open("/db", o.clone()).unwrap();
+    let value = vec![1u8; 300_000];
+    for i in 0..10 {
+        s.commit(vec![put(format!("k{i}"), &value)], |_| Ok(()))
+            .unwrap();
+    }
+    // The checkpoint rolls to wal-11 (one preallocation step of 1 MiB), then its
+    // snapshot (3 MB) does not fit the disk.
+    fs.set_capacity(Some(fs.used_bytes() + 1_500_000));
+    assert!(s.checkpoint().is_err());
+    fs.set_capacity(None);
+    drop(s);
+    let names = fs.list(Path::new("/db")).unwrap();
+    assert!(
+        names.contains(&"wal-00000000000000000011.log".to_string()),
+        "{names:?}"
+    );
+    // Bit rot in the last record of the sealed segment (commit 10, acknowledged).
+    let sealed = Path::new("/db/wal-00000000000000000001.log");
+    let len = fs.file_len(sealed).unwrap();
+    fs.corrupt_byte(sealed, len - 20, 0x40).unwrap();
+    match Storage::open("/db", o) {
+        Err(e) => assert!(e.to_string().contains("wal-00000000000000000001.log"), "{e}"),
+        Ok(s) => assert_eq!(
+            s.visible_version(),
+            10,
+            "a damaged durable record of a sealed segment was truncated as a torn tail"
+        ),
+    }
+}
