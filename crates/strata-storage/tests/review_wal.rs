@@ -641,7 +641,10 @@ fn review_removing_an_empty_newest_segment_keeps_its_predecessor_sealed() {
     let len = fs.file_len(sealed).unwrap();
     fs.corrupt_byte(sealed, len - 20, 0x40).unwrap();
     match Storage::open("/db", o) {
-        Err(e) => assert!(e.to_string().contains("wal-00000000000000000001.log"), "{e}"),
+        Err(e) => assert!(
+            e.to_string().contains("wal-00000000000000000001.log"),
+            "{e}"
+        ),
         Ok(s) => assert_eq!(
             s.visible_version(),
             10,
