@@ -133,7 +133,9 @@ struct Disk {
     sync_gate: Mutex<()>,
     /// Strict commits currently inside `commit` (group-commit gathering).
     committers: AtomicU64,
-    _lock: Option<DirLock>,
+    /// The directory lock, released when the last caller handle is dropped (a
+    /// `SnapshotPin` may keep the rest of the storage alive longer).
+    lock: Mutex<Option<DirLock>>,
 }
 
 struct Inner {
@@ -201,6 +203,10 @@ impl Drop for LastHandle {
         if let Some(h) = snapshot {
             let _ = h.join();
         }
+        // Nothing writes any more: sync, then let the directory be opened again even if
+        // a pin (a transaction) outlives this handle.
+        self.inner.final_sync();
+        d.lock.lock().take();
     }
 }
 
@@ -268,7 +274,13 @@ impl Storage {
         // Every directory created here must survive a power loss like its files do: its
         // entry in its parent is made durable, from the top down.
         for created in missing.iter().rev() {
-            if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Some(parent) = created.parent() {
+                // A relative top-level directory's parent is the working directory.
+                let parent = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
                 vfs.sync_dir(parent).map_err(|e| io_err(parent, e))?;
             }
         }
@@ -313,7 +325,7 @@ impl Storage {
             snapshot_running: AtomicBool::new(false),
             sync_gate: Mutex::new(()),
             committers: AtomicU64::new(0),
-            _lock: lock,
+            lock: Mutex::new(lock),
             options,
         };
         let inner = Arc::new(Inner {
@@ -782,7 +794,7 @@ impl Storage {
         let span = info_span!("snapshot", dir = %d.dir.display());
         let _entered = span.enter();
         let started = Instant::now();
-        let (version, new_base, unsnapshotted) = {
+        let (version, new_base) = {
             let mut c = self.inner.commit.lock();
             self.check_writable()?;
             let next = c.next_version;
@@ -804,14 +816,14 @@ impl Storage {
                     return Err(e.error);
                 }
             }
-            let unsnapshotted = std::mem::take(&mut wal.bytes_since_snapshot);
+            wal.bytes_since_snapshot = 0;
             let file = wal.current_file();
             let mut s = d.sync.lock();
             self.mark_durable(d, &mut s, version);
             s.file = Some(file);
             self.inner.visible.fetch_max(version, Ordering::AcqRel);
             d.sync_cv.notify_all();
-            (version, next, unsnapshotted)
+            (version, next)
         };
         let pin = {
             let mut pins = self.inner.pins.lock();
@@ -826,10 +838,9 @@ impl Storage {
         let (_, size) = match written {
             Ok(w) => w,
             Err(e) => {
-                // The log still holds everything: schedule the next attempt as before.
-                if let Some(wal) = self.inner.commit.lock().wal.as_mut() {
-                    wal.bytes_since_snapshot += unsnapshotted;
-                }
+                // The log still holds everything. The next background attempt comes after
+                // another `snapshot_threshold` bytes: retrying at every commit would roll
+                // a segment and rewrite a snapshot per commit while, say, the disk is full.
                 return Err(e);
             }
         };
@@ -920,6 +931,13 @@ impl Storage {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.final_sync();
+    }
+}
+
+impl Inner {
+    /// Stops background work and, best effort, syncs what was written (see `Drop`).
+    fn final_sync(&self) {
         if let Some(d) = &self.disk {
             let mut s = d.sync.lock();
             s.shutdown = true;
@@ -930,14 +948,18 @@ impl Drop for Inner {
             let pending = (d.options.durability != DurabilityMode::NoDurability
                 && s.written > s.synced
                 && !poisoned)
-                .then(|| s.file.clone())
+                .then(|| s.file.clone().map(|f| (f, s.written)))
                 .flatten();
             d.sync_cv.notify_all();
             drop(s);
-            if let Some(f) = pending {
+            if let Some((f, written)) = pending {
                 let _gate = d.sync_gate.lock();
-                if let Err(e) = f.sync() {
-                    warn!(error = %e, "final sync on drop failed");
+                match f.sync() {
+                    Ok(()) => {
+                        let mut s = d.sync.lock();
+                        s.synced = s.synced.max(written);
+                    }
+                    Err(e) => warn!(error = %e, "final sync on drop failed"),
                 }
             }
             unpark_flusher(d);
