@@ -703,6 +703,8 @@ impl Storage {
         let span = info_span!("snapshot", dir = %d.dir.display());
         let _entered = span.enter();
         let started = Instant::now();
+        // Apply retention first, so that the snapshot never persists what it hides.
+        self.inner.map.run_gc_hook(self);
         let (version, new_base) = {
             let mut c = self.inner.commit.lock();
             self.check_writable()?;
