@@ -643,7 +643,7 @@ mod tests {
         for v in 1..=10 {
             m.apply(v, Timestamp(v * 1_000_000), &[w("k", Some("x"))]);
         }
-        // An open snapshot at 5 pins version 5.
+        // An open snapshot at 5 sees versions 4 and 5 as its newest two: both stay.
         let dropped = m.gc_range(
             Bound::Unbounded,
             Bound::Unbounded,
@@ -651,8 +651,8 @@ mod tests {
             5,
             Timestamp(0),
         );
-        assert_eq!(dropped, 4);
-        assert_eq!(m.history(b"k", 10, None, None).len(), 6);
+        assert_eq!(dropped, 3);
+        assert_eq!(m.history(b"k", 10, None, None).len(), 7);
         m.gc_range(
             Bound::Unbounded,
             Bound::Unbounded,
@@ -680,5 +680,108 @@ mod tests {
             Timestamp(0),
         );
         assert_eq!(m.key_count(), 0);
+    }
+
+    #[test]
+    fn gc_works_in_chunks_and_accounts_for_bytes() {
+        let m = MvccMap::new();
+        let keys = GC_CHUNK_KEYS * 2 + 7;
+        let value = Arc::<[u8]>::from(vec![7u8; 100]);
+        for v in 1..=5u64 {
+            let writes: Vec<Write> = (0..keys)
+                .map(|i| Write {
+                    key: format!("k{i:05}").into_bytes().into(),
+                    value: Some(value.clone()),
+                })
+                .collect();
+            m.apply(v, Timestamp(v), &writes);
+        }
+        let before = m.stats();
+        assert_eq!(before.keys, keys as u64);
+        assert_eq!(before.entries, 5 * keys as u64);
+        assert_eq!(before.commits_applied, 5);
+        let per_entry = 100 + ENTRY_OVERHEAD;
+        assert_eq!(
+            before.resident_bytes,
+            5 * keys as u64 * per_entry + keys as u64 * (6 + KEY_OVERHEAD)
+        );
+        assert_eq!(before.bytes_applied, 5 * keys as u64 * (per_entry + 6));
+        let stats = m.gc_range_stats(
+            Bound::Unbounded,
+            Bound::Unbounded,
+            &RetentionPolicy::KeepLast(1),
+            5,
+            Timestamp(5),
+        );
+        assert_eq!(stats.keys_visited, keys as u64);
+        assert_eq!(stats.entries_dropped, 4 * keys as u64);
+        assert_eq!(stats.bytes_freed, 4 * keys as u64 * per_entry);
+        let after = m.stats();
+        assert_eq!(after.entries, keys as u64);
+        assert_eq!(
+            after.resident_bytes,
+            before.resident_bytes - stats.bytes_freed
+        );
+        // Every key of every chunk was collected, and the newest versions remain.
+        for i in [0, GC_CHUNK_KEYS - 1, GC_CHUNK_KEYS, keys - 1] {
+            let k = format!("k{i:05}");
+            assert_eq!(m.history(k.as_bytes(), 5, None, None).len(), 1, "{k}");
+        }
+        // Deleted keys disappear entirely, and so does their accounting.
+        let deletes: Vec<Write> = (0..keys)
+            .map(|i| w(&format!("k{i:05}"), None))
+            .collect();
+        m.apply(6, Timestamp(6), &deletes);
+        m.gc_range(
+            Bound::Unbounded,
+            Bound::Unbounded,
+            &RetentionPolicy::KeepLast(1),
+            6,
+            Timestamp(6),
+        );
+        assert_eq!(m.key_count(), 0);
+        assert_eq!(m.stats().resident_bytes, 0);
+        assert_eq!(m.stats().entries, 0);
+        assert_eq!(m.stats().keys, 0);
+    }
+
+    #[test]
+    fn readers_at_or_after_the_oldest_snapshot_see_the_same_retained_history() {
+        // For KeepLast and KeepFor, with deletes, whatever the oldest snapshot: the live
+        // versions a reader at any snapshot >= it retains are unchanged by collection
+        // (a removed lone delete retained nothing live).
+        let policies = [
+            RetentionPolicy::KeepLast(1),
+            RetentionPolicy::KeepLast(2),
+            RetentionPolicy::KeepLast(3),
+            RetentionPolicy::KeepFor(Duration::from_micros(3)),
+        ];
+        let pattern = [true, true, false, true, false, false, true, true, true, false];
+        for policy in policies {
+            for oldest in 1..=pattern.len() as u64 {
+                let m = MvccMap::new();
+                for (i, live) in pattern.iter().enumerate() {
+                    let v = i as u64 + 1;
+                    let value = live.then(|| v.to_string());
+                    m.apply(v, Timestamp(v), &[w("k", value.as_deref())]);
+                }
+                let now = Timestamp(12);
+                let retained = |m: &MvccMap, s: u64| -> Vec<u64> {
+                    let mut chain = m.history(b"k", s, None, None);
+                    chain.reverse();
+                    let from = policy.retained_from(&chain, now);
+                    chain[from..]
+                        .iter()
+                        .filter(|e| !e.is_tombstone())
+                        .map(|e| e.version)
+                        .collect()
+                };
+                let expected: Vec<Vec<u64>> =
+                    (oldest..=10).map(|s| retained(&m, s)).collect();
+                m.gc_range(Bound::Unbounded, Bound::Unbounded, &policy, oldest, now);
+                let got: Vec<Vec<u64>> = (oldest..=10).map(|s| retained(&m, s)).collect();
+                assert_eq!(got, expected, "{policy:?} oldest {oldest}");
+            }
+        }
     }
 }
