@@ -41,7 +41,7 @@ use crate::runs;
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 /// The fewest bytes written between two collections triggered by writes.
-pub const GC_MIN_BYTES: u64 = 4 << 20;
+pub const GC_MIN_BYTES: u64 = 256 << 10;
 
 /// The commit-count backstop: at least this many commits pass between two collections
 /// triggered by the count (more when the map holds more keys than this).
