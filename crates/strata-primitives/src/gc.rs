@@ -115,10 +115,10 @@ impl Collector {
         let _entered = span.enter();
         let started = Instant::now();
         let before = storage.map().stats();
-        // The oldest snapshot first: a policy read later can only be newer.
-        let oldest = storage.oldest_pinned();
+        // The readers first: a policy read later can only be newer.
+        let (pins, horizon) = storage.pins_and_visible();
         let now = self.now();
-        let policies = match runs::retention_policies(storage, storage.visible_version()) {
+        let policies = match runs::retention_policies(storage, horizon) {
             Ok(p) => p,
             Err(e) => {
                 warn!(error = %e, "garbage collection skipped: cannot read the runs' policies");
@@ -132,12 +132,13 @@ impl Collector {
                 continue;
             }
             runs_collected += 1;
-            total.add(collect_run_at(storage, run, policy, oldest, now));
+            total.add(collect_run_at(storage, run, policy, &pins, horizon, now));
         }
         let after = storage.map().stats();
         debug!(
             runs = runs_collected,
-            oldest_snapshot = oldest,
+            pinned_snapshots = pins.len(),
+            horizon,
             keys_visited = total.keys_visited,
             versions_dropped = total.entries_dropped,
             keys_removed = total.keys_removed,
@@ -151,20 +152,22 @@ impl Collector {
     }
 }
 
-/// Collects one run under `policy` with the given oldest snapshot and time.
+/// Collects one run under `policy` for readers at `pins` and at `horizon` or later.
 fn collect_run_at(
     storage: &Storage,
     run: &RunId,
     policy: &RetentionPolicy,
-    oldest: u64,
+    pins: &[u64],
+    horizon: u64,
     now: Timestamp,
 ) -> GcStats {
     let prefix = strata_storage::key::run_prefix(run);
     let end = strata_storage::key::prefix_successor(&prefix);
     let end = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-    let stats = storage
-        .map()
-        .gc_range_stats(Bound::Included(&prefix), end, policy, oldest, now);
+    let stats =
+        storage
+            .map()
+            .gc_range_pinned(Bound::Included(&prefix), end, policy, pins, horizon, now);
     if stats.entries_dropped > 0 {
         debug!(
             run = %run,
@@ -184,5 +187,6 @@ pub(crate) fn collect_run(
     policy: &RetentionPolicy,
     now: Timestamp,
 ) -> GcStats {
-    collect_run_at(storage, run, policy, storage.oldest_pinned(), now)
+    let (pins, horizon) = storage.pins_and_visible();
+    collect_run_at(storage, run, policy, &pins, horizon, now)
 }

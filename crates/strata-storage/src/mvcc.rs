@@ -475,15 +475,9 @@ impl MvccMap {
         usize::try_from(stats.entries_dropped).unwrap_or(usize::MAX)
     }
 
-    /// Garbage-collects the chains of keys in `[start, end)` under `policy`.
-    ///
-    /// An entry is dropped only when the policy hides it both in the whole chain and in
-    /// the chain as a snapshot at `oldest_snapshot` sees it (so every reader at or after
-    /// the oldest open snapshot gets the answers it would have got without collection;
-    /// see [`RetentionPolicy::retained_from`]). The newest entry of a chain is always
-    /// kept, except that a chain that is only a delete visible to every open snapshot is
-    /// removed. Works in chunks of [`GC_CHUNK_KEYS`] keys, taking the write lock once per
-    /// chunk.
+    /// Garbage-collects the chains of keys in `[start, end)` under `policy`, for
+    /// readers at `oldest_snapshot` or later: see [`gc_range_pinned`](Self::gc_range_pinned)
+    /// with no individual pins.
     pub fn gc_range_stats(
         &self,
         start: Bound<&[u8]>,
@@ -492,10 +486,38 @@ impl MvccMap {
         oldest_snapshot: u64,
         now: Timestamp,
     ) -> GcStats {
+        self.gc_range_pinned(start, end, policy, &[], oldest_snapshot, now)
+    }
+
+    /// Garbage-collects the chains of keys in `[start, end)` under `policy`.
+    ///
+    /// The readers to serve are one at each version of `pins` (open snapshots) and every
+    /// reader at `horizon` or later (the visible version when the pins were read: any
+    /// snapshot taken since reads at or after it). For each, the entries the policy
+    /// retains in the chain as that reader sees it are kept, and the entry it sees (see
+    /// [`RetentionPolicy::retained_from`]); everything else is dropped, so each reader
+    /// gets exactly the answers it would have got without collection, and an open
+    /// snapshot holds only what it can read, not every version written after it.
+    /// The newest entry of a chain is always kept, except that a chain that is only a
+    /// delete visible to every reader is removed. Works in chunks of [`GC_CHUNK_KEYS`]
+    /// keys, taking the write lock once per chunk.
+    pub fn gc_range_pinned(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        policy: &RetentionPolicy,
+        pins: &[u64],
+        horizon: u64,
+        now: Timestamp,
+    ) -> GcStats {
         let mut stats = GcStats::default();
         if policy.keeps_all() || is_empty_range(start, end) {
             return stats;
         }
+        let mut pins: Vec<u64> = pins.iter().copied().filter(|&p| p < horizon).collect();
+        pins.sort_unstable();
+        pins.dedup();
+        let oldest = pins.first().copied().unwrap_or(horizon);
         let mut cursor: Option<Box<[u8]>> = None;
         loop {
             let lo = cursor.as_deref().map_or(start, Bound::Excluded);
@@ -513,11 +535,10 @@ impl MvccMap {
                 }
                 visited += 1;
                 last = Some(k);
-                let (dropped, freed) = gc_chain(chain, policy, oldest_snapshot, now);
+                let (dropped, freed) = gc_chain(chain, policy, &pins, horizon, now);
                 chunk.entries_dropped += dropped;
                 chunk.bytes_freed += freed;
-                if chain.len() == 1 && chain[0].is_tombstone() && chain[0].version <= oldest_snapshot
-                {
+                if chain.len() == 1 && chain[0].is_tombstone() && chain[0].version <= oldest {
                     empty.push(k.clone());
                 }
             }
@@ -529,11 +550,8 @@ impl MvccMap {
                     chunk.bytes_freed += entry_size(None) + key_size(&k);
                 }
             }
-            self.counters.shrink(
-                chunk.entries_dropped,
-                chunk.keys_removed,
-                chunk.bytes_freed,
-            );
+            self.counters
+                .shrink(chunk.entries_dropped, chunk.keys_removed, chunk.bytes_freed);
             drop(map);
             chunk.keys_visited = visited as u64;
             stats.add(chunk);
@@ -546,37 +564,71 @@ impl MvccMap {
     }
 }
 
-/// Drops the hidden prefix of one chain; returns (entries dropped, bytes freed).
+/// Drops the entries of one chain no reader retains (see
+/// [`MvccMap::gc_range_pinned`]; `pins` are sorted and all below `horizon`); returns
+/// (entries dropped, bytes freed).
 fn gc_chain(
     chain: &mut Chain,
     policy: &RetentionPolicy,
-    oldest_snapshot: u64,
+    pins: &[u64],
+    horizon: u64,
     now: Timestamp,
 ) -> (u64, u64) {
     if chain.len() <= 1 {
         return (0, 0);
     }
-    // The entry the oldest open snapshot sees: readers at or after that snapshot see the
-    // chain up to it or further.
-    let Some(pinned) = chain.iter().rposition(|e| e.version <= oldest_snapshot) else {
+    // The entry a reader at `v` sees.
+    let seen = |chain: &Chain, v: u64| chain.iter().rposition(|e| e.version <= v);
+    // Readers at the horizon or later see the chain up to the horizon's entry or
+    // further: keep from what the horizon's reader retains to the end (the whole
+    // chain's retained suffix starts no earlier).
+    let Some(h) = seen(chain, horizon) else {
         return (0, 0);
     };
-    let cut = policy
+    let suffix = policy
         .retained_from(chain, now)
-        .min(policy.retained_from(&chain[..=pinned], now));
-    if cut == 0 {
-        return (0, 0);
+        .min(policy.retained_from(&chain[..=h], now));
+    // Each older pinned reader: what it retains, up to the entry it sees.
+    let mut kept: SmallVec<[(usize, usize); 4]> = SmallVec::new();
+    for &p in pins {
+        if let Some(i) = seen(chain, p) {
+            let from = policy.retained_from(&chain[..=i], now);
+            if from < suffix {
+                kept.push((from, i.min(suffix - 1)));
+            }
+        }
     }
-    let freed = chain[..cut]
-        .iter()
-        .map(|e| entry_size(e.value.as_ref()))
-        .sum();
-    chain.drain(..cut);
+    let mut freed = 0;
+    let dropped;
+    if kept.is_empty() {
+        // The common case: a prefix goes.
+        if suffix == 0 {
+            return (0, 0);
+        }
+        freed = chain[..suffix]
+            .iter()
+            .map(|e| entry_size(e.value.as_ref()))
+            .sum();
+        chain.drain(..suffix);
+        dropped = suffix as u64;
+    } else {
+        let before = chain.len();
+        let mut i = 0usize;
+        chain.retain(|e| {
+            let keep = i >= suffix || kept.iter().any(|&(a, b)| a <= i && i <= b);
+            if !keep {
+                freed += entry_size(e.value.as_ref());
+            }
+            i += 1;
+            keep
+        });
+        dropped = (before - chain.len()) as u64;
+    }
     // A long chain cut down keeps its allocation unless it is given back.
     if chain.spilled() && chain.capacity() > 2 * chain.len() {
         chain.shrink_to_fit();
     }
-    (cut as u64, freed)
+    (dropped, freed)
 }
 
 #[cfg(test)]
@@ -728,9 +780,7 @@ mod tests {
             assert_eq!(m.history(k.as_bytes(), 5, None, None).len(), 1, "{k}");
         }
         // Deleted keys disappear entirely, and so does their accounting.
-        let deletes: Vec<Write> = (0..keys)
-            .map(|i| w(&format!("k{i:05}"), None))
-            .collect();
+        let deletes: Vec<Write> = (0..keys).map(|i| w(&format!("k{i:05}"), None)).collect();
         m.apply(6, Timestamp(6), &deletes);
         m.gc_range(
             Bound::Unbounded,
@@ -756,7 +806,9 @@ mod tests {
             RetentionPolicy::KeepLast(3),
             RetentionPolicy::KeepFor(Duration::from_micros(3)),
         ];
-        let pattern = [true, true, false, true, false, false, true, true, true, false];
+        let pattern = [
+            true, true, false, true, false, false, true, true, true, false,
+        ];
         for policy in policies {
             for oldest in 1..=pattern.len() as u64 {
                 let m = MvccMap::new();
@@ -776,11 +828,82 @@ mod tests {
                         .map(|e| e.version)
                         .collect()
                 };
-                let expected: Vec<Vec<u64>> =
-                    (oldest..=10).map(|s| retained(&m, s)).collect();
+                let expected: Vec<Vec<u64>> = (oldest..=10).map(|s| retained(&m, s)).collect();
                 m.gc_range(Bound::Unbounded, Bound::Unbounded, &policy, oldest, now);
                 let got: Vec<Vec<u64>> = (oldest..=10).map(|s| retained(&m, s)).collect();
                 assert_eq!(got, expected, "{policy:?} oldest {oldest}");
+            }
+        }
+    }
+
+    #[test]
+    fn pinned_readers_keep_only_what_they_read() {
+        let policies = [
+            RetentionPolicy::KeepLast(1),
+            RetentionPolicy::KeepLast(2),
+            RetentionPolicy::KeepFor(Duration::from_micros(3)),
+        ];
+        let pattern = [
+            true, true, false, true, false, true, true, true, true, false, true,
+        ];
+        let last = pattern.len() as u64;
+        let pin_sets: [&[u64]; 5] = [&[], &[2], &[3, 7], &[1, 4, 5, 9], &[6, 6, 8]];
+        for policy in policies {
+            for pins in pin_sets {
+                for horizon in [9, last] {
+                    let m = MvccMap::new();
+                    for (i, live) in pattern.iter().enumerate() {
+                        let v = i as u64 + 1;
+                        let value = live.then(|| v.to_string());
+                        m.apply(v, Timestamp(v), &[w("k", value.as_deref())]);
+                    }
+                    let now = Timestamp(13);
+                    let retained = |m: &MvccMap, s: u64| -> Vec<u64> {
+                        let mut chain = m.history(b"k", s, None, None);
+                        chain.reverse();
+                        let from = policy.retained_from(&chain, now);
+                        chain[from..]
+                            .iter()
+                            .filter(|e| !e.is_tombstone())
+                            .map(|e| e.version)
+                            .collect()
+                    };
+                    let readers: Vec<u64> = pins.iter().copied().chain(horizon..=last).collect();
+                    let seen = |m: &MvccMap| -> Vec<(Vec<u64>, Option<u64>)> {
+                        readers
+                            .iter()
+                            .map(|&s| (retained(m, s), m.get(b"k", s).map(|e| e.version)))
+                            .collect()
+                    };
+                    let expected = seen(&m);
+                    let stats = m.gc_range_pinned(
+                        Bound::Unbounded,
+                        Bound::Unbounded,
+                        &policy,
+                        pins,
+                        horizon,
+                        now,
+                    );
+                    assert_eq!(
+                        seen(&m),
+                        expected,
+                        "{policy:?} pins {pins:?} horizon {horizon}"
+                    );
+                    assert_eq!(
+                        m.stats().entries,
+                        m.history(b"k", last, None, None).len() as u64
+                    );
+                    if policy == RetentionPolicy::KeepLast(1) && pins == [3, 7] && horizon == last {
+                        // 3 and 7 are what the pinned readers see; 11 is the newest.
+                        let left: Vec<u64> = m
+                            .history(b"k", last, None, None)
+                            .iter()
+                            .map(|e| e.version)
+                            .collect();
+                        assert_eq!(left, vec![11, 7, 3]);
+                        assert_eq!(stats.entries_dropped, 8);
+                    }
+                }
             }
         }
     }

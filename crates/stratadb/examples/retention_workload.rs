@@ -74,8 +74,7 @@ fn main() -> Result<()> {
             db.kv.mset(&run, &batch)?;
             commits += 1;
             peak_disk = peak_disk.max(dir_size(&dir));
-            peak_resident =
-                peak_resident.max(db.engine().storage().map().stats().resident_bytes);
+            peak_resident = peak_resident.max(db.engine().storage().map().stats().resident_bytes);
         }
     }
     let written = started.elapsed();

@@ -36,14 +36,23 @@ fn answers(db: &Strata, run: &RunId) -> Vec<String> {
     let last = db.engine().storage().visible_version();
     let mut out = Vec::new();
     for k in KEYS {
-        out.push(format!("kv.history {k} {:?}", strip_list(db.kv.history(run, k, None, None))));
+        out.push(format!(
+            "kv.history {k} {:?}",
+            strip_list(db.kv.history(run, k, None, None))
+        ));
         out.push(format!("kv.get {k} {:?}", strip(db.kv.get_in(run, k))));
         for v in 1..=last {
             let at = strip(db.kv.get_at(run, k, Version::Txn(v)).map(Some));
             out.push(format!("kv.get_at {k} {v} {at:?}"));
         }
-        out.push(format!("state.history {k} {:?}", strip_list(db.state.history(run, k, None))));
-        out.push(format!("state.get {k} {:?}", strip(db.state.get_in(run, k))));
+        out.push(format!(
+            "state.history {k} {:?}",
+            strip_list(db.state.history(run, k, None))
+        ));
+        out.push(format!(
+            "state.get {k} {:?}",
+            strip(db.state.get_in(run, k))
+        ));
     }
     out
 }
@@ -286,10 +295,7 @@ fn keep_last_1_rewrites_stay_within_a_small_factor_of_the_live_data() {
     let mut peak = 0u64;
     for round in 0..ROUNDS {
         let value = Value::Bytes(vec![round as u8; SIZE]);
-        let batch: Vec<(&str, Value)> = names
-            .iter()
-            .map(|k| (k.as_str(), value.clone()))
-            .collect();
+        let batch: Vec<(&str, Value)> = names.iter().map(|k| (k.as_str(), value.clone())).collect();
         db.kv.mset(&run, &batch).unwrap();
         peak = peak.max(db.engine().storage().map().stats().resident_bytes);
     }
@@ -303,7 +309,11 @@ fn keep_last_1_rewrites_stay_within_a_small_factor_of_the_live_data() {
         snap <= 3 * live / 2,
         "the snapshot at close holds {snap} bytes for {live} bytes of live data"
     );
-    assert!(dir_size(dir.path()) <= 2 * live, "{} bytes on disk", dir_size(dir.path()));
+    assert!(
+        dir_size(dir.path()) <= 2 * live,
+        "{} bytes on disk",
+        dir_size(dir.path())
+    );
     let db = open();
     let stats = db.engine().storage().map().stats();
     assert!(stats.resident_bytes <= 3 * live / 2, "{stats:?}");
