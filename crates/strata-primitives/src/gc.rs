@@ -2,7 +2,7 @@
 //!
 //! What a policy keeps is defined once, by
 //! [`RetentionPolicy::retained_from`](strata_storage::RetentionPolicy::retained_from),
-//! and readers apply it exactly at read time (see [`crate::records`]); collection only
+//! and readers apply it exactly at read time (in the shared record operations); collection only
 //! frees what readers can no longer get, so **no answer depends on when it ran**.
 //! What this module decides is *when* to collect, so that memory and the snapshots stay
 //! within a small factor of what retention keeps:

@@ -12,7 +12,7 @@
 //! - **Deletes are tombstones**, never removal: history and readers at older snapshots
 //!   keep working. A tombstone is a flag (`value: None`), so `Null` remains storable.
 //! - **Garbage collection** ([`MvccMap::gc_range`]) drops entries that retention no
-//!   longer wants *and* no open snapshot can still see (see [`crate::retention`] for
+//!   longer wants *and* no open snapshot can still see (see [`RetentionPolicy`] for
 //!   the one definition of what a policy keeps, shared with the read path). It works
 //!   through the range in chunks of [`GC_CHUNK_KEYS`] keys, taking the write lock once
 //!   per chunk, so a collection of a large run never stalls writers for long.

@@ -1,29 +1,5 @@
-//! Version-history retention policies, and the one definition of what they keep.
-//!
-//! # What a policy keeps
-//!
-//! A policy looks at a key's *version chain*: every entry of the key, oldest first,
-//! **deletes (tombstones) included**. A delete is a version like any other: it counts
-//! towards `KeepLast(n)` and it can be the newest version `KeepFor` always keeps.
-//! [`RetentionPolicy::retained_from`] returns the index of the oldest entry the policy
-//! keeps; every entry from there on is retained, every older one is hidden.
-//!
-//! The same function decides both sides:
-//!
-//! - **At read time** (`history`, `get_at` in the primitives) it is applied to the chain
-//!   as the reader's snapshot sees it, so a policy holds exactly even before garbage
-//!   collection has run. The lists readers get leave deletes out, so `KeepLast(3)` over
-//!   `put, put, delete, put` lists two values.
-//! - **In garbage collection** ([`MvccMap::gc_range`](crate::MvccMap::gc_range)) it is
-//!   applied to the whole chain *and* to the chain as the oldest open snapshot sees it;
-//!   only entries hidden in both are dropped.
-//!
-//! Because the retained part of a chain is always a suffix and collection only drops a
-//! prefix of what is hidden, a reader gets the same answers whether or not (and however
-//! often) collection ran before it, provided the clock does not go backwards.
-//!
-//! Counting deletes is what lets retention free them: under `KeepLast(1)` a deleted
-//! key has no retained value, and its chain disappears once no snapshot can see it.
+//! Version-history retention policies, and the one definition of what they keep (see
+//! [`RetentionPolicy`]).
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use strata_core::Timestamp;
@@ -31,8 +7,36 @@ use strata_core::Timestamp;
 use crate::mvcc::Entry;
 
 /// How much version history of a run to keep. The newest version of every key is always
-/// kept, and so is every version an open snapshot can still read. Deletes count as
-/// versions (see the [module docs](self)).
+/// kept, and so is every version an open snapshot can still read.
+///
+/// # What a policy keeps
+///
+/// A policy looks at a key's *version chain*: every entry of the key, oldest first,
+/// **deletes (tombstones) included**. A delete is a version like any other: it counts
+/// towards `KeepLast(n)` and it can be the newest version `KeepFor` always keeps.
+/// [`RetentionPolicy::retained_from`] returns the index of the oldest entry the policy
+/// keeps; every entry from there on is retained, every older one is hidden.
+///
+/// The same function decides both sides:
+///
+/// - **At read time** (`history`, `get_at` in the primitives) it is applied to the chain
+///   as the reader's snapshot sees it, so a policy holds exactly even before garbage
+///   collection has run. The lists readers get leave deletes out, so `KeepLast(3)` over
+///   `put, put, delete, put` lists two values.
+/// - **In garbage collection**
+///   ([`MvccMap::gc_range_pinned`](crate::MvccMap::gc_range_pinned)) it is applied to
+///   the chain as each possible reader sees it (each open snapshot, and any reader at
+///   the visible version or later); only entries no reader retains, and no reader sees
+///   as its current value, are dropped.
+///
+/// What one reader retains is a suffix of the chain it sees, and collection never drops
+/// an entry of it, so a reader gets the same answers whether or not (and however often)
+/// collection ran before it, provided the clock does not go backwards. A policy is not
+/// retroactive in the other direction: loosening it does not bring back versions a
+/// stricter one let collection drop.
+///
+/// Counting deletes is what lets retention free them: under `KeepLast(1)` a deleted
+/// key has no retained value, and its chain disappears once no snapshot can see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum RetentionPolicy {
     /// Keep every version (the default).
@@ -56,9 +60,9 @@ impl RetentionPolicy {
     /// use strata_core::Timestamp;
     /// use strata_storage::{Entry, RetentionPolicy};
     /// let e = |v: u64, live: bool| Entry {
-    ///     version: v,
-    ///     timestamp: Timestamp(v),
-    ///     value: live.then(|| Arc::from(&b"x"[..])),
+    ///    version: v,
+    ///    timestamp: Timestamp(v),
+    ///    value: live.then(|| Arc::from(&b"x"[..])),
     /// };
     /// let chain = [e(1, true), e(2, true), e(3, false), e(4, true)];
     /// // The delete at 3 is one of the two newest versions.
