@@ -109,9 +109,9 @@ impl Engine {
         usize::try_from(stats.entries_dropped).unwrap_or(usize::MAX)
     }
 
-    /// Garbage-collects every run under its retention policy now. Returns what was
-    /// dropped, or `None` if a collection was already running (it covers this one).
-    pub fn collect_garbage_now(&self) -> Option<GcStats> {
+    /// Garbage-collects every run under its retention policy now (after a collection
+    /// already running, if any); returns what was dropped.
+    pub fn collect_garbage_now(&self) -> GcStats {
         self.collector.collect(self.storage())
     }
 }

@@ -22,11 +22,12 @@
 //!   the next write.
 //!
 //! One collection runs at a time; the committer that finds one due runs it after its
-//! commit (others carry on). Collection works through each run in chunks of
+//! commit (others carry on, and one that finds a collection running skips it); a
+//! snapshot waits for a running collection and then runs its own. Collection works through each run in chunks of
 //! [`GC_CHUNK_KEYS`](strata_storage::mvcc::GC_CHUNK_KEYS) keys under the map's write
 //! lock, so concurrent writers wait at most one chunk.
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -51,7 +52,8 @@ pub const GC_EVERY_COMMITS: u64 = 1024;
 /// it holds no reference to either, so registering it creates no cycle.
 pub(crate) struct Collector {
     clock: parking_lot::RwLock<Clock>,
-    running: AtomicBool,
+    /// Held while a collection runs.
+    running: parking_lot::Mutex<()>,
     /// A collection is due once the map's `bytes_applied` reaches this...
     next_bytes: AtomicU64,
     /// ... or its `commits_applied` reaches this.
@@ -62,7 +64,7 @@ impl Collector {
     pub(crate) fn new() -> Collector {
         Collector {
             clock: parking_lot::RwLock::new(Arc::new(Timestamp::now)),
-            running: AtomicBool::new(false),
+            running: parking_lot::Mutex::new(()),
             next_bytes: AtomicU64::new(GC_MIN_BYTES),
             next_commits: AtomicU64::new(GC_EVERY_COMMITS),
         }
@@ -85,17 +87,20 @@ impl Collector {
     /// Collects if a collection is due and none is running.
     pub(crate) fn maybe_collect(&self, storage: &Storage) {
         if self.is_due(&storage.map().stats()) {
-            self.collect(storage);
+            if let Some(guard) = self.running.try_lock() {
+                self.collect_locked(storage, guard);
+            }
         }
     }
 
-    /// Collects every run that has a retention policy, unless a collection is already
-    /// running (then returns `None`: that one covers the caller's writes too, or the
-    /// next one will).
-    pub(crate) fn collect(&self, storage: &Storage) -> Option<GcStats> {
-        if self.running.swap(true, Ordering::AcqRel) {
-            return None;
-        }
+    /// Collects every run that has a retention policy, after any collection already
+    /// running.
+    pub(crate) fn collect(&self, storage: &Storage) -> GcStats {
+        let guard = self.running.lock();
+        self.collect_locked(storage, guard)
+    }
+
+    fn collect_locked(&self, storage: &Storage, guard: parking_lot::MutexGuard<'_, ()>) -> GcStats {
         let out = self.collect_all(storage);
         let after = storage.map().stats();
         self.next_bytes.store(
@@ -106,8 +111,8 @@ impl Collector {
             after.commits_applied + GC_EVERY_COMMITS.max(after.keys),
             Ordering::Relaxed,
         );
-        self.running.store(false, Ordering::Release);
-        Some(out)
+        drop(guard);
+        out
     }
 
     fn collect_all(&self, storage: &Storage) -> GcStats {
