@@ -463,6 +463,15 @@ impl Storage {
             .unwrap_or_else(|| self.visible_version())
     }
 
+    /// The versions open snapshots pin (ascending) and the visible version, read
+    /// together: every snapshot pinned later reads at or after that visible version.
+    /// Garbage collection keeps what each of them can read (see
+    /// [`MvccMap::gc_range_pinned`]).
+    pub fn pins_and_visible(&self) -> (Vec<u64>, u64) {
+        let pins = self.inner.pins.lock();
+        (pins.keys().copied().collect(), self.visible_version())
+    }
+
     /// The map itself, for validation and advanced reads.
     pub fn map(&self) -> &MvccMap {
         &self.inner.map
@@ -794,6 +803,8 @@ impl Storage {
         let span = info_span!("snapshot", dir = %d.dir.display());
         let _entered = span.enter();
         let started = Instant::now();
+        // Apply retention first, so that the snapshot never persists what it hides.
+        self.inner.map.run_gc_hook(self);
         let (version, new_base) = {
             let mut c = self.inner.commit.lock();
             self.check_writable()?;
