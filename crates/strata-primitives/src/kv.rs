@@ -183,6 +183,7 @@ impl KV {
     /// Writes several keys in one transaction: all get the same version, returned.
     pub fn mset(&self, run: &RunId, entries: &[(&str, Value)]) -> Result<Version> {
         if entries.is_empty() {
+            self.engine.storage().check_open()?;
             return Ok(Version::Txn(self.engine.storage().visible_version()));
         }
         let (_, info) = self.engine.write(run, |txn| {

@@ -34,4 +34,4 @@ pub use key::{decode_key, encode_key, Primitive};
 pub use lock::{DirLock, LOCK_FILE};
 pub use mvcc::{Entry, MvccMap, Write};
 pub use retention::RetentionPolicy;
-pub use storage::{CommitInfo, RecoveryReport, SnapshotPin, Storage};
+pub use storage::{closed_error, CommitInfo, RecoveryReport, SnapshotPin, Storage};

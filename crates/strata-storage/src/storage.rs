@@ -99,7 +99,9 @@ struct Disk {
     snapshot_running: AtomicBool,
     /// Strict commits currently inside `commit` (group-commit gathering).
     committers: AtomicU64,
-    _lock: Option<DirLock>,
+    /// The directory lock, taken out (released) by `close` or when the last caller
+    /// handle is dropped, even while a `SnapshotPin` keeps `Inner` alive.
+    lock: Mutex<Option<DirLock>>,
 }
 
 struct Inner {
@@ -111,6 +113,8 @@ struct Inner {
     commit: Mutex<CommitState>,
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
+    /// Set by `close`: every later operation fails with [`closed_error`].
+    closed: AtomicBool,
     pins: Mutex<BTreeMap<u64, usize>>,
     disk: Option<Disk>,
     recovery: RecoveryReport,
@@ -152,6 +156,11 @@ impl Drop for LastHandle {
         if let Some(h) = snapshot {
             let _ = h.join();
         }
+        // Nothing can write any more (no caller handle, background work stopped): sync
+        // what was written and release the directory lock now, even if a `SnapshotPin`
+        // keeps the storage itself alive.
+        final_sync(d);
+        d.lock.lock().take();
     }
 }
 
@@ -194,6 +203,7 @@ impl Storage {
             }),
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(None),
+            closed: AtomicBool::new(false),
             pins: Mutex::new(BTreeMap::new()),
             disk: None,
             recovery: RecoveryReport::default(),
@@ -339,7 +349,7 @@ impl Storage {
             snapshot_lock: Mutex::new(()),
             snapshot_running: AtomicBool::new(false),
             committers: AtomicU64::new(0),
-            _lock: lock,
+            lock: Mutex::new(lock),
             options,
         };
         let inner = Arc::new(Inner {
@@ -353,6 +363,7 @@ impl Storage {
             }),
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(None),
+            closed: AtomicBool::new(false),
             pins: Mutex::new(BTreeMap::new()),
             disk: Some(disk),
             recovery: report,
@@ -501,7 +512,26 @@ impl Storage {
         self.inner.map.history(key, snapshot, before, limit)
     }
 
+    /// Fails with the "closed" error once [`close`](Self::close) was called. Readers
+    /// above the storage (transactions, primitives) call it before every operation.
+    pub fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
+        Ok(())
+    }
+
+    /// `true` once [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
     fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        self.check_not_poisoned()
+    }
+
+    fn check_not_poisoned(&self) -> Result<()> {
         if self.inner.poisoned.load(Ordering::Acquire) {
             let reason = self.inner.poison_reason.lock().clone().unwrap_or_default();
             return Err(Error::Storage(format!(
@@ -602,7 +632,7 @@ impl Storage {
         };
         let mut s = d.sync.lock();
         loop {
-            self.check_writable()?;
+            self.check_not_poisoned()?;
             if s.synced >= target {
                 return Ok(());
             }
@@ -785,18 +815,43 @@ impl Storage {
         dropped
     }
 
-    /// Syncs, snapshots (if configured) and stops background work. Further commits fail.
+    /// Syncs, snapshots (if configured), stops background work and releases the
+    /// directory lock, even while other handles (clones, transactions, pins) are alive.
+    /// Every later commit, checkpoint or (through [`check_open`](Self::check_open)) read
+    /// fails with a [`Error::ConstraintViolation`] saying the database is closed; that
+    /// error is not [`is_serious`](Error::is_serious): nothing is wrong with the data.
+    /// Closing again does nothing.
     pub fn close(&self) -> Result<()> {
         let Some(d) = self.inner.disk.as_ref() else {
+            self.inner.closed.store(true, Ordering::Release);
             return Ok(());
         };
-        self.flush()?;
-        if d.options.snapshot_on_close {
-            self.checkpoint()?;
+        if self.is_closed() {
+            return Ok(());
+        }
+        let mut result = self.flush();
+        if result.is_ok() && d.options.snapshot_on_close {
+            result = self.checkpoint();
+        }
+        {
+            // Under the commit lock, so that no commit is half-way through the log.
+            let _c = self.inner.commit.lock();
+            self.inner.closed.store(true, Ordering::Release);
+        }
+        // Commits that slipped in after the snapshot are in the log: sync them.
+        if result.is_ok() {
+            result = self.flush();
         }
         self.stop_flusher();
-        self.poison("the database is closed".into());
-        Ok(())
+        let snapshot = d.snapshot_thread.lock().take();
+        if let Some(h) = snapshot {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+        final_sync(d);
+        d.lock.lock().take();
+        result
     }
 
     fn stop_flusher(&self) {
@@ -814,23 +869,39 @@ impl Storage {
     }
 }
 
+/// The error of every operation on a closed database: a
+/// [`Error::ConstraintViolation`] (the caller used a handle after `close`), not a
+/// serious error.
+pub fn closed_error() -> Error {
+    Error::ConstraintViolation(
+        "the database is closed; open it again to use it (handles cloned before close \
+         stay closed)"
+            .into(),
+    )
+}
+
+/// Best effort: a dropped (not closed) database still syncs what it wrote, unless it was
+/// opened without durability.
+fn final_sync(d: &Disk) {
+    let mut s = d.sync.lock();
+    s.shutdown = true;
+    if d.options.durability != DurabilityMode::NoDurability && s.written > s.synced {
+        if let Some(f) = &s.file {
+            match f.sync() {
+                Ok(()) => s.synced = s.written,
+                Err(e) => warn!(error = %e, "final sync on drop failed"),
+            }
+        }
+    }
+    d.sync_cv.notify_all();
+    drop(s);
+    unpark_flusher(d);
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         if let Some(d) = &self.disk {
-            let mut s = d.sync.lock();
-            s.shutdown = true;
-            // Best effort: a dropped (not closed) database still syncs what it wrote,
-            // unless it was opened without durability.
-            if d.options.durability != DurabilityMode::NoDurability && s.written > s.synced {
-                if let Some(f) = &s.file {
-                    if let Err(e) = f.sync() {
-                        warn!(error = %e, "final sync on drop failed");
-                    }
-                }
-            }
-            d.sync_cv.notify_all();
-            drop(s);
-            unpark_flusher(d);
+            final_sync(d);
         }
     }
 }

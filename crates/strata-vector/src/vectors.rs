@@ -501,8 +501,11 @@ impl Vectors {
     /// written, and deletes the index files (and stale temporary files) of collections
     /// that no longer exist. Returns the number of files written. Does nothing for an
     /// ephemeral database. `Strata::close` calls it; calling it at other times is safe
-    /// (concurrent writes are picked up by the next call, or replayed on open).
+    /// (concurrent writes are picked up by the next call, or replayed on open). Fails
+    /// with the "database is closed" error once the database was closed.
     pub fn persist_indexes(&self) -> Result<usize> {
+        // After `close` the directory may belong to another handle: never write into it.
+        self.engine.storage().check_open()?;
         let Some(dir) = self.engine.storage().dir().map(|d| d.to_path_buf()) else {
             return Ok(0);
         };
