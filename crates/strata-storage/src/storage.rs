@@ -227,8 +227,12 @@ impl Storage {
         let mut snapshots = Vec::new();
         let mut segments = Vec::new();
         for name in vfs.list(&dir).map_err(|e| io_err(&dir, e))? {
-            if name.ends_with(".tmp") {
-                // An unfinished snapshot from a crash: never renamed, never used.
+            if name
+                .strip_suffix(".tmp")
+                .is_some_and(|n| parse_snapshot_name(n).is_some())
+            {
+                // An unfinished snapshot from a crash: never renamed, never used. Other
+                // `*.tmp` files are not ours and are left alone.
                 let _ = vfs.remove(&join(&dir, &name));
             } else if let Some(v) = parse_snapshot_name(&name) {
                 snapshots.push(v);

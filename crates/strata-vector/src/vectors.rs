@@ -522,7 +522,12 @@ impl Vectors {
         let mut first_error = None;
         for ((run, name), entry) in entries {
             let path = persist::file_path(&dir, &run, &name);
-            keep.insert(path.clone());
+            if !keep.insert(path.clone()) {
+                // Two names hashing to one file name (SHA-256 makes this practically
+                // impossible): the second is not written and is rebuilt on open.
+                tracing::warn!(run = %run, collection = %name, path = %path.display(), "index file name already used by another collection; not written");
+                continue;
+            }
             let encoded = {
                 let e = entry.read();
                 if e.persisted == Some(e.changes) {
@@ -559,7 +564,10 @@ impl Vectors {
                 let mut removed = false;
                 for f in files.flatten() {
                     let p = f.path();
-                    if !keep.contains(&p) {
+                    // Only our own index and temporary files: never a file put there
+                    // by someone else.
+                    let ours = f.file_name().to_str().is_some_and(persist::is_own_file);
+                    if ours && !keep.contains(&p) {
                         std::fs::remove_file(&p).map_err(|e| {
                             Error::Storage(format!("cannot remove {}: {e}", p.display()))
                         })?;
