@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use strata_concurrency::Transaction;
-use strata_core::{Error, Result, RunId, Value, Version, Versioned};
+use strata_core::{limits, Error, Result, RunId, Value, Version, Versioned};
 use strata_storage::{Entry, Primitive};
 
 use crate::decoded::DecodedCache;
@@ -65,6 +65,8 @@ pub mod ops {
 
     /// Writes a whole document.
     pub fn set(txn: &mut Transaction, run: &RunId, key: &str, doc: &Value) -> Result<()> {
+        // Before the clone: cloning recurses once per level.
+        limits::validate_depth(doc)?;
         set_owned(txn, run, key, doc.clone())
     }
 
@@ -102,6 +104,7 @@ pub mod ops {
         path: &str,
         value: &Value,
     ) -> Result<()> {
+        limits::validate_depth(value)?;
         modify(txn, run, key, path, |doc| {
             json_path::set_path(doc, path, value.clone())
         })
@@ -213,6 +216,7 @@ impl Json {
         patch: impl Into<Value>,
     ) -> Result<Version> {
         let patch = patch.into();
+        limits::validate_depth(&patch)?;
         let (_, info) = self.engine.write(run, |txn| {
             ops::modify(txn, run, key, path, |doc| {
                 json_path::merge_at(doc, path, patch.clone())

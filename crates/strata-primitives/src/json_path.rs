@@ -369,9 +369,11 @@ pub fn merge_at(doc: &mut Value, path: &str, patch: Value) -> Result<()> {
 
 /// RFC 7396 `MergePatch(target, patch)`, in place, on [`Value`]s. A missing target is
 /// represented by `Null` (both are "not an object", which is all the algorithm asks).
-fn merge_patch(target: &mut Value, patch: Value) {
-    match patch {
+/// Recursive, but only on values already checked against the nesting limit.
+fn merge_patch(target: &mut Value, mut patch: Value) {
+    match &mut patch {
         Value::Object(members) => {
+            let members = std::mem::take(members);
             if !target.is_object() {
                 *target = Value::Object(HashMap::new());
             }
@@ -385,7 +387,7 @@ fn merge_patch(target: &mut Value, patch: Value) {
                 }
             }
         }
-        other => *target = other,
+        _ => *target = patch,
     }
 }
 
@@ -779,7 +781,7 @@ mod tests {
     }
 
     fn sorted(v: Option<Value>) -> Vec<String> {
-        let mut out: Vec<String> = match v {
+        let mut out: Vec<String> = match &v {
             Some(Value::Array(items)) => items.iter().map(|x| x.to_string()).collect(),
             other => panic!("expected a nodelist, got {other:?}"),
         };
@@ -844,7 +846,7 @@ mod tests {
         assert_eq!(get(&doc, "$.bytes[-2]"), Some(Value::Int(7)));
         assert_eq!(get(&doc, "$.bytes[2]"), None);
         assert_eq!(get(&doc, "$.bytes[*]"), Some(json!([7, 255])));
-        match get(&doc, "$[?@ == null]") {
+        match &get(&doc, "$[?@ == null]") {
             Some(Value::Array(nodes)) => {
                 assert!(matches!(nodes.as_slice(), [Value::Float(f)] if f.is_nan()))
             }
@@ -852,8 +854,8 @@ mod tests {
         }
         let nodes = get(&doc, "$[?@.v]").unwrap();
         assert_eq!(nodes, json!([{"v": 2}]));
-        match get(&doc, "$[?@ == $.bytes]") {
-            Some(Value::Array(nodes)) => assert_eq!(nodes, vec![Value::Bytes(vec![7, 255])]),
+        match &get(&doc, "$[?@ == $.bytes]") {
+            Some(Value::Array(nodes)) => assert_eq!(nodes, &vec![Value::Bytes(vec![7, 255])]),
             other => panic!("{other:?}"),
         }
     }

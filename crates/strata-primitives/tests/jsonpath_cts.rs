@@ -99,7 +99,7 @@ fn run_case(case: &Json) -> Result<(), String> {
     let nodelist: Vec<Value> = match (singular, result) {
         (true, Some(node)) => vec![node],
         (true, None) => vec![],
-        (false, Some(Value::Array(nodes))) => nodes,
+        (false, Some(v)) if v.is_array() => v.into_array().unwrap_or_default(),
         (false, other) => {
             return Err(format!(
                 "non-singular query must give Some(Array), got {other:?}"

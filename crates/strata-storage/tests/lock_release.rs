@@ -41,7 +41,10 @@ fn close_releases_the_lock_while_clones_live_and_they_fail_cleanly() {
     assert!(!e.is_serious(), "{e}");
     assert!(e.to_string().contains("database is closed"), "{e}");
     assert!(clone.check_open().is_err());
-    assert!(clone.checkpoint().is_err(), "a closed storage must not snapshot");
+    assert!(
+        clone.checkpoint().is_err(),
+        "a closed storage must not snapshot"
+    );
     assert!(!clone.is_poisoned());
     // Closing twice is harmless.
     clone.close().unwrap();

@@ -956,7 +956,7 @@ mod tests {
         match f {
             SearchFilter::Eq(n, v) => field(n).is_some_and(|x| eq(&x, v)),
             SearchFilter::In(n, vs) => field(n).is_some_and(|x| vs.iter().any(|v| eq(&x, v))),
-            SearchFilter::Contains(n, v) => match field(n) {
+            SearchFilter::Contains(n, v) => match &field(n) {
                 Some(Value::Array(a)) => a.iter().any(|x| eq(x, v)),
                 _ => false,
             },

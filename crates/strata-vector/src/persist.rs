@@ -405,7 +405,10 @@ mod tests {
     #[test]
     fn long_names_get_bounded_file_names() {
         let at_limit = "x".repeat(MAX_HEX_NAME_BYTES);
-        assert_eq!(file_name(&at_limit), format!("{}.vidx", "78".repeat(MAX_HEX_NAME_BYTES)));
+        assert_eq!(
+            file_name(&at_limit),
+            format!("{}.vidx", "78".repeat(MAX_HEX_NAME_BYTES))
+        );
         let long = "y".repeat(1024);
         let f = file_name(&long);
         assert_eq!(f.len(), 38, "{f}");
@@ -415,7 +418,14 @@ mod tests {
             assert!(is_own_file(&file_name(name)));
             assert!(is_own_file(&format!("{}.tmp", file_name(name))));
         }
-        for foreign in ["notes.tmp", "x.tmp", "a.vidx.bak", ".vidx", "zz.vidx", "README"] {
+        for foreign in [
+            "notes.tmp",
+            "x.tmp",
+            "a.vidx.bak",
+            ".vidx",
+            "zz.vidx",
+            "README",
+        ] {
             assert!(!is_own_file(foreign), "{foreign}");
         }
     }

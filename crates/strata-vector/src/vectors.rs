@@ -255,6 +255,9 @@ pub mod ops {
         metadata: Option<Value>,
     ) -> Result<PendingIndexOp> {
         limits::validate_key(key)?;
+        if let Some(m) = &metadata {
+            limits::validate_depth(m)?;
+        }
         let def = require_def(txn, run, collection)?;
         validate_vector(vector, def.dimension)?;
         txn.put(
@@ -788,6 +791,10 @@ impl Vectors {
         vector: &[f32],
         metadata: Option<Value>,
     ) -> Result<Version> {
+        // Before the closure clones it: cloning recurses once per level.
+        if let Some(m) = &metadata {
+            limits::validate_depth(m)?;
+        }
         let (op, info) = self.engine.write(run, |txn| {
             ops::upsert(txn, run, collection, key, vector, metadata.clone())
         })?;

@@ -46,7 +46,10 @@ fn clones_fail_with_closed_error_and_lock_is_released() {
         "vectors.upsert",
         vectors.upsert(&run, "c", "a", &[1.0, 0.0], None),
     );
-    assert_closed("vectors.search", vectors.search(&run, "c", &[1.0, 0.0], 1, None));
+    assert_closed(
+        "vectors.search",
+        vectors.search(&run, "c", &[1.0, 0.0], 1, None),
+    );
     assert_closed("vectors.list", vectors.list_collections(&run));
     assert_closed("vectors.persist_indexes", vectors.persist_indexes());
     assert_closed("runs.create", runs.create(None));

@@ -18,7 +18,9 @@ fn foreign_tmp_files_survive_open_and_close() {
         db.vectors
             .create_collection(&run, "c", 2, DistanceMetric::Cosine)
             .unwrap();
-        db.vectors.upsert(&run, "c", "a", &[1.0, 0.0], None).unwrap();
+        db.vectors
+            .upsert(&run, "c", "a", &[1.0, 0.0], None)
+            .unwrap();
         db.close().unwrap();
     }
     // A user file inside the vector index directory of the run is not ours either.
@@ -30,13 +32,21 @@ fn foreign_tmp_files_survive_open_and_close() {
         db.vectors
             .create_collection(&run, "c", 2, DistanceMetric::Cosine)
             .unwrap();
-        db.vectors.upsert(&run, "c", "b", &[0.0, 1.0], None).unwrap();
+        db.vectors
+            .upsert(&run, "c", "b", &[0.0, 1.0], None)
+            .unwrap();
         db.close().unwrap();
         // Dropped without close too.
         drop(Strata::open(dir.path()).unwrap());
     }
-    assert_eq!(std::fs::read(dir.path().join("notes.tmp")).unwrap(), b"mine");
-    assert_eq!(std::fs::read(dir.path().join("x.tmp")).unwrap(), b"mine too");
+    assert_eq!(
+        std::fs::read(dir.path().join("notes.tmp")).unwrap(),
+        b"mine"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("x.tmp")).unwrap(),
+        b"mine too"
+    );
     assert_eq!(std::fs::read(vdir.join("notes.tmp")).unwrap(), b"also mine");
 }
 
@@ -52,9 +62,13 @@ fn one_kib_collection_name_closes_and_reloads_its_index_file() {
             db.vectors
                 .create_collection(&run, name, 2, DistanceMetric::Cosine)
                 .unwrap();
-            db.vectors.upsert(&run, name, "a", &[1.0, 0.0], None).unwrap();
+            db.vectors
+                .upsert(&run, name, "a", &[1.0, 0.0], None)
+                .unwrap();
         }
-        db.vectors.upsert(&run, &long, "b", &[0.0, 1.0], None).unwrap();
+        db.vectors
+            .upsert(&run, &long, "b", &[0.0, 1.0], None)
+            .unwrap();
         db.close().expect("close with a 1 KiB collection name");
     }
     let file = persist::file_path(dir.path(), &run, &long);
@@ -69,7 +83,10 @@ fn one_kib_collection_name_closes_and_reloads_its_index_file() {
         );
     }
     assert_eq!(db.vectors.count(&run, &long).unwrap(), 2);
-    let hits = db.vectors.search(&run, &long, &[0.0, 1.0], 1, None).unwrap();
+    let hits = db
+        .vectors
+        .search(&run, &long, &[0.0, 1.0], 1, None)
+        .unwrap();
     assert_eq!(hits[0].key, "b");
     db.close().unwrap();
 }
