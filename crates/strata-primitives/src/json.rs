@@ -96,18 +96,26 @@ pub mod ops {
         Ok(out)
     }
 
-    /// Sets the value at a JSONPath inside a document.
+    /// Sets the value at a JSONPath inside a document (see
+    /// [`json_path::set_path`]). Returns the version of the document when nothing was
+    /// written (a non-singular path that selects nothing): the document is unchanged and
+    /// no write is made; `None` when the document was rewritten.
     pub fn set_path(
         txn: &mut Transaction,
         run: &RunId,
         key: &str,
         path: &str,
         value: &Value,
-    ) -> Result<()> {
+    ) -> Result<Option<Version>> {
         limits::validate_depth(value)?;
-        modify(txn, run, key, path, |doc| {
-            json_path::set_path(doc, path, value.clone())
-        })
+        let current = get(txn, run, key)?.ok_or_else(|| no_document(key, path))?;
+        let version = current.version;
+        let mut doc = current.value;
+        if json_path::set_path_count(&mut doc, path, value.clone())? == 0 {
+            return Ok(Some(version));
+        }
+        set_owned(txn, run, key, doc)?;
+        Ok(None)
     }
 }
 
@@ -174,7 +182,9 @@ impl Json {
     }
 
     /// Sets the value at `path`, creating missing intermediate objects and keeping
-    /// siblings; returns the document's new version.
+    /// siblings; returns the document's new version. A non-singular path that selects
+    /// nothing leaves the document unchanged, writes nothing, and returns the
+    /// document's current version (rules: [`json_path::set_path`]).
     pub fn set_path(
         &self,
         run: &RunId,
@@ -183,10 +193,14 @@ impl Json {
         value: impl Into<Value>,
     ) -> Result<Version> {
         let value = value.into();
-        let (_, info) = self
+        limits::validate_depth(&value)?;
+        let (unchanged, info) = self
             .engine
             .write(run, |txn| ops::set_path(txn, run, key, path, &value))?;
-        committed_version(info)
+        match unchanged {
+            Some(version) => Ok(version),
+            None => committed_version(info),
+        }
     }
 
     /// Deletes every node `path` selects; returns how many were deleted. The document

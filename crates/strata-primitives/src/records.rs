@@ -42,6 +42,20 @@ pub(crate) fn delete(engine: &Engine, run: &RunId, key: Box<[u8]>) -> Result<boo
         .map(|(v, _)| v)
 }
 
+/// Checks that a version passed in by a caller is a [`Version::Txn`], the only kind KV
+/// keys, JSON documents, vectors and runs have; a `Sequence` (an event's position) or a
+/// `Counter` (a state cell's) would otherwise be silently read as a commit number.
+/// `what` names the parameter.
+pub(crate) fn require_txn(version: Version, what: &str) -> Result<u64> {
+    match version {
+        Version::Txn(v) => Ok(v),
+        other => Err(Error::ConstraintViolation(format!(
+            "{what} must be a Version::Txn (a commit version, as returned by put/set and \
+             found in Versioned::version of this primitive), got {other}"
+        ))),
+    }
+}
+
 /// The record as of `version` (the newest write at or before it). `NotFound`, described
 /// by `what`, if it did not exist then or the run's retention policy no longer keeps it.
 pub(crate) fn get_at(
@@ -52,9 +66,10 @@ pub(crate) fn get_at(
     decode: Decode,
     what: impl FnOnce() -> String,
 ) -> Result<Versioned<Value>> {
+    let at = require_txn(version, "the version of get_at")?;
     let now = engine.now();
     let found = engine.read(run, |txn| {
-        let Some(e) = txn.get_at(key, version.as_u64()) else {
+        let Some(e) = txn.get_at(key, at) else {
             return Ok(None);
         };
         if !runs::is_retained(txn, run, key, e.version, now)? {
@@ -75,6 +90,10 @@ pub(crate) fn history(
     before: Option<Version>,
     decode: Decode,
 ) -> Result<Vec<Versioned<Value>>> {
+    // Only primitives versioned by commit take a cursor.
+    let before = before
+        .map(|b| require_txn(b, "the `before` cursor of history"))
+        .transpose()?;
     let now = engine.now();
     engine.read(run, |txn| {
         let policy = runs::retention_of(txn, run)?;
@@ -86,7 +105,7 @@ pub(crate) fn history(
             .collect::<Result<_>>()?;
         Ok(runs::apply_retention(all, &policy, now)
             .into_iter()
-            .filter(|v| before.is_none_or(|b| v.version.as_u64() < b.as_u64()))
+            .filter(|v| before.is_none_or(|b| v.version.as_u64() < b))
             .take(limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)))
             .collect())
     })

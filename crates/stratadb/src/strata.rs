@@ -134,6 +134,10 @@ impl Strata {
     /// transaction the closure is run again (so it should have no side effects outside
     /// `txn`); any error it returns aborts the transaction and is returned.
     ///
+    /// Reads inside the closure see the transaction's own writes; those carry the
+    /// pending version `Version::Txn(0)` and timestamp 0 until the commit (no committed
+    /// write ever has version 0; see [`Version::is_pending`](crate::Version::is_pending)).
+    ///
     /// ```
     /// use stratadb::prelude::*;
     /// let db = Strata::ephemeral()?;
