@@ -1,28 +1,36 @@
 //! The canonical value model.
 //!
-//! A [`Value`] is one of exactly eight variants that map cleanly to JSON (plus raw bytes).
-//! The rules users rely on:
-//!
-//! 1. **Eight types only**: nothing else can be stored.
-//! 2. **No implicit coercions**: `as_int` of a `Float` is `None`, `as_str` of `Bytes` is `None`.
-//! 3. **Strict equality**: values of different variants are never equal, so
-//!    `Value::Int(1) != Value::Float(1.0)`.
-//! 4. **`Bytes` and `String` are distinct**, even when the bytes are valid UTF-8.
-//! 5. **IEEE-754 floats**: `NaN != NaN` and `-0.0 == 0.0` (equality is `f64`'s own `==`).
-//!
-//! ```
-//! use strata_core::Value;
-//! assert_ne!(Value::Int(1), Value::Float(1.0));
-//! assert_ne!(Value::Float(f64::NAN), Value::Float(f64::NAN));
-//! assert_eq!(Value::Float(-0.0), Value::Float(0.0));
-//! assert_ne!(Value::from("a"), Value::from(b"a".to_vec()));
-//! assert_eq!(Value::from(42i64).as_int(), Some(42));
-//! assert_eq!(Value::from(42i64).as_float(), None);
-//! ```
+//! [`Value`] is documented on the type itself (its rules, its JSON mapping), so that
+//! the documentation of crates re-exporting it carries everything.
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-/// A value stored in StrataDB. See the [module documentation](self) for its rules.
+/// A value stored in StrataDB.
+///
+/// A `Value` is one of exactly eight variants that map cleanly to JSON (plus raw bytes).
+/// The rules users rely on:
+///
+/// 1. **Eight types only**: nothing else can be stored.
+/// 2. **No implicit coercions**: `as_int` of a `Float` is `None`, `as_str` of `Bytes` is `None`.
+/// 3. **Strict equality**: values of different variants are never equal, so
+///    `Value::Int(1) != Value::Float(1.0)`.
+/// 4. **`Bytes` and `String` are distinct**, even when the bytes are valid UTF-8.
+/// 5. **IEEE-754 floats**: `NaN != NaN` and `-0.0 == 0.0` (equality is `f64`'s own `==`).
+///
+/// ```
+/// use strata_core::Value;
+/// assert_ne!(Value::Int(1), Value::Float(1.0));
+/// assert_ne!(Value::Float(f64::NAN), Value::Float(f64::NAN));
+/// assert_eq!(Value::Float(-0.0), Value::Float(0.0));
+/// assert_ne!(Value::from("a"), Value::from(b"a".to_vec()));
+/// assert_eq!(Value::from(42i64).as_int(), Some(42));
+/// assert_eq!(Value::from(42i64).as_float(), None);
+/// ```
+///
+/// **JSON mapping** (`From` conversions with `serde_json::Value`, `Display`): `Int`
+/// and `Float` are JSON numbers (a JSON integer that fits `i64` becomes `Int`, any other
+/// number `Float`); a non-finite float has no JSON form and renders as `null`; `Bytes`
+/// renders as an array of integers 0–255 (so it comes back as an `Array` of `Int`).
 ///
 /// Equality is structural and strict: `PartialEq` compares variants first, then contents
 /// with the contents' own equality (so floats follow IEEE-754). `Value` deliberately does
@@ -274,7 +282,8 @@ impl Drop for Value {
 }
 
 impl fmt::Display for Value {
-    /// Renders the value as JSON text (see [`crate::value`]'s JSON mapping for `Bytes`).
+    /// Renders the value as JSON text (see the type's JSON mapping for `Bytes` and
+    /// non-finite floats).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let json = serde_json::Value::from(self.clone());
         write!(f, "{json}")

@@ -126,8 +126,8 @@ pub struct Json {
 }
 
 impl Json {
-    /// Handle over an engine.
-    pub fn new(engine: Arc<Engine>) -> Self {
+    /// Handle over an engine (see [`crate::internal`]).
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
         Json { engine }
     }
 
@@ -163,10 +163,23 @@ impl Json {
         records::delete(&self.engine, run, key_of(run, key)?)
     }
 
-    /// The value at `path` inside the document, versioned like the document (its
-    /// version and timestamp); see [`json_path::get_path`] for the shape of multi-node
-    /// results. `None` when a singular path selects nothing; `NotFound` if the document
-    /// does not exist.
+    /// The value at `path` (RFC 9535 JSONPath) inside the document, versioned like the
+    /// document (its version and timestamp). `NotFound` if the document does not exist;
+    /// `InvalidPath` if `path` is not valid JSONPath.
+    ///
+    /// The shape of the result depends on the path, not on the document:
+    ///
+    /// - a **singular path** (only single names and indices after `$`: `$.a.b`,
+    ///   `$['odd key']`, `$.a[0]`, `$.a[-1]`) gives `Some(node)` when the node exists and
+    ///   `None` when it does not (`$` is always `Some(document)`);
+    /// - any **other path** (wildcards, slices, filters, `..`, unions) always gives
+    ///   `Some(Value::Array(nodes))`: every selected node, in RFC 9535 order (document
+    ///   order for arrays; an object's members in unspecified order), duplicates included;
+    ///   the array is empty when nothing is selected.
+    ///
+    /// So `$.tags[0]` on `{"tags": ["a"]}` gives `Some("a")`, `$.tags[*]` gives
+    /// `Some(["a"])` and `$.missing[*]` gives `Some([])`. Filters compare `Int` and `Float`
+    /// numerically; the returned nodes keep their variant.
     pub fn get_path(&self, run: &RunId, key: &str, path: &str) -> Result<Option<Versioned<Value>>> {
         let k = key_of(run, key)?;
         let (doc, version, timestamp) = self
@@ -182,9 +195,22 @@ impl Json {
     }
 
     /// Sets the value at `path`, creating missing intermediate objects and keeping
-    /// siblings; returns the document's new version. A non-singular path that selects
-    /// nothing leaves the document unchanged, writes nothing, and returns the
-    /// document's current version (rules: [`json_path::set_path`]).
+    /// siblings; returns the document's new version. `NotFound` if the document does not
+    /// exist.
+    ///
+    /// - A **singular path** replaces the node, or creates it with every missing
+    ///   container on the way (an object before a name, an array before an index). An
+    ///   array index must name an existing element (negative ones count from the end) or
+    ///   be the array's length (append); any other index is a `ConstraintViolation`:
+    ///   arrays are never padded. A name meeting a non-object, or an index meeting a
+    ///   non-array, is `WrongType`.
+    /// - A **non-singular path** is split at its last non-singular segment
+    ///   (`$.users[?@.age > 30].flags.vip` = `$.users[?@.age > 30]` + `.flags.vip`) and the
+    ///   singular rest is set below **every** node the first part selects. When it selects
+    ///   nothing, the document is unchanged, nothing is written, and the document's
+    ///   current version is returned.
+    ///
+    /// The update is all-or-nothing: on error the document is unchanged.
     pub fn set_path(
         &self,
         run: &RunId,

@@ -67,8 +67,8 @@ pub struct KV {
 }
 
 impl KV {
-    /// Handle over an engine.
-    pub fn new(engine: Arc<Engine>) -> Self {
+    /// Handle over an engine (see [`crate::internal`]).
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
         KV { engine }
     }
 

@@ -189,8 +189,8 @@ pub struct Runs {
 }
 
 impl Runs {
-    /// Handle over an engine.
-    pub fn new(engine: Arc<Engine>) -> Self {
+    /// Handle over an engine (see [`crate::internal`]).
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
         Runs { engine }
     }
 

@@ -114,7 +114,7 @@ impl IndexEntry {
     }
 }
 
-/// How a collection's in-memory index was obtained (see [`Vectors::index_source`]).
+/// How a collection's in-memory index was obtained (see [`crate::internal::index_source`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexSource {
     /// Made empty by `create_collection` in this process.
@@ -310,14 +310,14 @@ impl Vectors {
     /// a valid one exists for this incarnation of the collection, then reconciled with
     /// the records (changes after the file was written are replayed); otherwise it is
     /// rebuilt from the records. A bad index file is logged and ignored, never an error.
-    pub fn open(engine: Arc<Engine>) -> Result<Vectors> {
+    pub(crate) fn open(engine: Arc<Engine>) -> Result<Vectors> {
         let started = std::time::Instant::now();
         let vectors = Vectors {
             engine,
             indexes: Arc::new(RwLock::new(HashMap::new())),
         };
         let dir = vectors.engine.storage().dir().map(|d| d.to_path_buf());
-        let runs = strata_primitives::Runs::new(vectors.engine.clone()).list(None, None)?;
+        let runs = strata_primitives::internal::runs(vectors.engine.clone()).list(None, None)?;
         let mut total = 0usize;
         for info in runs {
             let run = info.value.run_id;
@@ -604,7 +604,7 @@ impl Vectors {
 
     /// How the index of a collection was obtained, or `None` if the collection has no
     /// index (it does not exist).
-    pub fn index_source(&self, run: &RunId, name: &str) -> Option<IndexSource> {
+    pub(crate) fn index_source(&self, run: &RunId, name: &str) -> Option<IndexSource> {
         self.entry(run, name).map(|e| e.read().source)
     }
 
@@ -613,7 +613,7 @@ impl Vectors {
     }
 
     /// Applies committed index changes (called after the commit at `version`).
-    pub fn apply(&self, ops: Vec<PendingIndexOp>, version: u64) {
+    pub(crate) fn apply(&self, ops: Vec<PendingIndexOp>, version: u64) {
         for op in ops {
             let (run, collection, key) = match &op {
                 PendingIndexOp::Upsert {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use strata_concurrency::DatabaseMetrics;
 use strata_core::{Error, Result};
-use strata_primitives::{Engine, Events, Json, Runs, State, KV};
+use strata_primitives::{internal, Engine, Events, Json, Runs, State, KV};
 use strata_storage::Storage;
 use strata_vector::Vectors;
 
@@ -78,14 +78,14 @@ impl Strata {
     ) -> Result<Strata> {
         let ephemeral = storage.dir().is_none();
         let engine = Engine::new(storage)?;
-        let vectors = Vectors::open(engine.clone())?;
+        let vectors = strata_vector::internal::open(engine.clone())?;
         Ok(Strata {
-            kv: KV::new(engine.clone()),
-            json: Json::new(engine.clone()),
-            events: Events::new(engine.clone()),
-            state: State::new(engine.clone()),
+            kv: internal::kv(engine.clone()),
+            json: internal::json(engine.clone()),
+            events: internal::events(engine.clone()),
+            state: internal::state(engine.clone()),
             vectors,
-            runs: Runs::new(engine.clone()),
+            runs: internal::runs(engine.clone()),
             engine,
             path,
             ephemeral,
@@ -172,13 +172,8 @@ impl Strata {
             Err(e) => return Err(closure_err.into_inner().unwrap_or(e)),
         };
         if let Some(info) = info {
-            vectors.apply(pending.into_inner(), info.version);
+            strata_vector::internal::apply(vectors, pending.into_inner(), info.version);
         }
         Ok(value)
-    }
-
-    /// The engine underneath (advanced use: tests, custom clocks).
-    pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
     }
 }

@@ -77,7 +77,7 @@ fn one_kib_collection_name_closes_and_reloads_its_index_file() {
     let db = Strata::open(dir.path()).unwrap();
     for name in [&long, &other] {
         assert_eq!(
-            db.vectors.index_source(&run, name),
+            strata_vector::internal::index_source(&db.vectors, &run, name),
             Some(IndexSource::Loaded { replayed: 0 }),
             "the index file must be loaded, not rebuilt"
         );
