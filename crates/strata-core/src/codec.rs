@@ -156,6 +156,20 @@ pub fn decode(bytes: &[u8]) -> Result<Value> {
     Ok(value)
 }
 
+/// Levels of nesting a record may add around the values it holds (a struct, an
+/// `Option`, a map of fields) for [`decode_record`].
+pub const RECORD_NESTING_LEVELS: usize = 8;
+
+/// Decodes a MessagePack record that holds [`Value`]s (for example a run's metadata),
+/// refusing nesting deeper than [`MAX_NESTING_DEPTH`] + [`RECORD_NESTING_LEVELS`] as the
+/// decoder meets it, so that damaged or hostile bytes cannot make it recurse deeply.
+/// `what` names the record in the error.
+pub fn decode_record<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(MAX_NESTING_DEPTH + RECORD_NESTING_LEVELS);
+    T::deserialize(&mut de).map_err(|e| Error::Serialization(format!("cannot decode {what}: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +277,7 @@ mod tests {
                 let mut over = vec![0x91u8; MAX_NESTING_DEPTH + 1];
                 over.push(0x01);
                 assert!(decode(&over).is_err());
+                assert!(decode_record::<Option<Value>>(&bytes, "a record").is_err());
             })
             .unwrap()
             .join()
