@@ -102,16 +102,25 @@ impl Strata {
     /// Flushes, writes the vector index files and a snapshot so the next open is fast,
     /// and closes the database. The database is closed even if writing an index file
     /// fails (that error is returned; the next open rebuilds that index from its records).
+    ///
+    /// Every handle cloned from this database (`db.kv.clone()`, …) fails afterwards with
+    /// an [`Error::ConstraintViolation`] saying the database is closed (not
+    /// [`is_serious`](Error::is_serious)), reads included; the directory lock is
+    /// released at once, so the database can be opened again while such clones live.
+    /// The database is closed (and the lock released) even when this returns an error.
     pub fn close(self) -> Result<()> {
         let storage = self.engine.storage();
         // Commits first, so that the index files never run ahead of the durable records.
-        storage.flush()?;
-        let persisted = self.vectors.persist_indexes();
+        let flushed = storage.flush();
+        let persisted = match &flushed {
+            Ok(()) => self.vectors.persist_indexes().map(|_| ()),
+            Err(_) => Ok(()),
+        };
         if let Err(e) = &persisted {
             tracing::warn!(error = %e, "writing vector index files failed");
         }
-        storage.close()?;
-        persisted.map(|_| ())
+        let closed = storage.close();
+        flushed.and(closed).and(persisted)
     }
 
     /// The database directory (empty for an ephemeral database).
