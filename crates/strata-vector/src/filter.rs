@@ -730,6 +730,33 @@ impl CompiledFilter<'_> {
     }
 }
 
+/// Checks a filter before it is evaluated: `And`/`Or`/`Not` nest at most
+/// [`MAX_NESTING_DEPTH`](strata_core::limits::MAX_NESTING_DEPTH) levels and every value in
+/// it is within the value nesting limit. Iterative, so a filter built however deep is
+/// refused (with [`Error::ConstraintViolation`](strata_core::Error)) instead of
+/// overflowing the stack in the recursive evaluation.
+pub fn validate_filter(filter: &SearchFilter) -> strata_core::Result<()> {
+    use strata_core::limits::{validate_depth, MAX_NESTING_DEPTH};
+    let mut stack = vec![(filter, 1usize)];
+    while let Some((f, level)) = stack.pop() {
+        if level > MAX_NESTING_DEPTH {
+            return Err(strata_core::Error::ConstraintViolation(format!(
+                "search filter nests more than {MAX_NESTING_DEPTH} levels deep, the limit"
+            )));
+        }
+        match f {
+            SearchFilter::Eq(_, v) | SearchFilter::Contains(_, v) => validate_depth(v)?,
+            SearchFilter::In(_, vs) => vs.iter().try_for_each(validate_depth)?,
+            SearchFilter::Range { .. } | SearchFilter::Exists(_) => {}
+            SearchFilter::And(fs) | SearchFilter::Or(fs) => {
+                stack.extend(fs.iter().map(|c| (c, level + 1)))
+            }
+            SearchFilter::Not(inner) => stack.push((inner, level + 1)),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

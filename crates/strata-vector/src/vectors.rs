@@ -903,6 +903,9 @@ impl Vectors {
         with_vectors: bool,
     ) -> Result<Vec<VectorMatch>> {
         limits::validate_key(collection)?;
+        if let Some(f) = filter {
+            crate::filter::validate_filter(f)?;
+        }
         self.engine.read(run, |txn| {
             let def = require_def(txn, run, collection)?;
             validate_vector(query, def.dimension)?;

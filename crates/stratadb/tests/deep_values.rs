@@ -75,6 +75,24 @@ fn deep_values_are_refused_at_every_entry_point() {
             "vectors.upsert",
             db.vectors.upsert(&run, "c", "a", &[1.0, 0.0], Some(d())),
         );
+        refused(
+            "vectors.search filter value",
+            db.vectors.search(
+                &run,
+                "c",
+                &[1.0, 0.0],
+                1,
+                Some(SearchFilter::Eq("f".into(), d())),
+            ),
+        );
+        let mut nested = SearchFilter::exists("f");
+        for _ in 0..200 {
+            nested = SearchFilter::Not(Box::new(nested));
+        }
+        refused(
+            "vectors.search filter nesting",
+            db.vectors.search(&run, "c", &[1.0, 0.0], 1, Some(nested)),
+        );
         refused("runs.create", db.runs.create(Some(d())));
         refused("runs.update_metadata", db.runs.update_metadata(&run, d()));
         type Step = fn(&mut Txn<'_>, &RunId, Value) -> Result<()>;
