@@ -90,3 +90,37 @@ fn one_kib_collection_name_closes_and_reloads_its_index_file() {
     assert_eq!(hits[0].key, "b");
     db.close().unwrap();
 }
+
+/// A collection name of 65 to ~125 bytes had a hex-named index file in earlier builds;
+/// such a file is no longer looked up: the index is rebuilt once, and the stale file is
+/// removed by the next close (it is named like an index file, so it is ours).
+#[test]
+fn legacy_hex_named_index_file_of_a_long_name_is_rebuilt_then_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunId::DEFAULT;
+    let name = "L".repeat(100);
+    {
+        let db = Strata::open(dir.path()).unwrap();
+        db.vectors
+            .create_collection(&run, &name, 2, DistanceMetric::Cosine)
+            .unwrap();
+        db.vectors
+            .upsert(&run, &name, "a", &[1.0, 0.0], None)
+            .unwrap();
+        db.close().unwrap();
+    }
+    let new = persist::file_path(dir.path(), &run, &name);
+    let legacy = new.with_file_name(format!("{}.vidx", "4c".repeat(100)));
+    std::fs::rename(&new, &legacy).unwrap();
+    {
+        let db = Strata::open(dir.path()).unwrap();
+        assert_eq!(
+            strata_vector::internal::index_source(&db.vectors, &run, &name),
+            Some(IndexSource::Rebuilt)
+        );
+        assert_eq!(db.vectors.count(&run, &name).unwrap(), 1);
+        db.close().unwrap();
+    }
+    assert!(new.exists());
+    assert!(!legacy.exists(), "the stale legacy file is removed");
+}
