@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use strata_concurrency::Transaction;
-use strata_core::{Error, Result, RunId, Value, Version, Versioned};
+use strata_core::{limits, Error, Result, RunId, Value, Version, Versioned};
 use strata_storage::Primitive;
 
 use crate::engine::{committed_version, encode_value, Engine};
@@ -67,8 +67,8 @@ pub struct KV {
 }
 
 impl KV {
-    /// Handle over an engine.
-    pub fn new(engine: Arc<Engine>) -> Self {
+    /// Handle over an engine (see [`crate::internal`]).
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
         KV { engine }
     }
 
@@ -161,10 +161,14 @@ impl KV {
         value: impl Into<Value>,
     ) -> Result<bool> {
         let value = value.into();
+        limits::validate_depth(&value)?;
+        let expected = expected
+            .map(|v| records::require_txn(v, "the expected version of cas"))
+            .transpose()?;
         self.engine
             .write(run, |txn| {
-                let current = ops::get(txn, run, key)?.map(|v| v.version);
-                if current.map(|v| v.as_u64()) != expected.map(|v| v.as_u64()) {
+                let current = ops::get(txn, run, key)?.map(|v| v.version.as_u64());
+                if current != expected {
                     return Ok(false);
                 }
                 ops::put(txn, run, key, &value)?;
@@ -183,6 +187,7 @@ impl KV {
     /// Writes several keys in one transaction: all get the same version, returned.
     pub fn mset(&self, run: &RunId, entries: &[(&str, Value)]) -> Result<Version> {
         if entries.is_empty() {
+            self.engine.storage().check_open()?;
             return Ok(Version::Txn(self.engine.storage().visible_version()));
         }
         let (_, info) = self.engine.write(run, |txn| {

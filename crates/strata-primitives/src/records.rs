@@ -74,6 +74,20 @@ pub(crate) fn delete(engine: &Engine, run: &RunId, key: Box<[u8]>) -> Result<boo
         .map(|(v, _)| v)
 }
 
+/// Checks that a version passed in by a caller is a [`Version::Txn`], the only kind KV
+/// keys, JSON documents, vectors and runs have; a `Sequence` (an event's position) or a
+/// `Counter` (a state cell's) would otherwise be silently read as a commit number.
+/// `what` names the parameter.
+pub(crate) fn require_txn(version: Version, what: &str) -> Result<u64> {
+    match version {
+        Version::Txn(v) => Ok(v),
+        other => Err(Error::ConstraintViolation(format!(
+            "{what} must be a Version::Txn (a commit version, as returned by put/set and \
+             found in Versioned::version of this primitive), got {other}"
+        ))),
+    }
+}
+
 /// The record as of `version` (the newest write at or before it). `NotFound`, described
 /// by `what`, if it did not exist then or the run's retention policy no longer keeps it.
 pub(crate) fn get_at(
@@ -84,8 +98,8 @@ pub(crate) fn get_at(
     decode: Decode,
     what: impl FnOnce() -> String,
 ) -> Result<Versioned<Value>> {
+    let at = require_txn(version, "the version of get_at")?;
     let now = engine.now();
-    let at = version.as_u64();
     let found = engine.read(run, |txn| {
         let (chain, from) = retained_chain(txn, run, key, now)?;
         // The newest write at or before `at` (the chain is clamped to the snapshot).
@@ -107,6 +121,10 @@ pub(crate) fn history(
     before: Option<Version>,
     decode: Decode,
 ) -> Result<Vec<Versioned<Value>>> {
+    // Only primitives versioned by commit take a cursor.
+    let before = before
+        .map(|b| require_txn(b, "the `before` cursor of history"))
+        .transpose()?;
     let now = engine.now();
     let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
     engine.read(run, |txn| {
@@ -116,9 +134,8 @@ pub(crate) fn history(
             if out.len() >= limit {
                 break;
             }
-            // `before` is in the primitive's own versions (a state cell's counter).
             if let Some(v) = decode(e)? {
-                if before.is_none_or(|b| v.version.as_u64() < b.as_u64()) {
+                if before.is_none_or(|b| v.version.as_u64() < b) {
                     out.push(v);
                 }
             }

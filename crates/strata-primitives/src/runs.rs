@@ -96,8 +96,7 @@ fn encode_info(info: &RunInfo) -> Result<Arc<[u8]>> {
 }
 
 fn decode_info(bytes: &[u8]) -> Result<RunInfo> {
-    rmp_serde::from_slice(bytes)
-        .map_err(|e| Error::Serialization(format!("cannot decode run info: {e}")))
+    strata_core::codec::decode_record(bytes, "run info")
 }
 
 fn load(txn: &mut Transaction, run: &RunId) -> Result<Option<Versioned<RunInfo>>> {
@@ -189,8 +188,8 @@ pub struct Runs {
 }
 
 impl Runs {
-    /// Handle over an engine.
-    pub fn new(engine: Arc<Engine>) -> Self {
+    /// Handle over an engine (see [`crate::internal`]).
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
         Runs { engine }
     }
 

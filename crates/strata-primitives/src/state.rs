@@ -131,8 +131,8 @@ pub struct State {
 }
 
 impl State {
-    /// Handle over an engine.
-    pub fn new(engine: Arc<Engine>) -> Self {
+    /// Handle over an engine (see [`crate::internal`]).
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
         State { engine }
     }
 

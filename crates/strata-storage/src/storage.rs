@@ -133,8 +133,8 @@ struct Disk {
     sync_gate: Mutex<()>,
     /// Strict commits currently inside `commit` (group-commit gathering).
     committers: AtomicU64,
-    /// The directory lock, released when the last caller handle is dropped (a
-    /// `SnapshotPin` may keep the rest of the storage alive longer).
+    /// The directory lock, taken out (released) by `close` or when the last caller
+    /// handle is dropped, even while a `SnapshotPin` keeps `Inner` alive.
     lock: Mutex<Option<DirLock>>,
 }
 
@@ -151,6 +151,8 @@ struct Inner {
     commit: Mutex<CommitState>,
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
+    /// Set by `close`: every later operation fails with [`closed_error`].
+    closed: AtomicBool,
     pins: Mutex<BTreeMap<u64, usize>>,
     disk: Option<Disk>,
     recovery: RecoveryReport,
@@ -251,6 +253,7 @@ impl Storage {
             }),
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(None),
+            closed: AtomicBool::new(false),
             pins: Mutex::new(BTreeMap::new()),
             disk: None,
             recovery: RecoveryReport::default(),
@@ -341,6 +344,7 @@ impl Storage {
             }),
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(None),
+            closed: AtomicBool::new(false),
             pins: Mutex::new(BTreeMap::new()),
             disk: Some(disk),
             recovery: report,
@@ -514,7 +518,26 @@ impl Storage {
         self.inner.map.history(key, snapshot, before, limit)
     }
 
+    /// Fails with the "closed" error once [`close`](Self::close) was called. Readers
+    /// above the storage (transactions, primitives) call it before every operation.
+    pub fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
+        Ok(())
+    }
+
+    /// `true` once [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
     fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        self.check_not_poisoned()
+    }
+
+    fn check_not_poisoned(&self) -> Result<()> {
         if self.inner.poisoned.load(Ordering::Acquire) {
             let reason = self.inner.poison_reason.lock().clone().unwrap_or_default();
             return Err(Error::Storage(format!(
@@ -641,7 +664,9 @@ impl Storage {
     /// storage is poisoned; a failure poisons it before the gate is released.
     fn sync_log_file(&self, d: &Disk, file: &Arc<dyn VfsFile>) -> Result<()> {
         let _gate = d.sync_gate.lock();
-        self.check_writable()?;
+        // Poison only, not `closed`: `close` syncs the commits that raced with it after
+        // setting the flag.
+        self.check_not_poisoned()?;
         file.sync().map_err(|e| {
             let err = Error::Storage(format!(
                 "fsync of the log in {} failed: {e}",
@@ -674,11 +699,12 @@ impl Storage {
         loop {
             // For a commit, durable first: one that another fsync covered succeeded, even
             // if the storage was poisoned or closed since. `flush` reports poisoning
-            // whatever it would have had to sync.
+            // whatever it would have had to sync. (Poison only, not `closed`: `close`
+            // syncs the commits that raced with it after setting the flag.)
             if for_commit && s.synced >= target {
                 return Ok(());
             }
-            self.check_writable()?;
+            self.check_not_poisoned()?;
             if s.synced >= target {
                 return Ok(());
             }
@@ -897,27 +923,52 @@ impl Storage {
         dropped
     }
 
-    /// Syncs, snapshots (if configured) and stops background work. Further commits fail.
+    /// Syncs, snapshots (if configured), stops background work and releases the
+    /// directory lock, even while other handles (clones, transactions, pins) are alive.
+    /// Every later commit, checkpoint or (through [`check_open`](Self::check_open)) read
+    /// fails with a [`Error::ConstraintViolation`] saying the database is closed; that
+    /// error is not [`is_serious`](Error::is_serious): nothing is wrong with the data.
     /// The storage is closed even when the sync or the snapshot fails (that error is
     /// returned; every commit synced before stays in the log and is recovered on open).
+    /// Closing again does nothing.
     pub fn close(&self) -> Result<()> {
         let Some(d) = self.inner.disk.as_ref() else {
+            self.inner.closed.store(true, Ordering::Release);
             return Ok(());
         };
+        if self.is_closed() {
+            return Ok(());
+        }
         let mut result = self.flush();
         if result.is_ok() && d.options.snapshot_on_close {
             result = self.checkpoint();
         }
+        {
+            // Under the commit lock, so that no commit is half-way through the log.
+            let _c = self.inner.commit.lock();
+            self.inner.closed.store(true, Ordering::Release);
+        }
+        // Commits that slipped in after the snapshot are in the log: sync them.
+        if result.is_ok() {
+            result = self.flush();
+        }
         if result.is_ok() {
             // Free the newest segment's unused preallocation: a closed database takes
-            // only the space its records need.
+            // only the space its records need. No commit can append any more.
             let mut c = self.inner.commit.lock();
             if let Some(wal) = c.wal.as_mut() {
                 result = wal.seal();
             }
         }
         self.stop_flusher();
-        self.poison("the database is closed".into());
+        let snapshot = d.snapshot_thread.lock().take();
+        if let Some(h) = snapshot {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+        self.inner.final_sync();
+        d.lock.lock().take();
         result
     }
 
@@ -938,6 +989,17 @@ impl Storage {
             }
         }
     }
+}
+
+/// The error of every operation on a closed database: a
+/// [`Error::ConstraintViolation`] (the caller used a handle after `close`), not a
+/// serious error.
+pub fn closed_error() -> Error {
+    Error::ConstraintViolation(
+        "the database is closed; open it again to use it (handles cloned before close \
+         stay closed)"
+            .into(),
+    )
 }
 
 impl Drop for Inner {

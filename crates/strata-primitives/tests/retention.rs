@@ -7,7 +7,67 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use stratadb::prelude::*;
+use strata_core::{Error, Result, RunId, Timestamp, Value, Version, Versioned};
+use strata_primitives::internal;
+use strata_primitives::{Engine, RetentionPolicy, Runs, State, KV};
+use strata_storage::{DurabilityMode, Storage, StorageOptions};
+
+/// The handles these tests use, over one engine (the facade's `Strata` keeps its
+/// engine private; these tests drive garbage collection and snapshots directly).
+struct Strata {
+    kv: KV,
+    state: State,
+    runs: Runs,
+    engine: Arc<Engine>,
+}
+
+impl Strata {
+    fn over(storage: Storage) -> Result<Strata> {
+        let engine = Engine::new(storage)?;
+        Ok(Strata {
+            kv: internal::kv(engine.clone()),
+            state: internal::state(engine.clone()),
+            runs: internal::runs(engine.clone()),
+            engine,
+        })
+    }
+    fn ephemeral() -> Result<Strata> {
+        Strata::over(Storage::ephemeral())
+    }
+    fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+    fn close(self) -> Result<()> {
+        self.engine.storage().close()
+    }
+}
+
+/// Opens `path` without fsyncs, as `StrataBuilder::new().path(p).no_durability()` does.
+struct StrataBuilder {
+    path: std::path::PathBuf,
+}
+
+impl StrataBuilder {
+    fn new() -> Self {
+        StrataBuilder {
+            path: Default::default(),
+        }
+    }
+    fn path(mut self, p: impl AsRef<Path>) -> Self {
+        self.path = p.as_ref().to_path_buf();
+        self
+    }
+    fn no_durability(self) -> Self {
+        self
+    }
+    fn open(self) -> Result<Strata> {
+        let options = StorageOptions {
+            durability: DurabilityMode::NoDurability,
+            ..StorageOptions::default()
+        };
+        Strata::over(Storage::open(&self.path, options)?)
+    }
+}
 
 /// What a read answered, without timestamps (two databases fed the same operations
 /// assign the same versions but not the same times).
