@@ -60,11 +60,14 @@ impl TransactionManager {
     /// [`Error::Conflict`] up to the configured number of attempts with a short
     /// randomized backoff. Any other error from `f` or from the commit aborts and is
     /// returned as is. Returns `f`'s value and the commit info (`None` when `f` wrote
-    /// nothing).
+    /// nothing). Once the storage is closed, fails at once with
+    /// [`strata_storage::closed_error`].
     pub fn run<T>(
         &self,
         mut f: impl FnMut(&mut Transaction) -> Result<T>,
     ) -> Result<(T, Option<CommitInfo>)> {
+        // A closed database refuses reads too, not only commits.
+        self.storage.check_open()?;
         let mut attempt = 0u32;
         loop {
             attempt += 1;

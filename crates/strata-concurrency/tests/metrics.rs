@@ -159,19 +159,23 @@ fn metrics_after_a_known_sequence() {
 
 #[test]
 fn a_storage_error_at_commit_counts_as_aborted_and_is_not_retried() {
-    let dir = tempfile::tempdir().unwrap();
+    // A failed fsync (not `close`, whose error is a non-serious ConstraintViolation
+    // returned before the closure runs).
+    let fs = strata_storage::testing::FaultyVfs::new();
     let opts = StorageOptions {
         durability: DurabilityMode::Strict,
+        vfs: Arc::new(fs.clone()),
+        lock_directory: false,
         ..StorageOptions::default()
     };
-    let m = TransactionManager::new(Storage::open(dir.path(), opts).unwrap());
+    let m = TransactionManager::new(Storage::open("/db", opts).unwrap());
     m.run(|t| {
         t.put(k("a"), v("1"));
         Ok(())
     })
     .unwrap();
     expect(&m, 1, 0, 0);
-    m.storage().close().unwrap();
+    fs.fail_sync_after(1);
     let mut calls = 0;
     let err = m
         .run(|t| {
@@ -184,6 +188,22 @@ fn a_storage_error_at_commit_counts_as_aborted_and_is_not_retried() {
     assert!(!err.is_retryable());
     assert_eq!(calls, 1);
     expect(&m, 1, 1, 0);
+}
+
+#[test]
+fn a_closed_storage_fails_before_the_closure_runs() {
+    let m = TransactionManager::new(Storage::ephemeral());
+    m.storage().close().unwrap();
+    let mut calls = 0;
+    let err = m
+        .run(|_| {
+            calls += 1;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::ConstraintViolation(_)), "{err}");
+    assert!(!err.is_serious());
+    assert_eq!(calls, 0);
 }
 
 #[test]

@@ -130,12 +130,7 @@ pub fn encode(value: &Value) -> Result<Vec<u8>> {
 
 /// Appends the binary form of `value` to `buf`.
 pub fn encode_into(value: &Value, buf: &mut Vec<u8>) -> Result<()> {
-    if value.depth() > MAX_NESTING_DEPTH {
-        return Err(Error::ConstraintViolation(format!(
-            "value nesting depth {} exceeds the limit of {MAX_NESTING_DEPTH}",
-            value.depth()
-        )));
-    }
+    crate::limits::validate_depth(value)?;
     value
         .serialize(&mut rmp_serde::Serializer::new(buf))
         .map_err(|e| Error::Serialization(format!("cannot encode value: {e}")))
@@ -144,16 +139,35 @@ pub fn encode_into(value: &Value, buf: &mut Vec<u8>) -> Result<()> {
 /// Decodes a value written by [`encode`]. Fails with [`Error::Serialization`] on
 /// malformed input, never panics.
 ///
-/// Input nested deeper than [`MAX_NESTING_DEPTH`] (which [`encode`] never writes) is
-/// refused before it is descended into, so that decoding is bounded in stack as well as
-/// in time: without the limit, `rmp-serde`'s own limit of 1,024 levels overflows the
-/// stack of a small thread.
+/// Nesting deeper than [`MAX_NESTING_DEPTH`] (which [`encode`] never writes) is refused
+/// as the decoder meets it, so hostile bytes cannot make decoding recurse deeply.
 pub fn decode(bytes: &[u8]) -> Result<Value> {
     let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-    // rmp-serde refuses a container once `depth - 1` containers are open.
+    // rmp-serde's limit bounds the recursion (its count is one above `Value::depth`);
+    // the exact limit is then checked without recursion.
     de.set_max_depth(MAX_NESTING_DEPTH + 1);
-    Value::deserialize(&mut de)
-        .map_err(|e| Error::Serialization(format!("cannot decode value: {e}")))
+    let value = Value::deserialize(&mut de)
+        .map_err(|e| Error::Serialization(format!("cannot decode value: {e}")))?;
+    if value.deeper_than(MAX_NESTING_DEPTH) {
+        return Err(Error::Serialization(format!(
+            "cannot decode value: nested more than {MAX_NESTING_DEPTH} levels deep"
+        )));
+    }
+    Ok(value)
+}
+
+/// Levels of nesting a record may add around the values it holds (a struct, an
+/// `Option`, a map of fields) for [`decode_record`].
+pub const RECORD_NESTING_LEVELS: usize = 8;
+
+/// Decodes a MessagePack record that holds [`Value`]s (for example a run's metadata),
+/// refusing nesting deeper than [`MAX_NESTING_DEPTH`] + [`RECORD_NESTING_LEVELS`] as the
+/// decoder meets it, so that damaged or hostile bytes cannot make it recurse deeply.
+/// `what` names the record in the error.
+pub fn decode_record<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(MAX_NESTING_DEPTH + RECORD_NESTING_LEVELS);
+    T::deserialize(&mut de).map_err(|e| Error::Serialization(format!("cannot decode {what}: {e}")))
 }
 
 #[cfg(test)]
@@ -193,34 +207,6 @@ mod tests {
                 proptest::collection::hash_map(".*", inner, 0..8).prop_map(Value::Object),
             ]
         })
-    }
-
-    /// MessagePack for `depth` nested one-element arrays around `1`.
-    fn nested_arrays(depth: usize) -> Vec<u8> {
-        let mut b = vec![0x91; depth];
-        b.push(0x01);
-        b
-    }
-
-    /// Regression (found by the `codec` fuzz target): decoding accepted 1,024 levels of
-    /// nesting, eight times what `encode` allows, and overflowed the stack of a small
-    /// thread (a debug-build test thread) on the way.
-    #[test]
-    fn decode_refuses_nesting_beyond_the_limit() {
-        let ok = decode(&nested_arrays(MAX_NESTING_DEPTH)).unwrap();
-        assert_eq!(ok.depth(), MAX_NESTING_DEPTH);
-        assert_eq!(decode(&encode(&ok).unwrap()).unwrap(), ok);
-        let err = decode(&nested_arrays(MAX_NESTING_DEPTH + 1)).unwrap_err();
-        assert!(matches!(err, Error::Serialization(_)), "{err:?}");
-        // Deep input in a thread with a small stack is an error, not a stack overflow.
-        let deep = nested_arrays(1000);
-        let r = std::thread::Builder::new()
-            .stack_size(1024 * 1024)
-            .spawn(move || decode(&deep).is_err())
-            .unwrap()
-            .join()
-            .unwrap();
-        assert!(r);
     }
 
     proptest! {
@@ -273,5 +259,28 @@ mod tests {
             encode(&too_deep),
             Err(Error::ConstraintViolation(_))
         ));
+    }
+
+    /// Bytes nesting 100,000 arrays (0x91 = array of one element) are refused by the
+    /// decoder without recursing 100,000 times, on a thread with the default 2 MiB stack.
+    #[test]
+    fn decoding_deep_nesting_is_refused_without_recursion() {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(|| {
+                let mut bytes = vec![0x91u8; 100_000];
+                bytes.push(0x01);
+                assert!(matches!(decode(&bytes), Err(Error::Serialization(_))));
+                let mut ok = vec![0x91u8; MAX_NESTING_DEPTH];
+                ok.push(0x01);
+                assert_eq!(decode(&ok).unwrap().depth(), MAX_NESTING_DEPTH);
+                let mut over = vec![0x91u8; MAX_NESTING_DEPTH + 1];
+                over.push(0x01);
+                assert!(decode(&over).is_err());
+                assert!(decode_record::<Option<Value>>(&bytes, "a record").is_err());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }

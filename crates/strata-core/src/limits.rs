@@ -70,12 +70,7 @@ pub fn validate_key(key: &str) -> Result<()> {
 /// Errors with [`Error::ConstraintViolation`] when the value nests deeper than
 /// [`MAX_NESTING_DEPTH`] or encodes to more than [`MAX_VALUE_BYTES`].
 pub fn validate_value(value: &Value) -> Result<Vec<u8>> {
-    let depth = value.depth();
-    if depth > MAX_NESTING_DEPTH {
-        return Err(Error::ConstraintViolation(format!(
-            "value nests {depth} levels deep, more than the limit of {MAX_NESTING_DEPTH}"
-        )));
-    }
+    validate_depth(value)?;
     let bytes = codec::encode(value)?;
     if bytes.len() > MAX_VALUE_BYTES {
         return Err(Error::ConstraintViolation(format!(
@@ -84,6 +79,21 @@ pub fn validate_value(value: &Value) -> Result<Vec<u8>> {
         )));
     }
     Ok(bytes)
+}
+
+/// Checks a value's nesting depth, without recursion and without looking below level
+/// [`MAX_NESTING_DEPTH`] + 1, so that a value nested however deep is rejected before
+/// anything recursive (encoding, cloning, comparing, formatting) touches it. Every API
+/// taking a `Value` calls it first.
+///
+/// Errors with [`Error::ConstraintViolation`].
+pub fn validate_depth(value: &Value) -> Result<()> {
+    if value.deeper_than(MAX_NESTING_DEPTH) {
+        return Err(Error::ConstraintViolation(format!(
+            "value nests more than {MAX_NESTING_DEPTH} levels deep, the limit"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a vector dimension: between 1 and [`MAX_VECTOR_DIMENSION`].

@@ -1,32 +1,51 @@
 //! The canonical value model.
 //!
-//! A [`Value`] is one of exactly eight variants that map cleanly to JSON (plus raw bytes).
-//! The rules users rely on:
-//!
-//! 1. **Eight types only**: nothing else can be stored.
-//! 2. **No implicit coercions**: `as_int` of a `Float` is `None`, `as_str` of `Bytes` is `None`.
-//! 3. **Strict equality**: values of different variants are never equal, so
-//!    `Value::Int(1) != Value::Float(1.0)`.
-//! 4. **`Bytes` and `String` are distinct**, even when the bytes are valid UTF-8.
-//! 5. **IEEE-754 floats**: `NaN != NaN` and `-0.0 == 0.0` (equality is `f64`'s own `==`).
-//!
-//! ```
-//! use strata_core::Value;
-//! assert_ne!(Value::Int(1), Value::Float(1.0));
-//! assert_ne!(Value::Float(f64::NAN), Value::Float(f64::NAN));
-//! assert_eq!(Value::Float(-0.0), Value::Float(0.0));
-//! assert_ne!(Value::from("a"), Value::from(b"a".to_vec()));
-//! assert_eq!(Value::from(42i64).as_int(), Some(42));
-//! assert_eq!(Value::from(42i64).as_float(), None);
-//! ```
+//! [`Value`] is documented on the type itself (its rules, its JSON mapping), so that
+//! the documentation of crates re-exporting it carries everything.
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-/// A value stored in StrataDB. See the [module documentation](self) for its rules.
+/// A value stored in StrataDB.
+///
+/// A `Value` is one of exactly eight variants that map cleanly to JSON (plus raw bytes).
+/// The rules users rely on:
+///
+/// 1. **Eight types only**: nothing else can be stored.
+/// 2. **No implicit coercions**: `as_int` of a `Float` is `None`, `as_str` of `Bytes` is `None`.
+/// 3. **Strict equality**: values of different variants are never equal, so
+///    `Value::Int(1) != Value::Float(1.0)`.
+/// 4. **`Bytes` and `String` are distinct**, even when the bytes are valid UTF-8.
+/// 5. **IEEE-754 floats**: `NaN != NaN` and `-0.0 == 0.0` (equality is `f64`'s own `==`).
+///
+/// ```
+/// use strata_core::Value;
+/// assert_ne!(Value::Int(1), Value::Float(1.0));
+/// assert_ne!(Value::Float(f64::NAN), Value::Float(f64::NAN));
+/// assert_eq!(Value::Float(-0.0), Value::Float(0.0));
+/// assert_ne!(Value::from("a"), Value::from(b"a".to_vec()));
+/// assert_eq!(Value::from(42i64).as_int(), Some(42));
+/// assert_eq!(Value::from(42i64).as_float(), None);
+/// ```
+///
+/// **JSON mapping** (`From` conversions with `serde_json::Value`, `Display`): `Int`
+/// and `Float` are JSON numbers (a JSON integer that fits `i64` becomes `Int`, any other
+/// number `Float`); a non-finite float has no JSON form and renders as `null`; `Bytes`
+/// renders as an array of integers 0–255 (so it comes back as an `Array` of `Int`).
 ///
 /// Equality is structural and strict: `PartialEq` compares variants first, then contents
 /// with the contents' own equality (so floats follow IEEE-754). `Value` deliberately does
 /// not implement `Eq` or `Hash`, since `NaN != NaN`.
+///
+/// `Value` implements `Drop` (iteratively, so that dropping a value nested however deep
+/// cannot overflow the stack). A `match` therefore cannot move a field out of a `Value`:
+/// match on a reference, or use [`into_string`](Value::into_string),
+/// [`into_array`](Value::into_array), [`into_object`](Value::into_object) or
+/// [`into_bytes`](Value::into_bytes).
+///
+/// Nesting is limited to [`MAX_NESTING_DEPTH`](crate::limits::MAX_NESTING_DEPTH) levels
+/// in stored values; every API taking a `Value` checks this first, without recursion.
+/// Cloning, comparing, formatting and encoding recurse once per level, so they are only
+/// safe on values within that limit (or a few thousand levels on a normal stack).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value {
     /// JSON `null`.
@@ -161,18 +180,110 @@ impl Value {
         }
     }
 
+    /// The string, by value, if this is a `String`. (`Value` implements `Drop`, so
+    /// a `match` cannot move fields out of it; these `into_*` methods do.)
+    pub fn into_string(mut self) -> Option<String> {
+        match &mut self {
+            Value::String(s) => Some(std::mem::take(s)),
+            _ => None,
+        }
+    }
+    /// The bytes, by value, if this is `Bytes`.
+    pub fn into_bytes(mut self) -> Option<Vec<u8>> {
+        match &mut self {
+            Value::Bytes(b) => Some(std::mem::take(b)),
+            _ => None,
+        }
+    }
+    /// The elements, by value, if this is an `Array`.
+    pub fn into_array(mut self) -> Option<Vec<Value>> {
+        match &mut self {
+            Value::Array(a) => Some(std::mem::take(a)),
+            _ => None,
+        }
+    }
+    /// The map, by value, if this is an `Object`.
+    pub fn into_object(mut self) -> Option<HashMap<String, Value>> {
+        match &mut self {
+            Value::Object(o) => Some(std::mem::take(o)),
+            _ => None,
+        }
+    }
+
     /// Nesting depth: 0 for a scalar, 1 for an empty or flat container, and so on.
+    ///
+    /// Computed without recursion (an explicit stack on the heap), so that any value a
+    /// program can build, however deep, is measured without overflowing the thread's
+    /// stack.
     pub fn depth(&self) -> usize {
-        match self {
-            Value::Array(a) => 1 + a.iter().map(Value::depth).max().unwrap_or(0),
-            Value::Object(o) => 1 + o.values().map(Value::depth).max().unwrap_or(0),
-            _ => 0,
+        self.depth_up_to(usize::MAX)
+    }
+
+    /// `true` when the value nests deeper than `max` levels (see [`depth`](Self::depth)).
+    /// Stops descending at `max + 1` levels, so checking a hostile value costs at most
+    /// one visit per node above that level. Never recursive.
+    pub fn deeper_than(&self, max: usize) -> bool {
+        self.depth_up_to(max.saturating_add(1)) > max
+    }
+
+    /// The depth, capped at `cap`: subtrees are not entered below level `cap`.
+    fn depth_up_to(&self, cap: usize) -> usize {
+        let mut deepest = 0;
+        // (value, depth of the container holding it); scalars never go on the stack.
+        let mut stack: Vec<(&Value, usize)> = vec![(self, 0)];
+        while let Some((v, above)) = stack.pop() {
+            if !v.is_container() {
+                continue;
+            }
+            let level = above + 1;
+            deepest = deepest.max(level);
+            if level >= cap {
+                return level;
+            }
+            match v {
+                Value::Array(a) => {
+                    stack.extend(a.iter().filter(|c| c.is_container()).map(|c| (c, level)))
+                }
+                Value::Object(o) => {
+                    stack.extend(o.values().filter(|c| c.is_container()).map(|c| (c, level)))
+                }
+                _ => {}
+            }
+        }
+        deepest
+    }
+
+    fn is_container(&self) -> bool {
+        matches!(self, Value::Array(_) | Value::Object(_))
+    }
+}
+
+/// Dropping is iterative too: a value nested tens of thousands of levels deep (which any
+/// program can build) is freed without recursing once per level, so it never overflows
+/// the stack. Values whose children are all scalars (the common case) take the fast path.
+impl Drop for Value {
+    fn drop(&mut self) {
+        let mut stack: Vec<Value> = match self {
+            Value::Array(a) if a.iter().any(Value::is_container) => std::mem::take(a),
+            Value::Object(o) if o.values().any(Value::is_container) => {
+                o.drain().map(|(_, v)| v).collect()
+            }
+            _ => return,
+        };
+        while let Some(mut v) = stack.pop() {
+            match &mut v {
+                Value::Array(a) => stack.append(a),
+                Value::Object(o) => stack.extend(o.drain().map(|(_, v)| v)),
+                _ => {}
+            }
+            // `v` is now a scalar or an empty container: its own drop returns at once.
         }
     }
 }
 
 impl fmt::Display for Value {
-    /// Renders the value as JSON text (see [`crate::value`]'s JSON mapping for `Bytes`).
+    /// Renders the value as JSON text (see the type's JSON mapping for `Bytes` and
+    /// non-finite floats).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let json = serde_json::Value::from(self.clone());
         write!(f, "{json}")

@@ -12,6 +12,14 @@ use std::fmt;
 ///
 /// Versions of the same variant are ordered by their number; comparing versions of
 /// different variants orders by variant first and carries no meaning.
+///
+/// **No committed write ever has version 0** (the first commit, the first event of a
+/// stream and the first write of a cell are all 1). The only `0` an API returns marks a
+/// *pending* write: inside a transaction (`Strata::transaction`), reading a key or a
+/// document that the transaction itself wrote returns it with `Version::Txn(0)` and
+/// timestamp 0, because its commit version is not known before the commit. Test for it
+/// with [`is_pending`](Version::is_pending); the committed write gets its real version,
+/// returned by the operation after the transaction commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Version {
     /// A global transaction (commit) version.
@@ -41,9 +49,15 @@ impl Version {
     pub fn is_counter(&self) -> bool {
         matches!(self, Version::Counter(_))
     }
-    /// `true` when the number is 0 (no write ever has version 0).
+    /// `true` when the number is 0: no committed write ever has version 0, so this is
+    /// the pending marker (see [`is_pending`](Version::is_pending)).
     pub fn is_zero(&self) -> bool {
         self.as_u64() == 0
+    }
+    /// `true` for `Version::Txn(0)`: a transaction's own uncommitted write, read back
+    /// inside that transaction (see the type's documentation).
+    pub fn is_pending(&self) -> bool {
+        *self == Version::Txn(0)
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use strata_core::{json, RunId, Value};
-use strata_primitives::{Engine, Events, Json, KV};
+use strata_primitives::Engine;
 use strata_storage::Storage;
 
 fn doc_1kib() -> Value {
@@ -18,9 +18,9 @@ fn doc_1kib() -> Value {
 
 fn bench(c: &mut Criterion) {
     let engine = Engine::new(Storage::ephemeral()).expect("engine");
-    let kv = KV::new(engine.clone());
-    let json = Json::new(engine.clone());
-    let events = Events::new(engine.clone());
+    let kv = strata_primitives::internal::kv(engine.clone());
+    let json = strata_primitives::internal::json(engine.clone());
+    let events = strata_primitives::internal::events(engine.clone());
     let run = RunId::DEFAULT;
     for i in 0..10_000 {
         kv.put(&run, &format!("key:{i:06}"), i as i64).expect("put");

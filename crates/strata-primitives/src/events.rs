@@ -104,8 +104,8 @@ pub struct Events {
 }
 
 impl Events {
-    /// Handle over an engine.
-    pub fn new(engine: Arc<Engine>) -> Self {
+    /// Handle over an engine (see [`crate::internal`]).
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
         Events { engine }
     }
 

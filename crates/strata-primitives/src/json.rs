@@ -8,13 +8,13 @@
 use std::sync::Arc;
 
 use strata_concurrency::Transaction;
-use strata_core::{Error, Result, RunId, Value, Version, Versioned};
+use strata_core::{limits, Error, Result, RunId, Value, Version, Versioned};
 use strata_storage::{Entry, Primitive};
 
 use crate::decoded::DecodedCache;
 use crate::engine::{committed_version, decode_value, encode_value, Engine};
 use crate::json_path;
-use crate::records::{self, txn_versioned};
+use crate::records::{self, txn_record};
 
 fn key_of(run: &RunId, key: &str) -> Result<Box<[u8]>> {
     records::key_of(run, Primitive::Json, key)
@@ -65,6 +65,8 @@ pub mod ops {
 
     /// Writes a whole document.
     pub fn set(txn: &mut Transaction, run: &RunId, key: &str, doc: &Value) -> Result<()> {
+        // Before the clone: cloning recurses once per level.
+        limits::validate_depth(doc)?;
         set_owned(txn, run, key, doc.clone())
     }
 
@@ -94,17 +96,26 @@ pub mod ops {
         Ok(out)
     }
 
-    /// Sets the value at a JSONPath inside a document.
+    /// Sets the value at a JSONPath inside a document (see
+    /// [`json_path::set_path`]). Returns the version of the document when nothing was
+    /// written (a non-singular path that selects nothing): the document is unchanged and
+    /// no write is made; `None` when the document was rewritten.
     pub fn set_path(
         txn: &mut Transaction,
         run: &RunId,
         key: &str,
         path: &str,
         value: &Value,
-    ) -> Result<()> {
-        modify(txn, run, key, path, |doc| {
-            json_path::set_path(doc, path, value.clone())
-        })
+    ) -> Result<Option<Version>> {
+        limits::validate_depth(value)?;
+        let current = get(txn, run, key)?.ok_or_else(|| no_document(key, path))?;
+        let version = current.version;
+        let mut doc = current.value;
+        if json_path::set_path_count(&mut doc, path, value.clone())? == 0 {
+            return Ok(Some(version));
+        }
+        set_owned(txn, run, key, doc)?;
+        Ok(None)
     }
 }
 
@@ -115,8 +126,8 @@ pub struct Json {
 }
 
 impl Json {
-    /// Handle over an engine.
-    pub fn new(engine: Arc<Engine>) -> Self {
+    /// Handle over an engine (see [`crate::internal`]).
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
         Json { engine }
     }
 
@@ -152,10 +163,23 @@ impl Json {
         records::delete(&self.engine, run, key_of(run, key)?)
     }
 
-    /// The value at `path` inside the document, versioned like the document (its
-    /// version and timestamp); see [`json_path::get_path`] for the shape of multi-node
-    /// results. `None` when a singular path selects nothing; `NotFound` if the document
-    /// does not exist.
+    /// The value at `path` (RFC 9535 JSONPath) inside the document, versioned like the
+    /// document (its version and timestamp). `NotFound` if the document does not exist;
+    /// `InvalidPath` if `path` is not valid JSONPath.
+    ///
+    /// The shape of the result depends on the path, not on the document:
+    ///
+    /// - a **singular path** (only single names and indices after `$`: `$.a.b`,
+    ///   `$['odd key']`, `$.a[0]`, `$.a[-1]`) gives `Some(node)` when the node exists and
+    ///   `None` when it does not (`$` is always `Some(document)`);
+    /// - any **other path** (wildcards, slices, filters, `..`, unions) always gives
+    ///   `Some(Value::Array(nodes))`: every selected node, in RFC 9535 order (document
+    ///   order for arrays; an object's members in unspecified order), duplicates included;
+    ///   the array is empty when nothing is selected.
+    ///
+    /// So `$.tags[0]` on `{"tags": ["a"]}` gives `Some("a")`, `$.tags[*]` gives
+    /// `Some(["a"])` and `$.missing[*]` gives `Some([])`. Filters compare `Int` and `Float`
+    /// numerically; the returned nodes keep their variant.
     pub fn get_path(&self, run: &RunId, key: &str, path: &str) -> Result<Option<Versioned<Value>>> {
         let k = key_of(run, key)?;
         let (doc, version, timestamp) = self
@@ -171,7 +195,22 @@ impl Json {
     }
 
     /// Sets the value at `path`, creating missing intermediate objects and keeping
-    /// siblings; returns the document's new version.
+    /// siblings; returns the document's new version. `NotFound` if the document does not
+    /// exist.
+    ///
+    /// - A **singular path** replaces the node, or creates it with every missing
+    ///   container on the way (an object before a name, an array before an index). An
+    ///   array index must name an existing element (negative ones count from the end) or
+    ///   be the array's length (append); any other index is a `ConstraintViolation`:
+    ///   arrays are never padded. A name meeting a non-object, or an index meeting a
+    ///   non-array, is `WrongType`.
+    /// - A **non-singular path** is split at its last non-singular segment
+    ///   (`$.users[?@.age > 30].flags.vip` = `$.users[?@.age > 30]` + `.flags.vip`) and the
+    ///   singular rest is set below **every** node the first part selects. When it selects
+    ///   nothing, the document is unchanged, nothing is written, and the document's
+    ///   current version is returned.
+    ///
+    /// The update is all-or-nothing: on error the document is unchanged.
     pub fn set_path(
         &self,
         run: &RunId,
@@ -180,10 +219,14 @@ impl Json {
         value: impl Into<Value>,
     ) -> Result<Version> {
         let value = value.into();
-        let (_, info) = self
+        limits::validate_depth(&value)?;
+        let (unchanged, info) = self
             .engine
             .write(run, |txn| ops::set_path(txn, run, key, path, &value))?;
-        committed_version(info)
+        match unchanged {
+            Some(version) => Ok(version),
+            None => committed_version(info),
+        }
     }
 
     /// Deletes every node `path` selects; returns how many were deleted. The document
@@ -213,6 +256,7 @@ impl Json {
         patch: impl Into<Value>,
     ) -> Result<Version> {
         let patch = patch.into();
+        limits::validate_depth(&patch)?;
         let (_, info) = self.engine.write(run, |txn| {
             ops::modify(txn, run, key, path, |doc| {
                 json_path::merge_at(doc, path, patch.clone())
@@ -225,7 +269,7 @@ impl Json {
     /// retention policy no longer keeps that version (as for [`history`](Self::history)).
     pub fn get_at(&self, run: &RunId, key: &str, version: Version) -> Result<Versioned<Value>> {
         let k = key_of(run, key)?;
-        records::get_at(&self.engine, run, &k, version, txn_versioned, || {
+        records::get_at(&self.engine, run, &k, version, txn_record, || {
             format!("JSON document {key:?}")
         })
     }
@@ -240,7 +284,7 @@ impl Json {
         before: Option<Version>,
     ) -> Result<Vec<Versioned<Value>>> {
         let k = key_of(run, key)?;
-        records::history(&self.engine, run, &k, limit, before, txn_versioned)
+        records::history(&self.engine, run, &k, limit, before, txn_record)
     }
 
     /// Document keys starting with `prefix`, sorted, at most `limit`.

@@ -155,8 +155,9 @@ pub fn get_path(doc: &Value, path: &str) -> Result<Option<Value>> {
         .map(|steps| {
             lookup(doc, steps).ok_or_else(|| {
                 Error::Internal(format!(
-                    "JSONPath {path:?} matched {} which cannot be found in the document",
-                    render(steps)
+                    "JSONPath {shown_path} matched {} which cannot be found in the document",
+                    render(steps),
+                    shown_path = shown(path)
                 ))
             })
         })
@@ -213,10 +214,21 @@ pub fn is_singular_path(path: &str) -> Result<bool> {
 ///   index selector something other than an array (including the inside of `Bytes`);
 /// - [`Error::ConstraintViolation`] for an array index past the end (other than `len`).
 pub fn set_path(doc: &mut Value, path: &str, value: Value) -> Result<()> {
+    set_path_count(doc, path, value).map(|_| ())
+}
+
+/// [`set_path`], returning how many nodes were written: 1 for a singular path, the
+/// number of nodes the head selects for a non-singular one (`0`: the document is
+/// unchanged).
+///
+/// # Errors
+///
+/// As [`set_path`].
+pub fn set_path_count(doc: &mut Value, path: &str, value: Value) -> Result<usize> {
     let query = parse(path)?;
     if let Some(steps) = singular_steps(&query) {
         *writable_slot(doc, &steps, path)? = value;
-        return Ok(());
+        return Ok(1);
     }
     // Split into the non-singular head and the singular tail.
     let split = query
@@ -231,7 +243,7 @@ pub fn set_path(doc: &mut Value, path: &str, value: Value) -> Result<()> {
     let head = JpQuery::new(query.segments[..split].to_vec());
     let mut targets = matched_paths(doc, &head, path)?;
     if targets.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     // Paths order step by step (indices numerically), a prefix before its extensions;
     // reversed: descendants before ancestors, highest index first.
@@ -239,12 +251,13 @@ pub fn set_path(doc: &mut Value, path: &str, value: Value) -> Result<()> {
     targets.dedup();
     // Work on a copy so that a failure half-way leaves `doc` untouched.
     let mut work = doc.clone();
+    let written = targets.len();
     for mut target in targets {
         target.extend(tail.iter().cloned());
         *writable_slot(&mut work, &target, path)? = value.clone();
     }
     *doc = work;
-    Ok(())
+    Ok(written)
 }
 
 /// Deletes every node `path` selects and returns how many distinct nodes were selected
@@ -278,8 +291,7 @@ pub fn delete_path(doc: &mut Value, path: &str) -> Result<u64> {
     let query = parse(path)?;
     if query.segments.is_empty() {
         return Err(Error::ConstraintViolation(format!(
-            "cannot delete the root of a document with path {path:?}: delete the document instead"
-        )));
+            "cannot delete the root of a document with path {shown_path}: delete the document instead", shown_path = shown(path))));
     }
     let mut targets = match singular_steps(&query) {
         Some(steps) => concrete(doc, &steps).into_iter().collect(),
@@ -299,9 +311,12 @@ pub fn delete_path(doc: &mut Value, path: &str) -> Result<u64> {
     }
     // Check everything before changing anything.
     for target in &kept {
-        let (_, parent_steps) = target
-            .split_last()
-            .ok_or_else(|| Error::Internal(format!("empty match for {path:?}")))?;
+        let (_, parent_steps) = target.split_last().ok_or_else(|| {
+            Error::Internal(format!(
+                "empty match for {shown_path}",
+                shown_path = shown(path)
+            ))
+        })?;
         match lookup_ref(doc, parent_steps) {
             Some(Value::Object(_) | Value::Array(_)) => {}
             Some(other) => {
@@ -312,8 +327,9 @@ pub fn delete_path(doc: &mut Value, path: &str) -> Result<u64> {
             }
             None => {
                 return Err(Error::Internal(format!(
-                    "JSONPath {path:?} matched {} which cannot be found in the document",
-                    render(target)
+                    "JSONPath {shown_path} matched {} which cannot be found in the document",
+                    render(target),
+                    shown_path = shown(path)
                 )))
             }
         }
@@ -360,7 +376,8 @@ pub fn merge_at(doc: &mut Value, path: &str, patch: Value) -> Result<()> {
     let steps = singular_steps(&query).ok_or_else(|| {
         Error::InvalidPath(format!(
             "merge needs a singular path (only names and indices, no wildcards, slices, \
-             filters, '..' or unions), got {path:?}"
+             filters, '..' or unions), got {shown_path}",
+            shown_path = shown(path)
         ))
     })?;
     merge_patch(writable_slot(doc, &steps, path)?, patch);
@@ -369,9 +386,11 @@ pub fn merge_at(doc: &mut Value, path: &str, patch: Value) -> Result<()> {
 
 /// RFC 7396 `MergePatch(target, patch)`, in place, on [`Value`]s. A missing target is
 /// represented by `Null` (both are "not an object", which is all the algorithm asks).
-fn merge_patch(target: &mut Value, patch: Value) {
-    match patch {
+/// Recursive, but only on values already checked against the nesting limit.
+fn merge_patch(target: &mut Value, mut patch: Value) {
+    match &mut patch {
         Value::Object(members) => {
+            let members = std::mem::take(members);
             if !target.is_object() {
                 *target = Value::Object(HashMap::new());
             }
@@ -385,15 +404,50 @@ fn merge_patch(target: &mut Value, patch: Value) {
                 }
             }
         }
-        other => *target = other,
+        _ => *target = patch,
     }
 }
 
+/// Longest part of a path quoted in an error message, in characters.
+const SHOWN_PATH_CHARS: usize = 64;
+
+/// `path` quoted for an error message: whole when short, else its first
+/// [`SHOWN_PATH_CHARS`] characters and its length, as key errors do, so that a huge path
+/// does not make a huge error.
+fn shown(path: &str) -> String {
+    if path.chars().count() <= SHOWN_PATH_CHARS {
+        return format!("{path:?}");
+    }
+    let head: String = path.chars().take(SHOWN_PATH_CHARS).collect();
+    format!("{head:?}… ({} bytes)", path.len())
+}
+
+/// A parser's or evaluator's message, which may quote the path again: bounded the same
+/// way.
+fn shown_cause(e: impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    if text.chars().count() <= 2 * SHOWN_PATH_CHARS {
+        return text;
+    }
+    let head: String = text.chars().take(2 * SHOWN_PATH_CHARS).collect();
+    format!("{head}… (truncated)")
+}
+
 fn parse(path: &str) -> Result<JpQuery> {
-    let query = parse_json_path(path)
-        .map_err(|e| Error::InvalidPath(format!("cannot parse JSONPath {path:?}: {e}")))?;
-    well_typed::segments(&query.segments)
-        .map_err(|e| Error::InvalidPath(format!("invalid JSONPath {path:?}: {e}")))?;
+    let query = parse_json_path(path).map_err(|e| {
+        Error::InvalidPath(format!(
+            "cannot parse JSONPath {shown_path}: {cause}",
+            shown_path = shown(path),
+            cause = shown_cause(e)
+        ))
+    })?;
+    well_typed::segments(&query.segments).map_err(|e| {
+        Error::InvalidPath(format!(
+            "invalid JSONPath {shown_path}: {cause}",
+            shown_path = shown(path),
+            cause = shown_cause(e)
+        ))
+    })?;
     Ok(query)
 }
 
@@ -548,8 +602,13 @@ fn singular_steps(query: &JpQuery) -> Option<Vec<Step>> {
 /// indices only).
 fn matched_paths(doc: &Value, query: &JpQuery, path: &str) -> Result<Vec<Vec<Step>>> {
     let view = serde_json::Value::from(doc);
-    let refs = js_path_process(query, &view)
-        .map_err(|e| Error::InvalidPath(format!("cannot evaluate JSONPath {path:?}: {e}")))?;
+    let refs = js_path_process(query, &view).map_err(|e| {
+        Error::InvalidPath(format!(
+            "cannot evaluate JSONPath {shown_path}: {cause}",
+            shown_path = shown(path),
+            cause = shown_cause(e)
+        ))
+    })?;
     refs.into_iter()
         .map(|r| {
             let normalized = r.path;
@@ -558,8 +617,7 @@ fn matched_paths(doc: &Value, query: &JpQuery, path: &str) -> Result<Vec<Vec<Ste
                 .and_then(|q| singular_steps(&q))
                 .ok_or_else(|| {
                     Error::Internal(format!(
-                        "JSONPath {path:?} produced the unusable normalized path {normalized:?}"
-                    ))
+                        "JSONPath {shown_path} produced the unusable normalized path {normalized:?}", shown_path = shown(path)))
                 })
         })
         .collect()
@@ -642,9 +700,10 @@ fn array_slot(index: i64, len: usize, at: &[Step], path: &str) -> Result<Slot> {
         return Ok(Slot::Append);
     }
     Err(Error::ConstraintViolation(format!(
-        "index {index} is out of range for the array of length {len} at {} (path {path:?}); \
+        "index {index} is out of range for the array of length {len} at {} (path {shown_path}); \
          only an existing index or the length (to append) can be written",
-        render(at)
+        render(at),
+        shown_path = shown(path)
     )))
 }
 
@@ -698,14 +757,20 @@ fn writable_slot<'a>(doc: &'a mut Value, steps: &[Step], path: &str) -> Result<&
             }
             (Step::Index(index), Value::Array(items)) => {
                 match array_slot(*index, items.len(), at, path)? {
-                    Slot::Existing(i) => items
-                        .get_mut(i)
-                        .ok_or_else(|| Error::Internal(format!("lost index {i} in {path:?}")))?,
+                    Slot::Existing(i) => items.get_mut(i).ok_or_else(|| {
+                        Error::Internal(format!(
+                            "lost index {i} in {shown_path}",
+                            shown_path = shown(path)
+                        ))
+                    })?,
                     Slot::Append => {
                         items.push(fresh());
-                        items
-                            .last_mut()
-                            .ok_or_else(|| Error::Internal(format!("lost append in {path:?}")))?
+                        items.last_mut().ok_or_else(|| {
+                            Error::Internal(format!(
+                                "lost append in {shown_path}",
+                                shown_path = shown(path)
+                            ))
+                        })?
                     }
                 }
             }
@@ -719,8 +784,9 @@ fn writable_slot<'a>(doc: &'a mut Value, steps: &[Step], path: &str) -> Result<&
 fn remove(doc: &mut Value, steps: &[Step], path: &str) -> Result<()> {
     let lost = || {
         Error::Internal(format!(
-            "JSONPath {path:?} matched {} which cannot be removed",
-            render(steps)
+            "JSONPath {shown_path} matched {} which cannot be removed",
+            render(steps),
+            shown_path = shown(path)
         ))
     };
     let (last, parent_steps) = steps.split_last().ok_or_else(lost)?;
@@ -779,7 +845,7 @@ mod tests {
     }
 
     fn sorted(v: Option<Value>) -> Vec<String> {
-        let mut out: Vec<String> = match v {
+        let mut out: Vec<String> = match &v {
             Some(Value::Array(items)) => items.iter().map(|x| x.to_string()).collect(),
             other => panic!("expected a nodelist, got {other:?}"),
         };
@@ -844,7 +910,7 @@ mod tests {
         assert_eq!(get(&doc, "$.bytes[-2]"), Some(Value::Int(7)));
         assert_eq!(get(&doc, "$.bytes[2]"), None);
         assert_eq!(get(&doc, "$.bytes[*]"), Some(json!([7, 255])));
-        match get(&doc, "$[?@ == null]") {
+        match &get(&doc, "$[?@ == null]") {
             Some(Value::Array(nodes)) => {
                 assert!(matches!(nodes.as_slice(), [Value::Float(f)] if f.is_nan()))
             }
@@ -852,8 +918,8 @@ mod tests {
         }
         let nodes = get(&doc, "$[?@.v]").unwrap();
         assert_eq!(nodes, json!([{"v": 2}]));
-        match get(&doc, "$[?@ == $.bytes]") {
-            Some(Value::Array(nodes)) => assert_eq!(nodes, vec![Value::Bytes(vec![7, 255])]),
+        match &get(&doc, "$[?@ == $.bytes]") {
+            Some(Value::Array(nodes)) => assert_eq!(nodes, &vec![Value::Bytes(vec![7, 255])]),
             other => panic!("{other:?}"),
         }
     }

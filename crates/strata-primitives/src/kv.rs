@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use strata_concurrency::Transaction;
-use strata_core::{Error, Result, RunId, Value, Version, Versioned};
+use strata_core::{limits, Error, Result, RunId, Value, Version, Versioned};
 use strata_storage::Primitive;
 
 use crate::engine::{committed_version, encode_value, Engine};
-use crate::records::{self, txn_versioned};
+use crate::records::{self, txn_record, txn_versioned};
 
 fn key_of(run: &RunId, key: &str) -> Result<Box<[u8]>> {
     records::key_of(run, Primitive::Kv, key)
@@ -67,8 +67,8 @@ pub struct KV {
 }
 
 impl KV {
-    /// Handle over an engine.
-    pub fn new(engine: Arc<Engine>) -> Self {
+    /// Handle over an engine (see [`crate::internal`]).
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
         KV { engine }
     }
 
@@ -123,7 +123,7 @@ impl KV {
     /// not list it, even before garbage collection has removed it).
     pub fn get_at(&self, run: &RunId, key: &str, version: Version) -> Result<Versioned<Value>> {
         let k = key_of(run, key)?;
-        records::get_at(&self.engine, run, &k, version, txn_versioned, || {
+        records::get_at(&self.engine, run, &k, version, txn_record, || {
             format!("key {key:?}")
         })
     }
@@ -139,7 +139,7 @@ impl KV {
         before: Option<Version>,
     ) -> Result<Vec<Versioned<Value>>> {
         let k = key_of(run, key)?;
-        records::history(&self.engine, run, &k, limit, before, txn_versioned)
+        records::history(&self.engine, run, &k, limit, before, txn_record)
     }
 
     /// Atomically adds `delta` to an integer value (a missing key starts from 0) and
@@ -161,10 +161,14 @@ impl KV {
         value: impl Into<Value>,
     ) -> Result<bool> {
         let value = value.into();
+        limits::validate_depth(&value)?;
+        let expected = expected
+            .map(|v| records::require_txn(v, "the expected version of cas"))
+            .transpose()?;
         self.engine
             .write(run, |txn| {
-                let current = ops::get(txn, run, key)?.map(|v| v.version);
-                if current.map(|v| v.as_u64()) != expected.map(|v| v.as_u64()) {
+                let current = ops::get(txn, run, key)?.map(|v| v.version.as_u64());
+                if current != expected {
                     return Ok(false);
                 }
                 ops::put(txn, run, key, &value)?;
@@ -183,6 +187,7 @@ impl KV {
     /// Writes several keys in one transaction: all get the same version, returned.
     pub fn mset(&self, run: &RunId, entries: &[(&str, Value)]) -> Result<Version> {
         if entries.is_empty() {
+            self.engine.storage().check_open()?;
             return Ok(Version::Txn(self.engine.storage().visible_version()));
         }
         let (_, info) = self.engine.write(run, |txn| {

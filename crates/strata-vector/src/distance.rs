@@ -1,16 +1,6 @@
 //! Distance metrics, their score formulas and the `f32` kernels behind them.
 //!
-//! Every metric is reported as a **score where higher is better**, so that a minimum score
-//! (`search_with_threshold`) and the order of results mean the same for all metrics:
-//!
-//! | metric | score | range |
-//! |---|---|---|
-//! | [`DistanceMetric::Cosine`] | `dot(a, b) / (‖a‖·‖b‖)`; `0` when either vector is all zeros | `[-1, 1]` |
-//! | [`DistanceMetric::Euclidean`] | `1 / (1 + ‖a − b‖₂)` | `(0, 1]`, `1` for identical vectors |
-//! | [`DistanceMetric::DotProduct`] | `dot(a, b)` | unbounded |
-//!
-//! A zero vector has no direction: its cosine score against anything (itself included) is
-//! defined as `0`, the score of orthogonal vectors. It is accepted, not rejected.
+//! The score of each metric, higher is better, is documented on [`DistanceMetric`].
 //!
 //! Internally the indexes rank by a cheaper *raw similarity* that orders candidates exactly
 //! like the score (see [`DistanceMetric::raw_to_score`]): for Euclidean it is `−‖a − b‖²`,
@@ -25,8 +15,19 @@
 use serde::{Deserialize, Serialize};
 use strata_core::{Error, Result};
 
-/// How the similarity of two vectors is measured. See the [module documentation](self) for
-/// the exact score of each metric.
+/// How the similarity of two vectors is measured.
+///
+/// Every metric is reported as a **score where higher is better**, so that a minimum score
+/// (`search_with_threshold`) and the order of results mean the same for all metrics:
+///
+/// | metric | score | range |
+/// |---|---|---|
+/// | [`DistanceMetric::Cosine`] | `dot(a, b) / (‖a‖·‖b‖)`; `0` when either vector is all zeros | `[-1, 1]` |
+/// | [`DistanceMetric::Euclidean`] | `1 / (1 + ‖a − b‖₂)` | `(0, 1]`, `1` for identical vectors |
+/// | [`DistanceMetric::DotProduct`] | `dot(a, b)` | unbounded |
+///
+/// A zero vector has no direction: its cosine score against anything (itself included) is
+/// defined as `0`, the score of orthogonal vectors. It is accepted, not rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DistanceMetric {
     /// Cosine similarity, in `[-1, 1]`: the angle between the vectors, regardless of their
@@ -48,8 +49,8 @@ impl DistanceMetric {
         }
     }
 
-    /// The public score of two vectors (higher is better), as documented in the
-    /// [module documentation](self). Both slices must have the same length.
+    /// The public score of two vectors (higher is better), as documented on
+    /// [`DistanceMetric`]. Both slices must have the same length.
     pub fn score(self, a: &[f32], b: &[f32]) -> f32 {
         match self {
             DistanceMetric::Cosine => cosine_similarity(a, b),

@@ -1,55 +1,54 @@
 //! Metadata filters for vector search.
 //!
-//! A [`SearchFilter`] is a predicate over the **top-level fields** of a vector's metadata,
-//! which is a [`Value::Object`] (or absent). The language:
-//!
-//! | filter | matches when |
-//! |---|---|
-//! | `Eq(field, v)` | the field exists and equals `v` (numbers by numeric value, see below) |
-//! | `In(field, [v…])` | the field exists and equals one of the values; `In(f, [])` matches nothing |
-//! | `Contains(field, v)` | the field is an `Array` with an element equal to `v` (e.g. tags) |
-//! | `Range { field, gt, gte, lt, lte }` | the field is a number (`Int` or `Float`, not NaN) satisfying every bound that is set |
-//! | `Exists(field)` | the field is present, whatever its value (`Null` included) |
-//! | `And([f…])` | every sub-filter matches; `And([])` matches everything |
-//! | `Or([f…])` | at least one sub-filter matches; `Or([])` matches nothing |
-//! | `Not(f)` | `f` does not match |
-//!
-//! Rules:
-//!
-//! - **Numbers compare by value**: `Int(2020)` equals `Float(2020.0)` in `Eq`, `In`,
-//!   `Contains` and `Range` (exactly, without rounding: `Int(2^53 + 1)` does not equal
-//!   `Float(2^53)`). This is the one place where StrataDB compares an `Int` with a `Float`;
-//!   elsewhere `Value` equality stays strict. `NaN` equals nothing.
-//! - Any other comparison is **strict [`Value`] equality**: a `String` never equals `Bytes`,
-//!   `Bool(true)` never equals `Int(1)`, and arrays and objects compare structurally (their
-//!   nested numbers strictly).
-//! - A **missing field**, absent metadata, or metadata that is not an object make every
-//!   field test false (so `Not(Exists(f))` matches them).
-//! - Fields are top-level names; a dot is part of the name, not a path.
-//!
-//! Build filters with the constructors and combinators:
-//!
-//! ```
-//! use strata_vector::filter::SearchFilter;
-//! use strata_core::json;
-//!
-//! let f = SearchFilter::eq("lang", "en")
-//!     .and(SearchFilter::range("year", 2000.0..2010.0))
-//!     .and(SearchFilter::is_in("kind", ["doc", "note"]).or(SearchFilter::exists("pinned")));
-//! let meta = json!({"lang": "en", "year": 2004, "kind": "note"});
-//! assert!(f.matches(Some(&meta)));
-//! assert!(!(!f).matches(Some(&meta)));
-//! ```
-//!
-//! Filters are `serde`-serializable (externally tagged enum; values are untagged JSON-like).
+//! The filter language is documented on [`SearchFilter`] itself.
 use std::collections::HashMap;
 use std::ops::{Bound, RangeBounds};
 
 use serde::{Deserialize, Serialize};
 use strata_core::Value;
 
-/// A predicate over a vector's metadata. See the [module documentation](self) for the
-/// language and its rules.
+/// A `SearchFilter` is a predicate over the **top-level fields** of a vector's metadata,
+/// which is a [`Value::Object`] (or absent). The language:
+///
+/// | filter | matches when |
+/// |---|---|
+/// | `Eq(field, v)` | the field exists and equals `v` (numbers by numeric value, see below) |
+/// | `In(field, [v…])` | the field exists and equals one of the values; `In(f, [])` matches nothing |
+/// | `Contains(field, v)` | the field is an `Array` with an element equal to `v` (e.g. tags) |
+/// | `Range { field, gt, gte, lt, lte }` | the field is a number (`Int` or `Float`, not NaN) satisfying every bound that is set |
+/// | `Exists(field)` | the field is present, whatever its value (`Null` included) |
+/// | `And([f…])` | every sub-filter matches; `And([])` matches everything |
+/// | `Or([f…])` | at least one sub-filter matches; `Or([])` matches nothing |
+/// | `Not(f)` | `f` does not match |
+///
+/// Rules:
+///
+/// - **Numbers compare by value**: `Int(2020)` equals `Float(2020.0)` in `Eq`, `In`,
+///   `Contains` and `Range` (exactly, without rounding: `Int(2^53 + 1)` does not equal
+///   `Float(2^53)`). This is the one place where StrataDB compares an `Int` with a `Float`;
+///   elsewhere `Value` equality stays strict. `NaN` equals nothing.
+/// - Any other comparison is **strict [`Value`] equality**: a `String` never equals `Bytes`,
+///   `Bool(true)` never equals `Int(1)`, and arrays and objects compare structurally (their
+///   nested numbers strictly).
+/// - A **missing field**, absent metadata, or metadata that is not an object make every
+///   field test false (so `Not(Exists(f))` matches them).
+/// - Fields are top-level names; a dot is part of the name, not a path.
+///
+/// Build filters with the constructors and combinators:
+///
+/// ```
+/// use strata_vector::filter::SearchFilter;
+/// use strata_core::json;
+///
+/// let f = SearchFilter::eq("lang", "en")
+///     .and(SearchFilter::range("year", 2000.0..2010.0))
+///     .and(SearchFilter::is_in("kind", ["doc", "note"]).or(SearchFilter::exists("pinned")));
+/// let meta = json!({"lang": "en", "year": 2004, "kind": "note"});
+/// assert!(f.matches(Some(&meta)));
+/// assert!(!(!f).matches(Some(&meta)));
+/// ```
+///
+/// Filters are `serde`-serializable (externally tagged enum; values are untagged JSON-like).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum SearchFilter {
     /// The field exists and equals the value.
@@ -731,6 +730,33 @@ impl CompiledFilter<'_> {
     }
 }
 
+/// Checks a filter before it is evaluated: `And`/`Or`/`Not` nest at most
+/// [`MAX_NESTING_DEPTH`](strata_core::limits::MAX_NESTING_DEPTH) levels and every value in
+/// it is within the value nesting limit. Iterative, so a filter built however deep is
+/// refused (with [`Error::ConstraintViolation`](strata_core::Error)) instead of
+/// overflowing the stack in the recursive evaluation.
+pub fn validate_filter(filter: &SearchFilter) -> strata_core::Result<()> {
+    use strata_core::limits::{validate_depth, MAX_NESTING_DEPTH};
+    let mut stack = vec![(filter, 1usize)];
+    while let Some((f, level)) = stack.pop() {
+        if level > MAX_NESTING_DEPTH {
+            return Err(strata_core::Error::ConstraintViolation(format!(
+                "search filter nests more than {MAX_NESTING_DEPTH} levels deep, the limit"
+            )));
+        }
+        match f {
+            SearchFilter::Eq(_, v) | SearchFilter::Contains(_, v) => validate_depth(v)?,
+            SearchFilter::In(_, vs) => vs.iter().try_for_each(validate_depth)?,
+            SearchFilter::Range { .. } | SearchFilter::Exists(_) => {}
+            SearchFilter::And(fs) | SearchFilter::Or(fs) => {
+                stack.extend(fs.iter().map(|c| (c, level + 1)))
+            }
+            SearchFilter::Not(inner) => stack.push((inner, level + 1)),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -956,7 +982,7 @@ mod tests {
         match f {
             SearchFilter::Eq(n, v) => field(n).is_some_and(|x| eq(&x, v)),
             SearchFilter::In(n, vs) => field(n).is_some_and(|x| vs.iter().any(|v| eq(&x, v))),
-            SearchFilter::Contains(n, v) => match field(n) {
+            SearchFilter::Contains(n, v) => match &field(n) {
                 Some(Value::Array(a)) => a.iter().any(|x| eq(x, v)),
                 _ => false,
             },

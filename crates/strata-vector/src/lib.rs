@@ -27,3 +27,36 @@ pub use filter::SearchFilter;
 pub use hnsw::{HnswIndex, HnswParams};
 pub use index::{CollectionConfig, CollectionIndex, SearchStrategy, VectorIndex};
 pub use vectors::{CollectionInfo, IndexSource, PendingIndexOp, VectorData, VectorMatch, Vectors};
+
+/// Opening the vector primitive over an engine and the hooks the `stratadb` facade needs
+/// (applying a transaction's index changes, observing how an index was loaded). Not part
+/// of the user-facing API: users get [`Vectors`] as `stratadb::Strata::vectors`, whose
+/// documentation does not include this module, so the engine and index internals stay
+/// out of it.
+pub mod internal {
+    use std::sync::Arc;
+
+    use strata_core::{Result, RunId};
+    use strata_primitives::Engine;
+
+    use crate::{IndexSource, PendingIndexOp, Vectors};
+
+    /// Opens the primitive. Each collection's index is loaded from its index file when
+    /// a valid one exists for this incarnation of the collection, then reconciled with
+    /// the records (changes after the file was written are replayed); otherwise it is
+    /// rebuilt from the records. A bad index file is logged and ignored, never an error.
+    pub fn open(engine: Arc<Engine>) -> Result<Vectors> {
+        Vectors::open(engine)
+    }
+
+    /// Applies the index changes of a transaction committed at `version`.
+    pub fn apply(vectors: &Vectors, ops: Vec<PendingIndexOp>, version: u64) {
+        vectors.apply(ops, version)
+    }
+
+    /// How the index of a collection was obtained, or `None` if the collection has no
+    /// index (it does not exist).
+    pub fn index_source(vectors: &Vectors, run: &RunId, name: &str) -> Option<IndexSource> {
+        vectors.index_source(run, name)
+    }
+}

@@ -29,15 +29,58 @@ pub fn root(dir: &Path) -> PathBuf {
     dir.join("vectors")
 }
 
-/// `<dir>/vectors/<run uuid>/<hex(name)>.vidx`.
-pub fn file_path(dir: &Path, run: &RunId, name: &str) -> PathBuf {
-    let mut hex = String::with_capacity(name.len() * 2 + 5);
-    for b in name.as_bytes() {
-        hex.push_str(&format!("{b:02x}"));
+/// Collection names up to this many bytes are spelled out in hex in their index file's
+/// name (as earlier builds did for every name, so their files keep loading); longer
+/// names, up to the 1 KiB key limit, are hashed so that the file name stays far below
+/// every file system's 255-byte limit.
+pub const MAX_HEX_NAME_BYTES: usize = 64;
+
+/// The file name of a collection's index: `<hex(name)>.vidx` for names of at most
+/// [`MAX_HEX_NAME_BYTES`] bytes (at most 133 characters), else
+/// `h<hex(SHA-256(name)[..16])>.vidx` (38 characters; `h` is not a hex digit, so the two
+/// forms never meet). The full name is stored in the file and checked on load, so even a
+/// hash collision can only make an index be rebuilt, never load another collection's
+/// index; `Vectors::persist_indexes` also refuses to write two collections to one file.
+pub fn file_name(name: &str) -> String {
+    use sha2::Digest;
+    let mut out = String::with_capacity(2 * MAX_HEX_NAME_BYTES + 6);
+    if name.len() <= MAX_HEX_NAME_BYTES {
+        push_hex(&mut out, name.as_bytes());
+    } else {
+        out.push('h');
+        let digest = sha2::Sha256::digest(name.as_bytes());
+        push_hex(&mut out, &digest[..16]);
     }
-    hex.push('.');
-    hex.push_str(EXTENSION);
-    root(dir).join(run.to_string()).join(hex)
+    out.push('.');
+    out.push_str(EXTENSION);
+    out
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+}
+
+/// `true` for the names of files this module writes: index files and their temporary
+/// files. Only those are ever removed from an index directory.
+pub fn is_own_file(file_name: &str) -> bool {
+    let stem = file_name
+        .strip_suffix(".tmp")
+        .unwrap_or(file_name)
+        .strip_suffix(EXTENSION)
+        .and_then(|s| s.strip_suffix('.'));
+    stem.is_some_and(|s| {
+        let hex = s.strip_prefix('h').unwrap_or(s);
+        !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+/// `<dir>/vectors/<run uuid>/<file_name(name)>`.
+pub fn file_path(dir: &Path, run: &RunId, name: &str) -> PathBuf {
+    root(dir).join(run.to_string()).join(file_name(name))
 }
 
 /// What an index file holds besides the index.
@@ -357,6 +400,34 @@ mod tests {
             file_path(Path::new("/d"), &run, "a/b"),
             PathBuf::from(format!("/d/vectors/{run}/612f62.vidx"))
         );
+    }
+
+    #[test]
+    fn long_names_get_bounded_file_names() {
+        let at_limit = "x".repeat(MAX_HEX_NAME_BYTES);
+        assert_eq!(
+            file_name(&at_limit),
+            format!("{}.vidx", "78".repeat(MAX_HEX_NAME_BYTES))
+        );
+        let long = "y".repeat(1024);
+        let f = file_name(&long);
+        assert_eq!(f.len(), 38, "{f}");
+        assert!(f.starts_with('h') && f.ends_with(".vidx"), "{f}");
+        assert_ne!(f, file_name(&"y".repeat(1023)));
+        for name in [at_limit.as_str(), long.as_str(), "a"] {
+            assert!(is_own_file(&file_name(name)));
+            assert!(is_own_file(&format!("{}.tmp", file_name(name))));
+        }
+        for foreign in [
+            "notes.tmp",
+            "x.tmp",
+            "a.vidx.bak",
+            ".vidx",
+            "zz.vidx",
+            "README",
+        ] {
+            assert!(!is_own_file(foreign), "{foreign}");
+        }
     }
 
     proptest! {

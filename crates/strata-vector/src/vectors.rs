@@ -114,7 +114,7 @@ impl IndexEntry {
     }
 }
 
-/// How a collection's in-memory index was obtained (see [`Vectors::index_source`]).
+/// How a collection's in-memory index was obtained (see [`crate::internal::index_source`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexSource {
     /// Made empty by `create_collection` in this process.
@@ -255,6 +255,9 @@ pub mod ops {
         metadata: Option<Value>,
     ) -> Result<PendingIndexOp> {
         limits::validate_key(key)?;
+        if let Some(m) = &metadata {
+            limits::validate_depth(m)?;
+        }
         let def = require_def(txn, run, collection)?;
         validate_vector(vector, def.dimension)?;
         txn.put(
@@ -307,14 +310,14 @@ impl Vectors {
     /// a valid one exists for this incarnation of the collection, then reconciled with
     /// the records (changes after the file was written are replayed); otherwise it is
     /// rebuilt from the records. A bad index file is logged and ignored, never an error.
-    pub fn open(engine: Arc<Engine>) -> Result<Vectors> {
+    pub(crate) fn open(engine: Arc<Engine>) -> Result<Vectors> {
         let started = std::time::Instant::now();
         let vectors = Vectors {
             engine,
             indexes: Arc::new(RwLock::new(HashMap::new())),
         };
         let dir = vectors.engine.storage().dir().map(|d| d.to_path_buf());
-        let runs = strata_primitives::Runs::new(vectors.engine.clone()).list(None, None)?;
+        let runs = strata_primitives::internal::runs(vectors.engine.clone()).list(None, None)?;
         let mut total = 0usize;
         for info in runs {
             let run = info.value.run_id;
@@ -501,8 +504,11 @@ impl Vectors {
     /// written, and deletes the index files (and stale temporary files) of collections
     /// that no longer exist. Returns the number of files written. Does nothing for an
     /// ephemeral database. `Strata::close` calls it; calling it at other times is safe
-    /// (concurrent writes are picked up by the next call, or replayed on open).
+    /// (concurrent writes are picked up by the next call, or replayed on open). Fails
+    /// with the "database is closed" error once the database was closed.
     pub fn persist_indexes(&self) -> Result<usize> {
+        // After `close` the directory may belong to another handle: never write into it.
+        self.engine.storage().check_open()?;
         let Some(dir) = self.engine.storage().dir().map(|d| d.to_path_buf()) else {
             return Ok(0);
         };
@@ -519,7 +525,12 @@ impl Vectors {
         let mut first_error = None;
         for ((run, name), entry) in entries {
             let path = persist::file_path(&dir, &run, &name);
-            keep.insert(path.clone());
+            if !keep.insert(path.clone()) {
+                // Two names hashing to one file name (SHA-256 makes this practically
+                // impossible): the second is not written and is rebuilt on open.
+                tracing::warn!(run = %run, collection = %name, path = %path.display(), "index file name already used by another collection; not written");
+                continue;
+            }
             let encoded = {
                 let e = entry.read();
                 if e.persisted == Some(e.changes) {
@@ -556,7 +567,10 @@ impl Vectors {
                 let mut removed = false;
                 for f in files.flatten() {
                     let p = f.path();
-                    if !keep.contains(&p) {
+                    // Only our own index and temporary files: never a file put there
+                    // by someone else.
+                    let ours = f.file_name().to_str().is_some_and(persist::is_own_file);
+                    if ours && !keep.contains(&p) {
                         std::fs::remove_file(&p).map_err(|e| {
                             Error::Storage(format!("cannot remove {}: {e}", p.display()))
                         })?;
@@ -590,7 +604,7 @@ impl Vectors {
 
     /// How the index of a collection was obtained, or `None` if the collection has no
     /// index (it does not exist).
-    pub fn index_source(&self, run: &RunId, name: &str) -> Option<IndexSource> {
+    pub(crate) fn index_source(&self, run: &RunId, name: &str) -> Option<IndexSource> {
         self.entry(run, name).map(|e| e.read().source)
     }
 
@@ -599,7 +613,7 @@ impl Vectors {
     }
 
     /// Applies committed index changes (called after the commit at `version`).
-    pub fn apply(&self, ops: Vec<PendingIndexOp>, version: u64) {
+    pub(crate) fn apply(&self, ops: Vec<PendingIndexOp>, version: u64) {
         for op in ops {
             let (run, collection, key) = match &op {
                 PendingIndexOp::Upsert {
@@ -777,6 +791,10 @@ impl Vectors {
         vector: &[f32],
         metadata: Option<Value>,
     ) -> Result<Version> {
+        // Before the closure clones it: cloning recurses once per level.
+        if let Some(m) = &metadata {
+            limits::validate_depth(m)?;
+        }
         let (op, info) = self.engine.write(run, |txn| {
             ops::upsert(txn, run, collection, key, vector, metadata.clone())
         })?;
@@ -885,6 +903,9 @@ impl Vectors {
         with_vectors: bool,
     ) -> Result<Vec<VectorMatch>> {
         limits::validate_key(collection)?;
+        if let Some(f) = filter {
+            crate::filter::validate_filter(f)?;
+        }
         self.engine.read(run, |txn| {
             let def = require_def(txn, run, collection)?;
             validate_vector(query, def.dimension)?;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use strata_concurrency::DatabaseMetrics;
 use strata_core::{Error, Result};
-use strata_primitives::{Engine, Events, Json, Runs, State, KV};
+use strata_primitives::{internal, Engine, Events, Json, Runs, State, KV};
 use strata_storage::Storage;
 use strata_vector::Vectors;
 
@@ -78,14 +78,14 @@ impl Strata {
     ) -> Result<Strata> {
         let ephemeral = storage.dir().is_none();
         let engine = Engine::new(storage)?;
-        let vectors = Vectors::open(engine.clone())?;
+        let vectors = strata_vector::internal::open(engine.clone())?;
         Ok(Strata {
-            kv: KV::new(engine.clone()),
-            json: Json::new(engine.clone()),
-            events: Events::new(engine.clone()),
-            state: State::new(engine.clone()),
+            kv: internal::kv(engine.clone()),
+            json: internal::json(engine.clone()),
+            events: internal::events(engine.clone()),
+            state: internal::state(engine.clone()),
             vectors,
-            runs: Runs::new(engine.clone()),
+            runs: internal::runs(engine.clone()),
             engine,
             path,
             ephemeral,
@@ -102,16 +102,25 @@ impl Strata {
     /// Flushes, writes the vector index files and a snapshot so the next open is fast,
     /// and closes the database. The database is closed even if writing an index file
     /// fails (that error is returned; the next open rebuilds that index from its records).
+    ///
+    /// Every handle cloned from this database (`db.kv.clone()`, …) fails afterwards with
+    /// an [`Error::ConstraintViolation`] saying the database is closed (not
+    /// [`is_serious`](Error::is_serious)), reads included; the directory lock is
+    /// released at once, so the database can be opened again while such clones live.
+    /// The database is closed (and the lock released) even when this returns an error.
     pub fn close(self) -> Result<()> {
         let storage = self.engine.storage();
         // Commits first, so that the index files never run ahead of the durable records.
-        storage.flush()?;
-        let persisted = self.vectors.persist_indexes();
+        let flushed = storage.flush();
+        let persisted = match &flushed {
+            Ok(()) => self.vectors.persist_indexes().map(|_| ()),
+            Err(_) => Ok(()),
+        };
         if let Err(e) = &persisted {
             tracing::warn!(error = %e, "writing vector index files failed");
         }
-        storage.close()?;
-        persisted.map(|_| ())
+        let closed = storage.close();
+        flushed.and(closed).and(persisted)
     }
 
     /// The database directory (empty for an ephemeral database).
@@ -133,6 +142,10 @@ impl Strata {
     /// writes commits atomically, or nothing does. On a conflict with a concurrent
     /// transaction the closure is run again (so it should have no side effects outside
     /// `txn`); any error it returns aborts the transaction and is returned.
+    ///
+    /// Reads inside the closure see the transaction's own writes; those carry the
+    /// pending version `Version::Txn(0)` and timestamp 0 until the commit (no committed
+    /// write ever has version 0; see [`Version::is_pending`](crate::Version::is_pending)).
     ///
     /// ```
     /// use stratadb::prelude::*;
@@ -168,13 +181,8 @@ impl Strata {
             Err(e) => return Err(closure_err.into_inner().unwrap_or(e)),
         };
         if let Some(info) = info {
-            vectors.apply(pending.into_inner(), info.version);
+            strata_vector::internal::apply(vectors, pending.into_inner(), info.version);
         }
         Ok(value)
-    }
-
-    /// The engine underneath (advanced use: tests, custom clocks).
-    pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
     }
 }

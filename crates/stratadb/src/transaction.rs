@@ -32,7 +32,9 @@ impl<'a> Txn<'a> {
         runs::check_writable(self.raw, run).map(|_| ())
     }
 
-    /// Reads a key.
+    /// Reads a key. A key this transaction wrote is returned as written, with the
+    /// pending version `Version::Txn(0)` and timestamp 0 (its commit version is not known
+    /// yet; see [`Version`](strata_core::Version)).
     pub fn kv_get(&mut self, run: &RunId, key: &str) -> Result<Option<Versioned<Value>>> {
         runs::check_exists(self.raw, run)?;
         kv::ops::get(self.raw, run, key)
@@ -53,7 +55,8 @@ impl<'a> Txn<'a> {
         kv::ops::incr(self.raw, run, key, delta)
     }
 
-    /// Reads a JSON document.
+    /// Reads a JSON document; one this transaction wrote has the pending version
+    /// `Version::Txn(0)` and timestamp 0, as for [`kv_get`](Self::kv_get).
     pub fn json_get(&mut self, run: &RunId, key: &str) -> Result<Option<Versioned<Value>>> {
         runs::check_exists(self.raw, run)?;
         json::ops::get(self.raw, run, key)
@@ -63,7 +66,8 @@ impl<'a> Txn<'a> {
         self.writable(run)?;
         json::ops::set(self.raw, run, key, &doc.into())
     }
-    /// Sets a value at a JSONPath inside an existing document.
+    /// Sets a value at a JSONPath inside an existing document (a non-singular path that
+    /// selects nothing writes nothing).
     pub fn json_set_path(
         &mut self,
         run: &RunId,
@@ -72,7 +76,7 @@ impl<'a> Txn<'a> {
         value: impl Into<Value>,
     ) -> Result<()> {
         self.writable(run)?;
-        json::ops::set_path(self.raw, run, key, path, &value.into())
+        json::ops::set_path(self.raw, run, key, path, &value.into()).map(|_| ())
     }
 
     /// Appends an event (an `Object`); returns its sequence number.

@@ -10,6 +10,34 @@ fn db() -> Strata {
     Strata::ephemeral().unwrap()
 }
 
+/// The primitives over an engine whose clock the test sets (the facade keeps its
+/// engine private; `strata_primitives::internal` builds the same handles).
+struct ClockDb {
+    kv: KV,
+    json: Json,
+    state: State,
+    runs: Runs,
+    engine: Arc<strata_primitives::Engine>,
+}
+
+impl ClockDb {
+    fn new() -> Self {
+        use strata_primitives::internal;
+        let engine = strata_primitives::Engine::new(strata_storage::Storage::ephemeral()).unwrap();
+        ClockDb {
+            kv: internal::kv(engine.clone()),
+            json: internal::json(engine.clone()),
+            state: internal::state(engine.clone()),
+            runs: internal::runs(engine.clone()),
+            engine,
+        }
+    }
+
+    fn engine(&self) -> &Arc<strata_primitives::Engine> {
+        &self.engine
+    }
+}
+
 fn info(db: &Strata, run: &RunId) -> RunInfo {
     db.runs.get(run).unwrap().unwrap().value
 }
@@ -506,7 +534,7 @@ fn retention_set_get_keep_last() {
 
 #[test]
 fn retention_keep_for_with_injected_clock() {
-    let db = db();
+    let db = ClockDb::new();
     let run = db.runs.create(None).unwrap();
     let mut versions = Vec::new();
     for i in 0..5i64 {
@@ -629,7 +657,7 @@ fn isolation_between_runs() {
 
 #[test]
 fn keep_for_applies_as_the_clock_moves() {
-    let db = db();
+    let db = ClockDb::new();
     let run = db.runs.create(None).unwrap();
     let hour = Duration::from_secs(3600);
     db.runs

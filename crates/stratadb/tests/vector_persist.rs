@@ -97,7 +97,7 @@ fn close_and_reopen_loads_the_index_file() {
         fill(&db, &run, "big", BIG);
         fill(&db, &run, "small", 50);
         assert_eq!(
-            db.vectors.index_source(&run, "big"),
+            strata_vector::internal::index_source(&db.vectors, &run, "big"),
             Some(IndexSource::Created)
         );
         let r = (searches(&db, &run, "big"), searches(&db, &run, "small"));
@@ -111,11 +111,11 @@ fn close_and_reopen_loads_the_index_file() {
 
     let db = open(dir.path());
     assert_eq!(
-        db.vectors.index_source(&run, "big"),
+        strata_vector::internal::index_source(&db.vectors, &run, "big"),
         Some(IndexSource::Loaded { replayed: 0 })
     );
     assert_eq!(
-        db.vectors.index_source(&run, "small"),
+        strata_vector::internal::index_source(&db.vectors, &run, "small"),
         Some(IndexSource::Loaded { replayed: 0 })
     );
     assert_eq!(db.vectors.count(&run, "big").unwrap(), (BIG) as u64);
@@ -175,7 +175,7 @@ fn changes_after_the_last_persist_are_replayed() {
     let db = open(dir.path());
     for name in ["big", "small"] {
         assert_eq!(
-            db.vectors.index_source(&run, name),
+            strata_vector::internal::index_source(&db.vectors, &run, name),
             Some(IndexSource::Loaded { replayed: 23 }),
             "{name}"
         );
@@ -223,7 +223,7 @@ fn changes_after_the_last_persist_are_replayed() {
     db.close().unwrap();
     let db = open(dir.path());
     assert_eq!(
-        db.vectors.index_source(&run, "big"),
+        strata_vector::internal::index_source(&db.vectors, &run, "big"),
         Some(IndexSource::Loaded { replayed: 0 })
     );
     assert_eq!(all_keys(&db, &run, "small"), expected_small);
@@ -252,11 +252,11 @@ fn a_corrupted_index_file_falls_back_to_a_rebuild() {
     std::fs::write(&big_file, &bytes).unwrap();
     let db = open(dir.path());
     assert_eq!(
-        db.vectors.index_source(&run, "big"),
+        strata_vector::internal::index_source(&db.vectors, &run, "big"),
         Some(IndexSource::Rebuilt)
     );
     assert_eq!(
-        db.vectors.index_source(&run, "small"),
+        strata_vector::internal::index_source(&db.vectors, &run, "small"),
         Some(IndexSource::Loaded { replayed: 0 })
     );
     assert_eq!(db.vectors.count(&run, "big").unwrap(), (BIG) as u64);
@@ -283,7 +283,7 @@ fn a_corrupted_index_file_falls_back_to_a_rebuild() {
         std::fs::write(&small_file, v).unwrap();
         let db = open(dir.path());
         assert_eq!(
-            db.vectors.index_source(&run, "small"),
+            strata_vector::internal::index_source(&db.vectors, &run, "small"),
             Some(IndexSource::Rebuilt),
             "variant {i}"
         );
@@ -295,7 +295,7 @@ fn a_corrupted_index_file_falls_back_to_a_rebuild() {
     db.close().unwrap();
     let db = open(dir.path());
     assert_eq!(
-        db.vectors.index_source(&run, "small"),
+        strata_vector::internal::index_source(&db.vectors, &run, "small"),
         Some(IndexSource::Loaded { replayed: 0 })
     );
     assert_eq!(all_keys(&db, &run, "small"), small);
@@ -328,7 +328,7 @@ fn a_recreated_collection_does_not_load_the_stale_file() {
     assert!(file.exists());
     let db = open(dir.path());
     assert_eq!(
-        db.vectors.index_source(&run, "c"),
+        strata_vector::internal::index_source(&db.vectors, &run, "c"),
         Some(IndexSource::Rebuilt)
     );
     let expected: BTreeSet<String> = (100..105).map(key).collect();
@@ -477,7 +477,7 @@ fn sigkilled_writer_leaves_exactly_the_committed_vectors() {
     for name in ["big", "small"] {
         assert!(
             matches!(
-                db.vectors.index_source(&run, name),
+                strata_vector::internal::index_source(&db.vectors, &run, name),
                 Some(IndexSource::Loaded { .. })
             ),
             "{name}: the file written every 5 iterations is loaded"
