@@ -15,10 +15,12 @@
 #![forbid(unsafe_code)]
 
 mod durability;
+pub mod inspect;
 pub mod key;
 mod lock;
 pub mod mvcc;
 pub mod record;
+mod restore;
 mod retention;
 pub mod snapshot;
 mod storage;
@@ -31,7 +33,8 @@ pub use durability::{
     DEFAULT_SEGMENT_SIZE, DEFAULT_SNAPSHOT_THRESHOLD,
 };
 pub use key::{decode_key, encode_key, Primitive};
-pub use lock::{DirLock, LOCK_FILE};
+pub use lock::{lock_holder, DirLock, LOCK_FILE};
 pub use mvcc::{Entry, MvccMap, Write};
+pub use restore::RestoreReport;
 pub use retention::RetentionPolicy;
 pub use storage::{CommitInfo, RecoveryReport, SnapshotPin, Storage};
