@@ -48,7 +48,10 @@ impl Storage {
         let _pin = self.pin();
         let mut after: Option<Box<[u8]>> = None;
         loop {
-            let chunk = self.inner.map.chunk_after(after.as_deref(), snapshot, CHUNK);
+            let chunk = self
+                .inner
+                .map
+                .chunk_after(after.as_deref(), snapshot, CHUNK);
             let Some((last, _)) = chunk.last() else {
                 return Ok(());
             };
@@ -155,9 +158,9 @@ fn check_chain(key: &[u8], chain: &[Entry], version: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use crate::durability::{DurabilityMode, StorageOptions};
     use crate::testing::FaultyVfs;
+    use std::sync::Arc;
 
     fn opts(fs: &FaultyVfs) -> StorageOptions {
         StorageOptions {

@@ -97,7 +97,8 @@ fn list_files(dir: &Path) -> Result<Vec<(PathBuf, FileInfo)>> {
         let entries = std::fs::read_dir(&d)
             .map_err(|e| Error::Storage(format!("cannot list {}: {e}", d.display())))?;
         for entry in entries {
-            let entry = entry.map_err(|e| Error::Storage(format!("cannot list {}: {e}", d.display())))?;
+            let entry =
+                entry.map_err(|e| Error::Storage(format!("cannot list {}: {e}", d.display())))?;
             let path = entry.path();
             let meta = entry
                 .metadata()
@@ -319,9 +320,8 @@ pub fn verify(path: impl AsRef<Path>, mut progress: impl FnMut(u64)) -> Result<V
             summary: String::new(),
             problem: None,
         };
-        let read = || {
-            std::fs::read(full).map_err(|e| format!("cannot read {}: {e}", full.display()))
-        };
+        let read =
+            || std::fs::read(full).map_err(|e| format!("cannot read {}: {e}", full.display()));
         let outcome: std::result::Result<String, String> = match (f.kind, file_kind(&f.name)) {
             ("log", FileKind::Segment(base)) => read().and_then(|bytes| {
                 let is_last = last_segment.as_deref() == Some(f.name.as_str());
@@ -348,8 +348,7 @@ pub fn verify(path: impl AsRef<Path>, mut progress: impl FnMut(u64)) -> Result<V
                 Ok(summary)
             }),
             ("snapshot", FileKind::Snapshot(v)) => read().and_then(|bytes| {
-                let s = check_snapshot(full, &bytes, v, check_values)
-                    .map_err(|e| e.to_string())?;
+                let s = check_snapshot(full, &bytes, v, check_values).map_err(|e| e.to_string())?;
                 if Some(v) != newest_snapshot {
                     return Ok(format!(
                         "version {v}, {} keys, {} versions (older snapshot, not used)",

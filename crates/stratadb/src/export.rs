@@ -420,7 +420,10 @@ impl<R: BufRead> DumpReader<R> {
         let mut line = String::new();
         let n = input.read_line(&mut line).map_err(io)?;
         if n == 0 {
-            return Err(bad_line(1, "the input is empty (expected an export header)"));
+            return Err(bad_line(
+                1,
+                "the input is empty (expected an export header)",
+            ));
         }
         let header: Header = serde_json::from_str(&line)
             .map_err(|e| bad_line(1, format!("not a StrataDB export header: {e}")))?;
@@ -461,8 +464,7 @@ impl<R: BufRead> DumpReader<R> {
         }
         let text = self.line.trim_end();
         if text.starts_with(r#"{"end""#) {
-            let t: Trailer =
-                serde_json::from_str(text).map_err(|e| bad_line(self.line_no, e))?;
+            let t: Trailer = serde_json::from_str(text).map_err(|e| bad_line(self.line_no, e))?;
             if t.records != self.records || t.entries != self.entries {
                 return Err(bad_line(
                     self.line_no,
@@ -604,7 +606,10 @@ mod tests {
             (Primitive::Kv, b"user:1".to_vec()),
             (Primitive::Kv, b"bell\x07".to_vec()),
             (Primitive::Event, b"\x01trace".to_vec()),
-            (Primitive::Event, [&b"\x02trace\x00"[..], &7u64.to_be_bytes()].concat()),
+            (
+                Primitive::Event,
+                [&b"\x02trace\x00"[..], &7u64.to_be_bytes()].concat(),
+            ),
             (Primitive::Vector, b"\x01docs".to_vec()),
             (Primitive::Vector, b"\x02docs\x00v1".to_vec()),
             (Primitive::Vector, b"\x07odd".to_vec()),

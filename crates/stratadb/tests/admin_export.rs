@@ -15,7 +15,10 @@ fn populate(db: &Strata) -> Result<RunId> {
     db.kv.put(&def, "nan", Value::Float(f64::NAN))?;
     db.kv.put(&def, "gone", "soon")?;
     db.kv.delete_in(&def, "gone")?;
-    db.json.set("doc", json!({"b": 1, "a": [1.5, "x", null], "c": {"z": true, "y": 2}}))?;
+    db.json.set(
+        "doc",
+        json!({"b": 1, "a": [1.5, "x", null], "c": {"z": true, "y": 2}}),
+    )?;
     db.json.set_path(&def, "doc", "$.c.y", 3i64)?;
     db.events.append("trace", json!({"step": 1}))?;
     db.events.append("trace", json!({"step": 2}))?;
@@ -23,8 +26,13 @@ fn populate(db: &Strata) -> Result<RunId> {
     db.state.cas(&def, "status", Some(1), "done")?;
     db.vectors
         .create_collection(&def, "docs", 3, DistanceMetric::Cosine)?;
-    db.vectors
-        .upsert(&def, "docs", "v1", &[0.1, 0.2, 0.3], Some(json!({"tag": "a"})))?;
+    db.vectors.upsert(
+        &def,
+        "docs",
+        "v1",
+        &[0.1, 0.2, 0.3],
+        Some(json!({"tag": "a"})),
+    )?;
     db.vectors
         .upsert(&def, "docs", "v2", &[1e-7, -3.4e38, 0.333_333_34], None)?;
     let run = db.runs.create(Some(json!({"agent": "test"})))?;
@@ -34,7 +42,8 @@ fn populate(db: &Strata) -> Result<RunId> {
     for i in 0..10i64 {
         db.kv.put(&thinned, "x", i)?;
     }
-    db.runs.set_retention(&thinned, RetentionPolicy::KeepLast(2))?;
+    db.runs
+        .set_retention(&thinned, RetentionPolicy::KeepLast(2))?;
     db.runs.fail(&thinned, "boom")?;
     Ok(run)
 }
@@ -68,8 +77,14 @@ fn export_import_export_is_byte_identical() {
     );
     // Semantics came back too: versions, counters, sequences, runs, vectors.
     let def = db2.runs.default_run();
-    assert_eq!(db2.kv.history(&def, "counter", None, None).unwrap().len(), 5);
-    assert_eq!(db2.state.get("status").unwrap().unwrap().version, Version::Counter(2));
+    assert_eq!(
+        db2.kv.history(&def, "counter", None, None).unwrap().len(),
+        5
+    );
+    assert_eq!(
+        db2.state.get("status").unwrap().unwrap().version,
+        Version::Counter(2)
+    );
     assert_eq!(db2.events.count(&def, "trace").unwrap(), 2);
     assert_eq!(
         db2.runs.get(&run).unwrap().unwrap().value.state,
@@ -77,7 +92,10 @@ fn export_import_export_is_byte_identical() {
     );
     let v2 = db2.vectors.get(&def, "docs", "v2").unwrap().unwrap();
     assert_eq!(v2.value.vector, vec![1e-7, -3.4e38, 0.333_333_34]);
-    let hits = db2.vectors.search(&def, "docs", &[0.1, 0.2, 0.3], 1, None).unwrap();
+    let hits = db2
+        .vectors
+        .search(&def, "docs", &[0.1, 0.2, 0.3], 1, None)
+        .unwrap();
     assert_eq!(hits[0].key, "v1");
     assert_eq!(
         db2.kv.get("bytes").unwrap().unwrap().value,
@@ -152,7 +170,11 @@ fn info_checkpoint_compact() {
 
 fn damage(path: &std::path::Path, offset: u64) {
     use std::io::{Read, Seek, SeekFrom, Write};
-    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     f.seek(SeekFrom::Start(offset)).unwrap();
     let mut b = [0u8; 1];
     f.read_exact(&mut b).unwrap();
@@ -164,7 +186,11 @@ fn damage(path: &std::path::Path, offset: u64) {
 fn verify_finds_damage_by_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = StrataBuilder::new().strict().path(dir.path()).open().unwrap();
+        let db = StrataBuilder::new()
+            .strict()
+            .path(dir.path())
+            .open()
+            .unwrap();
         populate(&db).unwrap();
         db.checkpoint().unwrap();
         for i in 0..20i64 {
@@ -193,7 +219,10 @@ fn verify_finds_damage_by_file_and_offset() {
     assert!(!report.is_ok());
     let bad = report.files.iter().find(|f| f.problem.is_some()).unwrap();
     assert!(bad.name.ends_with(".log"));
-    assert!(bad.problem.as_ref().unwrap().contains("offset 16"), "{bad:?}");
+    assert!(
+        bad.problem.as_ref().unwrap().contains("offset 16"),
+        "{bad:?}"
+    );
     damage(&log, 16 + 9);
 
     let snap = list(".snap").pop().unwrap();
@@ -205,5 +234,7 @@ fn verify_finds_damage_by_file_and_offset() {
     damage(&snap, 40);
     assert!(verify(dir.path(), |_| {}).unwrap().is_ok());
 
-    assert!(verify(dir.path().join("missing"), |_| {}).unwrap_err().is_not_found());
+    assert!(verify(dir.path().join("missing"), |_| {})
+        .unwrap_err()
+        .is_not_found());
 }
