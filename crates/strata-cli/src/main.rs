@@ -195,9 +195,11 @@ fn parse_state(s: &str) -> CliResult<RunState> {
         "failed" => RunState::Failed,
         "cancelled" | "canceled" => RunState::Cancelled,
         "archived" => RunState::Archived,
-        _ => return Err(Failure::usage(format!(
+        _ => {
+            return Err(Failure::usage(format!(
             "unknown run state {s:?}: use active, paused, completed, failed, cancelled or archived"
-        ))),
+        )))
+        }
     })
 }
 
