@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use strata_core::{codec, Error, Result, RunId, Timestamp, Value};
+use strata_primitives::RunInfo;
 use strata_storage::key::{decode_key, encode_key};
 use strata_storage::{DurabilityMode, Entry, Primitive, Storage, StorageOptions};
 
@@ -102,8 +103,9 @@ struct Record {
     history: Vec<EntryLine>,
 }
 
-/// One version of a key. Exactly one of `deleted`, `value` and `raw` is present
-/// (`counter` goes with `value` for state cells).
+/// One version of a key. Exactly one of `deleted`, `value`, `count` and `raw` is
+/// present (`counter` goes with `value` for state cells; `count` is an event stream
+/// head's number of events).
 #[derive(Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct EntryLine {
@@ -113,6 +115,8 @@ struct EntryLine {
     deleted: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     counter: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     value: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -262,6 +266,14 @@ fn lossless_json(bytes: &[u8]) -> Option<serde_json::Value> {
     (Value::from(&j) == v).then_some(j)
 }
 
+/// A run record as JSON, when JSON carries it without loss.
+fn run_info_json(bytes: &[u8]) -> Option<serde_json::Value> {
+    let info: RunInfo = rmp_serde::from_slice(bytes).ok()?;
+    let j = serde_json::to_value(&info).ok()?;
+    let back: RunInfo = serde_json::from_value(j.clone()).ok()?;
+    (back == info).then_some(j)
+}
+
 fn entry_line(p: Primitive, user: &[u8], e: &Entry) -> EntryLine {
     let mut line = EntryLine {
         v: e.version,
@@ -282,6 +294,16 @@ fn entry_line(p: Primitive, user: &[u8], e: &Entry) -> EntryLine {
             line.value = Some(j);
             return line;
         }
+    } else if p == Primitive::Run {
+        if let Some(j) = run_info_json(bytes) {
+            line.value = Some(j);
+            return line;
+        }
+    } else if p == Primitive::Event && user.first() == Some(&HEAD_TAG) && bytes.len() == 8 {
+        let mut n = [0u8; 8];
+        n.copy_from_slice(bytes);
+        line.count = Some(u64::from_le_bytes(n));
+        return line;
     } else if p == Primitive::State && bytes.len() >= 8 {
         let (c, rest) = bytes.split_at(8);
         if let Some(j) = lossless_json(rest) {
@@ -492,11 +514,12 @@ impl<R: BufRead> DumpReader<R> {
         let key: Box<[u8]> = encode_key(&run, p, &user).into();
         let mut chain = Vec::with_capacity(rec.history.len());
         for e in rec.history {
-            let value = decode_entry(p, e.deleted, e.counter, e.value, e.raw)
-                .map_err(|what| bad_line(self.line_no, format!("version {}: {what}", e.v)))?;
+            let (v, ts) = (e.v, e.ts);
+            let value = decode_entry(p, e)
+                .map_err(|what| bad_line(self.line_no, format!("version {v}: {what}")))?;
             chain.push(Entry {
-                version: e.v,
-                timestamp: Timestamp::from_micros(e.ts),
+                version: v,
+                timestamp: Timestamp::from_micros(ts),
                 value,
             });
         }
@@ -520,19 +543,30 @@ impl<R: BufRead> Iterator for DumpReader<R> {
     }
 }
 
-fn decode_entry(
-    p: Primitive,
-    deleted: Option<bool>,
-    counter: Option<u64>,
-    value: Option<serde_json::Value>,
-    raw: Option<String>,
-) -> std::result::Result<Option<Arc<[u8]>>, String> {
-    match (deleted, value, raw) {
-        (Some(true), None, None) => Ok(None),
-        (None, None, Some(hex)) => from_hex(&hex)
+fn decode_entry(p: Primitive, e: EntryLine) -> std::result::Result<Option<Arc<[u8]>>, String> {
+    let EntryLine {
+        deleted,
+        counter,
+        count,
+        value,
+        raw,
+        ..
+    } = e;
+    match (deleted, value, raw, count) {
+        (Some(true), None, None, None) => Ok(None),
+        (None, None, Some(hex), None) => from_hex(&hex)
             .map(|b| Some(Arc::from(b)))
             .ok_or_else(|| "\"raw\" is not hexadecimal".into()),
-        (None, Some(j), None) => {
+        (None, None, None, Some(n)) if p == Primitive::Event => {
+            Ok(Some(Arc::from(&n.to_le_bytes()[..])))
+        }
+        (None, Some(j), None, None) if p == Primitive::Run => {
+            let info: RunInfo =
+                serde_json::from_value(j).map_err(|e| format!("not a run record: {e}"))?;
+            let b = rmp_serde::to_vec_named(&info).map_err(|e| e.to_string())?;
+            Ok(Some(Arc::from(b)))
+        }
+        (None, Some(j), None, None) => {
             let encoded = codec::encode(&Value::from(j)).map_err(|e| e.to_string())?;
             if p == Primitive::State {
                 let c = counter.ok_or("a state value needs its \"counter\"")?;
@@ -543,7 +577,11 @@ fn decode_entry(
                 Ok(Some(Arc::from(encoded)))
             }
         }
-        _ => Err("needs exactly one of \"deleted\": true, \"value\" and \"raw\"".into()),
+        _ => Err(
+            "needs exactly one of \"deleted\": true, \"value\", \"count\" (event stream \
+             heads) and \"raw\""
+                .into(),
+        ),
     }
 }
 
