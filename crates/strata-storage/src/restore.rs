@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 
 use strata_core::{Error, Result, Timestamp};
 
-use crate::mvcc::{Entry, Write};
+use crate::mvcc::Entry;
 use crate::storage::Storage;
 
 /// How many chains [`Storage::for_each_chain`] copies per lock acquisition.
@@ -94,17 +94,16 @@ impl Storage {
                 for item in chains {
                     let (key, chain) = item?;
                     check_chain(&key, &chain, version)?;
-                    for e in chain {
+                    for e in &chain {
                         last_ts = last_ts.max(e.timestamp);
-                        let write = Write {
-                            key: key.clone(),
-                            value: e.value,
-                        };
-                        self.inner
-                            .map
-                            .apply_owned(e.version, e.timestamp, vec![write]);
-                        report.entries += 1;
                     }
+                    let n = chain.len() as u64;
+                    if !self.inner.map.insert_chain(key.clone(), chain) {
+                        return Err(Error::ConstraintViolation(format!(
+                            "key {key:02x?} appears twice"
+                        )));
+                    }
+                    report.entries += n;
                     report.keys += 1;
                 }
                 Ok(())
@@ -159,6 +158,7 @@ fn check_chain(key: &[u8], chain: &[Entry], version: u64) -> Result<()> {
 mod tests {
     use super::*;
     use crate::durability::{DurabilityMode, StorageOptions};
+    use crate::mvcc::Write;
     use crate::testing::FaultyVfs;
     use std::sync::Arc;
 
@@ -239,5 +239,13 @@ mod tests {
         let s = Storage::ephemeral();
         let newer = vec![Ok((b"k".to_vec().into_boxed_slice(), vec![e(9, 1, None)]))];
         assert!(s.restore_chains(5, newer).is_err());
+
+        let s = Storage::ephemeral();
+        let twice = vec![
+            Ok((b"k".to_vec().into_boxed_slice(), vec![e(1, 1, None)])),
+            Ok((b"k".to_vec().into_boxed_slice(), vec![e(2, 1, None)])),
+        ];
+        let err = s.restore_chains(5, twice).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
     }
 }

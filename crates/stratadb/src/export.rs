@@ -83,9 +83,9 @@ struct Trailer {
 }
 
 /// One key line. Exactly one way of naming the key is present.
-#[derive(Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Record {
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, bound(deserialize = "V: Deserialize<'de>"))]
+struct Record<V> {
     run: String,
     primitive: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,15 +100,18 @@ struct Record {
     head: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     key_hex: Option<String>,
-    history: Vec<EntryLine>,
+    history: Vec<EntryLine<V>>,
 }
 
 /// One version of a key. Exactly one of `deleted`, `value`, `count` and `raw` is
 /// present (`counter` goes with `value` for state cells; `count` is an event stream
 /// head's number of events).
-#[derive(Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct EntryLine {
+///
+/// `V` is [`OutValue`] when writing and [`Value`] when reading (parsed straight into a
+/// `Value`, with no intermediate JSON tree).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, bound(deserialize = "V: Deserialize<'de>"))]
+struct EntryLine<V> {
     v: u64,
     ts: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,9 +121,102 @@ struct EntryLine {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     count: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    value: Option<serde_json::Value>,
+    value: Option<V>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     raw: Option<String>,
+}
+
+impl<V> Default for Record<V> {
+    fn default() -> Self {
+        Record {
+            run: String::new(),
+            primitive: String::new(),
+            key: None,
+            stream: None,
+            seq: None,
+            collection: None,
+            head: None,
+            key_hex: None,
+            history: Vec::new(),
+        }
+    }
+}
+
+impl<V> Default for EntryLine<V> {
+    fn default() -> Self {
+        EntryLine {
+            v: 0,
+            ts: 0,
+            deleted: None,
+            counter: None,
+            count: None,
+            value: None,
+            raw: None,
+        }
+    }
+}
+
+/// A value as written: a stored `Value` (objects with sorted members), or a run record.
+enum OutValue {
+    Value(Value),
+    Json(serde_json::Value),
+}
+
+impl Serialize for OutValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            OutValue::Value(v) => Sorted(v).serialize(s),
+            OutValue::Json(j) => j.serialize(s),
+        }
+    }
+}
+
+/// Serializes a `Value` as JSON with object members sorted by name, so that output is
+/// deterministic (a `Value` object is a `HashMap`). Only used on values that passed
+/// [`json_safe`].
+struct Sorted<'a>(&'a Value);
+
+impl Serialize for Sorted<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Float(f) => s.serialize_f64(*f),
+            Value::String(t) => s.serialize_str(t),
+            Value::Bytes(b) => s.serialize_bytes(b),
+            Value::Array(a) => {
+                let mut seq = s.serialize_seq(Some(a.len()))?;
+                for v in a {
+                    seq.serialize_element(&Sorted(v))?;
+                }
+                seq.end()
+            }
+            Value::Object(o) => {
+                let mut members: Vec<(&String, &Value)> = o.iter().collect();
+                members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut map = s.serialize_map(Some(members.len()))?;
+                for (k, v) in members {
+                    map.serialize_entry(k, &Sorted(v))?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+/// `true` when JSON carries `v` without loss: no bytes, no NaN or infinity. (Integers
+/// are written as JSON integers and floats always with a fraction or exponent, so each
+/// reads back as the same variant.)
+fn json_safe(v: &Value) -> bool {
+    match v {
+        Value::Bytes(_) => false,
+        Value::Float(f) => f.is_finite(),
+        Value::Array(a) => a.iter().all(json_safe),
+        Value::Object(o) => o.values().all(json_safe),
+        _ => true,
+    }
 }
 
 fn primitive_of(name: &str) -> Option<Primitive> {
@@ -163,7 +259,7 @@ fn printable(bytes: &[u8]) -> Option<&str> {
 }
 
 /// Fills in the key fields of `rec` for the user key `user` of primitive `p`.
-fn describe_key(rec: &mut Record, p: Primitive, user: &[u8]) {
+fn describe_key<V>(rec: &mut Record<V>, p: Primitive, user: &[u8]) {
     match p {
         Primitive::Kv | Primitive::Json | Primitive::State => {
             if let Some(k) = printable(user) {
@@ -178,7 +274,7 @@ fn describe_key(rec: &mut Record, p: Primitive, user: &[u8]) {
             }
         }
         Primitive::Event | Primitive::Vector => {
-            let name_field = |rec: &mut Record, name: &str| {
+            let name_field = |rec: &mut Record<V>, name: &str| {
                 if p == Primitive::Event {
                     rec.stream = Some(name.to_owned());
                 } else {
@@ -219,7 +315,7 @@ fn describe_key(rec: &mut Record, p: Primitive, user: &[u8]) {
 }
 
 /// The user key named by a record's key fields.
-fn user_key_of(rec: &Record, p: Primitive) -> std::result::Result<Vec<u8>, String> {
+fn user_key_of<V>(rec: &Record<V>, p: Primitive) -> std::result::Result<Vec<u8>, String> {
     if let Some(h) = &rec.key_hex {
         return from_hex(h).ok_or_else(|| "key_hex is not hexadecimal".into());
     }
@@ -259,11 +355,9 @@ fn user_key_of(rec: &Record, p: Primitive) -> std::result::Result<Vec<u8>, Strin
     }
 }
 
-/// A stored `Value` as JSON, when JSON carries it without loss.
-fn lossless_json(bytes: &[u8]) -> Option<serde_json::Value> {
-    let v = codec::decode(bytes).ok()?;
-    let j = serde_json::Value::from(&v);
-    (Value::from(&j) == v).then_some(j)
+/// A stored `Value`, when JSON carries it without loss.
+fn lossless_value(bytes: &[u8]) -> Option<Value> {
+    codec::decode(bytes).ok().filter(json_safe)
 }
 
 /// A run record as JSON, when JSON carries it without loss.
@@ -274,7 +368,7 @@ fn run_info_json(bytes: &[u8]) -> Option<serde_json::Value> {
     (back == info).then_some(j)
 }
 
-fn entry_line(p: Primitive, user: &[u8], e: &Entry) -> EntryLine {
+fn entry_line(p: Primitive, user: &[u8], e: &Entry) -> EntryLine<OutValue> {
     let mut line = EntryLine {
         v: e.version,
         ts: e.timestamp.as_micros(),
@@ -290,13 +384,13 @@ fn entry_line(p: Primitive, user: &[u8], e: &Entry) -> EntryLine {
         _ => false,
     };
     if is_value {
-        if let Some(j) = lossless_json(bytes) {
-            line.value = Some(j);
+        if let Some(v) = lossless_value(bytes) {
+            line.value = Some(OutValue::Value(v));
             return line;
         }
     } else if p == Primitive::Run {
         if let Some(j) = run_info_json(bytes) {
-            line.value = Some(j);
+            line.value = Some(OutValue::Json(j));
             return line;
         }
     } else if p == Primitive::Event && user.first() == Some(&HEAD_TAG) && bytes.len() == 8 {
@@ -306,11 +400,11 @@ fn entry_line(p: Primitive, user: &[u8], e: &Entry) -> EntryLine {
         return line;
     } else if p == Primitive::State && bytes.len() >= 8 {
         let (c, rest) = bytes.split_at(8);
-        if let Some(j) = lossless_json(rest) {
+        if let Some(v) = lossless_value(rest) {
             let mut counter = [0u8; 8];
             counter.copy_from_slice(c);
             line.counter = Some(u64::from_le_bytes(counter));
-            line.value = Some(j);
+            line.value = Some(OutValue::Value(v));
             return line;
         }
     }
@@ -324,23 +418,6 @@ fn io(e: std::io::Error) -> Error {
 
 fn ser(e: serde_json::Error) -> Error {
     Error::Serialization(format!("cannot write an export line: {e}"))
-}
-
-/// Counts the bytes going through a writer.
-struct Counting<W> {
-    inner: W,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 impl Strata {
@@ -369,22 +446,31 @@ impl Strata {
     ) -> Result<ExportReport> {
         let storage = self.engine().storage();
         let version = storage.visible_version();
-        let mut w = Counting {
-            inner: std::io::BufWriter::with_capacity(1 << 16, out),
-            bytes: 0,
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, out);
+        // Each line is serialized into `line` and written at once: cheaper than many
+        // small writes through the serializer.
+        let mut line: Vec<u8> = Vec::with_capacity(1 << 12);
+        let mut bytes = 0u64;
+        let mut emit = |line: &mut Vec<u8>, w: &mut std::io::BufWriter<W>| -> Result<()> {
+            line.push(b'\n');
+            w.write_all(line).map_err(io)?;
+            bytes += line.len() as u64;
+            line.clear();
+            Ok(())
         };
         let header = Header {
             stratadb_export: EXPORT_FORMAT_VERSION,
             version,
             run: run.map(|r| r.to_string()),
         };
-        serde_json::to_writer(&mut w, &header).map_err(ser)?;
-        w.write_all(b"\n").map_err(io)?;
+        serde_json::to_writer(&mut line, &header).map_err(ser)?;
+        emit(&mut line, &mut w)?;
         let mut report = ExportReport {
             version,
             ..ExportReport::default()
         };
         let run_record = run.map(|r| encode_key(&RunId::DEFAULT, Primitive::Run, r.as_bytes()));
+        let mut run_text: Option<(RunId, String)> = None;
         storage.for_each_chain(version, |key, chain| {
             let Some((key_run, p, user)) = decode_key(key) else {
                 return Err(Error::Storage(format!(
@@ -396,15 +482,23 @@ impl Strata {
                     return Ok(());
                 }
             }
+            let run_str = match &run_text {
+                Some((id, text)) if *id == key_run => text.clone(),
+                _ => {
+                    let text = key_run.to_string();
+                    run_text = Some((key_run, text.clone()));
+                    text
+                }
+            };
             let mut rec = Record {
-                run: key_run.to_string(),
+                run: run_str,
                 primitive: primitive_label(p).to_owned(),
                 history: chain.iter().map(|e| entry_line(p, user, e)).collect(),
                 ..Record::default()
             };
             describe_key(&mut rec, p, user);
-            serde_json::to_writer(&mut w, &rec).map_err(ser)?;
-            w.write_all(b"\n").map_err(io)?;
+            serde_json::to_writer(&mut line, &rec).map_err(ser)?;
+            emit(&mut line, &mut w)?;
             report.records += 1;
             report.entries += chain.len() as u64;
             progress(report.records);
@@ -415,10 +509,10 @@ impl Strata {
             records: report.records,
             entries: report.entries,
         };
-        serde_json::to_writer(&mut w, &trailer).map_err(ser)?;
-        w.write_all(b"\n").map_err(io)?;
+        serde_json::to_writer(&mut line, &trailer).map_err(ser)?;
+        emit(&mut line, &mut w)?;
         w.flush().map_err(io)?;
-        report.bytes = w.bytes;
+        report.bytes = bytes;
         Ok(report)
     }
 }
@@ -499,7 +593,8 @@ impl<R: BufRead> DumpReader<R> {
             self.done = true;
             return Ok(None);
         }
-        let rec: Record = serde_json::from_str(text).map_err(|e| bad_line(self.line_no, e))?;
+        let rec: Record<Value> =
+            serde_json::from_str(text).map_err(|e| bad_line(self.line_no, e))?;
         let run: RunId = rec
             .run
             .parse()
@@ -543,7 +638,10 @@ impl<R: BufRead> Iterator for DumpReader<R> {
     }
 }
 
-fn decode_entry(p: Primitive, e: EntryLine) -> std::result::Result<Option<Arc<[u8]>>, String> {
+fn decode_entry(
+    p: Primitive,
+    e: EntryLine<Value>,
+) -> std::result::Result<Option<Arc<[u8]>>, String> {
     let EntryLine {
         deleted,
         counter,
@@ -560,14 +658,14 @@ fn decode_entry(p: Primitive, e: EntryLine) -> std::result::Result<Option<Arc<[u
         (None, None, None, Some(n)) if p == Primitive::Event => {
             Ok(Some(Arc::from(&n.to_le_bytes()[..])))
         }
-        (None, Some(j), None, None) if p == Primitive::Run => {
-            let info: RunInfo =
-                serde_json::from_value(j).map_err(|e| format!("not a run record: {e}"))?;
+        (None, Some(v), None, None) if p == Primitive::Run => {
+            let info: RunInfo = serde_json::from_value(serde_json::Value::from(v))
+                .map_err(|e| format!("not a run record: {e}"))?;
             let b = rmp_serde::to_vec_named(&info).map_err(|e| e.to_string())?;
             Ok(Some(Arc::from(b)))
         }
-        (None, Some(j), None, None) => {
-            let encoded = codec::encode(&Value::from(j)).map_err(|e| e.to_string())?;
+        (None, Some(v), None, None) => {
+            let encoded = codec::encode(&v).map_err(|e| e.to_string())?;
             if p == Primitive::State {
                 let c = counter.ok_or("a state value needs its \"counter\"")?;
                 let mut b = c.to_le_bytes().to_vec();
@@ -654,7 +752,7 @@ mod tests {
             (Primitive::Run, RunId::new().as_bytes().to_vec()),
         ];
         for (p, user) in cases {
-            let mut rec = Record::default();
+            let mut rec = Record::<Value>::default();
             describe_key(&mut rec, p, &user);
             assert_eq!(user_key_of(&rec, p).unwrap(), user, "{p:?}");
         }
@@ -668,12 +766,21 @@ mod tests {
             Value::Float(f64::INFINITY),
         ] {
             let bytes = codec::encode(&v).unwrap();
-            assert!(lossless_json(&bytes).is_none(), "{v:?}");
+            assert!(lossless_value(&bytes).is_none(), "{v:?}");
         }
-        let v = Value::Float(1.0);
-        assert_eq!(
-            lossless_json(&codec::encode(&v).unwrap()),
-            Some(serde_json::json!(1.0))
+        // What is written reads back as the same variant and members come sorted.
+        let v = Value::from(
+            vec![
+                ("b".to_owned(), Value::Float(1.0)),
+                ("a".to_owned(), Value::Int(1)),
+                ("c".to_owned(), Value::Float(-0.0)),
+                ("d".to_owned(), Value::Float(1e300)),
+            ]
+            .into_iter()
+            .collect::<std::collections::BTreeMap<String, Value>>(),
         );
+        let text = serde_json::to_string(&OutValue::Value(v.clone())).unwrap();
+        assert_eq!(text, r#"{"a":1,"b":1.0,"c":-0.0,"d":1e+300}"#);
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), v);
     }
 }
