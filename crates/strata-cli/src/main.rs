@@ -1124,7 +1124,7 @@ fn export(path: &Path, run: Option<&str>, output: Option<&Path>, json: bool) -> 
     };
     let bar = progress_bar(total, "exporting keys");
     let mut on_progress = |n: u64| {
-        if n % 1024 == 0 {
+        if n.is_multiple_of(1024) {
             bar.set_position(n);
         }
     };

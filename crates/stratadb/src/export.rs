@@ -517,6 +517,9 @@ impl Strata {
     }
 }
 
+/// A storage key and its whole chain, as read from one dump line.
+type KeyChain = (Box<[u8]>, Vec<Entry>);
+
 /// Reads a dump line by line, yielding each key's storage key and chain.
 struct DumpReader<R> {
     input: R,
@@ -565,7 +568,7 @@ impl<R: BufRead> DumpReader<R> {
         ))
     }
 
-    fn next_record(&mut self) -> Result<Option<(Box<[u8]>, Vec<Entry>)>> {
+    fn next_record(&mut self) -> Result<Option<KeyChain>> {
         if self.done {
             return Ok(None);
         }
@@ -625,7 +628,7 @@ impl<R: BufRead> DumpReader<R> {
 }
 
 impl<R: BufRead> Iterator for DumpReader<R> {
-    type Item = Result<(Box<[u8]>, Vec<Entry>)>;
+    type Item = Result<KeyChain>;
     fn next(&mut self) -> Option<Self::Item> {
         match self.next_record() {
             Ok(Some(r)) => Some(Ok(r)),
