@@ -1,12 +1,11 @@
 //! Read-only checks of a database's files, for `strata verify`.
 //!
-//! These functions wrap the same readers recovery uses ([`crate::wal`]'s segment reader
-//! and [`crate::snapshot`]'s snapshot reader), so a file that passes here is a file
-//! recovery accepts, and the errors name the file and the offset of the damage. On top
-//! of the checksums they check the invariants recovery relies on: log records of a
-//! segment carry consecutive versions with non-decreasing timestamps, and every
-//! snapshot chain is in ascending version order, no newer than the snapshot, under a
-//! well-formed key.
+//! These functions wrap the same readers recovery uses ([`crate::wal::scan_segment`] and
+//! [`crate::snapshot`]'s snapshot reader), so a file that passes here is a file recovery
+//! accepts, and the errors name the file and the offset of the damage. On top of the
+//! readers' checks they check invariants recovery relies on without checking: log
+//! timestamps never go backwards, keys are well formed, and every snapshot chain is in
+//! ascending version order, no newer than the snapshot.
 use std::path::Path;
 
 use strata_core::{Error, Result};
@@ -14,7 +13,7 @@ use strata_core::{Error, Result};
 use crate::key::decode_key;
 use crate::mvcc::Entry;
 use crate::snapshot::{parse_snapshot_name, read_snapshot};
-use crate::wal::{parse_segment_name, read_segment};
+use crate::wal::{parse_segment_name, scan_segment, SegmentScan};
 
 /// What a file in a database directory is, judged by its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,58 +46,57 @@ pub struct SegmentSummary {
     pub first_version: Option<u64>,
     /// Version of the last record.
     pub last_version: Option<u64>,
-    /// Bytes of torn tail after the last whole record (only allowed in the last
-    /// segment; recovery truncates it).
+    /// Bytes after the last whole record that recovery truncates: an unsynced tail of
+    /// the newest segment, or the whole file for a segment whose creation a crash
+    /// interrupted.
     pub torn_bytes: u64,
 }
 
-/// Checks one log segment (`bytes` read from `path`); `is_last` allows a torn tail, as
-/// recovery does. Errors are [`Error::Storage`] naming the file and offset.
-pub fn check_segment(path: &Path, bytes: &[u8], is_last: bool) -> Result<SegmentSummary> {
-    let contents = read_segment(path, bytes, is_last)?;
-    let mut s = SegmentSummary {
-        records: contents.records.len() as u64,
-        torn_bytes: if contents.torn {
-            (bytes.len() - contents.valid_len) as u64
-        } else {
-            0
+/// Checks one log segment (`bytes` read from `path`, named for version `base`) with the
+/// recovery reader; `is_last` allows an unsynced tail, as recovery does. On top of the
+/// reader's checks (header, frames, consecutive versions from `base`), timestamps must
+/// not go backwards and keys must be well formed. Errors are [`Error::Storage`] naming
+/// the file and offset.
+pub fn check_segment(
+    path: &Path,
+    bytes: &[u8],
+    base: u64,
+    is_last: bool,
+) -> Result<SegmentSummary> {
+    let mut records = 0u64;
+    let mut prev_ts: Option<strata_core::Timestamp> = None;
+    let scan = scan_segment(path, bytes, base, is_last, &mut |rec| {
+        if prev_ts.is_some_and(|ts| rec.timestamp < ts) {
+            return Err(Error::Storage(format!(
+                "log segment {}: the record of version {} has a timestamp older than the \
+                 record before it",
+                path.display(),
+                rec.version
+            )));
+        }
+        if rec.writes.iter().any(|w| decode_key(&w.key).is_none()) {
+            return Err(Error::Storage(format!(
+                "log segment {}: the record of version {} writes a malformed key",
+                path.display(),
+                rec.version
+            )));
+        }
+        prev_ts = Some(rec.timestamp);
+        records += 1;
+        Ok(())
+    })?;
+    Ok(match scan {
+        SegmentScan::Segment(s) => SegmentSummary {
+            records,
+            first_version: s.first_version,
+            last_version: s.last_version,
+            torn_bytes: s.torn_bytes,
         },
-        ..SegmentSummary::default()
-    };
-    let mut prev: Option<(u64, strata_core::Timestamp)> = None;
-    for (i, rec) in contents.records.iter().enumerate() {
-        if let Some((v, ts)) = prev {
-            if rec.version != v + 1 {
-                return Err(Error::Storage(format!(
-                    "log segment {}: record {i} has version {} after version {v} \
-                     (versions must be consecutive)",
-                    path.display(),
-                    rec.version
-                )));
-            }
-            if rec.timestamp < ts {
-                return Err(Error::Storage(format!(
-                    "log segment {}: record {i} (version {}) has a timestamp older than \
-                     the record before it",
-                    path.display(),
-                    rec.version
-                )));
-            }
-        }
-        for w in &rec.writes {
-            if decode_key(&w.key).is_none() {
-                return Err(Error::Storage(format!(
-                    "log segment {}: record {i} (version {}) writes a malformed key",
-                    path.display(),
-                    rec.version
-                )));
-            }
-        }
-        prev = Some((rec.version, rec.timestamp));
-        s.first_version.get_or_insert(rec.version);
-        s.last_version = Some(rec.version);
-    }
-    Ok(s)
+        SegmentScan::TornCreation => SegmentSummary {
+            torn_bytes: bytes.len() as u64,
+            ..SegmentSummary::default()
+        },
+    })
 }
 
 /// What a sound snapshot holds.

@@ -20,6 +20,7 @@ pub mod key;
 mod lock;
 pub mod mvcc;
 pub mod record;
+mod recovery;
 mod restore;
 mod retention;
 pub mod snapshot;

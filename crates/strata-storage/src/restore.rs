@@ -120,9 +120,8 @@ impl Storage {
             self.inner.applied.store(version, Ordering::Release);
             self.inner.visible.store(version, Ordering::Release);
             if let Some(d) = self.inner.disk.as_ref() {
-                let mut s = d.sync.lock();
-                s.written = version;
-                s.synced = version;
+                // The checkpoint below makes it durable (and says so).
+                d.sync.lock().written = version;
             }
         }
         self.checkpoint()?;
