@@ -495,17 +495,18 @@ fn verify_checkpoint_compact_and_damage() {
     assert_eq!(report["ok"], true);
 
     // A damaged record in the middle of the log: exit 3, file and offset named.
+    // (In log format 2 the segment header is 48 bytes and a frame header 32.)
     let log = files_ending(&db, ".log").pop().unwrap();
-    flip(&log, 16 + 10);
+    flip(&log, 48 + 32 + 2);
     strata()
         .args(["verify", &db])
         .assert()
         .code(3)
         .stdout(contains("DAMAGED"))
-        .stderr(contains(".log").and(contains("offset 16")));
+        .stderr(contains(".log").and(contains("offset 48")));
     // Opening it fails too, as damaged.
     strata().args(["kv", "get", &db, "later"]).assert().code(3);
-    flip(&log, 16 + 10);
+    flip(&log, 48 + 32 + 2);
 
     // A damaged snapshot block.
     let snap = files_ending(&db, ".snap").pop().unwrap();

@@ -213,17 +213,17 @@ fn verify_finds_damage_by_file_and_offset() {
     };
     // A flipped byte in the log segment, in its first record: with
     // valid records after it, the reader names the offset.
+    use strata_storage::wal::{FRAME_HEADER_LEN, WAL_HEADER_LEN};
     let log = list(".log").pop().unwrap();
-    damage(&log, 16 + 9);
+    let in_first_record = (WAL_HEADER_LEN + FRAME_HEADER_LEN + 2) as u64;
+    damage(&log, in_first_record);
     let report = verify(dir.path(), |_| {}).unwrap();
     assert!(!report.is_ok());
     let bad = report.files.iter().find(|f| f.problem.is_some()).unwrap();
     assert!(bad.name.ends_with(".log"));
-    assert!(
-        bad.problem.as_ref().unwrap().contains("offset 16"),
-        "{bad:?}"
-    );
-    damage(&log, 16 + 9);
+    let at = format!("offset {WAL_HEADER_LEN}");
+    assert!(bad.problem.as_ref().unwrap().contains(&at), "{bad:?}");
+    damage(&log, in_first_record);
 
     let snap = list(".snap").pop().unwrap();
     damage(&snap, 40);
