@@ -172,6 +172,34 @@ impl PyKv {
         }
         Ok(out)
     }
+    /// `scan` of several prefixes in one call (one list of pairs per prefix).
+    fn scan_prefixes<'py>(&self, py: Python<'py>, run: Option<&str>, prefixes: Vec<String>) -> PyResult<Vec<Vec<(String, Bound<'py, PyAny>)>>> {
+        let r = run_id(run)?;
+        let found = self.db.call(py, |db| {
+            let mut out = Vec::with_capacity(prefixes.len());
+            for p in &prefixes {
+                let keys = db.kv.keys(&r, p, None)?;
+                let vals = if keys.is_empty() {
+                    Vec::new()
+                } else {
+                    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+                    db.kv.mget(&r, &refs)?
+                };
+                out.push((keys, vals));
+            }
+            Ok(out)
+        })?;
+        found
+            .into_iter()
+            .map(|(keys, vals)| {
+                keys.into_iter()
+                    .zip(vals)
+                    .filter_map(|(k, v)| v.map(|v| (k, v)))
+                    .map(|(k, v)| Ok((k, from_value(py, &v.value)?)))
+                    .collect()
+            })
+            .collect()
+    }
     /// Copies every key starting with `src_prefix` to the same key with `dst_prefix`
     /// instead, in one transaction, without converting the values to Python; returns
     /// how many keys were copied (a binding convenience used by `copy_thread`).

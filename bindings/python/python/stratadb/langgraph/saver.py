@@ -158,16 +158,6 @@ class StrataSaver(BaseCheckpointSaver[str]):
             out.append((task, idx, v))
         return out
 
-    def _writes_of_thread(self, t: str) -> dict:
-        """All pending writes of a thread, by (ns, cid)."""
-        p = f"{_W}{enc(t)}/"
-        n = len(p)
-        out: dict = defaultdict(list)
-        for k, v in self.kv.scan(self.run, p):
-            ns, cid, task, idx = k[n:].split("/")
-            out[(dec(ns), cid)].append((dec(task), int(idx), v))
-        return out
-
     def _refresh_head(self, t: str, ns: str) -> None:
         p = f"{_C}{enc(t)}/{enc(ns)}/"
         keys = self.kv.keys(self.run, p)
@@ -234,18 +224,21 @@ class StrataSaver(BaseCheckpointSaver[str]):
             selected = selected[: max(limit, 0)]
         if not selected:
             return
-        threads = {et for _, et, _, _ in selected}
-        per_thread_writes = len(selected) > 4
-        writes_by_thread = (
-            {et: self._writes_of_thread(dec(et)) for et in threads} if per_thread_writes else {}
-        )
-        # Fetch records in chunks so a huge history is not all in memory at once.
-        chunk = 256
+        # Fetch records and their writes in chunks, so a long history is never all in
+        # memory at once and a small limit reads little.
+        chunk = 64 if limit is None or filter else min(max(limit, 1), 256)
         remaining = limit
         for i in range(0, len(selected), chunk):
             part = selected[i : i + chunk]
             recs = self.kv.mget(self.run, [k for _, _, _, k in part])
-            for (cid, et, ens, _), rec in zip(part, recs):
+            wanted = [
+                (j, f"{_W}{et}/{ens}/{cid}/")
+                for j, ((cid, et, ens, _), rec) in enumerate(zip(part, recs))
+                if rec is not None
+            ]
+            scans = self.kv.scan_prefixes(self.run, [p for _, p in wanted])
+            writes_at = {j: (len(p), found) for (j, p), found in zip(wanted, scans)}
+            for j, ((cid, et, ens, _), rec) in enumerate(zip(part, recs)):
                 if rec is None:
                     continue
                 tt, nss = dec(et), dec(ens)
@@ -253,10 +246,11 @@ class StrataSaver(BaseCheckpointSaver[str]):
                     md = self.serde.loads_typed((rec.value[2], rec.value[3]))
                     if not all(md.get(fk) == fv for fk, fv in filter.items()):
                         continue
-                if per_thread_writes:
-                    writes = writes_by_thread[et].get((nss, cid), [])
-                else:
-                    writes = self._writes_of(tt, nss, cid)
+                n, found = writes_at[j]
+                writes = []
+                for k, v in found:
+                    task, idx = self._parse_write_key(k, n)
+                    writes.append((task, idx, v))
                 yield self._tuple(tt, nss, cid, rec.value, writes)
                 if remaining is not None:
                     remaining -= 1
