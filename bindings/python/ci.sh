@@ -34,6 +34,15 @@ step "pip install"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -r "$HERE/requirements-dev.txt"
 
+step "cargo fmt / clippy (bindings crate)"
+cargo fmt --all -- --check
+PYO3_PYTHON="$VENV/bin/python" cargo clippy --all-targets --quiet -- -D warnings
+
+if command -v cargo-deny >/dev/null 2>&1; then
+    step "cargo deny (bindings crate)"
+    cargo deny check licenses bans sources
+fi
+
 step "build the extension (maturin develop --release)"
 # The bindings crate has its own workspace and target dir, out of the root workspace.
 VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" maturin develop --release --quiet 2>&1 | tail -5

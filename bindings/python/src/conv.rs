@@ -12,8 +12,7 @@ use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString,
-    PyTuple,
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
 };
 use pyo3::IntoPyObjectExt;
 use stratadb::{RunId, SearchFilter, Value, Version, Versioned};
@@ -63,10 +62,7 @@ fn to_value_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         let mut map = HashMap::with_capacity(d.len());
         for (k, v) in d.iter() {
             let key = k.cast::<PyString>().map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "dict keys must be str, found {}",
-                    type_name(&k)
-                ))
+                PyTypeError::new_err(format!("dict keys must be str, found {}", type_name(&k)))
             })?;
             map.insert(key.to_cow()?.into_owned(), to_value_at(&v, depth + 1)?);
         }
@@ -242,12 +238,14 @@ pub fn vector_arg<'py>(obj: &Bound<'py, PyAny>) -> PyResult<VectorArg<'py>> {
             return Ok(VectorArg::Owned(a.as_array().iter().copied().collect()));
         }
     }
-    obj.extract::<Vec<f32>>().map(VectorArg::Owned).map_err(|_| {
-        PyTypeError::new_err(format!(
-            "a vector must be a 1-D numpy float32 array or a sequence of numbers, found {}",
-            type_name(obj)
-        ))
-    })
+    obj.extract::<Vec<f32>>()
+        .map(VectorArg::Owned)
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "a vector must be a 1-D numpy float32 array or a sequence of numbers, found {}",
+                type_name(obj)
+            ))
+        })
 }
 
 /// Parses a metadata filter written as a dict, in the style of MongoDB and LangGraph:

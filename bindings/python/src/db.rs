@@ -163,7 +163,9 @@ impl PyStrata {
 
     /// Transaction counters as a dict.
     fn metrics(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let m = self.shared.call(py, |db| Ok(format!("{:?}", db.metrics())))?;
+        let m = self
+            .shared
+            .call(py, |db| Ok(format!("{:?}", db.metrics())))?;
         Ok(pyo3::types::PyString::new(py, &m).into_any().unbind())
     }
 
@@ -195,12 +197,23 @@ impl PyStrata {
     /// `db.kv.put(default run, key, value)` (`op="put"`) in Rust, with the GIL released,
     /// and returns the elapsed seconds: the baseline for the per-call overhead of the
     /// Python binding.
-    fn _bench_rust_kv(&self, py: Python<'_>, op: &str, key: &str, value: &Bound<'_, PyAny>, n: u64) -> PyResult<f64> {
+    fn _bench_rust_kv(
+        &self,
+        py: Python<'_>,
+        op: &str,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+        n: u64,
+    ) -> PyResult<f64> {
         let v = to_value(value)?;
         let get = match op {
             "get" => true,
             "put" => false,
-            other => return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown op {other:?}"))),
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "unknown op {other:?}"
+                )))
+            }
         };
         self.shared.call(py, |db| {
             let run = stratadb::RunId::DEFAULT;
@@ -314,7 +327,7 @@ pub struct PyTxn {
 
 impl PyTxn {
     fn new(txn: &mut Txn<'_>) -> Self {
-        let p = txn as *mut Txn<'_> as *mut Txn<'static>;
+        let p = std::ptr::from_mut(txn).cast::<Txn<'static>>();
         PyTxn {
             ptr: Mutex::new(Some(TxnPtr(p))),
         }
@@ -340,7 +353,12 @@ impl PyTxn {
 #[pymethods]
 impl PyTxn {
     /// Reads a key.
-    fn kv_get(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<Option<Py<PyVersioned>>> {
+    fn kv_get(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+    ) -> PyResult<Option<Py<PyVersioned>>> {
         let r = run_id(run)?;
         opt_versioned(py, self.op(|t| t.kv_get(&r, key))?)
     }
@@ -362,7 +380,12 @@ impl PyTxn {
         self.op(|t| t.kv_incr(&r, key, delta))
     }
     /// Reads a JSON document.
-    fn json_get(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<Option<Py<PyVersioned>>> {
+    fn json_get(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+    ) -> PyResult<Option<Py<PyVersioned>>> {
         let r = run_id(run)?;
         opt_versioned(py, self.op(|t| t.json_get(&r, key))?)
     }
@@ -373,19 +396,36 @@ impl PyTxn {
         self.op(|t| t.json_set(&r, key, v))
     }
     /// Sets the value at a JSONPath inside an existing document.
-    fn json_set_path(&self, run: Option<&str>, key: &str, path: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn json_set_path(
+        &self,
+        run: Option<&str>,
+        key: &str,
+        path: &str,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let r = run_id(run)?;
         let v = to_value(value)?;
         self.op(|t| t.json_set_path(&r, key, path, v))
     }
     /// Appends an event (a dict); returns its sequence number.
-    fn events_append(&self, run: Option<&str>, stream: &str, payload: &Bound<'_, PyAny>) -> PyResult<u64> {
+    fn events_append(
+        &self,
+        run: Option<&str>,
+        stream: &str,
+        payload: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
         let r = run_id(run)?;
         let v = to_value(payload)?;
-        self.op(|t| t.events_append(&r, stream, v)).map(|v| v.as_u64())
+        self.op(|t| t.events_append(&r, stream, v))
+            .map(|v| v.as_u64())
     }
     /// Reads a state cell.
-    fn state_get(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<Option<Py<PyVersioned>>> {
+    fn state_get(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+    ) -> PyResult<Option<Py<PyVersioned>>> {
         let r = run_id(run)?;
         opt_versioned(py, self.op(|t| t.state_get(&r, key))?)
     }
@@ -396,7 +436,13 @@ impl PyTxn {
         self.op(|t| t.state_set(&r, key, v)).map(|v| v.as_u64())
     }
     /// Compare-and-swap on a state cell's counter; returns the new counter or None.
-    fn state_cas(&self, run: Option<&str>, key: &str, expected_counter: Option<u64>, value: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
+    fn state_cas(
+        &self,
+        run: Option<&str>,
+        key: &str,
+        expected_counter: Option<u64>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<u64>> {
         let r = run_id(run)?;
         let v = to_value(value)?;
         self.op(|t| t.state_cas(&r, key, expected_counter, v))
@@ -404,7 +450,14 @@ impl PyTxn {
     }
     /// Inserts or replaces a vector.
     #[pyo3(signature = (run, collection, key, vector, metadata=None))]
-    fn vector_upsert(&self, run: Option<&str>, collection: &str, key: &str, vector: &Bound<'_, PyAny>, metadata: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn vector_upsert(
+        &self,
+        run: Option<&str>,
+        collection: &str,
+        key: &str,
+        vector: &Bound<'_, PyAny>,
+        metadata: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let r = run_id(run)?;
         let vec = vector_arg(vector)?;
         let slice = vec.as_slice()?;

@@ -88,12 +88,7 @@ create_exception!(
     StrataError,
     "The storage engine failed (corruption, failed fsync, lock held by another process)."
 );
-create_exception!(
-    _stratadb,
-    InternalError,
-    StrataError,
-    "A bug in StrataDB."
-);
+create_exception!(_stratadb, InternalError, StrataError, "A bug in StrataDB.");
 create_exception!(
     _stratadb,
     ClosedError,

@@ -17,6 +17,9 @@ use crate::conv::{
 };
 use crate::db::Db;
 
+/// Key-value pairs returned by the scans.
+type Pairs<'py> = Vec<(String, Bound<'py, PyAny>)>;
+
 fn list_versioned(py: Python<'_>, v: Vec<Versioned<Value>>) -> PyResult<Vec<Py<PyVersioned>>> {
     v.iter().map(|x| Py::new(py, versioned(py, x)?)).collect()
 }
@@ -54,13 +57,24 @@ impl PyKv {
         self.db.call(py, |db| db.kv.delete(key))
     }
     /// Sets a key in `run`.
-    fn set_in(&self, py: Python<'_>, run: Option<&str>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set_in(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let r = run_id(run)?;
         let v = to_value(value)?;
         self.db.call(py, |db| db.kv.set_in(&r, key, v))
     }
     /// Reads a key of `run`.
-    fn get_in(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<Option<Py<PyVersioned>>> {
+    fn get_in(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+    ) -> PyResult<Option<Py<PyVersioned>>> {
         let r = run_id(run)?;
         let v = self.db.call(py, |db| db.kv.get_in(&r, key))?;
         opt_versioned(py, v)
@@ -76,22 +90,47 @@ impl PyKv {
         self.db.call(py, |db| db.kv.delete_in(&r, key))
     }
     /// Sets a key and returns the version it was written at.
-    fn put(&self, py: Python<'_>, run: Option<&str>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    fn put(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
         let r = run_id(run)?;
         let v = to_value(value)?;
-        self.db.call(py, |db| db.kv.put(&r, key, v)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| db.kv.put(&r, key, v))
+            .map(|v| v.as_u64())
     }
     /// The value as of `version` (`NotFoundError` if the key did not exist then).
-    fn get_at(&self, py: Python<'_>, run: Option<&str>, key: &str, version: u64) -> PyResult<PyVersioned> {
+    fn get_at(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        version: u64,
+    ) -> PyResult<PyVersioned> {
         let r = run_id(run)?;
-        let v = self.db.call(py, |db| db.kv.get_at(&r, key, Version::Txn(version)))?;
+        let v = self
+            .db
+            .call(py, |db| db.kv.get_at(&r, key, Version::Txn(version)))?;
         versioned(py, &v)
     }
     /// Versions of a key, newest first, at most `limit`, older than `before`.
     #[pyo3(signature = (run, key, limit=None, before=None))]
-    fn history(&self, py: Python<'_>, run: Option<&str>, key: &str, limit: Option<u64>, before: Option<u64>) -> PyResult<Vec<Py<PyVersioned>>> {
+    fn history(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        limit: Option<u64>,
+        before: Option<u64>,
+    ) -> PyResult<Vec<Py<PyVersioned>>> {
         let r = run_id(run)?;
-        let v = self.db.call(py, |db| db.kv.history(&r, key, limit, before.map(Version::Txn)))?;
+        let v = self.db.call(py, |db| {
+            db.kv.history(&r, key, limit, before.map(Version::Txn))
+        })?;
         list_versioned(py, v)
     }
     /// Atomically adds `delta` to an integer (a missing key starts at 0); returns it.
@@ -101,13 +140,26 @@ impl PyKv {
         self.db.call(py, |db| db.kv.incr(&r, key, delta))
     }
     /// Writes `value` only if the key's version is `expected` (`None`: only if absent).
-    fn cas(&self, py: Python<'_>, run: Option<&str>, key: &str, expected: Option<u64>, value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fn cas(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        expected: Option<u64>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
         let r = run_id(run)?;
         let v = to_value(value)?;
-        self.db.call(py, |db| db.kv.cas(&r, key, expected.map(Version::Txn), v))
+        self.db
+            .call(py, |db| db.kv.cas(&r, key, expected.map(Version::Txn), v))
     }
     /// Reads several keys from one snapshot; `None` for missing keys.
-    fn mget(&self, py: Python<'_>, run: Option<&str>, keys: Vec<String>) -> PyResult<Vec<Option<Py<PyVersioned>>>> {
+    fn mget(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        keys: Vec<String>,
+    ) -> PyResult<Vec<Option<Py<PyVersioned>>>> {
         let r = run_id(run)?;
         let v = self.db.call(py, |db| {
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
@@ -149,14 +201,26 @@ impl PyKv {
     }
     /// Keys starting with `prefix`, sorted, at most `limit`.
     #[pyo3(signature = (run, prefix="", limit=None))]
-    fn keys(&self, py: Python<'_>, run: Option<&str>, prefix: &str, limit: Option<usize>) -> PyResult<Vec<String>> {
+    fn keys(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        prefix: &str,
+        limit: Option<usize>,
+    ) -> PyResult<Vec<String>> {
         let r = run_id(run)?;
         self.db.call(py, |db| db.kv.keys(&r, prefix, limit))
     }
     /// Keys and values starting with `prefix`, sorted by key, from one snapshot of the
     /// values (a binding convenience: `keys` then `mget` in one call).
     #[pyo3(signature = (run, prefix="", limit=None))]
-    fn scan<'py>(&self, py: Python<'py>, run: Option<&str>, prefix: &str, limit: Option<usize>) -> PyResult<Vec<(String, Bound<'py, PyAny>)>> {
+    fn scan<'py>(
+        &self,
+        py: Python<'py>,
+        run: Option<&str>,
+        prefix: &str,
+        limit: Option<usize>,
+    ) -> PyResult<Pairs<'py>> {
         let r = run_id(run)?;
         let (keys, vals) = self.db.call(py, |db| {
             let keys = db.kv.keys(&r, prefix, limit)?;
@@ -173,7 +237,12 @@ impl PyKv {
         Ok(out)
     }
     /// `scan` of several prefixes in one call (one list of pairs per prefix).
-    fn scan_prefixes<'py>(&self, py: Python<'py>, run: Option<&str>, prefixes: Vec<String>) -> PyResult<Vec<Vec<(String, Bound<'py, PyAny>)>>> {
+    fn scan_prefixes<'py>(
+        &self,
+        py: Python<'py>,
+        run: Option<&str>,
+        prefixes: Vec<String>,
+    ) -> PyResult<Vec<Pairs<'py>>> {
         let r = run_id(run)?;
         let found = self.db.call(py, |db| {
             let mut out = Vec::with_capacity(prefixes.len());
@@ -203,7 +272,13 @@ impl PyKv {
     /// Copies every key starting with `src_prefix` to the same key with `dst_prefix`
     /// instead, in one transaction, without converting the values to Python; returns
     /// how many keys were copied (a binding convenience used by `copy_thread`).
-    fn copy_prefix(&self, py: Python<'_>, run: Option<&str>, src_prefix: &str, dst_prefix: &str) -> PyResult<u64> {
+    fn copy_prefix(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        src_prefix: &str,
+        dst_prefix: &str,
+    ) -> PyResult<u64> {
         let r = run_id(run)?;
         self.db.call(py, |db| {
             let keys = db.kv.keys(&r, src_prefix, None)?;
@@ -254,7 +329,9 @@ impl PyJson {
     /// Sets a document in the default run; returns its version.
     fn set(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<u64> {
         let v = to_value(value)?;
-        self.db.call(py, |db| db.json.set(key, v)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| db.json.set(key, v))
+            .map(|v| v.as_u64())
     }
     /// Reads a document of the default run.
     fn get(&self, py: Python<'_>, key: &str) -> PyResult<Option<Py<PyVersioned>>> {
@@ -262,13 +339,26 @@ impl PyJson {
         opt_versioned(py, v)
     }
     /// Sets a document in `run`; returns its version.
-    fn set_in(&self, py: Python<'_>, run: Option<&str>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    fn set_in(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
         let r = run_id(run)?;
         let v = to_value(value)?;
-        self.db.call(py, |db| db.json.set_in(&r, key, v)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| db.json.set_in(&r, key, v))
+            .map(|v| v.as_u64())
     }
     /// Reads a document of `run`.
-    fn get_in(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<Option<Py<PyVersioned>>> {
+    fn get_in(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+    ) -> PyResult<Option<Py<PyVersioned>>> {
         let r = run_id(run)?;
         let v = self.db.call(py, |db| db.json.get_in(&r, key))?;
         opt_versioned(py, v)
@@ -284,44 +374,97 @@ impl PyJson {
         self.db.call(py, |db| db.json.delete(&r, key))
     }
     /// The value at a JSONPath.
-    fn get_path(&self, py: Python<'_>, run: Option<&str>, key: &str, path: &str) -> PyResult<Option<Py<PyVersioned>>> {
+    fn get_path(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        path: &str,
+    ) -> PyResult<Option<Py<PyVersioned>>> {
         let r = run_id(run)?;
         let v = self.db.call(py, |db| db.json.get_path(&r, key, path))?;
         opt_versioned(py, v)
     }
     /// Sets the value at a JSONPath; returns the version.
-    fn set_path(&self, py: Python<'_>, run: Option<&str>, key: &str, path: &str, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    fn set_path(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        path: &str,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
         let r = run_id(run)?;
         let v = to_value(value)?;
-        self.db.call(py, |db| db.json.set_path(&r, key, path, v)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| db.json.set_path(&r, key, path, v))
+            .map(|v| v.as_u64())
     }
     /// Deletes what a JSONPath selects; returns how many values were removed.
-    fn delete_path(&self, py: Python<'_>, run: Option<&str>, key: &str, path: &str) -> PyResult<u64> {
+    fn delete_path(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        path: &str,
+    ) -> PyResult<u64> {
         let r = run_id(run)?;
         self.db.call(py, |db| db.json.delete_path(&r, key, path))
     }
     /// Merges a patch (RFC 7396) at a JSONPath; returns the version.
-    fn merge(&self, py: Python<'_>, run: Option<&str>, key: &str, path: &str, patch: &Bound<'_, PyAny>) -> PyResult<u64> {
+    fn merge(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        path: &str,
+        patch: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
         let r = run_id(run)?;
         let v = to_value(patch)?;
-        self.db.call(py, |db| db.json.merge(&r, key, path, v)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| db.json.merge(&r, key, path, v))
+            .map(|v| v.as_u64())
     }
     /// The document as of `version`.
-    fn get_at(&self, py: Python<'_>, run: Option<&str>, key: &str, version: u64) -> PyResult<PyVersioned> {
+    fn get_at(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        version: u64,
+    ) -> PyResult<PyVersioned> {
         let r = run_id(run)?;
-        let v = self.db.call(py, |db| db.json.get_at(&r, key, Version::Txn(version)))?;
+        let v = self
+            .db
+            .call(py, |db| db.json.get_at(&r, key, Version::Txn(version)))?;
         versioned(py, &v)
     }
     /// Versions of a document, newest first.
     #[pyo3(signature = (run, key, limit=None, before=None))]
-    fn history(&self, py: Python<'_>, run: Option<&str>, key: &str, limit: Option<u64>, before: Option<u64>) -> PyResult<Vec<Py<PyVersioned>>> {
+    fn history(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        limit: Option<u64>,
+        before: Option<u64>,
+    ) -> PyResult<Vec<Py<PyVersioned>>> {
         let r = run_id(run)?;
-        let v = self.db.call(py, |db| db.json.history(&r, key, limit, before.map(Version::Txn)))?;
+        let v = self.db.call(py, |db| {
+            db.json.history(&r, key, limit, before.map(Version::Txn))
+        })?;
         list_versioned(py, v)
     }
     /// Document keys starting with `prefix`, sorted.
     #[pyo3(signature = (run, prefix="", limit=None))]
-    fn keys(&self, py: Python<'_>, run: Option<&str>, prefix: &str, limit: Option<usize>) -> PyResult<Vec<String>> {
+    fn keys(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        prefix: &str,
+        limit: Option<usize>,
+    ) -> PyResult<Vec<String>> {
         let r = run_id(run)?;
         self.db.call(py, |db| db.json.keys(&r, prefix, limit))
     }
@@ -344,7 +487,9 @@ impl PyEvents {
     /// Appends an event (a dict) to a stream of the default run; returns its sequence.
     fn append(&self, py: Python<'_>, stream: &str, payload: &Bound<'_, PyAny>) -> PyResult<u64> {
         let v = to_value(payload)?;
-        self.db.call(py, |db| db.events.append(stream, v)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| db.events.append(stream, v))
+            .map(|v| v.as_u64())
     }
     /// The first `limit` events of a stream of the default run.
     fn read(&self, py: Python<'_>, stream: &str, limit: usize) -> PyResult<Vec<Py<PyVersioned>>> {
@@ -352,25 +497,55 @@ impl PyEvents {
         list_versioned(py, v)
     }
     /// Appends an event to a stream of `run`.
-    fn append_in(&self, py: Python<'_>, run: Option<&str>, stream: &str, payload: &Bound<'_, PyAny>) -> PyResult<u64> {
+    fn append_in(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        stream: &str,
+        payload: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
         let r = run_id(run)?;
         let v = to_value(payload)?;
-        self.db.call(py, |db| db.events.append_in(&r, stream, v)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| db.events.append_in(&r, stream, v))
+            .map(|v| v.as_u64())
     }
     /// The first `limit` events of a stream of `run`.
-    fn read_in(&self, py: Python<'_>, run: Option<&str>, stream: &str, limit: usize) -> PyResult<Vec<Py<PyVersioned>>> {
+    fn read_in(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        stream: &str,
+        limit: usize,
+    ) -> PyResult<Vec<Py<PyVersioned>>> {
         let r = run_id(run)?;
-        let v = self.db.call(py, |db| db.events.read_in(&r, stream, limit))?;
+        let v = self
+            .db
+            .call(py, |db| db.events.read_in(&r, stream, limit))?;
         list_versioned(py, v)
     }
     /// Events with sequence numbers in `start..=end`.
-    fn range(&self, py: Python<'_>, run: Option<&str>, stream: &str, start: u64, end: u64) -> PyResult<Vec<Py<PyVersioned>>> {
+    fn range(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        stream: &str,
+        start: u64,
+        end: u64,
+    ) -> PyResult<Vec<Py<PyVersioned>>> {
         let r = run_id(run)?;
-        let v = self.db.call(py, |db| db.events.range(&r, stream, start, end))?;
+        let v = self
+            .db
+            .call(py, |db| db.events.range(&r, stream, start, end))?;
         list_versioned(py, v)
     }
     /// The latest event of a stream.
-    fn head(&self, py: Python<'_>, run: Option<&str>, stream: &str) -> PyResult<Option<Py<PyVersioned>>> {
+    fn head(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        stream: &str,
+    ) -> PyResult<Option<Py<PyVersioned>>> {
         let r = run_id(run)?;
         let v = self.db.call(py, |db| db.events.head(&r, stream))?;
         opt_versioned(py, v)
@@ -404,7 +579,9 @@ impl PyState {
     /// Sets a cell of the default run; returns its new counter.
     fn set(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<u64> {
         let v = to_value(value)?;
-        self.db.call(py, |db| db.state.set(key, v)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| db.state.set(key, v))
+            .map(|v| v.as_u64())
     }
     /// Reads a cell of the default run.
     fn get(&self, py: Python<'_>, key: &str) -> PyResult<Option<Py<PyVersioned>>> {
@@ -412,20 +589,40 @@ impl PyState {
         opt_versioned(py, v)
     }
     /// Sets a cell of `run`.
-    fn set_in(&self, py: Python<'_>, run: Option<&str>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    fn set_in(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
         let r = run_id(run)?;
         let v = to_value(value)?;
-        self.db.call(py, |db| db.state.set_in(&r, key, v)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| db.state.set_in(&r, key, v))
+            .map(|v| v.as_u64())
     }
     /// Reads a cell of `run`.
-    fn get_in(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<Option<Py<PyVersioned>>> {
+    fn get_in(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+    ) -> PyResult<Option<Py<PyVersioned>>> {
         let r = run_id(run)?;
         let v = self.db.call(py, |db| db.state.get_in(&r, key))?;
         opt_versioned(py, v)
     }
     /// Writes only if the cell's counter is `expected_counter` (`None`: only if absent);
     /// returns the new counter, or `None` if it did not match.
-    fn cas(&self, py: Python<'_>, run: Option<&str>, key: &str, expected_counter: Option<u64>, value: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
+    fn cas(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        expected_counter: Option<u64>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<u64>> {
         let r = run_id(run)?;
         let v = to_value(value)?;
         self.db
@@ -444,7 +641,13 @@ impl PyState {
     }
     /// Versions of a cell, newest first.
     #[pyo3(signature = (run, key, limit=None))]
-    fn history(&self, py: Python<'_>, run: Option<&str>, key: &str, limit: Option<u64>) -> PyResult<Vec<Py<PyVersioned>>> {
+    fn history(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        limit: Option<u64>,
+    ) -> PyResult<Vec<Py<PyVersioned>>> {
         let r = run_id(run)?;
         let v = self.db.call(py, |db| db.state.history(&r, key, limit))?;
         list_versioned(py, v)
@@ -517,28 +720,49 @@ impl PyVectors {
 impl PyVectors {
     /// Creates a collection; `metric` is "cosine", "euclidean" or "dot_product".
     #[pyo3(signature = (run, name, dimension, metric="cosine"))]
-    fn create_collection(&self, py: Python<'_>, run: Option<&str>, name: &str, dimension: usize, metric: &str) -> PyResult<u64> {
+    fn create_collection(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        name: &str,
+        dimension: usize,
+        metric: &str,
+    ) -> PyResult<u64> {
         let r = run_id(run)?;
         let m = self::metric(metric)?;
         self.db
-            .call(py, |db| db.vectors.create_collection(&r, name, dimension, m))
+            .call(py, |db| {
+                db.vectors.create_collection(&r, name, dimension, m)
+            })
             .map(|v| v.as_u64())
     }
     /// Deletes a collection and its vectors; returns whether it existed.
     fn delete_collection(&self, py: Python<'_>, run: Option<&str>, name: &str) -> PyResult<bool> {
         let r = run_id(run)?;
-        self.db.call(py, |db| db.vectors.delete_collection(&r, name))
+        self.db
+            .call(py, |db| db.vectors.delete_collection(&r, name))
     }
     /// The collections of `run` as dicts (name, dimension, metric, count, created_at).
-    fn list_collections<'py>(&self, py: Python<'py>, run: Option<&str>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    fn list_collections<'py>(
+        &self,
+        py: Python<'py>,
+        run: Option<&str>,
+    ) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let r = run_id(run)?;
         let v = self.db.call(py, |db| db.vectors.list_collections(&r))?;
         v.iter().map(|c| collection_dict(py, c)).collect()
     }
     /// One collection's description, or `None`.
-    fn collection_info<'py>(&self, py: Python<'py>, run: Option<&str>, name: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
+    fn collection_info<'py>(
+        &self,
+        py: Python<'py>,
+        run: Option<&str>,
+        name: &str,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
         let r = run_id(run)?;
-        let v = self.db.call(py, |db| db.vectors.collection_info(&r, name))?;
+        let v = self
+            .db
+            .call(py, |db| db.vectors.collection_info(&r, name))?;
         v.map(|c| collection_dict(py, &c)).transpose()
     }
     /// The number of vectors in a collection.
@@ -549,7 +773,15 @@ impl PyVectors {
     /// Inserts or replaces a vector (a numpy float32 array, used without copying, or a
     /// sequence of numbers) with optional metadata; returns the version.
     #[pyo3(signature = (run, collection, key, vector, metadata=None))]
-    fn upsert(&self, py: Python<'_>, run: Option<&str>, collection: &str, key: &str, vector: &Bound<'_, PyAny>, metadata: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+    fn upsert(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        collection: &str,
+        key: &str,
+        vector: &Bound<'_, PyAny>,
+        metadata: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
         let r = run_id(run)?;
         let vec = vector_arg(vector)?;
         let slice = vec.as_slice()?;
@@ -559,7 +791,13 @@ impl PyVectors {
             .map(|v| v.as_u64())
     }
     /// A stored vector: `Versioned` whose value is `{"key", "vector", "metadata"}`.
-    fn get(&self, py: Python<'_>, run: Option<&str>, collection: &str, key: &str) -> PyResult<Option<PyVersioned>> {
+    fn get(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        collection: &str,
+        key: &str,
+    ) -> PyResult<Option<PyVersioned>> {
         let r = run_id(run)?;
         let v = self.db.call(py, |db| db.vectors.get(&r, collection, key))?;
         v.map(|v| {
@@ -583,21 +821,40 @@ impl PyVectors {
         .transpose()
     }
     /// Deletes a vector; returns whether it existed.
-    fn delete(&self, py: Python<'_>, run: Option<&str>, collection: &str, key: &str) -> PyResult<bool> {
+    fn delete(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        collection: &str,
+        key: &str,
+    ) -> PyResult<bool> {
         let r = run_id(run)?;
-        self.db.call(py, |db| db.vectors.delete(&r, collection, key))
+        self.db
+            .call(py, |db| db.vectors.delete(&r, collection, key))
     }
     /// The `k` most similar vectors, best first, optionally only those whose metadata
     /// matches `filter` (a dict, see the package docs) and scoring at least `threshold`.
     #[pyo3(signature = (run, collection, query, k, filter=None, threshold=None, with_vectors=false))]
     #[allow(clippy::too_many_arguments)]
-    fn search(&self, py: Python<'_>, run: Option<&str>, collection: &str, query: &Bound<'_, PyAny>, k: usize, filter: Option<&Bound<'_, PyAny>>, threshold: Option<f32>, with_vectors: bool) -> PyResult<Vec<PyVectorMatch>> {
+    fn search(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        collection: &str,
+        query: &Bound<'_, PyAny>,
+        k: usize,
+        filter: Option<&Bound<'_, PyAny>>,
+        threshold: Option<f32>,
+        with_vectors: bool,
+    ) -> PyResult<Vec<PyVectorMatch>> {
         let r = run_id(run)?;
         let q = vector_arg(query)?;
         let slice = q.as_slice()?;
         let f = filter.map(self::filter_arg).transpose()?;
         let hits = self.db.call(py, |db| match (threshold, with_vectors) {
-            (Some(t), _) => db.vectors.search_with_threshold(&r, collection, slice, k, t, f),
+            (Some(t), _) => db
+                .vectors
+                .search_with_threshold(&r, collection, slice, k, t, f),
             (None, true) => db.vectors.search_with_vectors(&r, collection, slice, k, f),
             (None, false) => db.vectors.search(&r, collection, slice, k, f),
         })?;
@@ -640,7 +897,11 @@ fn parse_state(s: &str) -> PyResult<RunState> {
         "failed" => RunState::Failed,
         "cancelled" => RunState::Cancelled,
         "archived" => RunState::Archived,
-        other => return Err(PyValueError::new_err(format!("unknown run state {other:?}"))),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown run state {other:?}"
+            )))
+        }
     })
 }
 
@@ -706,7 +967,9 @@ impl PyRuns {
     #[pyo3(signature = (metadata=None))]
     fn create(&self, py: Python<'_>, metadata: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
         let m = metadata.map(to_value).transpose()?;
-        self.db.call(py, |db| db.runs.create(m)).map(|r| r.to_string())
+        self.db
+            .call(py, |db| db.runs.create(m))
+            .map(|r| r.to_string())
     }
     /// The run's information (`Versioned` of a dict), or `None`.
     fn get(&self, py: Python<'_>, run: &str) -> PyResult<Option<PyVersioned>> {
@@ -716,7 +979,12 @@ impl PyRuns {
     }
     /// Runs in creation order, optionally only those in `state`, at most `limit`.
     #[pyo3(signature = (state=None, limit=None))]
-    fn list(&self, py: Python<'_>, state: Option<&str>, limit: Option<u64>) -> PyResult<Vec<PyVersioned>> {
+    fn list(
+        &self,
+        py: Python<'_>,
+        state: Option<&str>,
+        limit: Option<u64>,
+    ) -> PyResult<Vec<PyVersioned>> {
         let s = state.map(parse_state).transpose()?;
         let v = self.db.call(py, |db| db.runs.list(s, limit))?;
         v.iter().map(|x| run_info(py, x)).collect()
@@ -744,33 +1012,54 @@ impl PyRuns {
     /// Resumes a paused run.
     fn resume(&self, py: Python<'_>, run: &str) -> PyResult<u64> {
         let r = run_id(Some(run))?;
-        self.db.call(py, |db| db.runs.resume(&r)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| db.runs.resume(&r))
+            .map(|v| v.as_u64())
     }
     /// Marks the run failed with an error message.
     fn fail(&self, py: Python<'_>, run: &str, error: &str) -> PyResult<u64> {
         let r = run_id(Some(run))?;
-        self.db.call(py, |db| db.runs.fail(&r, error)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| db.runs.fail(&r, error))
+            .map(|v| v.as_u64())
     }
     /// Cancels the run.
     fn cancel(&self, py: Python<'_>, run: &str) -> PyResult<u64> {
         let r = run_id(Some(run))?;
-        self.db.call(py, |db| db.runs.cancel(&r)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| db.runs.cancel(&r))
+            .map(|v| v.as_u64())
     }
     /// Archives the run (terminal).
     fn archive(&self, py: Python<'_>, run: &str) -> PyResult<u64> {
         let r = run_id(Some(run))?;
-        self.db.call(py, |db| db.runs.archive(&r)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| db.runs.archive(&r))
+            .map(|v| v.as_u64())
     }
     /// Replaces the run's metadata.
-    fn update_metadata(&self, py: Python<'_>, run: &str, metadata: &Bound<'_, PyAny>) -> PyResult<u64> {
+    fn update_metadata(
+        &self,
+        py: Python<'_>,
+        run: &str,
+        metadata: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
         let r = run_id(Some(run))?;
         let m = to_value(metadata)?;
-        self.db.call(py, |db| db.runs.update_metadata(&r, m)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| db.runs.update_metadata(&r, m))
+            .map(|v| v.as_u64())
     }
     /// Sets the version-history retention: keep everything (no argument), the newest
     /// `keep_last` versions, or versions younger than `keep_for_seconds`.
     #[pyo3(signature = (run, keep_last=None, keep_for_seconds=None))]
-    fn set_retention(&self, py: Python<'_>, run: &str, keep_last: Option<usize>, keep_for_seconds: Option<f64>) -> PyResult<u64> {
+    fn set_retention(
+        &self,
+        py: Python<'_>,
+        run: &str,
+        keep_last: Option<usize>,
+        keep_for_seconds: Option<f64>,
+    ) -> PyResult<u64> {
         let r = run_id(Some(run))?;
         let policy = match (keep_last, keep_for_seconds) {
             (None, None) => RetentionPolicy::KeepAll,
@@ -784,7 +1073,9 @@ impl PyRuns {
                 ))
             }
         };
-        self.db.call(py, |db| db.runs.set_retention(&r, policy)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| db.runs.set_retention(&r, policy))
+            .map(|v| v.as_u64())
     }
     /// The run's retention policy as a dict.
     fn get_retention<'py>(&self, py: Python<'py>, run: &str) -> PyResult<Bound<'py, PyDict>> {
