@@ -161,12 +161,17 @@ impl PyStrata {
         self.ephemeral
     }
 
-    /// Transaction counters as a dict.
-    fn metrics(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let m = self
-            .shared
-            .call(py, |db| Ok(format!("{:?}", db.metrics())))?;
-        Ok(pyo3::types::PyString::new(py, &m).into_any().unbind())
+    /// Transaction counters as a dict: `transactions_committed`,
+    /// `transactions_aborted`, `transactions_active`, `commit_rate`, `operations`.
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let m = self.shared.call(py, |db| Ok(db.metrics()))?;
+        let d = pyo3::types::PyDict::new(py);
+        d.set_item("transactions_committed", m.transactions_committed)?;
+        d.set_item("transactions_aborted", m.transactions_aborted)?;
+        d.set_item("transactions_active", m.transactions_active)?;
+        d.set_item("commit_rate", m.commit_rate)?;
+        d.set_item("operations", m.operations)?;
+        Ok(d)
     }
 
     /// Runs `fn(txn)` in one transaction spanning every primitive and run, retrying it

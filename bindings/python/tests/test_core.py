@@ -279,6 +279,7 @@ def test_transaction_across_primitives(db):
     assert db.events.count(run, "trace") == 1
     assert db.state.get("status").value == "done"
     assert db.kv.get("last").value == 3
+    assert db.metrics()["transactions_committed"] >= 1
 
 
 def test_transaction_error_aborts(db):
