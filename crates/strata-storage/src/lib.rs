@@ -19,6 +19,7 @@ pub mod key;
 mod lock;
 pub mod mvcc;
 pub mod record;
+mod recovery;
 mod retention;
 pub mod snapshot;
 mod storage;

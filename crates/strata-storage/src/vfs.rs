@@ -22,6 +22,10 @@ pub trait Vfs: Send + Sync {
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Opens a file for appending, creating it (owner-only) if missing.
     fn open_append(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>>;
+    /// Creates an empty file (owner-only) for appending, truncating one that exists.
+    fn create_empty(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>>;
+    /// `true` if a file or directory exists at `path`.
+    fn exists(&self, path: &Path) -> bool;
     /// Reads a whole file.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// File names (not paths) in a directory.
@@ -74,6 +78,14 @@ impl Vfs for OsVfs {
     fn open_append(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
         let f = owner_only(OpenOptions::new().create(true).append(true)).open(path)?;
         Ok(Arc::new(OsFile(f)))
+    }
+    fn create_empty(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
+        let f = owner_only(OpenOptions::new().create(true).append(true)).open(path)?;
+        f.set_len(0)?;
+        Ok(Arc::new(OsFile(f)))
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fs::read(path)
