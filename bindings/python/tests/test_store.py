@@ -207,3 +207,16 @@ def test_store_survives_reopen(tmp_path):
     with StrataStore.from_path(str(tmp_path / "db"), index={"dims": DIMS, "embed": embed, "fields": ["text"]}) as s:
         assert s.get(("m",), "k").value == {"text": "fish"}
         assert s.search(("m",), query="fish")[0].key == "k"
+
+
+def test_ttl_sweeper_thread():
+    db = stratadb.ephemeral()
+    store = StrataStore(db)
+    store.put(("t",), "k", {"v": 1}, ttl=0.001)  # 60 ms
+    store.start_ttl_sweeper(sweep_interval_minutes=0.002)  # every 120 ms
+    deadline = time.time() + 5
+    while db.kv.get("st:t.|k") is not None and time.time() < deadline:
+        time.sleep(0.05)
+    assert db.kv.get("st:t.|k") is None
+    assert store.stop_ttl_sweeper(timeout=5)
+    db.close()

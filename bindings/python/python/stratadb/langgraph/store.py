@@ -29,6 +29,8 @@ namespace prefix is an indexed metadata filter.
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -61,6 +63,8 @@ except ImportError:  # pragma: no cover
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 import stratadb
+
+logger = logging.getLogger(__name__)
 
 _ITEM = "st:"
 _EXP = "sx:"
@@ -151,6 +155,8 @@ class StrataStore(BaseStore):
         self.ttl_config = ttl
         self._owns_db = owns_db
         self._serde = JsonPlusSerializer()
+        self._sweeper: Optional[threading.Thread] = None
+        self._sweeper_stop = threading.Event()
         self.index_config = dict(index) if index else None
         self.embeddings = None
         if self.index_config:
@@ -174,7 +180,8 @@ class StrataStore(BaseStore):
         return cls(stratadb.open(path, durability=durability), owns_db=True, **kwargs)
 
     def close(self) -> None:
-        """Closes the database if this store opened it."""
+        """Stops the TTL sweeper and closes the database if this store opened it."""
+        self.stop_ttl_sweeper()
         if self._owns_db:
             self.db.close()
 
@@ -311,48 +318,53 @@ class StrataStore(BaseStore):
         return self._item(r)
 
     def _put(self, op: PutOp, vectors: list) -> None:
+        """Writes (or deletes) an item, its expiry and its vectors in one transaction."""
         ns = tuple(op.namespace)
         k = _item_key(ns, op.key)
         ek = _EXP + k[len(_ITEM):]
-        old = self.kv.get_in(self.run, k)
-        old_nv = old.value.get("nv", 0) if old is not None else 0
-        if op.value is None:
-            self.kv.mdelete(self.run, [k, ek])
-            self._drop_vectors(k, old_nv, 0)
-            return
+        run = self.run
         ttl = op.ttl if isinstance(op.ttl, (int, float)) and not isinstance(op.ttl, bool) else None
         now = time.time()
-        rec = {
-            "ns": list(ns),
-            "k": op.key,
-            "v": {"j": dict(op.value)},
-            "c": old.value["c"] if old is not None else now,
-            "u": now,
-            "ttl": ttl,
-            "nv": len(vectors),
-        }
-        entries: list = [(k, rec)]
-        if ttl:
-            entries.append((ek, now + ttl * 60.0))
-        try:
-            self.kv.mset(self.run, entries)
-        except (TypeError, OverflowError):
-            # Not representable as a StrataDB value: use LangGraph's serializer.
-            rec["v"] = {"s": list(self._serde.dumps_typed(dict(op.value)))}
-            self.kv.mset(self.run, entries)
-        if not ttl and old is not None and old.value.get("ttl"):
-            self.kv.delete_in(self.run, ek)
         meta = {f"n{i}": label for i, label in enumerate(ns)}
         meta["depth"] = len(ns)
-        for i, (_, vec) in enumerate(vectors):
-            self.db.vectors.upsert(self.run, _COLLECTION, f"{k}#{i}", vec, meta)
-        self._drop_vectors(k, old_nv, len(vectors))
+        stored: dict = {"j": dict(op.value)} if op.value is not None else {}
 
-    def _drop_vectors(self, k: str, old_n: int, keep: int) -> None:
-        if not self.index_config:
-            return
-        for i in range(keep, old_n):
-            self.db.vectors.delete(self.run, _COLLECTION, f"{k}#{i}")
+        def work(txn: stratadb.Txn) -> None:
+            old = txn.kv_get(run, k)
+            old_nv = old.value.get("nv", 0) if old is not None else 0
+            if op.value is None:
+                txn.kv_delete(run, k)
+                txn.kv_delete(run, ek)
+                keep = 0
+            else:
+                rec = {
+                    "ns": list(ns),
+                    "k": op.key,
+                    "v": stored,
+                    "c": old.value["c"] if old is not None else now,
+                    "u": now,
+                    "ttl": ttl,
+                    "nv": len(vectors),
+                }
+                txn.kv_set(run, k, rec)
+                if ttl:
+                    txn.kv_set(run, ek, now + ttl * 60.0)
+                elif old is not None and old.value.get("ttl"):
+                    txn.kv_delete(run, ek)
+                for i, (_, vec) in enumerate(vectors):
+                    txn.vector_upsert(run, _COLLECTION, f"{k}#{i}", vec, meta)
+                keep = len(vectors)
+            if self.index_config:
+                for i in range(keep, old_nv):
+                    txn.vector_delete(run, _COLLECTION, f"{k}#{i}")
+
+        try:
+            self.db.transaction(work)
+        except (TypeError, OverflowError):
+            # Not representable as a StrataDB value: use LangGraph's serializer.
+            stored.clear()
+            stored["s"] = list(self._serde.dumps_typed(dict(op.value)))
+            self.db.transaction(work)
 
     def _live(self, prefix: str) -> tuple[list, dict]:
         """Records under an item-key prefix, without the expired ones."""
@@ -476,19 +488,67 @@ class StrataStore(BaseStore):
         return sorted(seen)[op.offset : op.offset + op.limit]
 
     def sweep_ttl(self) -> int:
-        """Deletes every expired item (and its vectors); returns how many."""
+        """Deletes every expired item (and its vectors); returns how many. Each item is
+        checked again and deleted in its own transaction, so an item whose TTL a
+        concurrent read just refreshed is kept."""
         now = time.time()
+        run = self.run
         n = 0
-        for ek, e in self.kv.scan(self.run, _EXP):
+        for ek, e in self.kv.scan(run, _EXP):
             if e > now:
                 continue
             k = _ITEM + ek[len(_EXP):]
-            rec = self.kv.get_in(self.run, k)
-            self.kv.mdelete(self.run, [k, ek])
-            if rec is not None:
-                self._drop_vectors(k, rec.value.get("nv", 0), 0)
-                n += 1
+
+            def work(txn: stratadb.Txn) -> bool:
+                exp = txn.kv_get(run, ek)
+                if exp is None or exp.value > now:
+                    return False
+                rec = txn.kv_get(run, k)
+                txn.kv_delete(run, ek)
+                if rec is None:
+                    return False
+                txn.kv_delete(run, k)
+                if self.index_config:
+                    for i in range(rec.value.get("nv", 0)):
+                        txn.vector_delete(run, _COLLECTION, f"{k}#{i}")
+                return True
+
+            n += bool(self.db.transaction(work))
         return n
+
+    def start_ttl_sweeper(self, sweep_interval_minutes: Optional[float] = None) -> None:
+        """Starts a daemon thread calling :meth:`sweep_ttl` every
+        ``sweep_interval_minutes`` (default: the TTL config's, else 5 minutes)."""
+        if self._sweeper is not None:
+            return
+        interval = sweep_interval_minutes
+        if interval is None and self.ttl_config:
+            interval = self.ttl_config.get("sweep_interval_minutes")
+        seconds = float(interval if interval is not None else 5) * 60.0
+        self._sweeper_stop.clear()
+
+        def loop() -> None:
+            while not self._sweeper_stop.wait(seconds):
+                try:
+                    self.sweep_ttl()
+                except stratadb.ClosedError:
+                    return
+                except Exception:  # keep sweeping; the next round retries
+                    logger.exception("TTL sweep failed")
+
+        self._sweeper = threading.Thread(target=loop, name="strata-store-ttl", daemon=True)
+        self._sweeper.start()
+
+    def stop_ttl_sweeper(self, timeout: Optional[float] = None) -> bool:
+        """Stops the sweeper thread; returns whether it has stopped."""
+        if self._sweeper is None:
+            return True
+        self._sweeper_stop.set()
+        self._sweeper.join(timeout)
+        stopped = not self._sweeper.is_alive()
+        if stopped:
+            self._sweeper = None
+        return stopped
 
     async def asweep_ttl(self) -> int:
         """Async :meth:`sweep_ttl`."""
