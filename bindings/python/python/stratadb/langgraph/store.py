@@ -24,6 +24,12 @@ Natural-language search uses the user's embedding function (``index={"dims": n,
 collection (``langgraph_store``, cosine) holding one vector per embedded field, keyed
 ``{item key}#{i}``, with the namespace labels as metadata (``n0``, ``n1``…), so a
 namespace prefix is an indexed metadata filter.
+
+A put writes the item, its expiry and its vectors in one StrataDB transaction, so a
+crash or a concurrent writer never leaves an item without its vectors (or the reverse).
+Expired items are never returned; ``sweep_ttl()`` (or the thread started by
+``start_ttl_sweeper()``) deletes them, each in a transaction that checks the expiry
+again.
 """
 
 from __future__ import annotations
