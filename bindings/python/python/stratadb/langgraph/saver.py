@@ -231,22 +231,20 @@ class StrataSaver(BaseCheckpointSaver[str]):
         for i in range(0, len(selected), chunk):
             part = selected[i : i + chunk]
             recs = self.kv.mget(self.run, [k for _, _, _, k in part])
-            wanted = [
-                (j, f"{_W}{et}/{ens}/{cid}/")
-                for j, ((cid, et, ens, _), rec) in enumerate(zip(part, recs))
-                if rec is not None
-            ]
-            scans = self.kv.scan_prefixes(self.run, [p for _, p in wanted])
-            writes_at = {j: (len(p), found) for (j, p), found in zip(wanted, scans)}
-            for j, ((cid, et, ens, _), rec) in enumerate(zip(part, recs)):
+            rows = []
+            for (cid, et, ens, _), rec in zip(part, recs):
                 if rec is None:
                     continue
-                tt, nss = dec(et), dec(ens)
                 if filter:
                     md = self.serde.loads_typed((rec.value[2], rec.value[3]))
                     if not all(md.get(fk) == fv for fk, fv in filter.items()):
                         continue
-                n, found = writes_at[j]
+                rows.append((cid, et, ens, rec, f"{_W}{et}/{ens}/{cid}/"))
+            # The pending writes of every kept checkpoint of the chunk, in one call.
+            scans = self.kv.scan_prefixes(self.run, [r[4] for r in rows])
+            for (cid, et, ens, rec, wprefix), found in zip(rows, scans):
+                tt, nss = dec(et), dec(ens)
+                n = len(wprefix)
                 writes = []
                 for k, v in found:
                     task, idx = self._parse_write_key(k, n)
