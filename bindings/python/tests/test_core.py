@@ -400,3 +400,34 @@ def test_data_survives_a_new_process(tmp_path):
     subprocess.run([sys.executable, "-c", code, path], check=True)
     with stratadb.open(path) as db:
         assert db.kv.get("from").value == {"child": b"process"}
+
+
+def test_saver_from_many_threads(tmp_path):
+    """Eight Python threads writing checkpoints at once (strict durability, so commits
+    share fsyncs) lose nothing."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from stratadb.langgraph import StrataSaver
+
+    db = stratadb.Strata.builder().path(str(tmp_path / "db")).strict().open()
+    saver = StrataSaver(db)
+
+    def worker(k):
+        cfg = {"configurable": {"thread_id": f"t{k}", "checkpoint_ns": ""}}
+        for i in range(20):
+            cp = empty_checkpoint()
+            cp["channel_values"] = {"i": i}
+            cfg = saver.put(cfg, cp, {"step": i}, {})
+            saver.put_writes(cfg, [("ch", i)], f"task{i}")
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for k in range(8):
+        got = list(saver.list({"configurable": {"thread_id": f"t{k}"}}))
+        assert len(got) == 20
+        assert got[0].checkpoint["channel_values"] == {"i": 19}
+        assert got[0].pending_writes == [("task19", "ch", 19)]
+    db.close()
