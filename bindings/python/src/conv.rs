@@ -149,7 +149,7 @@ pub fn version_kind(v: Version) -> &'static str {
 }
 
 /// A read result: the value with the version and time of the write that produced it.
-#[pyclass(frozen, module = "stratadb", name = "Versioned")]
+#[pyclass(frozen, freelist = 256, module = "stratadb", name = "Versioned")]
 pub struct PyVersioned {
     /// The value.
     #[pyo3(get)]
