@@ -51,8 +51,22 @@ impl Shared {
     pub fn with<T>(&self, f: impl FnOnce(&Strata) -> PyResult<T>) -> PyResult<T> {
         let guard = self.db.read_recursive();
         let db = guard.as_ref().ok_or_else(closed)?;
+        struct Inside;
+        impl Drop for Inside {
+            fn drop(&mut self) {
+                INSIDE.with(|c| c.set(c.get() - 1));
+            }
+        }
+        INSIDE.with(|c| c.set(c.get() + 1));
+        let _inside = Inside;
         f(db)
     }
+}
+
+thread_local! {
+    /// How many `Shared::with` scopes (transaction callbacks) this thread is inside:
+    /// closing the database from one would wait for itself.
+    static INSIDE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 fn closed() -> PyErr {
@@ -137,6 +151,11 @@ impl PyStrata {
     /// Flushes, writes index files and a snapshot, and closes the database. Closing
     /// twice is allowed; any other call after closing raises `ClosedError`.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if INSIDE.with(|c| c.get()) > 0 {
+            return Err(StrataError::new_err(
+                "cannot close the database inside a transaction function",
+            ));
+        }
         let db = py.detach(|| self.shared.db.write().take());
         match db {
             Some(db) => py.detach(|| db.close()).py(),

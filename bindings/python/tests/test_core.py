@@ -299,6 +299,15 @@ def test_transaction_error_aborts(db):
         kept[0].kv_set(None, "k", 1)
 
 
+def test_close_inside_a_transaction_is_an_error_not_a_hang(db):
+    def work(txn):
+        db.close()
+
+    with pytest.raises(StrataError, match="inside a transaction"):
+        db.transaction(work)
+    assert not db.closed
+
+
 def test_transaction_retries_on_conflict(db):
     db.kv.set("n", 0)
     calls = []
