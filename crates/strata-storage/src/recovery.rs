@@ -26,7 +26,8 @@ use crate::mvcc::MvccMap;
 use crate::snapshot::{is_snapshot_temp, parse_snapshot_name, read_snapshot, snapshot_name};
 use crate::vfs::{join, Vfs};
 use crate::wal::{
-    io_err, parse_segment_name, scan_segment, segment_name, SegmentHeader, SegmentScan, WalWriter,
+    holds_no_record, io_err, parse_segment_name, scan_segment, segment_name, SegmentHeader,
+    SegmentScan, WalWriter,
 };
 use crate::RecoveryReport;
 
@@ -156,6 +157,24 @@ pub(crate) fn recover(
                 dir.display()
             )));
         }
+    }
+
+    // An empty newest segment (a crash while creating it, or before its predecessor was
+    // sealed) holds no record: remove it, so that its predecessor is the newest.
+    let mut segments = segments.to_vec();
+    while segments.len() >= 2 {
+        let Some(&newest) = segments.last() else {
+            break;
+        };
+        let path = join(dir, &segment_name(newest));
+        let bytes = vfs.read(&path).map_err(|e| io_err(&path, e))?;
+        if !holds_no_record(&bytes) {
+            break;
+        }
+        warn!(file = %path.display(), "removing an empty log segment left by a crash");
+        vfs.remove(&path).map_err(|e| io_err(&path, e))?;
+        vfs.sync_dir(dir).map_err(|e| io_err(dir, e))?;
+        segments.pop();
     }
 
     // 4. Replay.

@@ -545,7 +545,12 @@ impl Storage {
                     // Only the newest segment may have an unsynced tail: a segment is
                     // fsynced before the next one is started, whatever the mode.
                     self.sync_log_file(d, &wal.current_file())?;
-                    wal.start_segment(version)?;
+                    if let Err(e) = wal.start_segment(version, p.len()) {
+                        if e.fatal {
+                            self.poison(e.error.to_string());
+                        }
+                        return Err(e.error);
+                    }
                 }
                 let durable = self.inner.durable.load(Ordering::Acquire);
                 if let Err(e) = wal.append(version, durable, p) {
@@ -730,7 +735,12 @@ impl Storage {
                 // Roll, so the snapshot covers whole segments; the old one is fsynced
                 // first, so every version up to `version` is durable.
                 self.sync_log_file(d, &wal.current_file())?;
-                wal.start_segment(next)?;
+                if let Err(e) = wal.start_segment(next, 0) {
+                    if e.fatal {
+                        self.poison(e.error.to_string());
+                    }
+                    return Err(e.error);
+                }
             }
             let unsnapshotted = std::mem::take(&mut wal.bytes_since_snapshot);
             let file = wal.current_file();
@@ -813,6 +823,14 @@ impl Storage {
         let mut result = self.flush();
         if result.is_ok() && d.options.snapshot_on_close {
             result = self.checkpoint();
+        }
+        if result.is_ok() {
+            // Free the newest segment's unused preallocation: a closed database takes
+            // only the space its records need.
+            let mut c = self.inner.commit.lock();
+            if let Some(wal) = c.wal.as_mut() {
+                result = wal.seal();
+            }
         }
         self.stop_flusher();
         self.poison("the database is closed".into());

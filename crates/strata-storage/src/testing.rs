@@ -7,6 +7,10 @@
 //! only vanish as a suffix: the file may end anywhere after its synced length, and each
 //! unsynced 4 KiB page up to there is independently kept, zeroed (an unwritten extent) or
 //! filled with garbage (a torn sector) — so a later page may survive an earlier one.
+//! Files written in place ([`Vfs::create_preallocated`]) lose unsynced overwrites by
+//! 512-byte sector: each keeps its new bytes, gets its durable bytes back (the zeros of a
+//! fresh preallocation), or has the bytes being changed garbled; bytes that were synced
+//! are never damaged.
 //! [`FaultyVfs::fail_sync_after`] makes a chosen `sync` fail and
 //! [`FaultyVfs::set_capacity`] makes appends fail with `ENOSPC` once the disk is full.
 //! Storage opened on it runs exactly the production log and snapshot code.
@@ -23,6 +27,9 @@ use crate::vfs::{Vfs, VfsFile};
 struct MemFile {
     data: Vec<u8>,
     synced_len: usize,
+    /// Pages below `synced_len` overwritten since the last sync, with their durable
+    /// content (what a power loss may bring back).
+    dirty: std::collections::BTreeMap<usize, Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -52,6 +59,9 @@ struct FaultyFile {
     state: Arc<Mutex<State>>,
     id: u64,
     generation: u64,
+    /// For a preallocated file: the next write offset (writes overwrite in place) and
+    /// the most bytes it may hold.
+    pos: Option<(Mutex<usize>, usize)>,
 }
 
 fn gone() -> io::Error {
@@ -85,6 +95,45 @@ impl VfsFile for FaultyFile {
         if s.generation != self.generation {
             return Err(gone());
         }
+        if let Some((pos, max_len)) = &self.pos {
+            let mut pos = pos.lock();
+            let end = *pos + buf.len();
+            if end > *max_len {
+                return Err(io::Error::other(
+                    "write past the end of a preallocated file",
+                ));
+            }
+            let len = s.files.get(&self.id).ok_or_else(gone)?.data.len();
+            if end > len {
+                // Allocate ahead, a step at a time, as the real one does; a full disk
+                // fails here, before anything is written.
+                let step = crate::vfs::PREALLOCATION_STEP as usize;
+                let want = end.div_ceil(step).saturating_mul(step).min(*max_len);
+                if let Some(cap) = s.capacity {
+                    if s.used() + (want - len) as u64 > cap {
+                        return Err(no_space());
+                    }
+                }
+                s.files
+                    .get_mut(&self.id)
+                    .ok_or_else(gone)?
+                    .data
+                    .resize(want, 0);
+            }
+            let f = s.files.get_mut(&self.id).ok_or_else(gone)?;
+            // Remember the durable content of every synced page this overwrites.
+            let mut page = *pos / PAGE_SIZE;
+            while page * PAGE_SIZE < end.min(f.synced_len) {
+                let start = page * PAGE_SIZE;
+                let stop = ((page + 1) * PAGE_SIZE).min(f.synced_len);
+                let old = f.data[start..stop].to_vec();
+                f.dirty.entry(page).or_insert(old);
+                page += 1;
+            }
+            f.data[*pos..end].copy_from_slice(buf);
+            *pos = end;
+            return Ok(());
+        }
         // A full disk takes what fits, then fails: a write(2) may be partial.
         let room = match s.capacity {
             Some(cap) => cap.saturating_sub(s.used()) as usize,
@@ -98,6 +147,22 @@ impl VfsFile for FaultyFile {
         f.data.extend_from_slice(buf);
         Ok(())
     }
+    fn rollback(&self, len: u64) -> io::Result<()> {
+        let mut s = self.state.lock();
+        if s.generation != self.generation {
+            return Err(gone());
+        }
+        if let Some((pos, _)) = &self.pos {
+            *pos.lock() = len as usize;
+            return Ok(());
+        }
+        s.sync_counts()?;
+        let f = s.files.get_mut(&self.id).ok_or_else(gone)?;
+        f.data.truncate(len as usize);
+        f.synced_len = f.data.len();
+        f.dirty.clear();
+        Ok(())
+    }
     fn sync(&self) -> io::Result<()> {
         let mut s = self.state.lock();
         if s.generation != self.generation {
@@ -106,6 +171,7 @@ impl VfsFile for FaultyFile {
         s.sync_counts()?;
         let f = s.files.get_mut(&self.id).ok_or_else(gone)?;
         f.synced_len = f.data.len();
+        f.dirty.clear();
         Ok(())
     }
 }
@@ -116,6 +182,8 @@ fn no_space() -> io::Error {
 
 /// Size of the pages a power loss keeps, zeroes or garbles independently.
 pub const PAGE_SIZE: usize = 4096;
+/// Size of the sectors of an overwritten page that a power loss tears independently.
+pub const SECTOR_SIZE: usize = 512;
 
 fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -126,6 +194,28 @@ fn splitmix(state: &mut u64) -> u64 {
 }
 
 fn lose_unsynced(f: &mut MemFile, rng: &mut u64) {
+    // Overwritten synced pages. Synced bytes never change (the sector-atomicity, or
+    // "powersafe overwrite", assumption every log makes): each 512-byte sector of a
+    // dirty page keeps its new bytes or gets its durable ones back, and in a torn
+    // sector the bytes that were being changed may be garbage.
+    for (page, old) in std::mem::take(&mut f.dirty) {
+        let start = page * PAGE_SIZE;
+        for (i, old_sector) in old.chunks(SECTOR_SIZE).enumerate() {
+            let at = start + i * SECTOR_SIZE;
+            let sector = &mut f.data[at..at + old_sector.len()];
+            match splitmix(rng) % 5 {
+                0 | 1 => {}
+                2 | 3 => sector.copy_from_slice(old_sector),
+                _ => {
+                    for (b, o) in sector.iter_mut().zip(old_sector) {
+                        if b != o {
+                            *b = splitmix(rng) as u8;
+                        }
+                    }
+                }
+            }
+        }
+    }
     let unsynced = f.data.len() - f.synced_len;
     if unsynced == 0 {
         return;
@@ -281,6 +371,7 @@ impl Vfs for FaultyVfs {
             state: self.state.clone(),
             id,
             generation: s.generation,
+            pos: None,
         }))
     }
     fn create_empty(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
@@ -295,6 +386,39 @@ impl Vfs for FaultyVfs {
             state: self.state.clone(),
             id,
             generation: s.generation,
+            pos: None,
+        }))
+    }
+    fn create_preallocated(&self, path: &Path, capacity: u64) -> io::Result<Arc<dyn VfsFile>> {
+        let mut s = self.state.lock();
+        s.next_id += 1;
+        let id = s.next_id;
+        s.files.insert(id, MemFile::default());
+        s.names.insert(path.to_path_buf(), id);
+        Ok(Arc::new(FaultyFile {
+            state: self.state.clone(),
+            id,
+            generation: s.generation,
+            pos: Some((Mutex::new(0), capacity as usize)),
+        }))
+    }
+    fn open_preallocated(
+        &self,
+        path: &Path,
+        pos: u64,
+        capacity: u64,
+    ) -> io::Result<Arc<dyn VfsFile>> {
+        let s = self.state.lock();
+        let id = *s
+            .names
+            .get(path)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let len = s.files.get(&id).map_or(0, |f| f.data.len());
+        Ok(Arc::new(FaultyFile {
+            state: self.state.clone(),
+            id,
+            generation: s.generation,
+            pos: Some((Mutex::new(pos as usize), (capacity as usize).max(len))),
         }))
     }
     fn exists(&self, path: &Path) -> bool {
@@ -342,7 +466,9 @@ impl Vfs for FaultyVfs {
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         let f = s.files.get_mut(&id).ok_or_else(gone)?;
         f.data.truncate(len as usize);
-        f.synced_len = f.synced_len.min(f.data.len());
+        // `truncate` also syncs (the real one ends with an fsync).
+        f.synced_len = f.data.len();
+        f.dirty.clear();
         Ok(())
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

@@ -64,14 +64,21 @@ fn build_log_in(n: u64, durability: DurabilityMode) -> (tempfile::TempDir, Vec<u
         },
     )
     .unwrap();
-    let seg = dir.join(SEG1);
-    let mut ends = vec![fs::metadata(&seg).unwrap().len()];
-    for i in 1..=n {
-        commit_n(&s, i, i);
-        // Every commit is written to the OS before it returns.
-        ends.push(fs::metadata(&seg).unwrap().len());
-    }
+    commit_n(&s, 1, n);
+    // Closing seals the segment: its file ends with its last record (no preallocation).
+    s.close().unwrap();
     drop(s);
+    let bytes = fs::read(dir.join(SEG1)).unwrap();
+    // Walk the frames: 48-byte header, then 32-byte frame headers with payload_len first.
+    let mut ends = vec![48u64];
+    let mut pos = 48usize;
+    while pos < bytes.len() {
+        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        pos += 32 + len;
+        ends.push(pos as u64);
+    }
+    assert_eq!(ends.len() as u64, n + 1, "one frame per commit");
+    assert_eq!(pos, bytes.len());
     (tmp, ends)
 }
 
@@ -140,8 +147,11 @@ fn torn_last_record_at_every_offset() {
             "cut {cut}"
         );
         assert_commits(&s, n - 1, n);
-        // The torn bytes are gone from the file before anything is appended.
-        assert_eq!(fs::metadata(&seg).unwrap().len(), start);
+        // The torn bytes are gone from the file before anything is appended (what
+        // follows the last record is the segment's fresh, zeroed preallocation).
+        let after = fs::read(&seg).unwrap();
+        assert!(after.len() as u64 >= start);
+        assert!(after[start as usize..].iter().all(|&b| b == 0), "cut {cut}");
         let info = s
             .commit(vec![put("after", format!("cut{cut}"))], |_| Ok(()))
             .unwrap();

@@ -74,6 +74,7 @@ use crate::vfs::{join, Vfs, VfsFile};
 pub(crate) mod legacy;
 mod reader;
 
+pub(crate) use reader::holds_no_record;
 pub use reader::{scan_segment, SegmentScan, SegmentSummary};
 
 /// Magic bytes at the start of every log segment.
@@ -259,6 +260,8 @@ pub(crate) struct WalWriter {
     path: PathBuf,
     header: SegmentHeader,
     len: u64,
+    /// Most bytes the current file may hold (its mapping's length).
+    capacity: u64,
     segment_size: u64,
     /// Bytes appended since the last snapshot (drives snapshot scheduling).
     pub bytes_since_snapshot: u64,
@@ -266,9 +269,10 @@ pub(crate) struct WalWriter {
 }
 
 impl WalWriter {
-    /// Creates a new, empty segment whose first record will have version `base`; its
-    /// header and directory entry are durable when this returns. On failure the partial
-    /// file is removed (best effort) and nothing else changed.
+    /// Creates a new, empty segment whose first record will have version `base`, with
+    /// `segment_size` bytes preallocated; its header, length and directory entry are
+    /// durable when this returns. On failure the partial file is removed (best effort)
+    /// and nothing else changed.
     pub fn create(
         vfs: Arc<dyn Vfs>,
         dir: &Path,
@@ -276,14 +280,26 @@ impl WalWriter {
         prev_len: u64,
         segment_size: u64,
     ) -> Result<Self> {
+        Self::create_with_capacity(vfs, dir, base, prev_len, segment_size, segment_size)
+    }
+
+    fn create_with_capacity(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        base: u64,
+        prev_len: u64,
+        segment_size: u64,
+        capacity: u64,
+    ) -> Result<Self> {
         let path = join(dir, &segment_name(base));
         let header = SegmentHeader {
             salt: new_salt(),
             base,
             prev_len,
         };
+        let capacity = capacity.max(WAL_HEADER_LEN as u64);
         let created = (|| {
-            let file = vfs.create_empty(&path)?;
+            let file = vfs.create_preallocated(&path, capacity)?;
             file.append(&header.encode())?;
             file.sync()?;
             vfs.sync_dir(dir)?;
@@ -305,6 +321,7 @@ impl WalWriter {
             path,
             header,
             len: WAL_HEADER_LEN as u64,
+            capacity,
             segment_size,
             bytes_since_snapshot: 0,
             scratch: Vec::new(),
@@ -320,7 +337,10 @@ impl WalWriter {
         segment_size: u64,
     ) -> Result<Self> {
         let path = join(dir, &segment_name(header.base));
-        let file = vfs.open_append(&path).map_err(|e| io_err(&path, e))?;
+        let capacity = segment_size.max(len);
+        let file = vfs
+            .open_preallocated(&path, len, capacity)
+            .map_err(|e| io_err(&path, e))?;
         Ok(WalWriter {
             vfs,
             dir: dir.to_path_buf(),
@@ -328,6 +348,7 @@ impl WalWriter {
             path,
             header,
             len,
+            capacity,
             segment_size,
             bytes_since_snapshot: 0,
             scratch: Vec::new(),
@@ -344,37 +365,85 @@ impl WalWriter {
         self.header.base
     }
 
-    /// `true` when a record of `payload_len` bytes does not fit the current segment,
-    /// which already holds records (a record larger than a segment gets one of its own).
+    /// `true` when a record of `payload_len` bytes does not fit the current segment:
+    /// it already holds records and would grow past the segment size, or the record is
+    /// larger than what the file can hold (a record larger than a segment gets one of
+    /// its own).
     pub fn needs_roll(&self, payload_len: usize) -> bool {
         let framed = (FRAME_HEADER_LEN + payload_len) as u64;
-        self.len > WAL_HEADER_LEN as u64 && self.len + framed > self.segment_size
+        (self.len > WAL_HEADER_LEN as u64 && self.len + framed > self.segment_size)
+            || self.len + framed > self.capacity
     }
 
-    /// Switches to a new segment starting at `base`. The caller has fsynced the current
-    /// one. On failure nothing changed and appends continue in the current segment.
-    pub fn start_segment(&mut self, base: u64) -> Result<()> {
+    /// Switches to a new segment starting at `base`, with room for a first record of
+    /// `payload_len` bytes. The caller has fsynced the current one. The new segment is
+    /// created first — if that fails nothing changed and appends continue in the current
+    /// segment — and only then is the current one cut to its exact length (a sealed
+    /// segment holds nothing after its last record). A failure to cut it is fatal: a
+    /// mapped file may not be written again once its length is in doubt. (A crash
+    /// between the two steps leaves an empty newest segment, which recovery removes.)
+    pub fn start_segment(
+        &mut self,
+        base: u64,
+        payload_len: usize,
+    ) -> std::result::Result<(), AppendError> {
+        let capacity = self
+            .segment_size
+            .max((WAL_HEADER_LEN + FRAME_HEADER_LEN + payload_len) as u64);
         if base == self.header.base {
+            // The segment holds no record yet. If the record does not fit its file,
+            // create it again, larger (a crash meanwhile leaves an empty or torn newest
+            // segment, which recovery removes).
+            if self.len + (FRAME_HEADER_LEN + payload_len) as u64 <= self.capacity {
+                return Ok(());
+            }
+            let again = WalWriter::create_with_capacity(
+                self.vfs.clone(),
+                &self.dir,
+                base,
+                self.header.prev_len,
+                self.segment_size,
+                capacity,
+            )
+            .map_err(|error| AppendError { error, fatal: true })?;
+            *self = again;
             return Ok(());
         }
-        let next = WalWriter::create(
+        let next = WalWriter::create_with_capacity(
             self.vfs.clone(),
             &self.dir,
             base,
             self.len,
             self.segment_size,
-        )?;
+            capacity,
+        )
+        .map_err(|error| AppendError {
+            error,
+            fatal: false,
+        })?;
+        self.seal()
+            .map_err(|error| AppendError { error, fatal: true })?;
         self.file = next.file;
         self.path = next.path;
         self.header = next.header;
         self.len = next.len;
+        self.capacity = next.capacity;
         Ok(())
     }
 
-    /// Appends one framed record. If the write fails, the segment is truncated back to its
-    /// length before the append, so the log stays a clean sequence of frames and later
-    /// appends may succeed (a full disk that gets space again); only if that truncation
-    /// fails too is the error fatal.
+    /// Cuts the current segment's file to the bytes written (its preallocated rest is
+    /// freed) and makes that durable. Nothing is written to this segment afterwards
+    /// unless it is reopened.
+    pub fn seal(&mut self) -> Result<()> {
+        self.vfs
+            .truncate(&self.path, self.len)
+            .map_err(|e| io_err(&self.path, e))
+    }
+
+    /// Appends one framed record. If the write fails, the file is rolled back to its
+    /// length before the append (see [`VfsFile::rollback`]), so the log stays a clean
+    /// sequence of frames and later appends may succeed (a full disk that gets space
+    /// again); only if that rollback fails too is the error fatal.
     pub fn append(
         &mut self,
         version: u64,
@@ -391,7 +460,7 @@ impl WalWriter {
         );
         if let Err(e) = self.file.append(&self.scratch) {
             let error = io_err(&self.path, e);
-            let fatal = match self.vfs.truncate(&self.path, self.len) {
+            let fatal = match self.file.rollback(self.len) {
                 Ok(()) => false,
                 Err(te) => {
                     warn!(file = %self.path.display(), error = %te,

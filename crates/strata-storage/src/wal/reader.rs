@@ -31,6 +31,10 @@ pub struct SegmentSummary {
     /// Bytes after `valid_len` that are an unsynced tail, to be truncated (newest segment
     /// only; 0 otherwise).
     pub torn_bytes: u64,
+    /// Zero bytes after `valid_len` in the newest segment: preallocated space never
+    /// written (or written and lost in a power loss, which the durable marks would have
+    /// told). Appending continues over them.
+    pub preallocated_bytes: u64,
 }
 
 /// The outcome of [`scan_segment`].
@@ -130,6 +134,7 @@ pub fn scan_segment(
         first_version: (expected > base).then_some(base),
         last_version: (expected > base).then(|| expected - 1),
         torn_bytes: 0,
+        preallocated_bytes: 0,
     };
     if pos == buf.len() {
         return Ok(SegmentScan::Segment(summary));
@@ -139,6 +144,10 @@ pub fn scan_segment(
             "log segment {name} is corrupt at offset {pos}: the record of version {expected} \
              is missing or fails its checksum in a sealed segment"
         )));
+    }
+    if buf[pos..].iter().all(|&b| b == 0) {
+        summary.preallocated_bytes = (buf.len() - pos) as u64;
+        return Ok(SegmentScan::Segment(summary));
     }
     if let Some((at, version, durable)) = durable_evidence(buf, pos, header.salt, expected) {
         return Err(Error::Storage(format!(
@@ -195,6 +204,16 @@ fn durable_evidence(buf: &[u8], gap: usize, salt: u32, expected: u64) -> Option<
     None
 }
 
+/// `true` when `buf` (a whole segment file) cannot hold a record: nothing but zeros
+/// after the header region. Such a newest segment is left by a crash while it was being
+/// created, or between its creation and the sealing of its predecessor.
+pub(crate) fn holds_no_record(buf: &[u8]) -> bool {
+    buf.get(WAL_HEADER_LEN..)
+        .unwrap_or(&[])
+        .iter()
+        .all(|&b| b == 0)
+}
+
 fn scan_v1(
     path: &Path,
     buf: &[u8],
@@ -217,6 +236,7 @@ fn scan_v1(
         first_version: first,
         last_version: last,
         torn_bytes: (buf.len() - contents.valid_len) as u64,
+        preallocated_bytes: 0,
     }))
 }
 

@@ -138,6 +138,9 @@ impl VfsFile for FencedFile {
     fn sync(&self) -> io::Result<()> {
         fenced!(self, self.file.sync())
     }
+    fn rollback(&self, len: u64) -> io::Result<()> {
+        fenced!(self, self.file.rollback(len))
+    }
 }
 
 impl Vfs for Fenced {
@@ -166,6 +169,31 @@ impl Vfs for Fenced {
     }
     fn exists(&self, path: &Path) -> bool {
         self.fs.exists(path)
+    }
+    fn create_preallocated(&self, path: &Path, capacity: u64) -> io::Result<Arc<dyn VfsFile>> {
+        fenced!(self, {
+            let file = self.fs.create_preallocated(path, capacity)?;
+            Ok(Arc::new(FencedFile {
+                file,
+                gate: self.gate.clone(),
+                epoch: self.epoch,
+            }) as Arc<dyn VfsFile>)
+        })
+    }
+    fn open_preallocated(
+        &self,
+        path: &Path,
+        pos: u64,
+        capacity: u64,
+    ) -> io::Result<Arc<dyn VfsFile>> {
+        fenced!(self, {
+            let file = self.fs.open_preallocated(path, pos, capacity)?;
+            Ok(Arc::new(FencedFile {
+                file,
+                gate: self.gate.clone(),
+                epoch: self.epoch,
+            }) as Arc<dyn VfsFile>)
+        })
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fenced!(self, self.fs.read(path))
@@ -241,6 +269,10 @@ impl VfsFile for CrashAtFile {
         self.owner.step()?;
         self.file.sync()
     }
+    fn rollback(&self, len: u64) -> io::Result<()> {
+        self.owner.step()?;
+        self.file.rollback(len)
+    }
 }
 
 impl Vfs for CrashAt {
@@ -265,6 +297,26 @@ impl Vfs for CrashAt {
     }
     fn exists(&self, path: &Path) -> bool {
         self.inner.exists(path)
+    }
+    fn create_preallocated(&self, path: &Path, capacity: u64) -> io::Result<Arc<dyn VfsFile>> {
+        self.step()?;
+        let file = self.inner.create_preallocated(path, capacity)?;
+        Ok(Arc::new(CrashAtFile {
+            file,
+            owner: self.clone(),
+        }))
+    }
+    fn open_preallocated(
+        &self,
+        path: &Path,
+        pos: u64,
+        capacity: u64,
+    ) -> io::Result<Arc<dyn VfsFile>> {
+        let file = self.inner.open_preallocated(path, pos, capacity)?;
+        Ok(Arc::new(CrashAtFile {
+            file,
+            owner: self.clone(),
+        }))
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.inner.read(path)
