@@ -312,14 +312,17 @@ class StrataSaver(BaseCheckpointSaver[str]):
 
     def delete_thread(self, thread_id: str) -> None:
         et = enc(str(thread_id))
-        n = len(f"{_TR}{et}/")
-        stale = [f"{_R}{k[n:].split('/')[0]}/{et}/{'/'.join(k[n:].split('/')[1:])}"
-                 for k in self.kv.keys(self.run, f"{_TR}{et}/")]
+        tp = f"{_TR}{et}/"
+        n = len(tp)
+        # The run-index entries of the thread, found through its thread-first index.
+        stale = []
+        for k in self.kv.keys(self.run, tp):
+            er, rest = k[n:].split("/", 1)
+            stale.append(f"{_R}{er}/{et}/{rest}")
         if stale:
             self.kv.mdelete(self.run, stale)
-        for p in (_C, _W, _TR):
+        for p in (_C, _W, _TR, _H):
             self.kv.delete_prefix(self.run, f"{p}{et}/")
-        self.kv.delete_prefix(self.run, f"{_H}{et}/")
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Deletes the checkpoints (and their writes) whose metadata ``run_id`` is one of
