@@ -440,3 +440,24 @@ def test_saver_from_many_threads(tmp_path):
         assert got[0].checkpoint["channel_values"] == {"i": 19}
         assert got[0].pending_writes == [("task19", "ch", 19)]
     db.close()
+
+
+def test_copy_thread_into_a_thread_with_newer_checkpoints(db):
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from stratadb.langgraph import StrataSaver
+
+    saver = StrataSaver(db)
+
+    def put(thread, i):
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"i": i}
+        saver.put({"configurable": {"thread_id": thread, "checkpoint_ns": ""}}, cp, {}, {})
+        return cp["id"]
+
+    put("src", 1)
+    newest = put("dst", 2)  # newer than everything in src
+    saver.copy_thread("src", "dst")
+    latest = saver.get_tuple({"configurable": {"thread_id": "dst"}})
+    assert latest.checkpoint["id"] == newest
+    assert len(list(saver.list({"configurable": {"thread_id": "dst"}}))) == 2

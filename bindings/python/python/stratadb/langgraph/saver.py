@@ -347,8 +347,14 @@ class StrataSaver(BaseCheckpointSaver[str]):
         """Copies every checkpoint and pending write of a thread to another thread (in
         one transaction per key family, inside the engine)."""
         es, ed = enc(str(source_thread_id)), enc(str(target_thread_id))
+        target_had_data = bool(self.kv.keys(self.run, f"{_C}{ed}/", 1))
         for p in (_C, _W, _H, _TR):
             self.kv.copy_prefix(self.run, f"{p}{es}/", f"{p}{ed}/")
+        if target_had_data:
+            # The copied head pointers may be older than the target's own checkpoints.
+            n = len(f"{_C}{ed}/")
+            for ens in {k[n:].split("/")[0] for k in self.kv.keys(self.run, f"{_C}{ed}/")}:
+                self._refresh_head(str(target_thread_id), dec(ens))
         n = len(f"{_TR}{ed}/")
         entries = []
         for k in self.kv.keys(self.run, f"{_TR}{ed}/"):
