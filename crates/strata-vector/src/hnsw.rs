@@ -87,6 +87,41 @@ impl HnswParams {
 }
 
 const NO_LEVEL: u8 = u8::MAX;
+/// Batch inserts link one node at a time below this many nodes.
+const PARALLEL_MIN_NODES: usize = 1024;
+/// Nodes per thread in one chunk of a parallel batch insert.
+const CHUNK_PER_THREAD: usize = 128;
+
+/// Threads used for bulk graph work: the available parallelism, at most 8.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+/// `f(0..n)` on up to `threads` scoped threads (contiguous ranges), results in order.
+fn parallel_map<T: Send>(n: usize, threads: usize, f: &(dyn Fn(usize) -> T + Sync)) -> Vec<T> {
+    let threads = threads.clamp(1, n.max(1));
+    if threads == 1 {
+        return (0..n).map(f).collect();
+    }
+    let per = n.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let range = (t * per)..((t + 1) * per).min(n);
+                scope.spawn(move || range.map(f).collect::<Vec<T>>())
+            })
+            .collect();
+        let mut out = Vec::with_capacity(n);
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part),
+                // A panic in a worker is a bug: surface it on the caller's thread.
+                Err(payload) => std::panic::resume_unwind(payload),
+            }
+        }
+        out
+    })
+}
 const MAX_LEVEL: usize = 16;
 const NONE: u32 = u32::MAX;
 
@@ -149,6 +184,9 @@ pub struct HnswIndex {
     /// Node count at the last reachability repair (repairs run each time it grows by 1/8).
     repaired_at: usize,
     rng: u64,
+    /// Live vectors inserted one by one but not linked into the graph yet (see
+    /// [`HnswIndex::insert`]); searches scan them exactly.
+    pending: Vec<u32>,
     /// Hash of a node's vector bits → the node last inserted with that hash (see
     /// [`vector_hash`]); checked against the stored vector before use.
     exact_ids: HashMap<u64, u32>,
@@ -193,6 +231,7 @@ impl Clone for HnswIndex {
             nodes: self.nodes,
             repaired_at: self.repaired_at,
             rng: self.rng,
+            pending: self.pending.clone(),
             exact_ids: self.exact_ids.clone(),
             pool: Mutex::new(Vec::new()),
         }
@@ -221,13 +260,15 @@ impl HnswIndex {
             nodes: 0,
             repaired_at: 0,
             rng: params.seed,
+            pending: Vec::new(),
             exact_ids: HashMap::new(),
             pool: Mutex::new(Vec::new()),
         }
     }
 
-    /// Builds a graph over every live vector of `store` (inserted in id order), then
-    /// repairs reachability. Deleted slots of `store` stay outside the graph.
+    /// Builds a graph over every live vector of `store` (inserted in id order, in
+    /// parallel chunks on [`default_threads`] threads past the first 1,024), then repairs
+    /// reachability. Deleted slots of `store` stay outside the graph.
     pub fn build(store: ExactIndex, params: HnswParams) -> Result<Self> {
         params.validate()?;
         Ok(Self::build_validated(store, params))
@@ -238,9 +279,7 @@ impl HnswIndex {
         let mut h = Self::with_store(store, params);
         let ids: Vec<u32> = h.store.live_ids().collect();
         h.ensure_slots(h.store.slot_count());
-        for id in ids {
-            h.link_new_node(id);
-        }
+        h.link_batch(&ids, default_threads());
         h.repair_reachability();
         h
     }
@@ -277,7 +316,7 @@ impl HnswIndex {
 
     /// Number of tombstoned nodes (still in the graph until [`Self::compact`]).
     pub fn deleted_count(&self) -> usize {
-        self.nodes - self.store.len()
+        self.store.deleted_count()
     }
 
     /// The highest layer.
@@ -357,20 +396,218 @@ impl HnswIndex {
     /// Errors with [`Error::ConstraintViolation`] on a dimension mismatch, a non-finite
     /// component, or an id already in the graph.
     pub fn insert(&mut self, id: u32, vector: &[f32]) -> Result<()> {
-        if self.in_graph(id) {
+        if self.in_graph(id) || self.store.slot(id) != Slot::Empty {
             return Err(Error::ConstraintViolation(format!(
                 "id {id} is already in the HNSW graph (ids are not reused before compaction)"
             )));
         }
         self.store.insert(id, vector)?;
         self.ensure_slots(self.store.slot_count());
+        self.exact_ids.insert(vector_hash(vector), id);
+        let threads = default_threads();
+        if threads > 1 && self.nodes >= PARALLEL_MIN_NODES {
+            // Deferred: linked with the next ones in one parallel chunk.
+            self.pending.push(id);
+            if self.pending.len() >= CHUNK_PER_THREAD * threads {
+                self.flush_pending();
+            }
+            return Ok(());
+        }
         self.link_new_node(id);
+        self.after_growth();
+        Ok(())
+    }
+
+    /// Links the vectors inserted one by one since the last chunk (see
+    /// [`Self::insert`]). Searches do not need this (they scan those vectors); it runs by
+    /// itself every `128 × threads` inserts.
+    pub fn flush_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let ids: Vec<u32> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .filter(|&id| self.store.is_live(id))
+            .collect();
+        self.link_batch(&ids, default_threads());
+        self.after_growth();
+    }
+
+    /// Vectors inserted but not linked into the graph yet.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// A breadth-first reachability repair each time the graph grows by an eighth:
+    /// amortized O(8·M0) edge visits per insert, small next to the insert itself.
+    fn after_growth(&mut self) {
         if self.nodes < 256 || self.nodes >= self.repaired_at + self.repaired_at / 8 {
-            // A breadth-first walk each time the graph grows by an eighth: amortized
-            // O(8·M0) edge visits per insert, small next to the insert itself.
             self.repair_reachability();
         }
+    }
+
+    /// Inserts many vectors, linking them into the graph on up to `threads` threads.
+    ///
+    /// The batch is cut into chunks; the nodes of a chunk search the graph as it was
+    /// before the chunk in parallel (and each other by an exact scan of the chunk), choose
+    /// their neighbors with the same heuristic as [`Self::insert`], then the reverse
+    /// links are merged per target node (one re-pruning per node and chunk, in parallel).
+    /// Small graphs and `threads <= 1` insert one by one. The result differs from
+    /// sequential inserts in detail, not in quality (recall is tested against them).
+    ///
+    /// Errors as [`Self::insert`], and for an id given twice; on error nothing changes.
+    pub fn insert_batch(&mut self, items: &[(u32, &[f32])], threads: usize) -> Result<()> {
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
+        for &(id, v) in items {
+            crate::distance::validate_vector(v, self.store.dimension())?;
+            if id == NONE
+                || self.in_graph(id)
+                || self.store.slot(id) != Slot::Empty
+                || !seen.insert(id)
+            {
+                return Err(Error::ConstraintViolation(format!(
+                    "id {id} is reserved, already in the HNSW graph or given twice"
+                )));
+            }
+        }
+        for &(id, v) in items {
+            self.store.insert(id, v)?;
+        }
+        self.ensure_slots(self.store.slot_count());
+        let ids: Vec<u32> = items.iter().map(|p| p.0).collect();
+        for &(id, v) in items {
+            self.exact_ids.insert(vector_hash(v), id);
+        }
+        self.link_batch(&ids, threads);
+        self.after_growth();
         Ok(())
+    }
+
+    /// Links nodes whose vectors are in the store (see [`Self::insert_batch`]).
+    fn link_batch(&mut self, ids: &[u32], threads: usize) {
+        let threads = threads.max(1);
+        let mut i = 0;
+        while i < ids.len() {
+            // Sequential until the graph is large enough for chunks to be a small part of
+            // it; chunks stay under 1/8 of the graph.
+            if threads == 1 || self.nodes < PARALLEL_MIN_NODES {
+                self.link_new_node(ids[i]);
+                i += 1;
+                continue;
+            }
+            let chunk = (CHUNK_PER_THREAD * threads)
+                .min(self.nodes / 8)
+                .max(threads);
+            let end = (i + chunk).min(ids.len());
+            self.link_chunk(&ids[i..end], threads);
+            i = end;
+        }
+    }
+
+    /// One chunk of [`Self::link_batch`].
+    fn link_chunk(&mut self, chunk: &[u32], threads: usize) {
+        // 1. Levels (sequential: the generator is deterministic).
+        let levels: Vec<usize> = chunk.iter().map(|_| self.random_level()).collect();
+        // 2. Neighbor choice per new node and layer, in parallel against the graph as it
+        //    is (the new nodes have no edges yet, so walks cannot reach them) plus an exact
+        //    scan of the chunk itself.
+        let choose = |me: usize| -> Vec<Vec<u32>> {
+            let id = chunk[me];
+            let level = levels[me];
+            let q = self.node_query(id);
+            let top = level.min(self.max_level);
+            let mut ep = vec![self.descend(&q, top)];
+            let mut visited = self.visited();
+            let mut per_layer = vec![Vec::new(); level + 1];
+            for layer in (0..=top).rev() {
+                let found = self.search_layer(
+                    &q,
+                    &ep,
+                    self.params.ef_construction,
+                    layer,
+                    &mut visited,
+                    &|n| n != id,
+                );
+                let mut cands = found.clone();
+                for (j, &other) in chunk.iter().enumerate() {
+                    if j != me && levels[j] >= layer {
+                        cands.push(Scored {
+                            sim: self.store.sim(&q, other),
+                            id: other,
+                        });
+                    }
+                }
+                cands.sort_unstable_by(|a, b| b.cmp(a));
+                cands.truncate(self.params.ef_construction);
+                per_layer[layer] = self.select_neighbors(&cands, self.params.m);
+                if !found.is_empty() {
+                    ep = found;
+                }
+            }
+            self.recycle(visited);
+            per_layer
+        };
+        let chosen: Vec<Vec<Vec<u32>>> = parallel_map(chunk.len(), threads, &choose);
+        // 3. Install the new nodes and their own lists.
+        for (me, &id) in chunk.iter().enumerate() {
+            self.levels[id as usize] = levels[me] as u8;
+            self.upper[id as usize] = vec![0; levels[me] * (self.params.m + 1)];
+            self.nodes += 1;
+        }
+        for (me, &id) in chunk.iter().enumerate() {
+            for (layer, list) in chosen[me].iter().enumerate() {
+                self.set_neighbors(id, layer, list);
+            }
+        }
+        // 4. Reverse links, grouped by target node and layer, re-pruned in parallel.
+        let mut incoming: HashMap<(u32, usize), Vec<u32>> = HashMap::new();
+        for (me, &id) in chunk.iter().enumerate() {
+            for (layer, list) in chosen[me].iter().enumerate() {
+                for &n in list {
+                    incoming.entry((n, layer)).or_default().push(id);
+                }
+            }
+        }
+        let incoming: Vec<((u32, usize), Vec<u32>)> = incoming.into_iter().collect();
+        let merge = |i: usize| -> Option<Vec<u32>> {
+            let ((from, layer), new) = &incoming[i];
+            let current = self.neighbors(*from, *layer);
+            let mut list = current.to_vec();
+            for &n in new {
+                if n != *from && !list.contains(&n) {
+                    list.push(n);
+                }
+            }
+            if list.len() == current.len() {
+                return None;
+            }
+            let max = self.max_links(*layer);
+            if list.len() <= max {
+                return Some(list);
+            }
+            let mut cands: Vec<Scored> = list
+                .iter()
+                .map(|&n| Scored {
+                    sim: self.store.sim_between(*from, n),
+                    id: n,
+                })
+                .collect();
+            cands.sort_unstable_by(|a, b| b.cmp(a));
+            Some(self.select_neighbors(&cands, max))
+        };
+        let merged: Vec<Option<Vec<u32>>> = parallel_map(incoming.len(), threads, &merge);
+        for (((from, layer), _), list) in incoming.iter().zip(merged) {
+            if let Some(list) = list {
+                self.set_neighbors(*from, *layer, &list);
+            }
+        }
+        // 5. A new top level moves the entry point.
+        for (me, &id) in chunk.iter().enumerate() {
+            if levels[me] > self.max_level {
+                self.max_level = levels[me];
+                self.entry = id;
+            }
+        }
     }
 
     /// Tombstones `id`: it keeps routing searches but is never returned. Returns `false`
@@ -502,7 +739,6 @@ impl HnswIndex {
         self.upper[id as usize] = vec![0; level * (self.params.m + 1)];
         self.set_neighbors(id, 0, &[]);
         self.nodes += 1;
-        self.exact_ids.insert(vector_hash(self.store.raw(id)), id);
         if self.entry == NONE {
             self.entry = id;
             self.max_level = level;
@@ -590,23 +826,43 @@ impl HnswIndex {
         filter: Option<&dyn Fn(u32) -> bool>,
     ) -> Result<Vec<(u32, f32)>> {
         let q = self.store.prepare(query)?;
-        if k == 0 || self.entry == NONE || self.store.is_empty() {
+        if k == 0 || self.store.is_empty() {
             return Ok(Vec::new());
         }
-        // More than the graph's nodes cannot be found: this also bounds huge `k`s.
-        let k = k.min(self.nodes);
-        let ef = ef.max(k).min(self.nodes);
-        let ep = self.descend(&q, 0);
-        let mut visited = self.visited();
+        // More than the stored vectors cannot be found: this also bounds huge `k`s.
+        let k = k.min(self.nodes + self.pending.len());
         let store = &self.store;
-        let found = match filter {
-            Some(f) => self.search_layer(&q, &[ep], ef, 0, &mut visited, &|n| {
-                store.is_live(n) && f(n)
-            }),
-            None => self.search_layer(&q, &[ep], ef, 0, &mut visited, &|n| store.is_live(n)),
+        let mut found = if self.entry == NONE {
+            Vec::new()
+        } else {
+            let ef = ef.max(k).min(self.nodes);
+            let ep = self.descend(&q, 0);
+            let mut visited = self.visited();
+            let found = match filter {
+                Some(f) => self.search_layer(&q, &[ep], ef, 0, &mut visited, &|n| {
+                    store.is_live(n) && f(n)
+                }),
+                None => self.search_layer(&q, &[ep], ef, 0, &mut visited, &|n| store.is_live(n)),
+            };
+            self.recycle(visited);
+            found
         };
-        self.recycle(visited);
-        let mut found = found;
+        // Vectors not linked yet are scanned exactly.
+        if !self.pending.is_empty() {
+            let mut top = TopK::new(k);
+            for s in found.drain(..) {
+                top.push(s);
+            }
+            for &id in &self.pending {
+                if store.is_live(id) && filter.is_none_or(|f| f(id)) {
+                    top.push(Scored {
+                        sim: store.sim(&q, id),
+                        id,
+                    });
+                }
+            }
+            found = top.into_sorted();
+        }
         // A query that is a stored vector finds it even where the walk did not.
         if let Some(id) = self.exact_match(query) {
             if !found.iter().any(|s| s.id == id) && filter.is_none_or(|f| f(id)) {
@@ -624,15 +880,13 @@ impl HnswIndex {
     /// The live node whose vector is bit-for-bit `v`, if the exact-match map has one.
     fn exact_match(&self, v: &[f32]) -> Option<u32> {
         let &id = self.exact_ids.get(&vector_hash(v))?;
-        (self.in_graph(id) && self.store.is_live(id) && self.store.raw(id) == v).then_some(id)
+        (self.store.is_live(id) && self.store.raw(id) == v).then_some(id)
     }
 
     fn rebuild_exact_ids(&mut self) {
-        let mut map = HashMap::with_capacity(self.nodes);
+        let mut map = HashMap::with_capacity(self.store.len());
         for id in self.store.live_ids() {
-            if self.in_graph(id) {
-                map.insert(vector_hash(self.store.raw(id)), id);
-            }
+            map.insert(vector_hash(self.store.raw(id)), id);
         }
         self.exact_ids = map;
     }
@@ -773,6 +1027,7 @@ impl HnswIndex {
     ///
     /// Returns the map from old id to new id (`u32::MAX` for removed ids).
     pub fn compact(&mut self) -> Vec<u32> {
+        self.flush_pending();
         let slots = self.levels.len();
         // 1. Re-link around deleted nodes: each live node keeps its live neighbors and
         //    fills the slots of its deleted ones with the most similar live nodes found
@@ -1069,6 +1324,8 @@ impl HnswIndex {
         h.entry = entry;
         h.max_level = max_level;
         h.rebuild_exact_ids();
+        // Live vectors outside the graph were pending when written.
+        h.pending = h.store.live_ids().filter(|&id| !h.in_graph(id)).collect();
         // The graph was repaired before it was written: count from here.
         h.repaired_at = h.nodes;
         Ok(h)
@@ -1477,5 +1734,83 @@ pub(crate) mod tests {
         let data = with_near_duplicates(50_000, 32, 3);
         let h = build(&data, DistanceMetric::Cosine);
         assert_eq!(self_misses(&h, &data, None), 0);
+    }
+
+    #[test]
+    fn batch_insert_keeps_quality_and_validates() {
+        let mut data = clustered(3050, 16, 20, 4);
+        let queries = data.split_off(3000);
+        let mut h = HnswIndex::new(16, DistanceMetric::Cosine, HnswParams::default()).unwrap();
+        for (i, v) in data.iter().enumerate().take(1200) {
+            h.insert(i as u32, v).unwrap();
+        }
+        h.flush_pending();
+        assert_eq!(h.pending_count(), 0);
+        // Bad items: nothing changes.
+        let bad_dim = [0.5f32; 15];
+        for items in [
+            vec![(1200u32, &data[1200][..]), (1201, &bad_dim[..])],
+            vec![(1200, &data[1200][..]), (1200, &data[1201][..])],
+            vec![(5, &data[1200][..])],
+            vec![(NONE, &data[1200][..])],
+        ] {
+            assert!(h.insert_batch(&items, 2).is_err());
+            assert_eq!(h.len(), 1200);
+            assert_eq!(h.node_count(), 1200);
+        }
+        let items: Vec<(u32, &[f32])> = data
+            .iter()
+            .enumerate()
+            .skip(1200)
+            .map(|(i, v)| (i as u32, &v[..]))
+            .collect();
+        h.insert_batch(&items, 2).unwrap();
+        assert_eq!(h.node_count(), 3000);
+        h.repair_reachability();
+        assert_eq!(h.verify_reachability(), 0);
+        let r = recall(&h, &queries, 10);
+        assert!(r >= 0.95, "recall after a parallel batch {r}");
+        assert_eq!(self_misses(&h, &data, None), 0);
+        // Same quality as one-by-one inserts.
+        let seq = build(&data, DistanceMetric::Cosine);
+        assert!(r >= recall(&seq, &queries, 10) - 0.02);
+    }
+
+    #[test]
+    fn pending_inserts_are_searchable_and_survive_bytes() {
+        let data = clustered(1300, 8, 10, 6);
+        let mut h = build(&data, DistanceMetric::Euclidean);
+        if default_threads() > 1 {
+            assert!(
+                h.pending_count() > 0,
+                "inserts past 1,024 nodes are deferred"
+            );
+        }
+        let pending = h.pending_count();
+        for (i, v) in data.iter().enumerate().skip(1100) {
+            assert_eq!(h.search(v, 1, None).unwrap()[0].0, i as u32);
+            let only_me = |id: u32| id == i as u32;
+            assert_eq!(
+                h.search(v, 3, Some(&only_me)).unwrap(),
+                vec![(i as u32, 1.0)]
+            );
+        }
+        assert!(h.remove(1299));
+        assert!(h
+            .search(&data[1299], 5, None)
+            .unwrap()
+            .iter()
+            .all(|p| p.0 != 1299));
+        let back = HnswIndex::from_bytes(&h.to_bytes()).unwrap();
+        assert_eq!(back.pending_count(), pending.saturating_sub(1));
+        assert_eq!(back.search(&data[1298], 1, None).unwrap()[0].0, 1298);
+        h.flush_pending();
+        assert_eq!(h.pending_count(), 0);
+        assert_eq!(h.node_count(), 1300 - usize::from(pending > 0));
+        assert_eq!(h.search(&data[1298], 1, None).unwrap()[0].0, 1298);
+        assert!(
+            h.insert(1299, &data[0]).is_err(),
+            "a deleted pending id is not reused"
+        );
     }
 }

