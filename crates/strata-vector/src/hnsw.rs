@@ -1657,7 +1657,7 @@ pub(crate) mod tests {
         let mut rng = crate::synthetic::Rng(seed ^ 0xD0B1);
         let mut data: Vec<Vec<f32>> = Vec::with_capacity(n);
         for (i, v) in base.into_iter().enumerate() {
-            if i > 10 && rng.next_u64() % 2 == 0 {
+            if i > 10 && rng.next_u64().is_multiple_of(2) {
                 let j = (rng.next_u64() % i as u64) as usize;
                 let d: Vec<f32> = data[j].iter().map(|x| x + rng.normal() * 1e-4).collect();
                 data.push(d);
@@ -1682,7 +1682,7 @@ pub(crate) mod tests {
             .filter(|(i, _)| filter.is_none_or(|f| f(*i)) && h.store().is_live(*i))
             .filter(|(i, v)| {
                 let top = h.search(v, 1, filter).unwrap()[0];
-                let own = h.store().search_ids(v, 1, [*i].into_iter()).unwrap()[0];
+                let own = h.store().search_ids(v, 1, [*i]).unwrap()[0];
                 top.0 != *i && top.1 < own.1
             })
             .count()

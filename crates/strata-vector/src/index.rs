@@ -177,7 +177,7 @@ pub enum SearchStrategy {
 
 enum Engine {
     Exact(ExactIndex),
-    Hnsw(HnswIndex),
+    Hnsw(Box<HnswIndex>),
 }
 
 impl Engine {
@@ -467,7 +467,10 @@ impl CollectionIndex {
                     let remap = store.compact();
                     self.apply_remap(&remap);
                 }
-                self.engine = Engine::Hnsw(HnswIndex::build_validated(store, self.config.hnsw));
+                self.engine = Engine::Hnsw(Box::new(HnswIndex::build_validated(
+                    store,
+                    self.config.hnsw,
+                )));
             }
             return;
         }
@@ -829,7 +832,7 @@ impl CollectionIndex {
                 {
                     return Err(bad("graph settings differ from the collection's"));
                 }
-                Engine::Hnsw(h)
+                Engine::Hnsw(Box::new(h))
             }
             _ => return Err(bad("unknown engine")),
         };

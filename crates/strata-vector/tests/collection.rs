@@ -412,7 +412,10 @@ fn upsert_batch_equals_one_by_one_upserts() {
             .iter()
             .all(|(k, _)| k[4..].parse::<usize>().unwrap() % 10 == 4));
     }
-    let (rb, ro) = (recall(&batch, &queries, 10, None), recall(&one, &queries, 10, None));
+    let (rb, ro) = (
+        recall(&batch, &queries, 10, None),
+        recall(&one, &queries, 10, None),
+    );
     assert!(rb >= 0.95 && rb >= ro - 0.03, "batch {rb}, one by one {ro}");
     // One bad item rejects the whole batch and changes nothing.
     for bad in [
