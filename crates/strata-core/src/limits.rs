@@ -19,6 +19,23 @@ pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 /// the bound keeps recursive encoding, decoding and comparison far from the stack limit.
 pub const MAX_NESTING_DEPTH: usize = 128;
 
+/// Largest encoded record of one commit in the write-ahead log: 256 MiB (the sum of its
+/// keys and values plus a few bytes per write). A transaction whose writes encode to more
+/// fails with [`Error::ConstraintViolation`] before anything is written or acknowledged;
+/// recovery rejects a longer log record as damage, so the writer and the reader agree.
+pub const MAX_COMMIT_BYTES: usize = 256 * 1024 * 1024;
+
+/// Longest key the storage layer accepts: 64 KiB. Storage keys are the user key behind a
+/// run id and a primitive tag, plus names (collection, stream) for some primitives, so they
+/// may exceed [`MAX_KEY_BYTES`]; the bound is checked on every commit and on every read of
+/// a log record or snapshot.
+pub const MAX_STORED_KEY_BYTES: usize = 64 * 1024;
+
+/// Largest value the storage layer accepts: 32 MiB. Values at that layer are encoded
+/// records (a user value of at most [`MAX_VALUE_BYTES`], or a vector with its metadata),
+/// checked on every commit and on every read of a log record or snapshot.
+pub const MAX_STORED_VALUE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Largest vector dimension: 65,536 components (256 KiB per vector). Current embedding
 /// models produce at most a few thousand.
 pub const MAX_VECTOR_DIMENSION: usize = 65_536;

@@ -130,6 +130,15 @@ impl Vfs for FixedLatency {
             latency: self.latency,
         }))
     }
+    fn create_empty(&self, p: &Path) -> std::io::Result<Arc<dyn VfsFile>> {
+        Ok(Arc::new(FixedLatencyFile {
+            file: self.fs.create_empty(p)?,
+            latency: self.latency,
+        }))
+    }
+    fn exists(&self, p: &Path) -> bool {
+        self.fs.exists(p)
+    }
     fn read(&self, p: &Path) -> std::io::Result<Vec<u8>> {
         self.fs.read(p)
     }
@@ -469,6 +478,84 @@ fn rss_child(dir: &str) {
     println!("{}", after.saturating_sub(before));
 }
 
+/// A database whose last log record (`mib` MiB of random bytes, like f32 embeddings) is
+/// torn by one byte, as a crash in the middle of writing it leaves it.
+fn torn_record_db(mib: usize) -> tempfile::TempDir {
+    let tmp = tempdir();
+    let dir = tmp.path().join("db");
+    let s = Storage::open(&dir, options(DurabilityMode::NoDurability)).unwrap();
+    for i in 0..1_000 {
+        s.commit(one_write(i, &value()), |_| Ok(())).unwrap();
+    }
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let chunk = 16 * 1024 * 1024;
+    let writes: Vec<Write> = (0..(mib * 1024 * 1024).div_ceil(chunk))
+        .map(|c| {
+            let len = chunk.min(mib * 1024 * 1024 - c * chunk);
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            Write {
+                key: format!("big{c}").into_bytes().into(),
+                value: Some(Arc::from(bytes)),
+            }
+        })
+        .collect();
+    s.commit(writes, |_| Ok(())).unwrap();
+    drop(s);
+    // The big record went to a segment of its own: tear the newest one.
+    let seg = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .max()
+        .unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(f.metadata().unwrap().len() - 1).unwrap();
+    tmp
+}
+
+/// Open after a torn record of 16 and 64 MiB: linear in the log, well under a second.
+fn bench_torn_recovery(c: &mut Criterion, full: bool) {
+    let mut g = c.benchmark_group("recovery_torn_record");
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(5));
+    let sizes: &[usize] = if full { &[16, 64] } else { &[1] };
+    for &mib in sizes {
+        let db = torn_record_db(mib);
+        let src = db.path().join("db");
+        g.throughput(Throughput::Bytes((mib * 1024 * 1024) as u64));
+        g.bench_function(BenchmarkId::from_parameter(format!("{mib}MiB")), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    // Each open truncates the tail: time it on a fresh copy.
+                    let copy = tempdir();
+                    let dst = copy.path().join("db");
+                    std::fs::create_dir(&dst).unwrap();
+                    for e in std::fs::read_dir(&src).unwrap() {
+                        let p = e.unwrap().path();
+                        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+                    }
+                    let start = Instant::now();
+                    let s = Storage::open(&dst, options(DurabilityMode::NoDurability)).unwrap();
+                    total += start.elapsed();
+                    assert_eq!(s.visible_version(), 1_000);
+                    assert!(s.recovery_report().torn_bytes_truncated > 0);
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(commit_benches, bench_fsync_and_strict, bench_fast_modes);
 
 fn main() {
@@ -483,5 +570,6 @@ fn main() {
     commit_benches();
     let mut c = Criterion::default().configure_from_args();
     bench_reopen(&mut c, &ds);
+    bench_torn_recovery(&mut c, full);
     c.final_summary();
 }

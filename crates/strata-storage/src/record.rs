@@ -33,14 +33,19 @@ pub struct CommitRecord {
     pub writes: Vec<Write>,
 }
 
+/// Size of the payload [`encode_payload`] makes for `writes`, computed without encoding
+/// (so an over-limit commit is refused before its copy is allocated).
+pub(crate) fn encoded_len(writes: &[Write]) -> usize {
+    21 + writes
+        .iter()
+        .map(|w| 9 + w.key.len() + w.value.as_ref().map_or(0, |v| 4 + v.len()))
+        .sum::<usize>()
+}
+
 /// Encodes a payload with version and timestamp left as zero, to be patched by
 /// [`patch_header`] once the commit version is known.
 pub(crate) fn encode_payload(writes: &[Write]) -> Vec<u8> {
-    let size: usize = 21
-        + writes
-            .iter()
-            .map(|w| 9 + w.key.len() + w.value.as_ref().map_or(0, |v| 4 + v.len()))
-            .sum::<usize>();
+    let size = encoded_len(writes);
     let mut buf = Vec::with_capacity(size);
     buf.push(RECORD_FORMAT);
     buf.extend_from_slice(&0u64.to_le_bytes());

@@ -1,51 +1,84 @@
 //! Snapshot files: the full multi-version state at one commit version.
 //!
 //! A snapshot is named `snap-<version>.snap` (20 decimal digits) and holds every version
-//! chain as of commit `<version>`, sorted by key, in checksummed blocks with a sparse
-//! index, so that a later version can read it in place through `mmap` instead of
-//! loading it whole. Layout (integers little-endian):
+//! of every key as of commit `<version>`, sorted by key and then by version, in
+//! checksummed blocks with a sparse index, so that a later version can read it in place
+//! (memory-mapped) instead of loading it whole. Since format 2 a block holds *entries*
+//! (one version of one key), not whole version chains: a key's history spans as many
+//! blocks as it needs, so no key becomes unwritable however long its history grows, and
+//! every length field is bounded by the per-value limit. Layout (integers
+//! little-endian):
 //!
 //! ```text
-//! header (32 B): magic "STRATSNP" | format u32 (= 1) | reserved u32 | version u64 | key_count u64
+//! header (32 B): magic "STRATSNP" | format u32 (= 2) | reserved u32 | version u64 |
+//!                reserved u32 | crc32c(header bytes 0..28) u32
 //! blocks:        block_len u32 | crc32c(block_len ++ block) u32 | block
-//!   block:       entries until ~64 KiB:
-//!                key_len u32 | key | entry_count u32 |
-//!                (version u64 | timestamp_us u64 | kind u8 (0 tombstone, 1 value) | [value_len u32 | value])*
-//! index:         block_count u32 | (first_key_len u32 | first_key | offset u64 | len u32)*
-//! footer (32 B): index_offset u64 | index_len u64 | index_crc32c u32 | block_count u32 | magic "STRATEND"
+//!   block:       entries, until the block reaches 64 KiB:
+//!                key_len u32 (0xFFFF_FFFF: the same key as the previous entry of this
+//!                block) | [key] | version u64 | timestamp_us u64 |
+//!                kind u8 (0 tombstone, 1 value) | [value_len u32 | value]
+//! index:         (first_key_len u32 | first_key | offset u64 | len u32)* , one per block
+//! footer (48 B): index_offset u64 | index_len u64 | index_crc32c u32 | reserved u32 |
+//!                block_count u64 | entry_count u64 | magic "STRATEND"
 //! ```
 //!
-//! Written as `snap-<version>.snap.tmp`, synced, renamed into place, and the directory
-//! synced: a crash at any point leaves either no snapshot or a complete one.
+//! The limits are checked on write and on read alike: a key of at most
+//! `MAX_STORED_KEY_BYTES`, a value of at most `MAX_STORED_VALUE_BYTES`, so a block is at
+//! most 64 KiB plus one entry. Readers also check that keys are strictly increasing and
+//! versions increasing within a key, and that no version exceeds the snapshot's.
+//!
+//! **Writing.** The snapshot is written as `snap-<version>.snap.tmp`, fsynced, read back
+//! and verified (every checksum, the order, the counts), and only then renamed into place
+//! and the directory fsynced. A crash at any point leaves either no new snapshot (the
+//! temporary file is deleted on the next open) or a complete, verified one; a snapshot
+//! that fails verification is never renamed, so it can never shadow the previous one.
+//!
+//! Format 1 snapshots (StrataDB v0.1: whole chains per block, 32-byte footer) are still
+//! read, so that an existing database opens; the next checkpoint writes format 2.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use strata_core::limits::{MAX_STORED_KEY_BYTES, MAX_STORED_VALUE_BYTES};
 use strata_core::{Error, Result, Timestamp};
 
 use crate::mvcc::{Chain, Entry, MvccMap};
 use crate::vfs::{join, Vfs};
-use crate::wal::io_err;
+use crate::wal::{io_err, le_u32, le_u64};
 
 /// Magic bytes at the start of a snapshot.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"STRATSNP";
 /// Magic bytes at the end of a snapshot.
 pub const SNAPSHOT_END_MAGIC: &[u8; 8] = b"STRATEND";
-/// Format version of snapshot files.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// Format version of the snapshots this build writes.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+const FORMAT_V1: u32 = 1;
 const HEADER_LEN: usize = 32;
-const FOOTER_LEN: usize = 32;
+const FOOTER_LEN: usize = 48;
+const V1_FOOTER_LEN: usize = 32;
 const BLOCK_TARGET: usize = 64 * 1024;
+/// Largest block a reader accepts: the target plus one entry of the largest key and value.
+const MAX_BLOCK_LEN: usize = BLOCK_TARGET + MAX_STORED_KEY_BYTES + MAX_STORED_VALUE_BYTES + 64;
+const SAME_KEY: u32 = u32::MAX;
 const CHUNK_KEYS: usize = 4096;
 
 pub(crate) fn snapshot_name(version: u64) -> String {
     format!("snap-{version:020}.snap")
 }
 
-pub(crate) fn parse_snapshot_name(name: &str) -> Option<u64> {
-    name.strip_prefix("snap-")?
-        .strip_suffix(".snap")?
-        .parse()
-        .ok()
+/// The version encoded in a snapshot file name, if `name` is one.
+pub fn parse_snapshot_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("snap-")?.strip_suffix(".snap")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// `true` for the temporary file of an unfinished snapshot (the only files besides its
+/// own that storage deletes on open).
+pub(crate) fn is_snapshot_temp(name: &str) -> bool {
+    name.strip_suffix(".tmp")
+        .is_some_and(|n| parse_snapshot_name(n).is_some())
 }
 
 fn crc_block(block: &[u8]) -> u32 {
@@ -53,37 +86,61 @@ fn crc_block(block: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&len), block)
 }
 
-/// Writes the state visible at `version` and returns the snapshot's path. Reads the map
-/// in chunks so that writers are never blocked for long.
+fn header(version: u64) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(SNAPSHOT_MAGIC);
+    h[8..12].copy_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&version.to_le_bytes());
+    let crc = crc32c::crc32c(&h[..28]);
+    h[28..32].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Writes the state visible at `version`, verifies it and renames it into place; returns
+/// the snapshot's path and size. Reads the map in chunks so that writers are never
+/// blocked for long. On failure the temporary file is removed and no snapshot changed.
 pub(crate) fn write_snapshot(
     vfs: &Arc<dyn Vfs>,
     dir: &Path,
     map: &MvccMap,
     version: u64,
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, u64)> {
     let final_path = join(dir, &snapshot_name(version));
     let tmp_path = join(dir, &format!("{}.tmp", snapshot_name(version)));
-    let _ = vfs.remove(&tmp_path);
+    let result = write_verified(vfs, &tmp_path, map, version).and_then(|size| {
+        vfs.rename(&tmp_path, &final_path)
+            .map_err(|e| io_err(&final_path, e))?;
+        vfs.sync_dir(dir).map_err(|e| io_err(dir, e))?;
+        Ok(size)
+    });
+    match result {
+        Ok(size) => Ok((final_path, size)),
+        Err(e) => {
+            let _ = vfs.remove(&tmp_path);
+            Err(e)
+        }
+    }
+}
+
+fn write_verified(vfs: &Arc<dyn Vfs>, tmp_path: &Path, map: &MvccMap, version: u64) -> Result<u64> {
     let file = vfs
-        .open_append(&tmp_path)
-        .map_err(|e| io_err(&tmp_path, e))?;
-    let write = |b: &[u8]| file.append(b).map_err(|e| io_err(&tmp_path, e));
+        .create_empty(tmp_path)
+        .map_err(|e| io_err(tmp_path, e))?;
+    let write = |b: &[u8]| file.append(b).map_err(|e| io_err(tmp_path, e));
+    write(&header(version))?;
 
     let mut offset = HEADER_LEN as u64;
-    let mut header = Vec::with_capacity(HEADER_LEN);
-    header.extend_from_slice(SNAPSHOT_MAGIC);
-    header.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
-    header.extend_from_slice(&0u32.to_le_bytes());
-    header.extend_from_slice(&version.to_le_bytes());
-    // key_count is not known up front and is written as 0; readers ignore it.
-    header.extend_from_slice(&0u64.to_le_bytes());
-    write(&header)?;
-
-    let mut index: Vec<(Box<[u8]>, u64, u32)> = Vec::new();
+    let mut index = Vec::new();
+    let mut block_count = 0u64;
+    let mut entry_count = 0u64;
     let mut block = Vec::with_capacity(BLOCK_TARGET * 2);
-    let mut first_key: Option<Box<[u8]>> = None;
+    let mut block_first: Option<Box<[u8]>> = None;
+    let mut prev_key: Option<Box<[u8]>> = None;
     let mut out = Vec::with_capacity(BLOCK_TARGET * 2 + 8);
-    let mut flush_block = |block: &mut Vec<u8>, first: &mut Option<Box<[u8]>>| -> Result<()> {
+    let mut flush_block = |block: &mut Vec<u8>,
+                           first: &mut Option<Box<[u8]>>,
+                           prev: &mut Option<Box<[u8]>>|
+     -> Result<()> {
         if block.is_empty() {
             return Ok(());
         }
@@ -93,9 +150,14 @@ pub(crate) fn write_snapshot(
         out.extend_from_slice(block);
         write(&out)?;
         let key = first.take().unwrap_or_default();
-        index.push((key, offset, out.len() as u32));
+        index.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        index.extend_from_slice(&key);
+        index.extend_from_slice(&offset.to_le_bytes());
+        index.extend_from_slice(&(out.len() as u32 - 8).to_le_bytes());
         offset += out.len() as u64;
+        block_count += 1;
         block.clear();
+        *prev = None;
         Ok(())
     };
 
@@ -105,13 +167,23 @@ pub(crate) fn write_snapshot(
         let Some((last, _)) = chunk.last() else { break };
         after = Some(last.clone());
         for (key, chain) in chunk {
-            if first_key.is_none() {
-                first_key = Some(key.clone());
+            if key.len() > MAX_STORED_KEY_BYTES {
+                return Err(Error::Storage(format!(
+                    "cannot snapshot a key of {} bytes (limit {MAX_STORED_KEY_BYTES})",
+                    key.len()
+                )));
             }
-            block.extend_from_slice(&(key.len() as u32).to_le_bytes());
-            block.extend_from_slice(&key);
-            block.extend_from_slice(&(chain.len() as u32).to_le_bytes());
             for e in &chain {
+                if block_first.is_none() {
+                    block_first = Some(key.clone());
+                }
+                if prev_key.as_deref() == Some(&key[..]) {
+                    block.extend_from_slice(&SAME_KEY.to_le_bytes());
+                } else {
+                    block.extend_from_slice(&(key.len() as u32).to_le_bytes());
+                    block.extend_from_slice(&key);
+                    prev_key = Some(key.clone());
+                }
                 block.extend_from_slice(&e.version.to_le_bytes());
                 block.extend_from_slice(&e.timestamp.0.to_le_bytes());
                 match &e.value {
@@ -122,43 +194,37 @@ pub(crate) fn write_snapshot(
                         block.extend_from_slice(v);
                     }
                 }
-            }
-            if block.len() >= BLOCK_TARGET {
-                flush_block(&mut block, &mut first_key)?;
+                entry_count += 1;
+                if block.len() >= BLOCK_TARGET {
+                    flush_block(&mut block, &mut block_first, &mut prev_key)?;
+                }
             }
         }
     }
-    flush_block(&mut block, &mut first_key)?;
-
-    let mut idx = Vec::new();
-    idx.extend_from_slice(&(index.len() as u32).to_le_bytes());
-    for (k, off, len) in &index {
-        idx.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        idx.extend_from_slice(k);
-        idx.extend_from_slice(&off.to_le_bytes());
-        idx.extend_from_slice(&len.to_le_bytes());
-    }
-    write(&idx)?;
+    flush_block(&mut block, &mut block_first, &mut prev_key)?;
+    write(&index)?;
     let mut footer = Vec::with_capacity(FOOTER_LEN);
     footer.extend_from_slice(&offset.to_le_bytes());
-    footer.extend_from_slice(&(idx.len() as u64).to_le_bytes());
-    footer.extend_from_slice(&crc32c::crc32c(&idx).to_le_bytes());
-    footer.extend_from_slice(&(index.len() as u32).to_le_bytes());
+    footer.extend_from_slice(&(index.len() as u64).to_le_bytes());
+    footer.extend_from_slice(&crc32c::crc32c(&index).to_le_bytes());
+    footer.extend_from_slice(&0u32.to_le_bytes());
+    footer.extend_from_slice(&block_count.to_le_bytes());
+    footer.extend_from_slice(&entry_count.to_le_bytes());
     footer.extend_from_slice(SNAPSHOT_END_MAGIC);
     write(&footer)?;
-    file.sync().map_err(|e| io_err(&tmp_path, e))?;
+    file.sync().map_err(|e| io_err(tmp_path, e))?;
     drop(file);
-    vfs.rename(&tmp_path, &final_path)
-        .map_err(|e| io_err(&final_path, e))?;
-    vfs.sync_dir(dir).map_err(|e| io_err(dir, e))?;
-    Ok(final_path)
-}
-
-fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-fn le_u64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+    // Read back what the disk holds, and check it before anything can depend on it.
+    let bytes = vfs.read(tmp_path).map_err(|e| io_err(tmp_path, e))?;
+    let (read_version, entries) = verify_snapshot(tmp_path, &bytes)?;
+    if read_version != version || entries != entry_count {
+        return Err(Error::Storage(format!(
+            "snapshot {} reads back as version {read_version} with {entries} entries, but \
+             version {version} with {entry_count} entries was written",
+            tmp_path.display()
+        )));
+    }
+    Ok(bytes.len() as u64)
 }
 
 /// A loaded snapshot: its version and its chains in key order.
@@ -167,17 +233,218 @@ pub(crate) struct LoadedSnapshot {
     pub chains: Vec<(Box<[u8]>, Chain)>,
 }
 
-/// Reads and fully verifies a snapshot file.
-/// Checks a snapshot's header, footer, index and every block checksum, calling
+/// Reads and fully verifies a snapshot file (format 1 or 2).
+pub(crate) fn read_snapshot(path: &Path, buf: &[u8]) -> Result<LoadedSnapshot> {
+    let mut chains: Vec<(Box<[u8]>, Chain)> = Vec::new();
+    let version = if format_of(path, buf)? == FORMAT_V1 {
+        for_each_block_v1(path, buf, |pos, block| {
+            decode_block_v1(block, &mut chains).ok_or_else(|| malformed(path, pos))
+        })?
+    } else {
+        let (version, _) = for_each_entry(path, buf, |key, entry| {
+            match chains.last_mut() {
+                Some((k, chain)) if **k == *key => chain.push(entry),
+                _ => chains.push((key.into(), smallvec::smallvec![entry])),
+            }
+            Ok(())
+        })?;
+        version
+    };
+    Ok(LoadedSnapshot { version, chains })
+}
+
+/// Verifies every checksum, length, order and count of a snapshot without building the
+/// map. Returns its version and number of entries (versions).
+pub fn verify_snapshot(path: &Path, buf: &[u8]) -> Result<(u64, u64)> {
+    if format_of(path, buf)? == FORMAT_V1 {
+        let mut entries = 0u64;
+        let mut chains = Vec::new();
+        let v = for_each_block_v1(path, buf, |pos, block| {
+            chains.clear();
+            decode_block_v1(block, &mut chains).ok_or_else(|| malformed(path, pos))?;
+            entries += chains.iter().map(|(_, c)| c.len() as u64).sum::<u64>();
+            Ok(())
+        })?;
+        return Ok((v, entries));
+    }
+    for_each_entry(path, buf, |_, _| Ok(()))
+}
+
+fn malformed(path: &Path, pos: usize) -> Error {
+    Error::Storage(format!(
+        "snapshot {} is corrupt: block at offset {pos} is malformed",
+        path.display()
+    ))
+}
+
+fn format_of(path: &Path, buf: &[u8]) -> Result<u32> {
+    let name = path.display();
+    if buf.len() < 12 || &buf[..8] != SNAPSHOT_MAGIC {
+        return Err(Error::Storage(format!(
+            "{name} is not a StrataDB snapshot (bad magic at offset 0)"
+        )));
+    }
+    match le_u32(buf, 8) {
+        Some(f @ (FORMAT_V1 | SNAPSHOT_FORMAT_VERSION)) => Ok(f),
+        other => Err(Error::Storage(format!(
+            "snapshot {name} has format version {}; this build reads versions {FORMAT_V1} \
+             and {SNAPSHOT_FORMAT_VERSION}",
+            other.unwrap_or(0)
+        ))),
+    }
+}
+
+/// Checks a format-2 snapshot's header, footer, index, every block and every entry,
+/// calling `on_entry(key, entry)` in order. Returns its version and entry count.
+fn for_each_entry(
+    path: &Path,
+    buf: &[u8],
+    mut on_entry: impl FnMut(&[u8], Entry) -> Result<()>,
+) -> Result<(u64, u64)> {
+    let name = path.display();
+    let corrupt = |what: String| Error::Storage(format!("snapshot {name} is corrupt: {what}"));
+    if buf.len() < HEADER_LEN + FOOTER_LEN {
+        return Err(corrupt("file too short".into()));
+    }
+    if le_u32(buf, 28) != Some(crc32c::crc32c(&buf[..28])) {
+        return Err(corrupt("header at offset 0 fails its checksum".into()));
+    }
+    let version = le_u64(buf, 16).unwrap_or(0);
+    let f = buf.len() - FOOTER_LEN;
+    if &buf[f + 40..] != SNAPSHOT_END_MAGIC {
+        return Err(corrupt("missing end marker (incomplete file)".into()));
+    }
+    let footer = |at: usize| le_u64(buf, f + at).unwrap_or(u64::MAX);
+    let (index_off, index_len) = (footer(0), footer(8));
+    let index_crc = le_u32(buf, f + 16).unwrap_or(0);
+    let (block_count, entry_count) = (footer(24), footer(32));
+    let index = usize::try_from(index_off)
+        .ok()
+        .zip(usize::try_from(index_len).ok())
+        .filter(|(o, l)| o.checked_add(*l) == Some(f) && *o >= HEADER_LEN)
+        .and_then(|(o, l)| buf.get(o..o + l))
+        .ok_or_else(|| corrupt(format!("index at offset {index_off} is out of bounds")))?;
+    if crc32c::crc32c(index) != index_crc {
+        return Err(corrupt(format!(
+            "index at offset {index_off} fails its checksum"
+        )));
+    }
+    let index_off = index_off as usize;
+    let mut pos = HEADER_LEN;
+    let mut blocks = 0u64;
+    let mut entries = 0u64;
+    let mut ip = 0usize;
+    let mut prev: Option<(Vec<u8>, u64)> = None;
+    while pos < index_off {
+        let len = le_u32(buf, pos).unwrap_or(u32::MAX) as usize;
+        let crc = le_u32(buf, pos + 4).unwrap_or(0);
+        if len > MAX_BLOCK_LEN || pos + 8 + len > index_off {
+            return Err(corrupt(format!(
+                "block at offset {pos} has a bad length ({len} bytes)"
+            )));
+        }
+        let block = &buf[pos + 8..pos + 8 + len];
+        if crc_block(block) != crc {
+            return Err(corrupt(format!("block at offset {pos} fails its checksum")));
+        }
+        // The index entry of this block must point here.
+        let ik = le_u32(index, ip).map(|l| l as usize);
+        let entry_ok = ik.and_then(|kl| {
+            let off = le_u64(index, ip + 4 + kl)?;
+            let l = le_u32(index, ip + 12 + kl)?;
+            (off == pos as u64 && l as usize == len).then_some(ip + 16 + kl)
+        });
+        ip = entry_ok.ok_or_else(|| {
+            corrupt(format!(
+                "index entry of the block at offset {pos} does not match it"
+            ))
+        })?;
+        let mut p = 0usize;
+        let mut block_key: Option<Vec<u8>> = None;
+        while p < block.len() {
+            let entry_start = p;
+            let bad = || {
+                corrupt(format!(
+                    "block at offset {pos}: entry at byte {entry_start} is malformed"
+                ))
+            };
+            let klen = le_u32(block, p).ok_or_else(bad)?;
+            p += 4;
+            let key = if klen == SAME_KEY {
+                block_key.clone().ok_or_else(bad)?
+            } else {
+                let klen = klen as usize;
+                if klen > MAX_STORED_KEY_BYTES {
+                    return Err(bad());
+                }
+                let k = block.get(p..p + klen).ok_or_else(bad)?.to_vec();
+                p += klen;
+                k
+            };
+            let v = le_u64(block, p).ok_or_else(bad)?;
+            let ts = le_u64(block, p + 8).ok_or_else(bad)?;
+            let kind = *block.get(p + 16).ok_or_else(bad)?;
+            p += 17;
+            let value = match kind {
+                0 => None,
+                1 => {
+                    let vlen = le_u32(block, p).ok_or_else(bad)? as usize;
+                    if vlen > MAX_STORED_VALUE_BYTES {
+                        return Err(bad());
+                    }
+                    let val: Arc<[u8]> = Arc::from(block.get(p + 4..p + 4 + vlen).ok_or_else(bad)?);
+                    p += 4 + vlen;
+                    Some(val)
+                }
+                _ => return Err(bad()),
+            };
+            let in_order = match &prev {
+                None => true,
+                Some((pk, pv)) => match pk.as_slice().cmp(&key) {
+                    std::cmp::Ordering::Less => true,
+                    std::cmp::Ordering::Equal => *pv < v,
+                    std::cmp::Ordering::Greater => false,
+                },
+            };
+            if !in_order || v > version || v == 0 {
+                return Err(corrupt(format!(
+                    "block at offset {pos}: entry of version {v} is out of order"
+                )));
+            }
+            on_entry(
+                &key,
+                Entry {
+                    version: v,
+                    timestamp: Timestamp(ts),
+                    value,
+                },
+            )?;
+            entries += 1;
+            prev = Some((key.clone(), v));
+            block_key = Some(key);
+        }
+        blocks += 1;
+        pos += 8 + len;
+    }
+    if pos != index_off || blocks != block_count || entries != entry_count || ip != index.len() {
+        return Err(corrupt(format!(
+            "the footer counts {block_count} blocks and {entry_count} entries, the file holds \
+             {blocks} and {entries}"
+        )));
+    }
+    Ok((version, entries))
+}
+
+/// Checks a format-1 snapshot's header, footer, index and every block checksum, calling
 /// `on_block(offset, block)` for each verified block. Returns the snapshot's version.
-fn for_each_block(
+fn for_each_block_v1(
     path: &Path,
     buf: &[u8],
     mut on_block: impl FnMut(usize, &[u8]) -> Result<()>,
 ) -> Result<u64> {
     let name = path.display();
     let corrupt = |what: &str| Error::Storage(format!("snapshot {name} is corrupt: {what}"));
-    if buf.len() < HEADER_LEN + FOOTER_LEN {
+    if buf.len() < HEADER_LEN + V1_FOOTER_LEN {
         return Err(corrupt("file too short"));
     }
     if &buf[..8] != SNAPSHOT_MAGIC {
@@ -185,14 +452,8 @@ fn for_each_block(
             "{name} is not a StrataDB snapshot (bad magic)"
         )));
     }
-    let fmt = le_u32(buf, 8).unwrap_or(0);
-    if fmt != SNAPSHOT_FORMAT_VERSION {
-        return Err(Error::Storage(format!(
-            "snapshot {name} has format version {fmt}; this build reads version {SNAPSHOT_FORMAT_VERSION}"
-        )));
-    }
     let version = le_u64(buf, 16).ok_or_else(|| corrupt("header"))?;
-    let f = buf.len() - FOOTER_LEN;
+    let f = buf.len() - V1_FOOTER_LEN;
     if &buf[f + 24..] != SNAPSHOT_END_MAGIC {
         return Err(corrupt("missing end marker (incomplete file)"));
     }
@@ -224,27 +485,7 @@ fn for_each_block(
     Ok(version)
 }
 
-/// Reads and fully verifies a snapshot file.
-pub(crate) fn read_snapshot(path: &Path, buf: &[u8]) -> Result<LoadedSnapshot> {
-    let mut chains = Vec::new();
-    let version = for_each_block(path, buf, |pos, block| {
-        decode_block(block, &mut chains).ok_or_else(|| {
-            Error::Storage(format!(
-                "snapshot {} is corrupt: block at offset {pos} is malformed",
-                path.display()
-            ))
-        })
-    })?;
-    Ok(LoadedSnapshot { version, chains })
-}
-
-/// Verifies every checksum of a snapshot without decoding its entries (used right
-/// after writing one, before deleting what it replaces). Returns its version.
-pub(crate) fn verify_snapshot(path: &Path, buf: &[u8]) -> Result<u64> {
-    for_each_block(path, buf, |_, _| Ok(()))
-}
-
-fn decode_block(b: &[u8], out: &mut Vec<(Box<[u8]>, Chain)>) -> Option<()> {
+fn decode_block_v1(b: &[u8], out: &mut Vec<(Box<[u8]>, Chain)>) -> Option<()> {
     let mut p = 0;
     while p < b.len() {
         let klen = le_u32(b, p)? as usize;
@@ -304,8 +545,10 @@ mod tests {
                 }],
             );
         }
-        let path = write_snapshot(&vfs, dir, &map, 2500).unwrap();
+        let (path, size) = write_snapshot(&vfs, dir, &map, 2500).unwrap();
         let bytes = vfs.read(&path).unwrap();
+        assert_eq!(size as usize, bytes.len());
+        assert_eq!(verify_snapshot(&path, &bytes).unwrap(), (2500, 2500));
         let snap = read_snapshot(&path, &bytes).unwrap();
         assert_eq!(snap.version, 2500);
         assert_eq!(snap.chains.len(), 1000);
@@ -318,5 +561,94 @@ mod tests {
             assert!(read_snapshot(&path, &bad).is_err(), "flip at {at}");
         }
         assert!(read_snapshot(&path, &bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_long_history_of_large_values_spans_blocks() {
+        // 300 versions of one 256 KiB value: 75 MiB for one key, far past one block.
+        let fs = FaultyVfs::new();
+        let vfs: Arc<dyn Vfs> = Arc::new(fs.clone());
+        let dir = Path::new("/db");
+        vfs.create_dir_all(dir).unwrap();
+        let map = MvccMap::new();
+        let big: Arc<[u8]> = Arc::from(vec![7u8; 256 * 1024].as_slice());
+        for v in 1..=300u64 {
+            map.apply(
+                v,
+                Timestamp(v),
+                &[Write {
+                    key: b"k".to_vec().into(),
+                    value: Some(big.clone()),
+                }],
+            );
+        }
+        let (path, _) = write_snapshot(&vfs, dir, &map, 300).unwrap();
+        let bytes = vfs.read(&path).unwrap();
+        let snap = read_snapshot(&path, &bytes).unwrap();
+        assert_eq!(snap.chains.len(), 1);
+        assert_eq!(snap.chains[0].1.len(), 300);
+        assert!(snap.chains[0]
+            .1
+            .windows(2)
+            .all(|w| w[0].version < w[1].version));
+    }
+
+    #[test]
+    fn every_flipped_byte_is_detected() {
+        let fs = FaultyVfs::new();
+        let vfs: Arc<dyn Vfs> = Arc::new(fs.clone());
+        let dir = Path::new("/db");
+        vfs.create_dir_all(dir).unwrap();
+        let map = MvccMap::new();
+        for v in 1..=40u64 {
+            map.apply(
+                v,
+                Timestamp(v),
+                &[Write {
+                    key: format!("k{}", v % 9).into_bytes().into(),
+                    value: (v % 5 != 0).then(|| Arc::from(&b"value"[..])),
+                }],
+            );
+        }
+        let (path, _) = write_snapshot(&vfs, dir, &map, 40).unwrap();
+        let bytes = vfs.read(&path).unwrap();
+        for at in 0..bytes.len() {
+            // Reserved bytes are not meaningful; everything else must be checked.
+            if (12..16).contains(&at) || (24..28).contains(&at) {
+                continue;
+            }
+            let f = bytes.len() - FOOTER_LEN;
+            if (f + 20..f + 24).contains(&at) {
+                continue;
+            }
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x20;
+            assert!(
+                read_snapshot(&path, &bad).is_err(),
+                "flip at {at} not detected"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_snapshot_and_no_temp_file() {
+        let fs = FaultyVfs::new();
+        let vfs: Arc<dyn Vfs> = Arc::new(fs.clone());
+        let dir = Path::new("/db");
+        vfs.create_dir_all(dir).unwrap();
+        let map = MvccMap::new();
+        map.apply(
+            1,
+            Timestamp(1),
+            &[Write {
+                key: b"k".to_vec().into(),
+                value: Some(Arc::from(vec![1u8; 10_000].as_slice())),
+            }],
+        );
+        fs.set_capacity(Some(5_000));
+        assert!(write_snapshot(&vfs, dir, &map, 1).is_err());
+        assert!(vfs.list(dir).unwrap().is_empty(), "{:?}", vfs.list(dir));
+        fs.set_capacity(None);
+        write_snapshot(&vfs, dir, &map, 1).unwrap();
     }
 }

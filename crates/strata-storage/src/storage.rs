@@ -26,21 +26,42 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
+use strata_core::limits::{MAX_COMMIT_BYTES, MAX_STORED_KEY_BYTES, MAX_STORED_VALUE_BYTES};
 use strata_core::{Error, Result, Timestamp};
 use tracing::{debug, info, info_span, warn};
 
 use crate::durability::{DurabilityMode, StorageOptions};
 use crate::lock::DirLock;
 use crate::mvcc::{Entry, MvccMap, Write};
-use crate::record::{encode_payload, patch_header};
+use crate::record::{encode_payload, encoded_len, patch_header};
+use crate::recovery::Recovered;
 use crate::retention::RetentionPolicy;
-use crate::snapshot::{
-    parse_snapshot_name, read_snapshot, snapshot_name, verify_snapshot, write_snapshot,
-};
+use crate::snapshot::{parse_snapshot_name, write_snapshot};
 use crate::vfs::{join, Vfs, VfsFile};
-use crate::wal::{
-    io_err, parse_segment_name, read_segment, segment_name, WalWriter, WAL_HEADER_LEN,
-};
+use crate::wal::{io_err, parse_segment_name, WalWriter};
+
+/// Checks the storage-level limits of every write (see `strata_core::limits`): the same
+/// bounds recovery enforces when it reads a record back.
+fn check_limits(writes: &[Write]) -> Result<()> {
+    for w in writes {
+        if w.key.len() > MAX_STORED_KEY_BYTES {
+            return Err(Error::ConstraintViolation(format!(
+                "a storage key of {} bytes is longer than the limit of {MAX_STORED_KEY_BYTES}",
+                w.key.len()
+            )));
+        }
+        if let Some(v) = &w.value {
+            if v.len() > MAX_STORED_VALUE_BYTES {
+                return Err(Error::ConstraintViolation(format!(
+                    "a stored value of {} bytes is larger than the limit of \
+                     {MAX_STORED_VALUE_BYTES}",
+                    v.len()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// What a successful commit was assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +83,11 @@ pub struct RecoveryReport {
     pub torn_bytes_truncated: u64,
     /// The newest recovered commit version.
     pub last_version: u64,
+    /// `true` when the newest snapshot was unreadable and an older one (or none) plus
+    /// the log was used instead.
+    pub snapshot_fallback: bool,
+    /// Log segments wholly covered by the snapshot, deleted without being read.
+    pub segments_skipped: u64,
 }
 
 struct CommitState {
@@ -97,6 +123,11 @@ struct Disk {
     snapshot_thread: Mutex<Option<JoinHandle<()>>>,
     snapshot_lock: Mutex<()>,
     snapshot_running: AtomicBool,
+    /// Held around every fsync of the log. A failed fsync poisons the storage before the
+    /// gate is released, so no other fsync (a checkpoint's roll, a flush) can succeed
+    /// afterwards and publish what the failed one did not make durable: after a failed
+    /// fsync the kernel may drop the dirty pages and report the next fsync clean.
+    sync_gate: Mutex<()>,
     /// Strict commits currently inside `commit` (group-commit gathering).
     committers: AtomicU64,
     _lock: Option<DirLock>,
@@ -108,6 +139,10 @@ struct Inner {
     /// Newest version applied to the map (ahead of `visible` while a strict commit
     /// waits for its fsync).
     applied: AtomicU64,
+    /// Newest version known fsynced: the durable mark written into every log frame.
+    durable: AtomicU64,
+    /// Version of the newest snapshot written and verified (0 if none).
+    snapshot_version: AtomicU64,
     commit: Mutex<CommitState>,
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
@@ -136,6 +171,17 @@ pub struct Storage {
     /// when the last one is dropped, background work is stopped and joined, so the
     /// storage — and its directory lock — is released before that drop returns.
     _handle: Option<Arc<LastHandle>>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("dir", &self.dir())
+            .field("durability", &self.durability())
+            .field("visible_version", &self.visible_version())
+            .field("poisoned", &self.is_poisoned())
+            .finish_non_exhaustive()
+    }
 }
 
 struct LastHandle {
@@ -187,6 +233,8 @@ impl Storage {
             map: MvccMap::new(),
             visible: AtomicU64::new(0),
             applied: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+            snapshot_version: AtomicU64::new(0),
             commit: Mutex::new(CommitState {
                 next_version: 1,
                 last_ts: Timestamp(0),
@@ -208,117 +256,37 @@ impl Storage {
         let _entered = span.enter();
         let started = Instant::now();
         let vfs = options.vfs.clone();
+        let missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && !vfs.exists(a))
+            .map(Path::to_path_buf)
+            .collect();
         vfs.create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        // Every directory created here must survive a power loss like its files do: its
+        // entry in its parent is made durable, from the top down.
+        for created in missing.iter().rev() {
+            if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+                vfs.sync_dir(parent).map_err(|e| io_err(parent, e))?;
+            }
+        }
         let lock = if options.lock_directory {
             Some(DirLock::acquire(&dir)?)
         } else {
             None
         };
-        let mut snapshots = Vec::new();
-        let mut segments = Vec::new();
-        for name in vfs.list(&dir).map_err(|e| io_err(&dir, e))? {
-            if name.ends_with(".tmp") {
-                // An unfinished snapshot from a crash: never renamed, never used.
-                let _ = vfs.remove(&join(&dir, &name));
-            } else if let Some(v) = parse_snapshot_name(&name) {
-                snapshots.push(v);
-            } else if let Some(b) = parse_segment_name(&name) {
-                segments.push(b);
-            }
-        }
-        snapshots.sort_unstable();
-        segments.sort_unstable();
-
-        let mut report = RecoveryReport::default();
-        let mut last = 0u64;
-        let mut last_ts = Timestamp(0);
-        let map = match snapshots.last() {
-            Some(&v) => {
-                let path = join(&dir, &snapshot_name(v));
-                let bytes = vfs.read(&path).map_err(|e| io_err(&path, e))?;
-                let snap = read_snapshot(&path, &bytes)?;
-                // The header's version is outside every checksum: cross-check it with
-                // the name, or a damaged one would silently skip or misplace records.
-                if snap.version != v {
-                    return Err(Error::Storage(format!(
-                        "snapshot {} is corrupt: its header says version {} but its name \
-                         says {v}",
-                        path.display(),
-                        snap.version
-                    )));
-                }
-                for (_, chain) in &snap.chains {
-                    if let Some(e) = chain.last() {
-                        last_ts = last_ts.max(e.timestamp);
-                    }
-                }
-                info!(
-                    version = v,
-                    keys = snap.chains.len(),
-                    bytes = bytes.len(),
-                    "loaded snapshot"
-                );
-                last = snap.version;
-                report.snapshot_version = snap.version;
-                MvccMap::from_chains(snap.chains)
-            }
-            None => MvccMap::new(),
-        };
-
-        let mut tail: Option<(u64, u64)> = None;
-        for (i, &base) in segments.iter().enumerate() {
-            let is_last = i + 1 == segments.len();
-            let path = join(&dir, &segment_name(base));
-            let bytes = vfs.read(&path).map_err(|e| io_err(&path, e))?;
-            let contents = read_segment(&path, &bytes, is_last)?;
-            for rec in contents.records {
-                if rec.version <= last {
-                    continue;
-                }
-                if rec.version != last + 1 {
-                    return Err(Error::Storage(format!(
-                        "log segment {} jumps from version {last} to {}: records are missing",
-                        path.display(),
-                        rec.version
-                    )));
-                }
-                map.apply_owned(rec.version, rec.timestamp, rec.writes);
-                last = rec.version;
-                last_ts = last_ts.max(rec.timestamp);
-                report.records_replayed += 1;
-            }
-            if contents.torn {
-                let torn = bytes.len() - contents.valid_len;
-                warn!(
-                    file = %path.display(),
-                    offset = contents.valid_len,
-                    bytes = torn,
-                    "truncating torn log tail left by a crash"
-                );
-                report.torn_bytes_truncated += torn as u64;
-                if contents.valid_len < WAL_HEADER_LEN {
-                    vfs.remove(&path).map_err(|e| io_err(&path, e))?;
-                    vfs.sync_dir(&dir).map_err(|e| io_err(&dir, e))?;
-                    continue;
-                }
-                vfs.truncate(&path, contents.valid_len as u64)
-                    .map_err(|e| io_err(&path, e))?;
-            }
-            if is_last {
-                tail = Some((base, contents.valid_len as u64));
-            }
-        }
-        let wal = match tail {
-            Some((base, len)) => {
-                WalWriter::reopen(vfs.clone(), &dir, base, len, options.segment_size)?
-            }
-            None => WalWriter::create(vfs.clone(), &dir, last + 1, options.segment_size)?,
-        };
-        report.last_version = last;
+        let recovered = crate::recovery::recover(&vfs, &dir, &options)?;
+        let Recovered {
+            map,
+            last_version: last,
+            last_ts,
+            wal,
+            report,
+        } = recovered;
         info!(
             last_version = last,
             snapshot_version = report.snapshot_version,
             records_replayed = report.records_replayed,
+            torn_bytes = report.torn_bytes_truncated,
             keys = map.key_count(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "recovered"
@@ -338,6 +306,7 @@ impl Storage {
             snapshot_thread: Mutex::new(None),
             snapshot_lock: Mutex::new(()),
             snapshot_running: AtomicBool::new(false),
+            sync_gate: Mutex::new(()),
             committers: AtomicU64::new(0),
             _lock: lock,
             options,
@@ -346,6 +315,8 @@ impl Storage {
             map,
             visible: AtomicU64::new(last),
             applied: AtomicU64::new(last),
+            durable: AtomicU64::new(last),
+            snapshot_version: AtomicU64::new(report.snapshot_version),
             commit: Mutex::new(CommitState {
                 next_version: last + 1,
                 last_ts,
@@ -427,6 +398,12 @@ impl Storage {
         let Some(d) = self.inner.disk.as_ref() else {
             return true;
         };
+        if d.options.durability != DurabilityMode::Strict {
+            // Commits publish under the commit lock: once we hold it, every commit
+            // applied before is visible. Nobody signals `sync_cv` for them.
+            drop(self.inner.commit.lock());
+            return self.visible_version() >= target;
+        }
         let deadline = Instant::now() + timeout;
         let mut s = d.sync.lock();
         while self.visible_version() < target && !self.is_poisoned() {
@@ -537,11 +514,20 @@ impl Storage {
         F: FnOnce(&MvccMap) -> Result<()>,
     {
         self.check_writable()?;
+        check_limits(&writes)?;
         let disk = self.inner.disk.as_ref();
         let mode = disk.map(|d| d.options.durability);
         let _in_flight = disk
             .filter(|_| mode == Some(DurabilityMode::Strict))
             .map(|d| InFlight::enter(&d.committers));
+        let size = encoded_len(&writes);
+        if size > MAX_COMMIT_BYTES {
+            return Err(Error::ConstraintViolation(format!(
+                "a commit of {} writes encodes to {size} bytes, more than the limit of \
+                 {MAX_COMMIT_BYTES} bytes per commit; split it into smaller transactions",
+                writes.len(),
+            )));
+        }
         let mut payload = disk.map(|_| encode_payload(&writes));
         let mut snapshot_due = false;
         let info = {
@@ -550,17 +536,30 @@ impl Storage {
             validate(&self.inner.map)?;
             let version = c.next_version;
             let timestamp = Timestamp::now().max(c.last_ts);
-            if let (Some(wal), Some(p)) = (c.wal.as_mut(), payload.as_mut()) {
+            if let (Some(d), Some(p)) = (disk, payload.as_mut()) {
                 patch_header(p, version, timestamp);
-                // Always sync a segment before rolling past it, whatever the mode: only
-                // the last segment may have a torn tail, so a sealed segment must never
-                // lose its end to a power loss (once per segment, so cheap).
-                if let Err(e) = wal.append(version, p, true) {
-                    self.poison(e.to_string());
-                    return Err(e);
+                let Some(wal) = c.wal.as_mut() else {
+                    return Err(Error::Internal("disk storage without a log writer".into()));
+                };
+                if wal.needs_roll(p.len()) {
+                    // Only the newest segment may have an unsynced tail: a segment is
+                    // fsynced before the next one is started, whatever the mode.
+                    self.sync_log_file(d, &wal.current_file())?;
+                    if let Err(e) = wal.start_segment(version, p.len()) {
+                        if e.fatal {
+                            self.poison(e.error.to_string());
+                        }
+                        return Err(e.error);
+                    }
                 }
-                snapshot_due =
-                    disk.is_some_and(|d| wal.bytes_since_snapshot >= d.options.snapshot_threshold);
+                let durable = self.inner.durable.load(Ordering::Acquire);
+                if let Err(e) = wal.append(version, durable, p) {
+                    if e.fatal {
+                        self.poison(e.error.to_string());
+                    }
+                    return Err(e.error);
+                }
+                snapshot_due = wal.bytes_since_snapshot >= d.options.snapshot_threshold;
             }
             c.next_version += 1;
             c.last_ts = timestamp;
@@ -592,6 +591,28 @@ impl Storage {
             self.start_background_snapshot();
         }
         Ok(info)
+    }
+
+    /// fsyncs a log file through the gate (see `Disk::sync_gate`). Refuses once the
+    /// storage is poisoned; a failure poisons it before the gate is released.
+    fn sync_log_file(&self, d: &Disk, file: &Arc<dyn VfsFile>) -> Result<()> {
+        let _gate = d.sync_gate.lock();
+        self.check_writable()?;
+        file.sync().map_err(|e| {
+            let err = Error::Storage(format!(
+                "fsync of the log in {} failed: {e}",
+                d.dir.display()
+            ));
+            self.poison(err.to_string());
+            err
+        })
+    }
+
+    /// Records that every version up to `version` is durable.
+    fn mark_durable(&self, d: &Disk, s: &mut SyncState, version: u64) {
+        let _ = d;
+        s.synced = s.synced.max(version);
+        self.inner.durable.fetch_max(version, Ordering::AcqRel);
     }
 
     /// Blocks until every commit up to `target` is fsynced, syncing as the leader if no
@@ -632,21 +653,15 @@ impl Storage {
             let file = s.file.clone();
             drop(s);
             let started = Instant::now();
-            let res = file.map_or(Ok(()), |f| f.sync());
+            let res = file.map_or(Ok(()), |f| self.sync_log_file(d, &f));
             let took = started.elapsed();
             s = d.sync.lock();
             s.syncing = false;
             s.last_sync = took;
-            match res {
-                Ok(()) => {
-                    s.synced = s.synced.max(upto);
-                    s.unsynced_commits = s.unsynced_commits.saturating_sub(counted);
-                    self.inner.visible.fetch_max(upto, Ordering::AcqRel);
-                }
-                Err(e) => self.poison(format!(
-                    "fsync of the log in {} failed: {e}",
-                    d.dir.display()
-                )),
+            if res.is_ok() {
+                self.mark_durable(d, &mut s, upto);
+                s.unsynced_commits = s.unsynced_commits.saturating_sub(counted);
+                self.inner.visible.fetch_max(upto, Ordering::AcqRel);
             }
             d.sync_cv.notify_all();
         }
@@ -691,10 +706,12 @@ impl Storage {
         }
     }
 
-    /// Writes a snapshot of the current state, then deletes the log segments and older
-    /// snapshots it covers. Writers are blocked only while the log rolls to a new segment.
-    /// Does nothing for an ephemeral storage or when nothing was written since the last
-    /// snapshot.
+    /// Writes a snapshot of the current state, verifies it, then deletes the log segments
+    /// and older snapshots it covers. Writers are blocked only while the log rolls to a
+    /// new segment. Does nothing for an ephemeral storage or when the newest verified
+    /// snapshot already holds every commit; returns an error (and changes nothing on
+    /// disk) when the snapshot could not be written or verified, so `Ok` always means a
+    /// snapshot of every commit so far is durable.
     pub fn checkpoint(&self) -> Result<()> {
         let Some(d) = self.inner.disk.as_ref() else {
             return Ok(());
@@ -703,28 +720,36 @@ impl Storage {
         let span = info_span!("snapshot", dir = %d.dir.display());
         let _entered = span.enter();
         let started = Instant::now();
-        let (version, new_base) = {
+        let (version, new_base, unsnapshotted) = {
             let mut c = self.inner.commit.lock();
             self.check_writable()?;
             let next = c.next_version;
+            let version = next - 1;
+            if self.inner.snapshot_version.load(Ordering::Acquire) == version {
+                return Ok(());
+            }
             let Some(wal) = c.wal.as_mut() else {
                 return Ok(());
             };
-            if wal.bytes_since_snapshot == 0 && wal.base() == next {
-                return Ok(());
+            if wal.base() != next {
+                // Roll, so the snapshot covers whole segments; the old one is fsynced
+                // first, so every version up to `version` is durable.
+                self.sync_log_file(d, &wal.current_file())?;
+                if let Err(e) = wal.start_segment(next, 0) {
+                    if e.fatal {
+                        self.poison(e.error.to_string());
+                    }
+                    return Err(e.error);
+                }
             }
-            if let Err(e) = wal.roll(next, true) {
-                self.poison(e.to_string());
-                return Err(e);
-            }
-            wal.bytes_since_snapshot = 0;
+            let unsnapshotted = std::mem::take(&mut wal.bytes_since_snapshot);
             let file = wal.current_file();
             let mut s = d.sync.lock();
-            // The roll synced the old segment: everything before `next` is durable.
-            s.synced = s.synced.max(next - 1);
+            self.mark_durable(d, &mut s, version);
             s.file = Some(file);
-            self.inner.visible.fetch_max(next - 1, Ordering::AcqRel);
-            (next - 1, next)
+            self.inner.visible.fetch_max(version, Ordering::AcqRel);
+            d.sync_cv.notify_all();
+            (version, next, unsnapshotted)
         };
         let pin = {
             let mut pins = self.inner.pins.lock();
@@ -734,18 +759,21 @@ impl Storage {
                 version,
             }
         };
-        let path = write_snapshot(&d.vfs, &d.dir, &self.inner.map, version)?;
+        let written = write_snapshot(&d.vfs, &d.dir, &self.inner.map, version);
         drop(pin);
-        // Verify before deleting anything the snapshot replaces.
-        let bytes = d.vfs.read(&path).map_err(|e| io_err(&path, e))?;
-        if verify_snapshot(&path, &bytes)? != version {
-            return Err(Error::Storage(format!(
-                "snapshot {} reads back with another version than written",
-                path.display()
-            )));
-        }
-        let size = bytes.len();
-        drop(bytes);
+        let (_, size) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                // The log still holds everything: schedule the next attempt as before.
+                if let Some(wal) = self.inner.commit.lock().wal.as_mut() {
+                    wal.bytes_since_snapshot += unsnapshotted;
+                }
+                return Err(e);
+            }
+        };
+        self.inner
+            .snapshot_version
+            .fetch_max(version, Ordering::AcqRel);
         let mut removed = 0;
         for name in d.vfs.list(&d.dir).map_err(|e| io_err(&d.dir, e))? {
             let obsolete = parse_segment_name(&name).is_some_and(|b| b < new_base)
@@ -786,17 +814,27 @@ impl Storage {
     }
 
     /// Syncs, snapshots (if configured) and stops background work. Further commits fail.
+    /// The storage is closed even when the sync or the snapshot fails (that error is
+    /// returned; every commit synced before stays in the log and is recovered on open).
     pub fn close(&self) -> Result<()> {
         let Some(d) = self.inner.disk.as_ref() else {
             return Ok(());
         };
-        self.flush()?;
-        if d.options.snapshot_on_close {
-            self.checkpoint()?;
+        let mut result = self.flush();
+        if result.is_ok() && d.options.snapshot_on_close {
+            result = self.checkpoint();
+        }
+        if result.is_ok() {
+            // Free the newest segment's unused preallocation: a closed database takes
+            // only the space its records need.
+            let mut c = self.inner.commit.lock();
+            if let Some(wal) = c.wal.as_mut() {
+                result = wal.seal();
+            }
         }
         self.stop_flusher();
         self.poison("the database is closed".into());
-        Ok(())
+        result
     }
 
     fn stop_flusher(&self) {
@@ -821,8 +859,13 @@ impl Drop for Inner {
             s.shutdown = true;
             // Best effort: a dropped (not closed) database still syncs what it wrote,
             // unless it was opened without durability.
-            if d.options.durability != DurabilityMode::NoDurability && s.written > s.synced {
+            let poisoned = self.poisoned.load(Ordering::Acquire);
+            if d.options.durability != DurabilityMode::NoDurability
+                && s.written > s.synced
+                && !poisoned
+            {
                 if let Some(f) = &s.file {
+                    let _gate = d.sync_gate.lock();
                     if let Err(e) = f.sync() {
                         warn!(error = %e, "final sync on drop failed");
                     }

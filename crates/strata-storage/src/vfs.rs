@@ -14,6 +14,13 @@ pub trait VfsFile: Send + Sync {
     fn append(&self, buf: &[u8]) -> io::Result<()>;
     /// Makes everything appended so far durable (`fdatasync`).
     fn sync(&self) -> io::Result<()>;
+    /// Undoes a failed append: the next append goes to offset `len` again, and nothing
+    /// past it is left behind (a plain file is truncated to `len` and synced). Callers
+    /// serialize it with appends. The default cannot and says so.
+    fn rollback(&self, len: u64) -> io::Result<()> {
+        let _ = len;
+        Err(io::Error::other("this file cannot undo a failed append"))
+    }
 }
 
 /// The file-system operations storage needs, and nothing more.
@@ -22,6 +29,34 @@ pub trait Vfs: Send + Sync {
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Opens a file for appending, creating it (owner-only) if missing.
     fn open_append(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>>;
+    /// Creates an empty file (owner-only) for appending, truncating one that exists.
+    fn create_empty(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>>;
+    /// `true` if a file or directory exists at `path`.
+    fn exists(&self, path: &Path) -> bool;
+    /// Creates (truncating any existing file) an empty file for writing at increasing
+    /// offsets, of at most `capacity` bytes. Each `append` first allocates the blocks it
+    /// will write (in steps of [`PREALLOCATION_STEP`], zero-filled), so a full disk fails
+    /// the append without writing anything; appends past `capacity` fail the same way.
+    /// Log segments use it: writes need no syscall where the implementation maps the
+    /// file. The default falls back to [`Vfs::create_empty`].
+    fn create_preallocated(&self, path: &Path, capacity: u64) -> io::Result<Arc<dyn VfsFile>> {
+        let _ = capacity;
+        self.create_empty(path)
+    }
+    /// Opens an existing file like [`Vfs::create_preallocated`], keeping its content, with
+    /// the next write at `pos` (zeros or nothing after it), of at most `capacity` bytes.
+    /// The default truncates the file to `pos` and falls back to [`Vfs::open_append`].
+    fn open_preallocated(
+        &self,
+        path: &Path,
+        pos: u64,
+        capacity: u64,
+    ) -> io::Result<Arc<dyn VfsFile>> {
+        let _ = capacity;
+        // Nothing after `pos` may stay: an append must land right after the last record.
+        self.truncate(path, pos)?;
+        self.open_append(path)
+    }
     /// Reads a whole file.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// File names (not paths) in a directory.
@@ -36,6 +71,10 @@ pub trait Vfs: Send + Sync {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }
 
+/// How far ahead of the writes a log segment's file is allocated (1 MiB): the most
+/// zeros a crash can leave after its last record.
+pub const PREALLOCATION_STEP: u64 = 1 << 20;
+
 /// The real file system.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct OsVfs;
@@ -48,6 +87,10 @@ impl VfsFile for OsFile {
     }
     fn sync(&self) -> io::Result<()> {
         self.0.sync_data()
+    }
+    fn rollback(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)?;
+        self.0.sync_all()
     }
 }
 
@@ -74,6 +117,29 @@ impl Vfs for OsVfs {
     fn open_append(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
         let f = owner_only(OpenOptions::new().create(true).append(true)).open(path)?;
         Ok(Arc::new(OsFile(f)))
+    }
+    fn create_empty(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
+        let f = owner_only(OpenOptions::new().create(true).append(true)).open(path)?;
+        f.set_len(0)?;
+        Ok(Arc::new(OsFile(f)))
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+    fn create_preallocated(&self, path: &Path, capacity: u64) -> io::Result<Arc<dyn VfsFile>> {
+        let f = owner_only(OpenOptions::new().read(true).write(true).create(true))
+            .truncate(true)
+            .open(path)?;
+        Ok(Arc::new(crate::mapped::MappedFile::new(f, 0, capacity)?))
+    }
+    fn open_preallocated(
+        &self,
+        path: &Path,
+        pos: u64,
+        capacity: u64,
+    ) -> io::Result<Arc<dyn VfsFile>> {
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(Arc::new(crate::mapped::MappedFile::new(f, pos, capacity)?))
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fs::read(path)

@@ -2,10 +2,12 @@
 //!
 //! - A log cut at *every* byte offset inside its last record recovers the commits
 //!   before it, and appending + reopening afterwards works.
-//! - A single flipped bit *anywhere* in a log segment is either refused with
-//!   `Error::Storage` naming the file and the offset of the damaged record, or — in the
-//!   last record, where damage is indistinguishable from a torn write — truncated away
-//!   like a torn tail. It never yields wrong data.
+//! - A single flipped bit *anywhere* in a strict log segment (every record's durable mark
+//!   covers the record before it) is either refused with `Error::Storage` naming the file
+//!   and the offset of the damaged record, or — in the last record, where damage is
+//!   indistinguishable from a torn write — truncated away like a torn tail. In a log that
+//!   was never fsynced, damage is an unsynced tail: truncated there. It never yields
+//!   wrong data.
 //! - A single flipped bit anywhere in a snapshot is refused with `Error::Storage` naming
 //!   the file, except in the bytes the format documents as unchecked (reserved and
 //!   informational fields), where the data read is still exactly right.
@@ -48,17 +50,35 @@ fn commit_n(s: &Storage, from: u64, to: u64) {
 /// boundary in the (single) log segment: `ends[0]` is the header end, `ends[i]` the end
 /// of record `i`.
 fn build_log(n: u64) -> (tempfile::TempDir, Vec<u64>) {
+    build_log_in(n, DurabilityMode::NoDurability)
+}
+
+fn build_log_in(n: u64, durability: DurabilityMode) -> (tempfile::TempDir, Vec<u64>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
-    let s = Storage::open(&dir, opts()).unwrap();
-    let seg = dir.join(SEG1);
-    let mut ends = vec![fs::metadata(&seg).unwrap().len()];
-    for i in 1..=n {
-        commit_n(&s, i, i);
-        // Every commit is written to the OS before it returns.
-        ends.push(fs::metadata(&seg).unwrap().len());
-    }
+    let s = Storage::open(
+        &dir,
+        StorageOptions {
+            durability,
+            ..opts()
+        },
+    )
+    .unwrap();
+    commit_n(&s, 1, n);
+    // Closing seals the segment: its file ends with its last record (no preallocation).
+    s.close().unwrap();
     drop(s);
+    let bytes = fs::read(dir.join(SEG1)).unwrap();
+    // Walk the frames: 48-byte header, then 32-byte frame headers with payload_len first.
+    let mut ends = vec![48u64];
+    let mut pos = 48usize;
+    while pos < bytes.len() {
+        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        pos += 32 + len;
+        ends.push(pos as u64);
+    }
+    assert_eq!(ends.len() as u64, n + 1, "one frame per commit");
+    assert_eq!(pos, bytes.len());
     (tmp, ends)
 }
 
@@ -127,8 +147,11 @@ fn torn_last_record_at_every_offset() {
             "cut {cut}"
         );
         assert_commits(&s, n - 1, n);
-        // The torn bytes are gone from the file before anything is appended.
-        assert_eq!(fs::metadata(&seg).unwrap().len(), start);
+        // The torn bytes are gone from the file before anything is appended (what
+        // follows the last record is the segment's fresh, zeroed preallocation).
+        let after = fs::read(&seg).unwrap();
+        assert!(after.len() as u64 >= start);
+        assert!(after[start as usize..].iter().all(|&b| b == 0), "cut {cut}");
         let info = s
             .commit(vec![put("after", format!("cut{cut}"))], |_| Ok(()))
             .unwrap();
@@ -145,7 +168,7 @@ fn torn_last_record_at_every_offset() {
 #[test]
 fn flipped_bit_anywhere_in_the_log() {
     let n = 6;
-    let (tmp, ends) = build_log(n);
+    let (tmp, ends) = build_log_in(n, DurabilityMode::Strict);
     let len = ends[n as usize];
     let dir = tmp.path().join("db");
     let seg = dir.join(SEG1);
@@ -163,11 +186,16 @@ fn flipped_bit_anywhere_in_the_log() {
         } else if offset < 12 {
             let err = res.err().unwrap_or_else(|| panic!("{ctx}: opened"));
             assert!(err.to_string().contains("format version"), "{ctx}: {err}");
-        } else if offset < 16 {
-            // The reserved header word is not checked.
-            assert_commits(&res.unwrap(), n, n);
+        } else if offset < 48 {
+            // Salt, base, previous length, reserved bytes: all under the header checksum.
+            let err = res.err().unwrap_or_else(|| panic!("{ctx}: opened"));
+            assert!(
+                err.to_string().contains("corrupt at offset 0"),
+                "{ctx}: {err}"
+            );
         } else if (record as u64) < n {
-            // Damage followed by valid records is corruption, never a torn tail.
+            // Damage followed by a record written after it was durable is corruption,
+            // never a torn tail.
             let err = res.err().unwrap_or_else(|| panic!("{ctx}: opened"));
             let Error::Storage(msg) = &err else {
                 panic!("{ctx}: {err:?}")
@@ -198,7 +226,7 @@ fn flipped_bit_anywhere_in_the_log() {
 #[test]
 fn flipped_bit_in_the_middle_record_names_file_and_offset() {
     let n = 9;
-    let (tmp, ends) = build_log(n);
+    let (tmp, ends) = build_log_in(n, DurabilityMode::Strict);
     let mid = n as usize / 2;
     let at = ends[mid];
     let (_t, dir) = copy_db(&tmp.path().join("db"));
@@ -215,6 +243,24 @@ fn flipped_bit_in_the_middle_record_names_file_and_offset() {
         ends[n as usize]
     );
     assert!(Storage::open(&dir, opts()).is_err());
+}
+
+/// In a log that was never fsynced no record proves that an earlier one was durable:
+/// damage in the middle is where a power loss cut the unsynced tail, and everything from
+/// there on is truncated (with the bytes counted in the report).
+#[test]
+fn damage_in_a_never_synced_log_is_an_unsynced_tail() {
+    let n = 9;
+    let (tmp, ends) = build_log(n);
+    let (_t, dir) = copy_db(&tmp.path().join("db"));
+    let mid = 4usize;
+    flip_bit(&dir.join(SEG1), ends[mid] + 40, 2);
+    let s = Storage::open(&dir, opts()).unwrap();
+    assert_eq!(
+        s.recovery_report().torn_bytes_truncated,
+        ends[n as usize] - ends[mid]
+    );
+    assert_commits(&s, mid as u64, n);
 }
 
 /// With small segments: damage at the end of a sealed (not last) segment is corruption
@@ -289,9 +335,8 @@ fn flipped_bit_anywhere_in_a_snapshot() {
     let dir = tmp.path().join("db");
     let len = fs::metadata(&snap).unwrap().len();
     let name = snap.file_name().unwrap().to_string_lossy().into_owned();
-    // Documented as unchecked: header reserved word and key_count, footer block_count.
-    let unchecked =
-        |o: u64| (12..16).contains(&o) || (24..32).contains(&o) || (len - 12..len - 8).contains(&o);
+    // Documented as unchecked: the footer's reserved word (the header is checksummed).
+    let unchecked = |o: u64| (len - 28..len - 24).contains(&o);
     let original = fs::read(&snap).unwrap();
     for offset in 0..len {
         let bit = (offset % 8) as u8;

@@ -13,6 +13,12 @@
 //! - new commits continue at `last + 1`, and survive a second power loss once flushed
 //!   (the torn tail was truncated before appending).
 //!
+//! Besides random points, `crash_at_every_step` enumerates crash points: a deterministic
+//! single-threaded workload (commits, rolls of tiny segments, checkpoints, flushes) is
+//! cut right before *each* of its file-system operations in turn — inside segment
+//! creation, snapshot writing, renames and deletions — with the page-level power-loss
+//! model, and every resulting state must open and pass the same checks.
+//!
 //! Replay one case with `STRATA_POWER_SEED=<seed>`.
 mod common;
 
@@ -510,4 +516,65 @@ fn no_durability_roll_then_power_loss_reopens() {
             assert_eq!(present, i < last, "seed {seed}: k{i} with last {last}");
         }
     }
+}
+
+/// Cuts the power before every file-system operation of a deterministic workload, for
+/// `seeds` workloads per mode. Returns the number of crash states checked.
+fn crash_at_every_step(seeds: std::ops::Range<u64>) -> u64 {
+    let mut states = 0;
+    for seed in seeds {
+        for mode in [DurabilityMode::Strict, DurabilityMode::NoDurability] {
+            let options = |crash: &dyn Fn() -> Arc<dyn strata_storage::vfs::Vfs>| StorageOptions {
+                durability: mode,
+                segment_size: 1024,
+                snapshot_threshold: u64::MAX,
+                snapshot_on_close: false,
+                vfs: crash(),
+                lock_directory: false,
+            };
+            // Count the operations of this workload.
+            let counting = Crashable::new();
+            let probe = common::CrashAt::new(&counting, u64::MAX, seed);
+            {
+                let p = probe.clone();
+                let s = Storage::open(DIR, options(&|| Arc::new(p.clone()))).unwrap();
+                let journal = Journal::default();
+                let stop = AtomicBool::new(false);
+                workload(&s, &journal, &mut Rng::new(seed), 0, Some(60), &stop, true);
+            }
+            let total = probe.ops();
+            for k in 1..=total {
+                let ctx = format!("seed {seed} {mode:?} crash before op {k} of {total}");
+                let crash = Crashable::new();
+                let at = common::CrashAt::new(&crash, k, seed.wrapping_mul(31).wrapping_add(k));
+                let journal = Journal::default();
+                let opened = Storage::open(DIR, options(&|| Arc::new(at.clone())));
+                if let Ok(s) = opened {
+                    let stop = AtomicBool::new(false);
+                    workload(&s, &journal, &mut Rng::new(seed), 0, Some(60), &stop, false);
+                    drop(s);
+                }
+                let plain = || crash.vfs();
+                let s = Storage::open(DIR, options(&plain))
+                    .unwrap_or_else(|e| panic!("{ctx}: reopen failed: {e}"));
+                verify(&s, &journal, mode, &ctx);
+                states += 1;
+            }
+        }
+    }
+    states
+}
+
+#[test]
+fn crash_at_every_step_of_a_workload() {
+    let states = crash_at_every_step(0..2);
+    assert!(states > 300, "only {states} crash states");
+}
+
+#[test]
+#[ignore = "long: run with --ignored (CI does)"]
+fn crash_at_every_step_of_a_workload_long() {
+    let states = crash_at_every_step(0..40);
+    eprintln!("checked {states} crash states");
+    assert!(states > 10_000, "only {states} crash states");
 }

@@ -138,6 +138,9 @@ impl VfsFile for FencedFile {
     fn sync(&self) -> io::Result<()> {
         fenced!(self, self.file.sync())
     }
+    fn rollback(&self, len: u64) -> io::Result<()> {
+        fenced!(self, self.file.rollback(len))
+    }
 }
 
 impl Vfs for Fenced {
@@ -147,6 +150,44 @@ impl Vfs for Fenced {
     fn open_append(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
         fenced!(self, {
             let file = self.fs.open_append(path)?;
+            Ok(Arc::new(FencedFile {
+                file,
+                gate: self.gate.clone(),
+                epoch: self.epoch,
+            }) as Arc<dyn VfsFile>)
+        })
+    }
+    fn create_empty(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
+        fenced!(self, {
+            let file = self.fs.create_empty(path)?;
+            Ok(Arc::new(FencedFile {
+                file,
+                gate: self.gate.clone(),
+                epoch: self.epoch,
+            }) as Arc<dyn VfsFile>)
+        })
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.fs.exists(path)
+    }
+    fn create_preallocated(&self, path: &Path, capacity: u64) -> io::Result<Arc<dyn VfsFile>> {
+        fenced!(self, {
+            let file = self.fs.create_preallocated(path, capacity)?;
+            Ok(Arc::new(FencedFile {
+                file,
+                gate: self.gate.clone(),
+                epoch: self.epoch,
+            }) as Arc<dyn VfsFile>)
+        })
+    }
+    fn open_preallocated(
+        &self,
+        path: &Path,
+        pos: u64,
+        capacity: u64,
+    ) -> io::Result<Arc<dyn VfsFile>> {
+        fenced!(self, {
+            let file = self.fs.open_preallocated(path, pos, capacity)?;
             Ok(Arc::new(FencedFile {
                 file,
                 gate: self.gate.clone(),
@@ -171,5 +212,132 @@ impl Vfs for Fenced {
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         fenced!(self, self.fs.sync_dir(dir))
+    }
+}
+
+/// A file system that cuts the power right before its `crash_at`-th mutating operation
+/// (append, sync, create, rename, remove, truncate, directory sync; 1-based), which then
+/// fails like every later one. With `crash_at = u64::MAX` it only counts: run a
+/// deterministic workload once to learn how many operations it makes, then crash at
+/// each of them in turn.
+#[derive(Clone)]
+pub struct CrashAt {
+    inner: Arc<dyn Vfs>,
+    crash: Crashable,
+    ops: Arc<std::sync::atomic::AtomicU64>,
+    crash_at: u64,
+    seed: u64,
+}
+
+impl CrashAt {
+    pub fn new(crash: &Crashable, crash_at: u64, seed: u64) -> Self {
+        CrashAt {
+            inner: crash.vfs(),
+            crash: crash.clone(),
+            ops: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            crash_at,
+            seed,
+        }
+    }
+    /// Mutating operations made (or attempted) so far.
+    pub fn ops(&self) -> u64 {
+        self.ops.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn step(&self) -> io::Result<()> {
+        let n = self.ops.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if n == self.crash_at {
+            self.crash.power_loss(self.seed);
+        }
+        if n >= self.crash_at {
+            return Err(dead());
+        }
+        Ok(())
+    }
+}
+
+struct CrashAtFile {
+    file: Arc<dyn VfsFile>,
+    owner: CrashAt,
+}
+
+impl VfsFile for CrashAtFile {
+    fn append(&self, buf: &[u8]) -> io::Result<()> {
+        self.owner.step()?;
+        self.file.append(buf)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.owner.step()?;
+        self.file.sync()
+    }
+    fn rollback(&self, len: u64) -> io::Result<()> {
+        self.owner.step()?;
+        self.file.rollback(len)
+    }
+}
+
+impl Vfs for CrashAt {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.step()?;
+        self.inner.create_dir_all(path)
+    }
+    fn open_append(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
+        let file = self.inner.open_append(path)?;
+        Ok(Arc::new(CrashAtFile {
+            file,
+            owner: self.clone(),
+        }))
+    }
+    fn create_empty(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
+        self.step()?;
+        let file = self.inner.create_empty(path)?;
+        Ok(Arc::new(CrashAtFile {
+            file,
+            owner: self.clone(),
+        }))
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn create_preallocated(&self, path: &Path, capacity: u64) -> io::Result<Arc<dyn VfsFile>> {
+        self.step()?;
+        let file = self.inner.create_preallocated(path, capacity)?;
+        Ok(Arc::new(CrashAtFile {
+            file,
+            owner: self.clone(),
+        }))
+    }
+    fn open_preallocated(
+        &self,
+        path: &Path,
+        pos: u64,
+        capacity: u64,
+    ) -> io::Result<Arc<dyn VfsFile>> {
+        let file = self.inner.open_preallocated(path, pos, capacity)?;
+        Ok(Arc::new(CrashAtFile {
+            file,
+            owner: self.clone(),
+        }))
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.inner.read(path)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.step()?;
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.step()?;
+        self.inner.remove(path)
+    }
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        self.step()?;
+        self.inner.truncate(path, len)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.step()?;
+        self.inner.sync_dir(dir)
     }
 }
