@@ -12,6 +12,11 @@
 //!   closer to the new node than to every neighbor already kept), `M` per layer at
 //!   insertion; reverse links overflowing `M` (`M0` at layer 0) are re-pruned with the same
 //!   heuristic.
+//! - **Batches.** [`HnswIndex::insert_batch`] links chunks of new nodes in parallel
+//!   (scoped threads): each node of a chunk searches the graph as it was before the chunk
+//!   and the chunk itself exactly, then reverse links are merged once per target node.
+//!   Single inserts past 1,024 nodes are deferred and linked the same way, one chunk per
+//!   `128 × threads` inserts; searches scan the deferred vectors exactly meanwhile.
 //! - **Deletes** are tombstones: a deleted node keeps its vector and edges and still routes
 //!   searches, but is never returned. An update is a delete plus an insert under a new id.
 //!   [`HnswIndex::compact`] removes tombstoned nodes, re-links their former neighbors
@@ -393,8 +398,13 @@ impl HnswIndex {
     /// Inserts the vector under `id`, which must not be in the graph yet (live or
     /// tombstoned: an update is [`Self::remove`] then an insert under a fresh id).
     ///
+    /// Past 1,024 nodes on a machine with several cores ([`default_threads`] > 1) the
+    /// linking is deferred: the vector is stored (and searchable: searches scan deferred
+    /// vectors exactly) and linked with the next ones in one parallel chunk of
+    /// `128 × threads` (see [`Self::insert_batch`], [`Self::flush_pending`]).
+    ///
     /// Errors with [`Error::ConstraintViolation`] on a dimension mismatch, a non-finite
-    /// component, or an id already in the graph.
+    /// component, or an id already in use.
     pub fn insert(&mut self, id: u32, vector: &[f32]) -> Result<()> {
         if self.in_graph(id) || self.store.slot(id) != Slot::Empty {
             return Err(Error::ConstraintViolation(format!(
