@@ -22,12 +22,9 @@
 //!   [`HnswIndex::compact`] removes tombstoned nodes, re-links their former neighbors
 //!   through them, renumbers ids densely and repairs reachability.
 //! - **Filtered search.** A predicate `Fn(u32) -> bool` is applied during the layer-0
-//!   traversal, after ACORN-1: only matching nodes are scored and queued; a non-matching
-//!   neighbor is not scored, but its own neighbors are looked at (two hops). The walk
-//!   stops once `ef` matching nodes are held and nothing queued can improve them. When
-//!   that finds fewer than `k` (matches too sparse for two hops), the search walks again
-//!   through every node (non-matching ones scored and expanded but never returned) until
-//!   `ef` matches are held or the reachable graph is exhausted.
+//!   traversal: non-matching nodes are expanded (the walk continues through them) but
+//!   never enter the result set, and the search goes on until `ef` *matching* nodes are
+//!   held, or the reachable graph is exhausted.
 //! - **Exact matches.** A hash of each node's vector bits maps to its id, so a search whose
 //!   query is bit-for-bit a stored vector always returns that vector (when live and
 //!   accepted by the filter), even where the beam search would miss it: no `ef` makes a
@@ -715,69 +712,6 @@ impl HnswIndex {
         results.into_sorted()
     }
 
-    /// Filtered beam search on layer 0, after ACORN-1 (Patel et al., 2024): only nodes
-    /// accepted by `accept` are scored and queued; a rejected neighbor is not scored but
-    /// its own neighbors are looked at (two hops), so the walk stays connected through
-    /// non-matching regions without paying a distance for every node it passes. Stops
-    /// once `ef` accepted nodes are held and no queued node can improve them.
-    fn search_filtered(
-        &self,
-        q: &Query,
-        entry: Scored,
-        ef: usize,
-        visited: &mut Visited,
-        accept: &dyn Fn(u32) -> bool,
-    ) -> Vec<Scored> {
-        visited.reset(self.levels.len());
-        let mut candidates: BinaryHeap<Scored> =
-            BinaryHeap::with_capacity(ef.saturating_mul(2).min(4096));
-        let mut results = TopK::new(ef);
-        let mut bound = f32::NEG_INFINITY;
-        visited.insert(entry.id);
-        // The entry point is queued even when rejected: the walk starts from it.
-        candidates.push(entry);
-        if accept(entry.id) {
-            results.push(entry);
-        }
-        let mut batch = std::mem::take(&mut visited.batch);
-        while let Some(c) = candidates.pop() {
-            if c.sim < bound {
-                break;
-            }
-            batch.clear();
-            for &n in self.neighbors(c.id, 0) {
-                if !visited.insert(n) {
-                    continue;
-                }
-                if accept(n) {
-                    batch.push(n);
-                } else {
-                    for &m in self.neighbors(n, 0) {
-                        if visited.insert(m) && accept(m) {
-                            batch.push(m);
-                        }
-                    }
-                }
-            }
-            for &n in &batch {
-                self.store.prefetch(n);
-            }
-            for &n in &batch {
-                let sim = self.store.sim(q, n);
-                if sim >= bound {
-                    let s = Scored { sim, id: n };
-                    candidates.push(s);
-                    results.push(s);
-                    if let Some(t) = results.threshold() {
-                        bound = t;
-                    }
-                }
-            }
-        }
-        visited.batch = batch;
-        results.into_sorted()
-    }
-
     /// The diversity heuristic: from `candidates` (best first, relative to the base node),
     /// keep a candidate only if it is more similar to the base than to every kept one.
     ///
@@ -915,17 +849,9 @@ impl HnswIndex {
             let ep = self.descend(&q, 0);
             let mut visited = self.visited();
             let found = match filter {
-                Some(f) => {
-                    let accept = |n: u32| store.is_live(n) && f(n);
-                    let found = self.search_filtered(&q, ep, ef, &mut visited, &accept);
-                    if found.len() >= k {
-                        found
-                    } else {
-                        // Matches too sparse for two hops to connect them: walk every
-                        // node (scoring the rejected ones too) from the same entry.
-                        self.search_layer(&q, &[ep], ef, 0, &mut visited, &accept)
-                    }
-                }
+                Some(f) => self.search_layer(&q, &[ep], ef, 0, &mut visited, &|n| {
+                    store.is_live(n) && f(n)
+                }),
                 None => self.search_layer(&q, &[ep], ef, 0, &mut visited, &|n| store.is_live(n)),
             };
             self.recycle(visited);

@@ -10,12 +10,10 @@
 //!
 //! - collections of at most `exact_threshold` vectors are scanned exactly;
 //! - unfiltered searches of larger collections use HNSW;
-//! - filtered searches estimate the filter's selectivity `s` (inverted lists, or a
-//!   sample of up to [`SELECTIVITY_SAMPLE`] live vectors), then compare the cost of an
-//!   exact scan of the matches (`n` filter evaluations, or only an inverted list's
-//!   candidates, + `s·n` distances) with that of the two-hop filtered walk (about
-//!   `ef·M0·3/4` distances and `ef·(M0 + (1−s)·M0²)` filter evaluations), and take the
-//!   cheaper; below `s·M0² < 16` the walk is never chosen;
+//! - filtered searches estimate the filter's selectivity `s` from a sample of up to
+//!   [`SELECTIVITY_SAMPLE`] live vectors, then compare the cost of an exact scan of the
+//!   matches (`n` filter evaluations + `s·n` distances) with that of an HNSW walk that
+//!   must expand about `1/s` times more nodes than unfiltered, and take the cheaper;
 //! - whenever HNSW returns fewer than `k` results (a filter matching few vectors reachable
 //!   from the entry point), the search falls back to an exact scan, so **a filtered search
 //!   returns `k` results whenever `k` matching vectors exist**.
@@ -575,27 +573,10 @@ impl CollectionIndex {
             .ef_search
             .max(k.min(self.len()))
             .saturating_mul(2) as f64;
-        let m0 = h.params().m0 as f64;
-        // Two-hop walk (see `HnswIndex::search_with_ef`): about `ef` expansions, each
-        // scoring the matching neighbors (≈ M0·3/4 over the walk) and testing the filter on
-        // the neighbors and, for each rejected one, on its neighbors. Below ≈ 16 matches
-        // per two-hop neighborhood the walk loses connectivity: scan instead.
-        if s * m0 * m0 < 16.0 {
-            return SearchStrategy::Exact;
-        }
-        let hnsw_cost = ef * m0 * 0.75 + ef * (m0 + (1.0 - s) * m0 * m0) * self.config.filter_cost;
-        // An exact scan tests the filter on every vector (or only on the candidates of
-        // an inverted list) and scores the matches.
-        let indexed = self
-            .columns
-            .compile(filter, &self.metadata)
-            .indexed_candidates()
-            .is_some();
-        let exact_cost = if indexed {
-            s * n * (1.0 + self.config.filter_cost)
-        } else {
-            n * self.config.filter_cost + s * n
-        };
+        // Distances an unfiltered walk computes, grown by 1/s to collect `ef` matches.
+        let walk = ef * h.params().m0 as f64 * 0.5 / s.max(1e-9);
+        let hnsw_cost = walk * (1.0 + self.config.filter_cost);
+        let exact_cost = n * self.config.filter_cost + s * n;
         if exact_cost <= hnsw_cost {
             SearchStrategy::Exact
         } else {
