@@ -1,37 +1,39 @@
 //! The shared engine every primitive handle points to.
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use strata_concurrency::{Transaction, TransactionManager};
 use strata_core::{codec, limits, Error, Result, RunId, Timestamp, Value, Version};
-use strata_storage::{CommitInfo, Storage};
+use strata_storage::{CommitInfo, GcStats, Storage};
 
-use crate::runs::{self, RunInfo};
+use crate::gc::Collector;
+use crate::runs;
 
-/// A source of "now", injectable so that time-based retention can be tested without
-/// sleeping.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+pub use crate::gc::{Clock, GC_EVERY_COMMITS, GC_MIN_BYTES};
 
-/// How many commits to a run with a retention policy pass between two garbage
-/// collections of that run.
-pub const GC_EVERY_COMMITS: u64 = 1024;
-
-/// Transactions, clock and bookkeeping shared by all primitive handles.
+/// Transactions, clock and garbage collection shared by all primitive handles.
 pub struct Engine {
     manager: TransactionManager,
-    clock: parking_lot::RwLock<Clock>,
-    commits_since_gc: AtomicU64,
+    collector: Arc<Collector>,
 }
 
 impl Engine {
-    /// An engine over `storage`; creates the default run's record if missing.
+    /// An engine over `storage`; creates the default run's record if missing, registers
+    /// the garbage collector with the storage (it runs before every snapshot) and
+    /// applies the runs' retention policies to what was recovered.
     pub fn new(storage: Storage) -> Result<Arc<Engine>> {
+        let collector = Arc::new(Collector::new());
+        let hook = collector.clone();
+        storage.map().set_gc_hook(Some(Arc::new(move |s: &Storage| {
+            hook.collect(s);
+        })));
         let engine = Arc::new(Engine {
             manager: TransactionManager::new(storage),
-            clock: parking_lot::RwLock::new(Arc::new(Timestamp::now)),
-            commits_since_gc: AtomicU64::new(0),
+            collector,
         });
         runs::ensure_default_run(&engine)?;
+        // Retention holds after a reopen without waiting for a write: the log replays
+        // every version it holds, hidden ones included.
+        engine.collect_garbage_now();
         Ok(engine)
     }
 
@@ -47,47 +49,40 @@ impl Engine {
 
     /// The current time according to the engine's clock.
     pub fn now(&self) -> Timestamp {
-        (self.clock.read())()
+        self.collector.now()
     }
 
     /// Replaces the clock used for retention decisions (tests).
     pub fn set_clock(&self, clock: Clock) {
-        *self.clock.write() = clock;
+        self.collector.set_clock(clock);
     }
 
-    /// Runs `f` in a retried transaction, counting one operation.
+    /// Runs `f` in a retried transaction, counting one operation. After a commit,
+    /// collects garbage if the bytes (or commits) written since the last collection
+    /// call for it (see [`crate::gc`]).
     pub fn run<T>(
         &self,
         f: impl FnMut(&mut Transaction) -> Result<T>,
     ) -> Result<(T, Option<CommitInfo>)> {
         self.manager.metrics().record_operations(1);
-        self.manager.run(f)
+        let out = self.manager.run(f)?;
+        if out.1.is_some() {
+            self.collector.maybe_collect(self.storage());
+        }
+        Ok(out)
     }
 
-    /// Like [`run`](Self::run) for an operation that writes to `run_id`: afterwards,
-    /// collects garbage in that run every [`GC_EVERY_COMMITS`] commits if it has a
-    /// retention policy.
+    /// Like [`run`](Self::run) for an operation that writes to `run_id`, which must
+    /// exist and accept writes.
     pub fn write<T>(
         &self,
         run_id: &RunId,
         mut f: impl FnMut(&mut Transaction) -> Result<T>,
     ) -> Result<(T, Option<CommitInfo>)> {
-        let mut info_seen: Option<Arc<RunInfo>> = None;
-        let out = self.run(|txn| {
-            info_seen = Some(runs::check_writable(txn, run_id)?);
+        self.run(|txn| {
+            runs::check_writable(txn, run_id)?;
             f(txn)
-        })?;
-        if let Some(info) = info_seen {
-            if info.retention != strata_storage::RetentionPolicy::KeepAll
-                && self
-                    .commits_since_gc
-                    .fetch_add(1, Ordering::Relaxed)
-                    .is_multiple_of(GC_EVERY_COMMITS)
-            {
-                self.collect_garbage(run_id, &info.retention);
-            }
-        }
-        Ok(out)
+        })
     }
 
     /// Runs a read-only operation on `run_id` (which must exist).
@@ -103,14 +98,21 @@ impl Engine {
         .map(|(v, _)| v)
     }
 
-    /// Garbage-collects old versions in one run under `policy`.
+    /// Garbage-collects old versions in one run under `policy`; returns the number of
+    /// versions dropped.
     pub fn collect_garbage(
         &self,
         run_id: &RunId,
         policy: &strata_storage::RetentionPolicy,
     ) -> usize {
-        let prefix = strata_storage::key::run_prefix(run_id);
-        self.storage().gc_prefix(&prefix, policy, self.now())
+        let stats = crate::gc::collect_run(self.storage(), run_id, policy, self.now());
+        usize::try_from(stats.entries_dropped).unwrap_or(usize::MAX)
+    }
+
+    /// Garbage-collects every run under its retention policy now (after a collection
+    /// already running, if any); returns what was dropped.
+    pub fn collect_garbage_now(&self) -> GcStats {
+        self.collector.collect(self.storage())
     }
 }
 

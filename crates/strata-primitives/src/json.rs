@@ -14,7 +14,7 @@ use strata_storage::{Entry, Primitive};
 use crate::decoded::DecodedCache;
 use crate::engine::{committed_version, decode_value, encode_value, Engine};
 use crate::json_path;
-use crate::records::{self, txn_versioned};
+use crate::records::{self, txn_record};
 
 fn key_of(run: &RunId, key: &str) -> Result<Box<[u8]>> {
     records::key_of(run, Primitive::Json, key)
@@ -225,7 +225,7 @@ impl Json {
     /// retention policy no longer keeps that version (as for [`history`](Self::history)).
     pub fn get_at(&self, run: &RunId, key: &str, version: Version) -> Result<Versioned<Value>> {
         let k = key_of(run, key)?;
-        records::get_at(&self.engine, run, &k, version, txn_versioned, || {
+        records::get_at(&self.engine, run, &k, version, txn_record, || {
             format!("JSON document {key:?}")
         })
     }
@@ -240,7 +240,7 @@ impl Json {
         before: Option<Version>,
     ) -> Result<Vec<Versioned<Value>>> {
         let k = key_of(run, key)?;
-        records::history(&self.engine, run, &k, limit, before, txn_versioned)
+        records::history(&self.engine, run, &k, limit, before, txn_record)
     }
 
     /// Document keys starting with `prefix`, sorted, at most `limit`.

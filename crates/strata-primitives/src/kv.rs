@@ -8,7 +8,7 @@ use strata_core::{Error, Result, RunId, Value, Version, Versioned};
 use strata_storage::Primitive;
 
 use crate::engine::{committed_version, encode_value, Engine};
-use crate::records::{self, txn_versioned};
+use crate::records::{self, txn_record, txn_versioned};
 
 fn key_of(run: &RunId, key: &str) -> Result<Box<[u8]>> {
     records::key_of(run, Primitive::Kv, key)
@@ -123,7 +123,7 @@ impl KV {
     /// not list it, even before garbage collection has removed it).
     pub fn get_at(&self, run: &RunId, key: &str, version: Version) -> Result<Versioned<Value>> {
         let k = key_of(run, key)?;
-        records::get_at(&self.engine, run, &k, version, txn_versioned, || {
+        records::get_at(&self.engine, run, &k, version, txn_record, || {
             format!("key {key:?}")
         })
     }
@@ -139,7 +139,7 @@ impl KV {
         before: Option<Version>,
     ) -> Result<Vec<Versioned<Value>>> {
         let k = key_of(run, key)?;
-        records::history(&self.engine, run, &k, limit, before, txn_versioned)
+        records::history(&self.engine, run, &k, limit, before, txn_record)
     }
 
     /// Atomically adds `delta` to an integer value (a missing key starts from 0) and

@@ -16,6 +16,7 @@
 mod decoded;
 pub mod engine;
 pub mod events;
+pub mod gc;
 pub mod json;
 pub mod json_path;
 pub mod kv;

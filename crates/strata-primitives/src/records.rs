@@ -1,15 +1,47 @@
 //! Records addressed by a name inside a run (KV pairs, JSON documents, state cells): the
 //! key encoding and the operations these primitives share, written once.
+//!
+//! # Retention at read time
+//!
+//! `history` and `get_at` apply the run's retention policy with
+//! [`RetentionPolicy::retained_from`](strata_storage::RetentionPolicy::retained_from) to
+//! the key's versions as the reader's snapshot sees them, deletes included — the same
+//! definition garbage collection uses — so their answers are the same whether or not
+//! collection has run (see [`crate::gc`]).
 use strata_concurrency::Transaction;
-use strata_core::{limits, Error, Result, RunId, Value, Version, Versioned};
+use strata_core::{limits, Error, Result, RunId, Timestamp, Value, Version, Versioned};
 use strata_storage::key::KEY_HEADER_LEN;
 use strata_storage::{encode_key, Entry, Primitive};
 
 use crate::engine::{entry_value, Engine};
 use crate::runs;
 
-/// How a primitive turns a stored entry into what its readers get.
-pub(crate) type Decode = fn(&Entry) -> Result<Versioned<Value>>;
+/// How a primitive turns a stored entry into what its readers get: `None` for an entry
+/// that records a delete.
+pub(crate) type Decode = fn(&Entry) -> Result<Option<Versioned<Value>>>;
+
+/// [`txn_versioned`] as a [`Decode`]: tombstones are deletes.
+pub(crate) fn txn_record(e: &Entry) -> Result<Option<Versioned<Value>>> {
+    if e.is_tombstone() {
+        return Ok(None);
+    }
+    txn_versioned(e).map(Some)
+}
+
+/// The versions of `key` the transaction's snapshot sees, oldest first, and the index
+/// of the oldest one the run's retention policy keeps at `now`.
+fn retained_chain(
+    txn: &mut Transaction,
+    run: &RunId,
+    key: &[u8],
+    now: Timestamp,
+) -> Result<(Vec<Entry>, usize)> {
+    let policy = runs::retention_of(txn, run)?;
+    let mut chain = txn.history(key, None, None);
+    chain.reverse();
+    let from = policy.retained_from(&chain, now);
+    Ok((chain, from))
+}
 
 /// The storage key of record `key` of `primitive` in `run`, after checking the key.
 pub(crate) fn key_of(run: &RunId, primitive: Primitive, key: &str) -> Result<Box<[u8]>> {
@@ -53,14 +85,14 @@ pub(crate) fn get_at(
     what: impl FnOnce() -> String,
 ) -> Result<Versioned<Value>> {
     let now = engine.now();
+    let at = version.as_u64();
     let found = engine.read(run, |txn| {
-        let Some(e) = txn.get_at(key, version.as_u64()) else {
-            return Ok(None);
-        };
-        if !runs::is_retained(txn, run, key, e.version, now)? {
-            return Ok(None);
+        let (chain, from) = retained_chain(txn, run, key, now)?;
+        // The newest write at or before `at` (the chain is clamped to the snapshot).
+        match chain.iter().rposition(|e| e.version <= at) {
+            Some(i) if i >= from => decode(&chain[i]),
+            _ => Ok(None),
         }
-        decode(&e).map(Some)
     })?;
     found.ok_or_else(|| Error::NotFound(format!("{} did not exist at version {version}", what())))
 }
@@ -76,19 +108,22 @@ pub(crate) fn history(
     decode: Decode,
 ) -> Result<Vec<Versioned<Value>>> {
     let now = engine.now();
+    let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
     engine.read(run, |txn| {
-        let policy = runs::retention_of(txn, run)?;
-        let all: Vec<Versioned<Value>> = txn
-            .history(key, None, None)
-            .iter()
-            .filter(|e| !e.is_tombstone())
-            .map(decode)
-            .collect::<Result<_>>()?;
-        Ok(runs::apply_retention(all, &policy, now)
-            .into_iter()
-            .filter(|v| before.is_none_or(|b| v.version.as_u64() < b.as_u64()))
-            .take(limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)))
-            .collect())
+        let (chain, from) = retained_chain(txn, run, key, now)?;
+        let mut out = Vec::new();
+        for e in chain[from..].iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            // `before` is in the primitive's own versions (a state cell's counter).
+            if let Some(v) = decode(e)? {
+                if before.is_none_or(|b| v.version.as_u64() < b.as_u64()) {
+                    out.push(v);
+                }
+            }
+        }
+        Ok(out)
     })
 }
 

@@ -360,53 +360,25 @@ impl Runs {
     }
 }
 
-/// Applies a retention policy to a history (newest first), at read time, so that a
-/// policy holds exactly even before garbage collection has run.
-pub(crate) fn apply_retention<T>(
-    mut history: Vec<Versioned<T>>,
-    policy: &RetentionPolicy,
-    now: Timestamp,
-) -> Vec<Versioned<T>> {
-    match policy {
-        RetentionPolicy::KeepAll => {}
-        RetentionPolicy::KeepLast(n) => history.truncate((*n).max(1)),
-        RetentionPolicy::KeepFor(d) => {
-            let cutoff = now.saturating_sub(*d);
-            let keep = history
-                .iter()
-                .take_while(|v| v.timestamp >= cutoff)
-                .count()
-                .max(1);
-            history.truncate(keep);
-        }
+/// Every run's retention policy as of `snapshot`, read directly from the storage (no
+/// transaction: used by garbage collection, which must not depend on the engine).
+pub(crate) fn retention_policies(
+    storage: &strata_storage::Storage,
+    snapshot: u64,
+) -> Result<Vec<(RunId, RetentionPolicy)>> {
+    let prefix = encode_key(&RunId::DEFAULT, Primitive::Run, &[]);
+    let mut out = Vec::new();
+    for (k, e) in storage.scan_prefix(&prefix, snapshot, None) {
+        let Some((_, _, id)) = decode_key(&k) else {
+            continue;
+        };
+        let Some(bytes) = e.value.as_ref() else {
+            continue;
+        };
+        let info = DECODED_RUNS.get_or_decode(id, bytes, decode_info)?;
+        out.push((info.run_id, info.retention));
     }
-    history
-}
-
-/// `true` if the write of `key` at commit `version` is still visible under the run's
-/// retention policy at `now`, i.e. [`apply_retention`] keeps it in the key's history
-/// (a point read of an old version must agree with the history, even before garbage
-/// collection has removed it).
-pub(crate) fn is_retained(
-    txn: &mut Transaction,
-    run: &RunId,
-    key: &[u8],
-    version: u64,
-    now: Timestamp,
-) -> Result<bool> {
-    let policy = retention_of(txn, run)?;
-    if policy == RetentionPolicy::KeepAll {
-        return Ok(true);
-    }
-    let live: Vec<Versioned<()>> = txn
-        .history(key, None, None)
-        .iter()
-        .filter(|e| !e.is_tombstone())
-        .map(|e| Versioned::new((), Version::Txn(e.version), e.timestamp))
-        .collect();
-    Ok(apply_retention(live, &policy, now)
-        .iter()
-        .any(|v| v.version.as_u64() == version))
+    Ok(out)
 }
 
 /// Retention of the run, read inside a transaction.

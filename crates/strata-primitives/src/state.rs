@@ -3,10 +3,14 @@
 //!
 //! Versions are [`Version::Counter`]: the first write of a cell gives 1 and every later
 //! write adds one. A cell that is deleted and written again continues from its last
-//! counter (so a stale `cas` can never succeed against a re-created cell), unless
-//! retention has already removed its history.
+//! counter, so a stale `cas` can never succeed against a re-created cell — whatever
+//! retention and garbage collection did in between.
 //!
-//! A cell's stored bytes are `counter (u64 LE) ++ encoded value`.
+//! A cell's stored bytes are `counter (u64 LE) ++ encoded value`. A delete is stored as
+//! the counter alone (8 bytes; an encoded value is never empty), not as a storage
+//! tombstone: it is the newest version of the key, which retention always keeps, so the
+//! counter survives collection of the cell's history. (Databases written before this
+//! used tombstones; their counters are still found by looking through them.)
 use std::sync::Arc;
 
 use strata_concurrency::Transaction;
@@ -30,17 +34,21 @@ fn split(bytes: &[u8]) -> Result<(u64, &[u8])> {
     Ok((u64::from_le_bytes(a), v))
 }
 
-fn versioned(e: &Entry) -> Result<Versioned<Value>> {
-    let bytes = e
-        .value
-        .as_deref()
-        .ok_or_else(|| Error::Internal("state tombstone".into()))?;
+/// The cell at `e`, or `None` where `e` records a delete (a tombstone or a bare
+/// counter).
+fn versioned(e: &Entry) -> Result<Option<Versioned<Value>>> {
+    let Some(bytes) = e.value.as_deref() else {
+        return Ok(None);
+    };
     let (counter, v) = split(bytes)?;
-    Ok(Versioned::new(
+    if v.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Versioned::new(
         decode_value(v)?,
         Version::Counter(counter),
         e.timestamp,
-    ))
+    )))
 }
 
 /// Transaction-level state operations (no run-state checks: callers do them).
@@ -50,14 +58,19 @@ pub mod ops {
     /// Reads a cell.
     pub fn get(txn: &mut Transaction, run: &RunId, key: &str) -> Result<Option<Versioned<Value>>> {
         let k = key_of(run, key)?;
-        txn.get(&k).as_ref().map(versioned).transpose()
+        match txn.get(&k) {
+            Some(e) => versioned(&e),
+            None => Ok(None),
+        }
     }
 
-    /// The counter of the cell's newest live write, looking through deletes.
+    /// The cell's last counter (of its newest write or delete), 0 if it never existed.
     fn last_counter(txn: &mut Transaction, k: &[u8]) -> Result<u64> {
         match txn.get(k) {
             Some(e) => Ok(split(e.value.as_deref().unwrap_or_default())?.0),
             None => {
+                // A storage tombstone (databases written before deletes kept the
+                // counter): the counter is in the write before it.
                 let hist = txn.history(k, None, Some(2));
                 match hist.iter().find(|e| !e.is_tombstone()) {
                     Some(e) => Ok(split(e.value.as_deref().unwrap_or_default())?.0),
@@ -65,6 +78,23 @@ pub mod ops {
                 }
             }
         }
+    }
+
+    /// Deletes a cell, keeping its counter; returns whether it existed.
+    pub fn delete(txn: &mut Transaction, run: &RunId, key: &str) -> Result<bool> {
+        let k = key_of(run, key)?;
+        let Some(e) = txn.get(&k) else {
+            return Ok(false);
+        };
+        let Some(bytes) = e.value.as_deref() else {
+            return Ok(false);
+        };
+        let (counter, v) = split(bytes)?;
+        if v.is_empty() {
+            return Ok(false);
+        }
+        txn.put(k, Arc::from(counter.to_le_bytes().as_slice()));
+        Ok(true)
     }
 
     /// Writes a cell; returns its new counter.
@@ -142,9 +172,12 @@ impl State {
             .map(|(v, _)| v)
     }
 
-    /// Deletes a cell; returns whether it existed.
+    /// Deletes a cell; returns whether it existed. Its counter is kept: a later write
+    /// continues from it.
     pub fn delete(&self, run: &RunId, key: &str) -> Result<bool> {
-        records::delete(&self.engine, run, key_of(run, key)?)
+        self.engine
+            .write(run, |txn| ops::delete(txn, run, key))
+            .map(|(v, _)| v)
     }
 
     /// `true` if the cell exists.

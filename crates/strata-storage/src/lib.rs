@@ -36,6 +36,6 @@ pub use durability::{
 };
 pub use key::{decode_key, encode_key, Primitive};
 pub use lock::{DirLock, LOCK_FILE};
-pub use mvcc::{Entry, MvccMap, Write};
+pub use mvcc::{Entry, GcHook, GcStats, MapStats, MvccMap, Write};
 pub use retention::RetentionPolicy;
 pub use storage::{CommitInfo, RecoveryReport, SnapshotPin, Storage};

@@ -12,9 +12,23 @@
 //! - **Deletes are tombstones**, never removal: history and readers at older snapshots
 //!   keep working. A tombstone is a flag (`value: None`), so `Null` remains storable.
 //! - **Garbage collection** ([`MvccMap::gc_range`]) drops entries that retention no
-//!   longer wants *and* no open snapshot can still see.
+//!   longer wants *and* no open snapshot can still see (see [`RetentionPolicy`] for
+//!   the one definition of what a policy keeps, shared with the read path). It works
+//!   through the range in chunks of [`GC_CHUNK_KEYS`] keys, taking the write lock once
+//!   per chunk, so a collection of a large run never stalls writers for long.
+//! - **Size accounting.** The map counts the bytes applied to it (keys, values and a
+//!   fixed per-entry overhead) and an estimate of the bytes it holds, so that the layer
+//!   that knows the retention policies can collect in proportion to what was written
+//!   rather than on a timer ([`MvccMap::stats`]).
+//! - **A collection hook** ([`MvccMap::set_gc_hook`]): the layer above registers the
+//!   function that applies its retention policies, and [`Storage::checkpoint`] calls
+//!   it before writing a snapshot, so that no snapshot ever persists what retention
+//!   hides.
+//!
+//! [`Storage::checkpoint`]: crate::Storage::checkpoint
 use std::collections::{btree_map, BTreeMap};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -46,10 +60,104 @@ impl Entry {
 /// no separate allocation per key.
 pub(crate) type Chain = SmallVec<[Entry; 1]>;
 
+/// Bytes counted for one entry besides its value: the entry itself, the value's
+/// reference-counted allocation and the allocator's rounding (an estimate).
+pub const ENTRY_OVERHEAD: u64 = 64;
+
+/// Bytes counted for one key besides its bytes: its slot in the ordered map and its
+/// allocation (an estimate).
+pub const KEY_OVERHEAD: u64 = 64;
+
+/// Keys garbage collection visits per acquisition of the write lock.
+pub const GC_CHUNK_KEYS: usize = 1024;
+
+/// A function that applies the retention policies of the layer above to a storage
+/// (see [`MvccMap::set_gc_hook`]).
+pub type GcHook = Arc<dyn Fn(&crate::Storage) + Send + Sync>;
+
+/// Size counters of a map (see [`MvccMap::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MapStats {
+    /// Bytes applied since the map was created (keys, values, [`ENTRY_OVERHEAD`] per
+    /// write); only grows.
+    pub bytes_applied: u64,
+    /// Estimated bytes held: every entry (value plus [`ENTRY_OVERHEAD`]) and every key
+    /// (its bytes plus [`KEY_OVERHEAD`]), hidden versions included.
+    pub resident_bytes: u64,
+    /// Entries held, hidden versions and tombstones included.
+    pub entries: u64,
+    /// Keys held.
+    pub keys: u64,
+    /// Commits applied since the map was created.
+    pub commits_applied: u64,
+}
+
+/// What one garbage collection did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcStats {
+    /// Keys visited.
+    pub keys_visited: u64,
+    /// Entries dropped (hidden versions, and the tombstone of each removed key).
+    pub entries_dropped: u64,
+    /// Keys removed entirely (their only entry was a delete no snapshot needs).
+    pub keys_removed: u64,
+    /// Estimated bytes freed (as counted by [`MapStats::resident_bytes`]).
+    pub bytes_freed: u64,
+}
+
+impl GcStats {
+    /// Adds another collection's figures to these.
+    pub fn add(&mut self, other: GcStats) {
+        self.keys_visited += other.keys_visited;
+        self.entries_dropped += other.entries_dropped;
+        self.keys_removed += other.keys_removed;
+        self.bytes_freed += other.bytes_freed;
+    }
+}
+
+fn entry_size(value: Option<&Arc<[u8]>>) -> u64 {
+    value.map_or(0, |v| v.len() as u64) + ENTRY_OVERHEAD
+}
+
+fn key_size(key: &[u8]) -> u64 {
+    key.len() as u64 + KEY_OVERHEAD
+}
+
+#[derive(Default)]
+struct Counters {
+    bytes_applied: AtomicU64,
+    resident_bytes: AtomicU64,
+    entries: AtomicU64,
+    keys: AtomicU64,
+    commits_applied: AtomicU64,
+}
+
+impl Counters {
+    fn grow(&self, entries: u64, keys: u64, bytes: u64) {
+        self.entries.fetch_add(entries, Ordering::Relaxed);
+        self.keys.fetch_add(keys, Ordering::Relaxed);
+        self.resident_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn shrink(&self, entries: u64, keys: u64, bytes: u64) {
+        // Updated under the map's write lock, so never below zero; saturate anyway.
+        let sub = |a: &AtomicU64, n: u64| {
+            let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+        };
+        sub(&self.entries, entries);
+        sub(&self.keys, keys);
+        sub(&self.resident_bytes, bytes);
+    }
+}
+
 /// An ordered map from encoded keys to version chains. See the [module docs](self).
 #[derive(Default)]
 pub struct MvccMap {
     inner: RwLock<BTreeMap<Box<[u8]>, Chain>>,
+    counters: Counters,
+    gc_hook: RwLock<Option<GcHook>>,
 }
 
 /// One write of a commit: a key and its new value, or `None` to delete it.
@@ -89,7 +197,12 @@ impl MvccMap {
     /// than every version already in the map.
     pub fn apply(&self, version: u64, timestamp: Timestamp, writes: &[Write]) {
         let mut map = self.inner.write();
+        let c = &self.counters;
+        c.commits_applied.fetch_add(1, Ordering::Relaxed);
         for w in writes {
+            let size = entry_size(w.value.as_ref());
+            c.bytes_applied
+                .fetch_add(size + w.key.len() as u64, Ordering::Relaxed);
             let entry = Entry {
                 version,
                 timestamp,
@@ -99,11 +212,15 @@ impl MvccMap {
                 Some(chain) => {
                     // Two writes of one key in one commit: the last one wins.
                     if chain.last().is_some_and(|e| e.version == version) {
-                        chain.pop();
+                        if let Some(old) = chain.pop() {
+                            c.shrink(1, 0, entry_size(old.value.as_ref()));
+                        }
                     }
                     chain.push(entry);
+                    c.grow(1, 0, size);
                 }
                 None => {
+                    c.grow(1, 1, size + key_size(&w.key));
                     map.insert(w.key.clone(), smallvec![entry]);
                 }
             }
@@ -115,7 +232,12 @@ impl MvccMap {
     /// recovery, which own their writes.
     pub(crate) fn apply_owned(&self, version: u64, timestamp: Timestamp, writes: Vec<Write>) {
         let mut map = self.inner.write();
+        let c = &self.counters;
+        c.commits_applied.fetch_add(1, Ordering::Relaxed);
         for w in writes {
+            let size = entry_size(w.value.as_ref());
+            c.bytes_applied
+                .fetch_add(size + w.key.len() as u64, Ordering::Relaxed);
             let entry = Entry {
                 version,
                 timestamp,
@@ -126,11 +248,15 @@ impl MvccMap {
                     let chain = o.get_mut();
                     // Two writes of one key in one commit: the last one wins.
                     if chain.last().is_some_and(|e| e.version == version) {
-                        chain.pop();
+                        if let Some(old) = chain.pop() {
+                            c.shrink(1, 0, entry_size(old.value.as_ref()));
+                        }
                     }
                     chain.push(entry);
+                    c.grow(1, 0, size);
                 }
                 btree_map::Entry::Vacant(v) => {
+                    c.grow(1, 1, size + key_size(v.key()));
                     v.insert(smallvec![entry]);
                 }
             }
@@ -140,8 +266,43 @@ impl MvccMap {
     /// Builds a map from chains (used by recovery from a snapshot, whose chains are
     /// already sorted, which makes the bulk build linear).
     pub(crate) fn from_chains(chains: Vec<(Box<[u8]>, Chain)>) -> Self {
+        let counters = Counters::default();
+        for (k, chain) in &chains {
+            let bytes: u64 = chain.iter().map(|e| entry_size(e.value.as_ref())).sum();
+            counters.grow(chain.len() as u64, 1, bytes + key_size(k));
+        }
         MvccMap {
             inner: RwLock::new(chains.into_iter().collect()),
+            counters,
+            gc_hook: RwLock::new(None),
+        }
+    }
+
+    /// The map's size counters. The figures are read without a lock: each is exact
+    /// between commits, and they may disagree by one commit while one is applied.
+    pub fn stats(&self) -> MapStats {
+        let c = &self.counters;
+        MapStats {
+            bytes_applied: c.bytes_applied.load(Ordering::Relaxed),
+            resident_bytes: c.resident_bytes.load(Ordering::Relaxed),
+            entries: c.entries.load(Ordering::Relaxed),
+            keys: c.keys.load(Ordering::Relaxed),
+            commits_applied: c.commits_applied.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Registers (or with `None` removes) the function that applies the retention
+    /// policies of the layer above. [`Storage::checkpoint`](crate::Storage::checkpoint)
+    /// calls it before every snapshot; the hook must not call `checkpoint` itself.
+    pub fn set_gc_hook(&self, hook: Option<GcHook>) {
+        *self.gc_hook.write() = hook;
+    }
+
+    /// Runs the registered collection hook, if any, on `storage`.
+    pub(crate) fn run_gc_hook(&self, storage: &crate::Storage) {
+        let hook = self.gc_hook.read().clone();
+        if let Some(h) = hook {
+            h(storage);
         }
     }
 
@@ -300,13 +461,8 @@ impl MvccMap {
         out
     }
 
-    /// Garbage-collects the chains of keys in `[start, end)` under `policy`.
-    ///
-    /// An entry is dropped only when (a) the policy no longer retains it and (b) no
-    /// snapshot `>= oldest_snapshot` can see it, i.e. a newer entry exists with
-    /// `version <= oldest_snapshot`. The newest entry of a chain is always kept, except
-    /// that a chain that is only a tombstone visible to every open snapshot is removed.
-    /// Returns the number of entries dropped.
+    /// Garbage-collects the chains of keys in `[start, end)` under `policy`; returns
+    /// the number of entries dropped. See [`gc_range_stats`](Self::gc_range_stats).
     pub fn gc_range(
         &self,
         start: Bound<&[u8]>,
@@ -315,61 +471,164 @@ impl MvccMap {
         oldest_snapshot: u64,
         now: Timestamp,
     ) -> usize {
-        if matches!(policy, RetentionPolicy::KeepAll) {
-            return 0;
+        let stats = self.gc_range_stats(start, end, policy, oldest_snapshot, now);
+        usize::try_from(stats.entries_dropped).unwrap_or(usize::MAX)
+    }
+
+    /// Garbage-collects the chains of keys in `[start, end)` under `policy`, for
+    /// readers at `oldest_snapshot` or later: see [`gc_range_pinned`](Self::gc_range_pinned)
+    /// with no individual pins.
+    pub fn gc_range_stats(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        policy: &RetentionPolicy,
+        oldest_snapshot: u64,
+        now: Timestamp,
+    ) -> GcStats {
+        self.gc_range_pinned(start, end, policy, &[], oldest_snapshot, now)
+    }
+
+    /// Garbage-collects the chains of keys in `[start, end)` under `policy`.
+    ///
+    /// The readers to serve are one at each version of `pins` (open snapshots) and every
+    /// reader at `horizon` or later (the visible version when the pins were read: any
+    /// snapshot taken since reads at or after it). For each, the entries the policy
+    /// retains in the chain as that reader sees it are kept, and the entry it sees (see
+    /// [`RetentionPolicy::retained_from`]); everything else is dropped, so each reader
+    /// gets exactly the answers it would have got without collection, and an open
+    /// snapshot holds only what it can read, not every version written after it.
+    /// The newest entry of a chain is always kept, except that a chain that is only a
+    /// delete visible to every reader is removed. Works in chunks of [`GC_CHUNK_KEYS`]
+    /// keys, taking the write lock once per chunk.
+    pub fn gc_range_pinned(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        policy: &RetentionPolicy,
+        pins: &[u64],
+        horizon: u64,
+        now: Timestamp,
+    ) -> GcStats {
+        let mut stats = GcStats::default();
+        if policy.keeps_all() || is_empty_range(start, end) {
+            return stats;
         }
-        if is_empty_range(start, end) {
-            return 0;
-        }
-        let mut map = self.inner.write();
-        let mut dropped = 0;
-        let mut empty = Vec::new();
-        for (k, chain) in map.range_mut::<[u8], _>((start, end)) {
-            dropped += gc_chain(chain, policy, oldest_snapshot, now);
-            if chain.len() == 1 && chain[0].is_tombstone() && chain[0].version <= oldest_snapshot {
-                empty.push(k.clone());
+        let mut pins: Vec<u64> = pins.iter().copied().filter(|&p| p < horizon).collect();
+        pins.sort_unstable();
+        pins.dedup();
+        let oldest = pins.first().copied().unwrap_or(horizon);
+        let mut cursor: Option<Box<[u8]>> = None;
+        loop {
+            let lo = cursor.as_deref().map_or(start, Bound::Excluded);
+            if is_empty_range(lo, end) {
+                break;
             }
+            let mut map = self.inner.write();
+            let mut visited = 0usize;
+            let mut last: Option<&[u8]> = None;
+            let mut empty = Vec::new();
+            let mut chunk = GcStats::default();
+            for (k, chain) in map.range_mut::<[u8], _>((lo, end)) {
+                if visited == GC_CHUNK_KEYS {
+                    break;
+                }
+                visited += 1;
+                last = Some(k);
+                let (dropped, freed) = gc_chain(chain, policy, &pins, horizon, now);
+                chunk.entries_dropped += dropped;
+                chunk.bytes_freed += freed;
+                if chain.len() == 1 && chain[0].is_tombstone() && chain[0].version <= oldest {
+                    empty.push(k.clone());
+                }
+            }
+            let next = last.map(Box::<[u8]>::from);
+            for k in empty {
+                if map.remove(&k).is_some() {
+                    chunk.entries_dropped += 1;
+                    chunk.keys_removed += 1;
+                    chunk.bytes_freed += entry_size(None) + key_size(&k);
+                }
+            }
+            self.counters
+                .shrink(chunk.entries_dropped, chunk.keys_removed, chunk.bytes_freed);
+            drop(map);
+            chunk.keys_visited = visited as u64;
+            stats.add(chunk);
+            if visited < GC_CHUNK_KEYS {
+                break;
+            }
+            cursor = next;
         }
-        for k in empty {
-            map.remove(&k);
-            dropped += 1;
-        }
-        dropped
+        stats
     }
 }
 
+/// Drops the entries of one chain no reader retains (see
+/// [`MvccMap::gc_range_pinned`]; `pins` are sorted and all below `horizon`); returns
+/// (entries dropped, bytes freed).
 fn gc_chain(
     chain: &mut Chain,
     policy: &RetentionPolicy,
-    oldest_snapshot: u64,
+    pins: &[u64],
+    horizon: u64,
     now: Timestamp,
-) -> usize {
-    let n = chain.len();
-    if n <= 1 {
-        return 0;
+) -> (u64, u64) {
+    if chain.len() <= 1 {
+        return (0, 0);
     }
-    // Index of the entry the oldest open snapshot sees: everything before it is invisible
-    // to all snapshots.
-    let Some(pinned) = chain.iter().rposition(|e| e.version <= oldest_snapshot) else {
-        return 0;
+    // The entry a reader at `v` sees.
+    let seen = |chain: &Chain, v: u64| chain.iter().rposition(|e| e.version <= v);
+    // Readers at the horizon or later see the chain up to the horizon's entry or
+    // further: keep from what the horizon's reader retains to the end (the whole
+    // chain's retained suffix starts no earlier).
+    let Some(h) = seen(chain, horizon) else {
+        return (0, 0);
     };
-    let retained_from = match policy {
-        RetentionPolicy::KeepAll => 0,
-        RetentionPolicy::KeepLast(k) => n.saturating_sub((*k).max(1)),
-        RetentionPolicy::KeepFor(d) => {
-            let cutoff = now.saturating_sub(*d);
-            // Keep entries newer than the cutoff, and always the newest one.
-            chain
-                .iter()
-                .position(|e| e.timestamp >= cutoff)
-                .unwrap_or(n - 1)
+    let suffix = policy
+        .retained_from(chain, now)
+        .min(policy.retained_from(&chain[..=h], now));
+    // Each older pinned reader: what it retains, up to the entry it sees.
+    let mut kept: SmallVec<[(usize, usize); 4]> = SmallVec::new();
+    for &p in pins {
+        if let Some(i) = seen(chain, p) {
+            let from = policy.retained_from(&chain[..=i], now);
+            if from < suffix {
+                kept.push((from, i.min(suffix - 1)));
+            }
         }
-    };
-    let cut = retained_from.min(pinned);
-    if cut > 0 {
-        chain.drain(..cut);
     }
-    cut
+    let mut freed = 0;
+    let dropped;
+    if kept.is_empty() {
+        // The common case: a prefix goes.
+        if suffix == 0 {
+            return (0, 0);
+        }
+        freed = chain[..suffix]
+            .iter()
+            .map(|e| entry_size(e.value.as_ref()))
+            .sum();
+        chain.drain(..suffix);
+        dropped = suffix as u64;
+    } else {
+        let before = chain.len();
+        let mut i = 0usize;
+        chain.retain(|e| {
+            let keep = i >= suffix || kept.iter().any(|&(a, b)| a <= i && i <= b);
+            if !keep {
+                freed += entry_size(e.value.as_ref());
+            }
+            i += 1;
+            keep
+        });
+        dropped = (before - chain.len()) as u64;
+    }
+    // A long chain cut down keeps its allocation unless it is given back.
+    if chain.spilled() && chain.capacity() > 2 * chain.len() {
+        chain.shrink_to_fit();
+    }
+    (dropped, freed)
 }
 
 #[cfg(test)]
@@ -436,7 +695,7 @@ mod tests {
         for v in 1..=10 {
             m.apply(v, Timestamp(v * 1_000_000), &[w("k", Some("x"))]);
         }
-        // An open snapshot at 5 pins version 5.
+        // An open snapshot at 5 sees versions 4 and 5 as its newest two: both stay.
         let dropped = m.gc_range(
             Bound::Unbounded,
             Bound::Unbounded,
@@ -444,8 +703,8 @@ mod tests {
             5,
             Timestamp(0),
         );
-        assert_eq!(dropped, 4);
-        assert_eq!(m.history(b"k", 10, None, None).len(), 6);
+        assert_eq!(dropped, 3);
+        assert_eq!(m.history(b"k", 10, None, None).len(), 7);
         m.gc_range(
             Bound::Unbounded,
             Bound::Unbounded,
@@ -473,5 +732,179 @@ mod tests {
             Timestamp(0),
         );
         assert_eq!(m.key_count(), 0);
+    }
+
+    #[test]
+    fn gc_works_in_chunks_and_accounts_for_bytes() {
+        let m = MvccMap::new();
+        let keys = GC_CHUNK_KEYS * 2 + 7;
+        let value = Arc::<[u8]>::from(vec![7u8; 100]);
+        for v in 1..=5u64 {
+            let writes: Vec<Write> = (0..keys)
+                .map(|i| Write {
+                    key: format!("k{i:05}").into_bytes().into(),
+                    value: Some(value.clone()),
+                })
+                .collect();
+            m.apply(v, Timestamp(v), &writes);
+        }
+        let before = m.stats();
+        assert_eq!(before.keys, keys as u64);
+        assert_eq!(before.entries, 5 * keys as u64);
+        assert_eq!(before.commits_applied, 5);
+        let per_entry = 100 + ENTRY_OVERHEAD;
+        assert_eq!(
+            before.resident_bytes,
+            5 * keys as u64 * per_entry + keys as u64 * (6 + KEY_OVERHEAD)
+        );
+        assert_eq!(before.bytes_applied, 5 * keys as u64 * (per_entry + 6));
+        let stats = m.gc_range_stats(
+            Bound::Unbounded,
+            Bound::Unbounded,
+            &RetentionPolicy::KeepLast(1),
+            5,
+            Timestamp(5),
+        );
+        assert_eq!(stats.keys_visited, keys as u64);
+        assert_eq!(stats.entries_dropped, 4 * keys as u64);
+        assert_eq!(stats.bytes_freed, 4 * keys as u64 * per_entry);
+        let after = m.stats();
+        assert_eq!(after.entries, keys as u64);
+        assert_eq!(
+            after.resident_bytes,
+            before.resident_bytes - stats.bytes_freed
+        );
+        // Every key of every chunk was collected, and the newest versions remain.
+        for i in [0, GC_CHUNK_KEYS - 1, GC_CHUNK_KEYS, keys - 1] {
+            let k = format!("k{i:05}");
+            assert_eq!(m.history(k.as_bytes(), 5, None, None).len(), 1, "{k}");
+        }
+        // Deleted keys disappear entirely, and so does their accounting.
+        let deletes: Vec<Write> = (0..keys).map(|i| w(&format!("k{i:05}"), None)).collect();
+        m.apply(6, Timestamp(6), &deletes);
+        m.gc_range(
+            Bound::Unbounded,
+            Bound::Unbounded,
+            &RetentionPolicy::KeepLast(1),
+            6,
+            Timestamp(6),
+        );
+        assert_eq!(m.key_count(), 0);
+        assert_eq!(m.stats().resident_bytes, 0);
+        assert_eq!(m.stats().entries, 0);
+        assert_eq!(m.stats().keys, 0);
+    }
+
+    #[test]
+    fn readers_at_or_after_the_oldest_snapshot_see_the_same_retained_history() {
+        // For KeepLast and KeepFor, with deletes, whatever the oldest snapshot: the live
+        // versions a reader at any snapshot >= it retains are unchanged by collection
+        // (a removed lone delete retained nothing live).
+        let policies = [
+            RetentionPolicy::KeepLast(1),
+            RetentionPolicy::KeepLast(2),
+            RetentionPolicy::KeepLast(3),
+            RetentionPolicy::KeepFor(Duration::from_micros(3)),
+        ];
+        let pattern = [
+            true, true, false, true, false, false, true, true, true, false,
+        ];
+        for policy in policies {
+            for oldest in 1..=pattern.len() as u64 {
+                let m = MvccMap::new();
+                for (i, live) in pattern.iter().enumerate() {
+                    let v = i as u64 + 1;
+                    let value = live.then(|| v.to_string());
+                    m.apply(v, Timestamp(v), &[w("k", value.as_deref())]);
+                }
+                let now = Timestamp(12);
+                let retained = |m: &MvccMap, s: u64| -> Vec<u64> {
+                    let mut chain = m.history(b"k", s, None, None);
+                    chain.reverse();
+                    let from = policy.retained_from(&chain, now);
+                    chain[from..]
+                        .iter()
+                        .filter(|e| !e.is_tombstone())
+                        .map(|e| e.version)
+                        .collect()
+                };
+                let expected: Vec<Vec<u64>> = (oldest..=10).map(|s| retained(&m, s)).collect();
+                m.gc_range(Bound::Unbounded, Bound::Unbounded, &policy, oldest, now);
+                let got: Vec<Vec<u64>> = (oldest..=10).map(|s| retained(&m, s)).collect();
+                assert_eq!(got, expected, "{policy:?} oldest {oldest}");
+            }
+        }
+    }
+
+    #[test]
+    fn pinned_readers_keep_only_what_they_read() {
+        let policies = [
+            RetentionPolicy::KeepLast(1),
+            RetentionPolicy::KeepLast(2),
+            RetentionPolicy::KeepFor(Duration::from_micros(3)),
+        ];
+        let pattern = [
+            true, true, false, true, false, true, true, true, true, false, true,
+        ];
+        let last = pattern.len() as u64;
+        let pin_sets: [&[u64]; 5] = [&[], &[2], &[3, 7], &[1, 4, 5, 9], &[6, 6, 8]];
+        for policy in policies {
+            for pins in pin_sets {
+                for horizon in [9, last] {
+                    let m = MvccMap::new();
+                    for (i, live) in pattern.iter().enumerate() {
+                        let v = i as u64 + 1;
+                        let value = live.then(|| v.to_string());
+                        m.apply(v, Timestamp(v), &[w("k", value.as_deref())]);
+                    }
+                    let now = Timestamp(13);
+                    let retained = |m: &MvccMap, s: u64| -> Vec<u64> {
+                        let mut chain = m.history(b"k", s, None, None);
+                        chain.reverse();
+                        let from = policy.retained_from(&chain, now);
+                        chain[from..]
+                            .iter()
+                            .filter(|e| !e.is_tombstone())
+                            .map(|e| e.version)
+                            .collect()
+                    };
+                    let readers: Vec<u64> = pins.iter().copied().chain(horizon..=last).collect();
+                    let seen = |m: &MvccMap| -> Vec<(Vec<u64>, Option<u64>)> {
+                        readers
+                            .iter()
+                            .map(|&s| (retained(m, s), m.get(b"k", s).map(|e| e.version)))
+                            .collect()
+                    };
+                    let expected = seen(&m);
+                    let stats = m.gc_range_pinned(
+                        Bound::Unbounded,
+                        Bound::Unbounded,
+                        &policy,
+                        pins,
+                        horizon,
+                        now,
+                    );
+                    assert_eq!(
+                        seen(&m),
+                        expected,
+                        "{policy:?} pins {pins:?} horizon {horizon}"
+                    );
+                    assert_eq!(
+                        m.stats().entries,
+                        m.history(b"k", last, None, None).len() as u64
+                    );
+                    if policy == RetentionPolicy::KeepLast(1) && pins == [3, 7] && horizon == last {
+                        // 3 and 7 are what the pinned readers see; 11 is the newest.
+                        let left: Vec<u64> = m
+                            .history(b"k", last, None, None)
+                            .iter()
+                            .map(|e| e.version)
+                            .collect();
+                        assert_eq!(left, vec![11, 7, 3]);
+                        assert_eq!(stats.entries_dropped, 8);
+                    }
+                }
+            }
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! ```
 use std::sync::Arc;
 
+use strata_core::limits::{MAX_STORED_KEY_BYTES, MAX_STORED_VALUE_BYTES};
 use strata_core::Timestamp;
 
 use crate::mvcc::Write;
@@ -113,10 +114,22 @@ pub fn decode_payload(payload: &[u8]) -> Result<CommitRecord, String> {
     for _ in 0..count {
         let op = c.u8()?;
         let klen = c.u32()? as usize;
+        // The limits every commit was checked against: the same bounds on read.
+        if klen > MAX_STORED_KEY_BYTES {
+            return Err(format!(
+                "a key of {klen} bytes is longer than the limit of {MAX_STORED_KEY_BYTES}"
+            ));
+        }
         let key: Box<[u8]> = c.take(klen)?.into();
         let value = match op {
             OP_PUT => {
                 let vlen = c.u32()? as usize;
+                if vlen > MAX_STORED_VALUE_BYTES {
+                    return Err(format!(
+                        "a value of {vlen} bytes is larger than the limit of \
+                         {MAX_STORED_VALUE_BYTES}"
+                    ));
+                }
                 Some(Arc::from(c.take(vlen)?))
             }
             OP_DELETE => None,

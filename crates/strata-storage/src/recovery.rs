@@ -161,6 +161,10 @@ pub(crate) fn recover(
 
     // An empty newest segment (a crash while creating it, or before its predecessor was
     // sealed) holds no record: remove it, so that its predecessor is the newest.
+    // Its header still says where its predecessor ended when it was started: the
+    // predecessor was sealed (fsynced) then, so it is read as a sealed segment of that
+    // length, not with the newest segment's lenient rule.
+    let mut sealed_len: Option<u64> = None;
     let mut segments = segments.to_vec();
     while segments.len() >= 2 {
         let Some(&newest) = segments.last() else {
@@ -172,6 +176,9 @@ pub(crate) fn recover(
             break;
         }
         warn!(file = %path.display(), "removing an empty log segment left by a crash");
+        sealed_len = SegmentHeader::decode(&bytes)
+            .map(|h| h.prev_len)
+            .filter(|&l| l > 0);
         vfs.remove(&path).map_err(|e| io_err(&path, e))?;
         vfs.sync_dir(dir).map_err(|e| io_err(dir, e))?;
         segments.pop();
@@ -184,7 +191,25 @@ pub(crate) fn recover(
         let path = join(dir, &segment_name(base));
         let bytes = vfs.read(&path).map_err(|e| io_err(&path, e))?;
         let mut replayed = 0u64;
-        let scan = scan_segment(&path, &bytes, base, is_last, &mut |rec| {
+        let sealed = sealed_len.filter(|_| is_last);
+        let (scan_buf, scan_as_last) = match sealed {
+            Some(l) => {
+                let end = usize::try_from(l)
+                    .ok()
+                    .filter(|&l| l <= bytes.len())
+                    .ok_or_else(|| {
+                        Error::Storage(format!(
+                            "log segment {} is {} bytes long, but the next segment was \
+                             started when it ended at offset {l}: records are missing",
+                            path.display(),
+                            bytes.len()
+                        ))
+                    })?;
+                (&bytes[..end], false)
+            }
+            None => (&bytes[..], is_last),
+        };
+        let scan = scan_segment(&path, scan_buf, base, scan_as_last, &mut |rec| {
             if rec.version <= last {
                 return Ok(()); // already in the snapshot
             }
@@ -210,7 +235,13 @@ pub(crate) fn recover(
                 report.torn_bytes_truncated += bytes.len() as u64;
                 continue;
             }
-            SegmentScan::Segment(s) => s,
+            SegmentScan::Segment(mut s) => {
+                if sealed.is_some() {
+                    // Past the sealed length: only the preallocation the seal did not cut.
+                    s.torn_bytes = (bytes.len() - scan_buf.len()) as u64;
+                }
+                s
+            }
         };
         if let (Some(prev), Some(h)) = (&tail, &summary.header) {
             if h.prev_len != 0 && h.prev_len != prev.valid_len {

@@ -489,6 +489,9 @@ fn decode_block_v1(b: &[u8], out: &mut Vec<(Box<[u8]>, Chain)>) -> Option<()> {
     let mut p = 0;
     while p < b.len() {
         let klen = le_u32(b, p)? as usize;
+        if klen > MAX_STORED_KEY_BYTES {
+            return None;
+        }
         let key: Box<[u8]> = b.get(p + 4..p + 4 + klen)?.into();
         p += 4 + klen;
         let n = le_u32(b, p)? as usize;
@@ -503,6 +506,9 @@ fn decode_block_v1(b: &[u8], out: &mut Vec<(Box<[u8]>, Chain)>) -> Option<()> {
                 0 => None,
                 1 => {
                     let vlen = le_u32(b, p)? as usize;
+                    if vlen > MAX_STORED_VALUE_BYTES {
+                        return None;
+                    }
                     let v = Arc::from(b.get(p + 4..p + 4 + vlen)?);
                     p += 4 + vlen;
                     Some(v)

@@ -4,6 +4,10 @@
 //! tail from damage needed a forward search for a later valid frame. That search is kept
 //! here only to open databases written by v0.1: such a segment is read once at open, the
 //! database then appends to a new format-2 segment, and the next checkpoint deletes it.
+//! It only counts frames of records newer than the last one read, in the window of
+//! versions the remaining bytes can hold, and checks the record's format byte and version
+//! before any checksum: linear in the segment, and not fooled by a copy of the log stored
+//! in a value (its records are older).
 //!
 //! ```text
 //! header (16 B): magic "STRATWAL" | format u32 LE (= 1) | reserved u32
@@ -13,7 +17,7 @@ use std::path::Path;
 
 use strata_core::{Error, Result};
 
-use crate::record::{decode_payload, CommitRecord};
+use crate::record::{decode_payload, CommitRecord, RECORD_FORMAT};
 
 /// Format version of v0.1 log segments.
 pub(crate) const FORMAT_V1: u32 = 1;
@@ -51,8 +55,34 @@ pub(crate) struct SegmentContents {
     pub valid_len: usize,
 }
 
-/// Parses a segment file's bytes. `is_last` allows a torn tail.
-pub(crate) fn read_segment_v1(path: &Path, buf: &[u8], is_last: bool) -> Result<SegmentContents> {
+/// Smallest size of a format-1 frame holding a record: frame header and an empty record.
+const MIN_FRAME_LEN: usize = FRAME_HEADER_LEN + 21;
+
+/// `true` if a valid frame of a record of version `>= floor` starts after `gap`. Records
+/// of a segment have dense, increasing versions, so a record written after the one at
+/// `gap` has a version in a window bounded by the bytes left; the record format byte and
+/// that window are checked before any checksum is computed. So the search costs a few
+/// loads per position (not a checksum over the claimed length at every position), and
+/// bytes of records already read (a copy of this log stored in a value) never count.
+fn later_frame(buf: &[u8], gap: usize, floor: u64) -> bool {
+    let max = floor.saturating_add(((buf.len() - gap) / MIN_FRAME_LEN) as u64 + 1);
+    (gap + 1..buf.len()).any(|p| {
+        let Some(h) = buf.get(p + FRAME_HEADER_LEN..p + FRAME_HEADER_LEN + 9) else {
+            return false;
+        };
+        let version = u64::from_le_bytes([h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8]]);
+        h[0] == RECORD_FORMAT && (floor..=max).contains(&version) && frame_at(buf, p).is_some()
+    })
+}
+
+/// Parses a segment file's bytes. `is_last` allows a torn tail. `base` is the version in
+/// the segment's name: no record in it is older.
+pub(crate) fn read_segment_v1(
+    path: &Path,
+    buf: &[u8],
+    base: u64,
+    is_last: bool,
+) -> Result<SegmentContents> {
     let name = path.display();
     if buf.len() < V1_HEADER_LEN {
         // A crash while creating the segment: only acceptable for the last one, and only
@@ -92,7 +122,10 @@ pub(crate) fn read_segment_v1(path: &Path, buf: &[u8], is_last: bool) -> Result<
                 pos = end;
             }
             None => {
-                let later_valid = (pos + 1..buf.len()).any(|p| frame_at(buf, p).is_some());
+                let floor = records
+                    .last()
+                    .map_or(base, |r: &CommitRecord| r.version.saturating_add(1));
+                let later_valid = later_frame(buf, pos, floor);
                 if later_valid || !is_last {
                     return Err(Error::Storage(format!(
                         "log segment {name} is corrupt at offset {pos}: a record fails its \
@@ -151,14 +184,14 @@ mod tests {
     #[test]
     fn v1_torn_tail_and_corruption() {
         let (buf, ends) = segment_with(5);
-        let c = read_segment_v1(Path::new("x"), &buf[..ends[4] - 3], true).unwrap();
+        let c = read_segment_v1(Path::new("x"), &buf[..ends[4] - 3], 1, true).unwrap();
         assert_eq!((c.records.len(), c.valid_len), (4, ends[3]));
         let mut bad = buf.clone();
         bad[ends[1] + 12] ^= 0x10;
-        assert!(read_segment_v1(Path::new("x"), &bad, true).is_err());
-        assert!(read_segment_v1(Path::new("x"), &buf[..buf.len() - 1], false).is_err());
+        assert!(read_segment_v1(Path::new("x"), &bad, 1, true).is_err());
+        assert!(read_segment_v1(Path::new("x"), &buf[..buf.len() - 1], 1, false).is_err());
         assert_eq!(
-            read_segment_v1(Path::new("x"), &buf, false)
+            read_segment_v1(Path::new("x"), &buf, 1, false)
                 .unwrap()
                 .records
                 .len(),

@@ -281,8 +281,14 @@ impl WalWriter {
         segment_size: u64,
     ) -> Result<Self> {
         Self::create_with_capacity(vfs, dir, base, prev_len, segment_size, segment_size)
+            .map_err(|e| e.error)
     }
 
+    /// [`create`](Self::create) with a given capacity, telling whether a failure is
+    /// fatal: when the partial file could not be removed durably (its directory entry may
+    /// already be durable, for a failed directory fsync says nothing about what reached
+    /// the disk), the current segment must not receive more records — a power loss could
+    /// bring back a successor that says where it ended.
     fn create_with_capacity(
         vfs: Arc<dyn Vfs>,
         dir: &Path,
@@ -290,7 +296,7 @@ impl WalWriter {
         prev_len: u64,
         segment_size: u64,
         capacity: u64,
-    ) -> Result<Self> {
+    ) -> std::result::Result<Self, AppendError> {
         let path = join(dir, &segment_name(base));
         let header = SegmentHeader {
             salt: new_salt(),
@@ -308,10 +314,21 @@ impl WalWriter {
         let file = match created {
             Ok(f) => f,
             Err(e) => {
-                if vfs.remove(&path).is_ok() {
-                    let _ = vfs.sync_dir(dir);
-                }
-                return Err(io_err(&path, e));
+                let cleaned = vfs.remove(&path).and_then(|()| vfs.sync_dir(dir));
+                let fatal = match cleaned {
+                    Ok(()) => false,
+                    // Nothing was created.
+                    Err(ce) if ce.kind() == std::io::ErrorKind::NotFound => false,
+                    Err(ce) => {
+                        warn!(file = %path.display(), error = %ce,
+                            "cannot remove a segment whose creation failed");
+                        true
+                    }
+                };
+                return Err(AppendError {
+                    error: io_err(&path, e),
+                    fatal,
+                });
             }
         };
         Ok(WalWriter {
@@ -391,22 +408,22 @@ impl WalWriter {
             .segment_size
             .max((WAL_HEADER_LEN + FRAME_HEADER_LEN + payload_len) as u64);
         if base == self.header.base {
-            // The segment holds no record yet. If the record does not fit its file,
-            // create it again, larger (a crash meanwhile leaves an empty or torn newest
-            // segment, which recovery removes).
+            // The segment holds no record yet. If the record does not fit its mapping,
+            // map the same file again, larger: its content stays, nothing is allocated
+            // here (a full disk fails the append that follows, which is rolled back), so
+            // a failure changes nothing.
             if self.len + (FRAME_HEADER_LEN + payload_len) as u64 <= self.capacity {
                 return Ok(());
             }
-            let again = WalWriter::create_with_capacity(
-                self.vfs.clone(),
-                &self.dir,
-                base,
-                self.header.prev_len,
-                self.segment_size,
-                capacity,
-            )
-            .map_err(|error| AppendError { error, fatal: true })?;
-            *self = again;
+            let file = self
+                .vfs
+                .open_preallocated(&self.path, self.len, capacity)
+                .map_err(|e| AppendError {
+                    error: io_err(&self.path, e),
+                    fatal: false,
+                })?;
+            self.file = file;
+            self.capacity = capacity;
             return Ok(());
         }
         let next = WalWriter::create_with_capacity(
@@ -416,11 +433,7 @@ impl WalWriter {
             self.len,
             self.segment_size,
             capacity,
-        )
-        .map_err(|error| AppendError {
-            error,
-            fatal: false,
-        })?;
+        )?;
         self.seal()
             .map_err(|error| AppendError { error, fatal: true })?;
         self.file = next.file;

@@ -63,7 +63,7 @@ pub fn scan_segment(
 ) -> Result<SegmentScan> {
     let name = path.display();
     if buf.len() >= 12 && &buf[..8] == WAL_MAGIC && le_u32(buf, 8) == Some(FORMAT_V1) {
-        return scan_v1(path, buf, is_last, on_record);
+        return scan_v1(path, buf, base, is_last, on_record);
     }
     let Some(header) = SegmentHeader::decode(buf) else {
         // Nothing after the header region: no record can have been written, let alone
@@ -217,10 +217,11 @@ pub(crate) fn holds_no_record(buf: &[u8]) -> bool {
 fn scan_v1(
     path: &Path,
     buf: &[u8],
+    base: u64,
     is_last: bool,
     on_record: &mut dyn FnMut(CommitRecord) -> Result<()>,
 ) -> Result<SegmentScan> {
-    let contents = read_segment_v1(path, buf, is_last)?;
+    let contents = read_segment_v1(path, buf, base, is_last)?;
     let first = contents.records.first().map(|r| r.version);
     let last = contents.records.last().map(|r| r.version);
     for rec in contents.records {
