@@ -17,12 +17,14 @@
 #![deny(unsafe_code)]
 
 mod durability;
+pub mod inspect;
 pub mod key;
 mod lock;
 mod mapped;
 pub mod mvcc;
 pub mod record;
 mod recovery;
+mod restore;
 mod retention;
 pub mod snapshot;
 mod storage;
@@ -35,7 +37,8 @@ pub use durability::{
     DEFAULT_SEGMENT_SIZE, DEFAULT_SNAPSHOT_THRESHOLD,
 };
 pub use key::{decode_key, encode_key, Primitive};
-pub use lock::{DirLock, LOCK_FILE};
+pub use lock::{lock_holder, DirLock, LOCK_FILE};
 pub use mvcc::{Entry, GcHook, GcStats, MapStats, MvccMap, Write};
+pub use restore::RestoreReport;
 pub use retention::RetentionPolicy;
 pub use storage::{closed_error, CommitInfo, RecoveryReport, SnapshotPin, Storage};

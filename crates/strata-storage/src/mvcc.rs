@@ -306,6 +306,19 @@ impl MvccMap {
         }
     }
 
+    /// Puts a whole chain (ascending versions) under a key that has none, for an exact
+    /// restore ([`crate::Storage::restore_chains`]). Returns `false`, changing nothing,
+    /// if the key already has entries.
+    pub(crate) fn insert_chain(&self, key: Box<[u8]>, entries: Vec<Entry>) -> bool {
+        match self.inner.write().entry(key) {
+            btree_map::Entry::Occupied(_) => false,
+            btree_map::Entry::Vacant(v) => {
+                v.insert(Chain::from_vec(entries));
+                true
+            }
+        }
+    }
+
     /// The entry of `key` visible at `snapshot`, tombstones included.
     pub fn get_entry(&self, key: &[u8], snapshot: u64) -> Option<Entry> {
         let map = self.inner.read();

@@ -177,7 +177,7 @@ pub enum SearchStrategy {
 
 enum Engine {
     Exact(ExactIndex),
-    Hnsw(HnswIndex),
+    Hnsw(Box<HnswIndex>),
 }
 
 impl Engine {
@@ -328,6 +328,89 @@ impl CollectionIndex {
         Ok(())
     }
 
+    /// Inserts or replaces many vectors at once: like [`Self::upsert`] for each item in
+    /// order (a key given twice keeps its last vector), with the graph insertion spread
+    /// over `threads` threads (see [`HnswIndex::insert_batch`]).
+    ///
+    /// Errors as [`Self::upsert`]; every item is validated first, so on error nothing
+    /// changes.
+    pub fn upsert_batch(
+        &mut self,
+        items: Vec<(String, Vec<f32>, Option<Value>)>,
+        threads: usize,
+    ) -> Result<()> {
+        for (key, vector, metadata) in &items {
+            limits::validate_key(key)?;
+            distance::validate_vector(vector, self.config.dimension)?;
+            if let Some(m) = metadata {
+                if !m.is_object() {
+                    return Err(Error::wrong_type("Object", m.type_name()));
+                }
+            }
+        }
+        // The last occurrence of each key wins.
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(items.len());
+        for (i, (key, _, _)) in items.iter().enumerate() {
+            last.insert(key.as_str(), i);
+        }
+        let keep: Vec<bool> = (0..items.len())
+            .map(|i| last.get(items[i].0.as_str()) == Some(&i))
+            .collect();
+        drop(last);
+        let mut items: Vec<_> = items
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(item, k)| k.then_some(item))
+            .collect();
+        // Without a graph (or for a small batch) one at a time: the exact arena is cheap
+        // and the graph gets built (in parallel) when the threshold is crossed.
+        let first_graph_slot = match &self.engine {
+            Engine::Hnsw(h) if items.len() > 1 => h.store().slot_count(),
+            _ => {
+                let mut rest = items.into_iter();
+                while let Some((key, vector, metadata)) = rest.next() {
+                    self.upsert(&key, &vector, metadata)?;
+                    if matches!(self.engine, Engine::Hnsw(_)) {
+                        return self.upsert_batch(rest.collect(), threads);
+                    }
+                }
+                return Ok(());
+            }
+        };
+        if first_graph_slot + items.len() >= u32::MAX as usize - 1 {
+            return Err(Error::ConstraintViolation(
+                "collection has exhausted its 2^32 internal ids".into(),
+            ));
+        }
+        let pairs: Vec<(u32, &[f32])> = items
+            .iter()
+            .enumerate()
+            .map(|(i, (_, v, _))| ((first_graph_slot + i) as u32, &v[..]))
+            .collect();
+        if let Engine::Hnsw(h) = &mut self.engine {
+            h.insert_batch(&pairs, threads)?;
+        }
+        drop(pairs);
+        for (i, (key, _, metadata)) in items.drain(..).enumerate() {
+            let id = (first_graph_slot + i) as u32;
+            if let Some(old) = self.keys.get(key.as_str()).copied() {
+                self.tombstone(old);
+            }
+            let key: Arc<str> = Arc::from(key);
+            self.keys.insert(key.clone(), id);
+            let idx = id as usize;
+            if self.id_keys.len() <= idx {
+                self.id_keys.resize(idx + 1, None);
+                self.metadata.resize(idx + 1, None);
+            }
+            self.id_keys[idx] = Some(key);
+            self.columns.set(id, metadata.as_ref());
+            self.metadata[idx] = metadata;
+        }
+        self.maintain();
+        Ok(())
+    }
+
     fn tombstone(&mut self, id: u32) {
         let removed = match &mut self.engine {
             Engine::Exact(e) => e.remove(id),
@@ -384,7 +467,10 @@ impl CollectionIndex {
                     let remap = store.compact();
                     self.apply_remap(&remap);
                 }
-                self.engine = Engine::Hnsw(HnswIndex::build_validated(store, self.config.hnsw));
+                self.engine = Engine::Hnsw(Box::new(HnswIndex::build_validated(
+                    store,
+                    self.config.hnsw,
+                )));
             }
             return;
         }
@@ -512,6 +598,18 @@ impl CollectionIndex {
         self.search_using(query, k, filter, self.plan(k, filter))
     }
 
+    /// [`Self::search`] with the HNSW candidate list size `ef` for this query (`None`: the
+    /// collection's `ef_search`).
+    pub fn search_with_ef(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: Option<&SearchFilter>,
+    ) -> Result<Vec<(String, f32)>> {
+        self.search_inner(query, k, filter, self.plan(k, filter), ef)
+    }
+
     /// [`Self::search`] keeping only results scoring at least `min_score`.
     pub fn search_with_threshold(
         &self,
@@ -534,6 +632,17 @@ impl CollectionIndex {
         filter: Option<&SearchFilter>,
         strategy: SearchStrategy,
     ) -> Result<Vec<(String, f32)>> {
+        self.search_inner(query, k, filter, strategy, None)
+    }
+
+    fn search_inner(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&SearchFilter>,
+        strategy: SearchStrategy,
+        ef: Option<usize>,
+    ) -> Result<Vec<(String, f32)>> {
         distance::validate_vector(query, self.config.dimension)?;
         if k == 0 || self.is_empty() {
             return Ok(Vec::new());
@@ -545,7 +654,11 @@ impl CollectionIndex {
         let f = filter.map(|_| pred_dyn);
         let mut hits = match (&self.engine, strategy) {
             (Engine::Hnsw(h), SearchStrategy::Hnsw) => {
-                let r = h.search(query, k, f)?;
+                let mut ef = ef.unwrap_or(h.params().ef_search).max(k);
+                if filter.is_some() {
+                    ef = ef.saturating_mul(2);
+                }
+                let r = h.search_with_ef(query, k, ef, f)?;
                 let expected = if filter.is_none() {
                     k.min(self.len())
                 } else {
@@ -719,7 +832,7 @@ impl CollectionIndex {
                 {
                     return Err(bad("graph settings differ from the collection's"));
                 }
-                Engine::Hnsw(h)
+                Engine::Hnsw(Box::new(h))
             }
             _ => return Err(bad("unknown engine")),
         };

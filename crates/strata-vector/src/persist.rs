@@ -184,6 +184,25 @@ pub(crate) fn decode_file(bytes: &[u8], run: &RunId, name: &str) -> Result<FileC
     })
 }
 
+/// Checks an index file written for `run`/`name` (header, checksum, contents) without
+/// keeping it; returns the number of vectors it holds. Used by `strata verify`.
+pub fn check_file(bytes: &[u8], run: &RunId, name: &str) -> Result<u64> {
+    decode_file(bytes, run, name).map(|f| f.index.len() as u64)
+}
+
+/// The collection name of an index file name (`<hex(name)>.vidx`), if it is one.
+pub fn collection_of_file_name(file_name: &str) -> Option<String> {
+    let hex = file_name.strip_suffix(EXTENSION)?.strip_suffix('.')?;
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
 /// Writes `bytes` to `path` atomically and durably: a temporary file in the same
 /// directory, fsynced, renamed over `path`, then the directory fsynced.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -273,6 +273,34 @@ pub mod ops {
         })
     }
 
+    /// Validates and writes many vector records of one collection (the definition is
+    /// read once); returns the index changes to apply after the commit, in order.
+    pub fn upsert_many<'a>(
+        txn: &mut Transaction,
+        run: &RunId,
+        collection: &str,
+        items: impl IntoIterator<Item = (&'a str, &'a [f32], Option<Value>)>,
+    ) -> Result<Vec<PendingIndexOp>> {
+        let def = require_def(txn, run, collection)?;
+        let mut out = Vec::new();
+        for (key, vector, metadata) in items {
+            limits::validate_key(key)?;
+            validate_vector(vector, def.dimension)?;
+            txn.put(
+                record_key(run, collection, key),
+                encode_record(vector, metadata.as_ref())?,
+            );
+            out.push(PendingIndexOp::Upsert {
+                run: *run,
+                collection: collection.to_owned(),
+                key: key.to_owned(),
+                vector: vector.to_vec(),
+                metadata,
+            });
+        }
+        Ok(out)
+    }
+
     /// Deletes a vector record; returns whether it existed and the index change.
     pub fn delete(
         txn: &mut Transaction,
@@ -393,13 +421,20 @@ impl Vectors {
             IndexSource::Rebuilt,
         );
         let (prefix, records) = self.scan_records(run, name)?;
-        for (rk, re) in records {
+        // In batches, so that the graph is built on all cores.
+        const BATCH: usize = 8192;
+        let mut batch = Vec::with_capacity(BATCH.min(records.len()));
+        let mut rest = records.into_iter().peekable();
+        while let Some((rk, re)) = rest.next() {
             let key = String::from_utf8_lossy(&rk[prefix.len()..]).into_owned();
             let (vector, metadata) = decode_record(re.value.as_deref().unwrap_or_default())?;
-            entry
-                .index
-                .upsert(&key, &vector, metadata.filter(Value::is_object))?;
-            entry.applied.insert(key, re.version);
+            entry.applied.insert(key.clone(), re.version);
+            batch.push((key, vector, metadata.filter(Value::is_object)));
+            if batch.len() == BATCH || rest.peek().is_none() {
+                entry
+                    .index
+                    .upsert_batch(std::mem::take(&mut batch), crate::hnsw::default_threads())?;
+            }
         }
         Ok(entry)
     }
@@ -612,8 +647,29 @@ impl Vectors {
         self.indexes.read().get(&(*run, name.to_owned())).cloned()
     }
 
-    /// Applies committed index changes (called after the commit at `version`).
+    /// Applies committed index changes (called after the commit at `version`). Runs of
+    /// upserts into one collection go to the index as one batch, whose graph insertion
+    /// runs in parallel (see [`CollectionIndex::upsert_batch`]).
     pub(crate) fn apply(&self, ops: Vec<PendingIndexOp>, version: u64) {
+        let mut batch: Vec<(String, Vec<f32>, Option<Value>)> = Vec::new();
+        let mut batch_entry: Option<Arc<RwLock<IndexEntry>>> = None;
+        let flush = |entry: &mut Option<Arc<RwLock<IndexEntry>>>,
+                     batch: &mut Vec<(String, Vec<f32>, Option<Value>)>| {
+            if let Some(entry) = entry.take() {
+                let items = std::mem::take(batch);
+                let n = items.len();
+                let mut e = entry.write();
+                let result = if n == 1 {
+                    let (key, vector, metadata) = items.into_iter().next().unwrap_or_default();
+                    e.index.upsert(&key, &vector, metadata)
+                } else {
+                    e.index.upsert_batch(items, crate::hnsw::default_threads())
+                };
+                if let Err(err) = result {
+                    tracing::error!(error = %err, vectors = n, "index update failed after commit");
+                }
+            }
+        };
         for op in ops {
             let (run, collection, key) = match &op {
                 PendingIndexOp::Upsert {
@@ -626,35 +682,45 @@ impl Vectors {
                     run,
                     collection,
                     key,
-                } => (*run, collection.clone(), key.clone()),
+                } => (*run, collection, key),
             };
-            let Some(entry) = self.entry(&run, &collection) else {
+            let Some(entry) = self.entry(&run, collection) else {
                 continue;
             };
-            let mut e = entry.write();
-            // Strictly older only: several changes of one key in one transaction share
-            // its version and must all be applied, in order, so that the last one wins.
-            if version <= e.created_version || e.applied.get(&key).is_some_and(|&v| v > version) {
-                continue;
+            if batch_entry
+                .as_ref()
+                .is_some_and(|b| !Arc::ptr_eq(b, &entry))
+            {
+                flush(&mut batch_entry, &mut batch);
             }
-            e.applied.insert(key.clone(), version);
-            e.changes += 1;
+            {
+                let mut e = entry.write();
+                // Strictly older only: several changes of one key in one transaction share
+                // its version and must all be applied, in order, so that the last one wins.
+                if version <= e.created_version || e.applied.get(key).is_some_and(|&v| v > version)
+                {
+                    continue;
+                }
+                e.applied.insert(key.clone(), version);
+                e.changes += 1;
+            }
             match op {
                 PendingIndexOp::Upsert {
-                    vector, metadata, ..
+                    key,
+                    vector,
+                    metadata,
+                    ..
                 } => {
-                    if let Err(err) =
-                        e.index
-                            .upsert(&key, &vector, metadata.filter(Value::is_object))
-                    {
-                        tracing::error!(error = %err, key, "index update failed after commit");
-                    }
+                    batch.push((key, vector, metadata.filter(Value::is_object)));
+                    batch_entry = Some(entry);
                 }
-                PendingIndexOp::Delete { .. } => {
-                    e.index.delete(&key);
+                PendingIndexOp::Delete { key, .. } => {
+                    flush(&mut batch_entry, &mut batch);
+                    entry.write().index.delete(&key);
                 }
             }
         }
+        flush(&mut batch_entry, &mut batch);
     }
 
     /// Creates a collection of `dimension`-d vectors compared with `metric`; returns the
@@ -803,6 +869,88 @@ impl Vectors {
         Ok(version)
     }
 
+    /// Inserts or replaces many vectors of one collection in one transaction (one
+    /// commit, one log record); returns its version. Every vector is validated before
+    /// anything is written: one bad item fails the whole batch. A key given twice keeps
+    /// its last vector. The index inserts the batch into its graph in parallel on the
+    /// available cores, so this is much faster than one [`upsert`](Self::upsert) per
+    /// vector (`docs/vectors.md` has figures). An empty batch writes nothing and returns
+    /// the current version.
+    ///
+    ///
+    /// `items` are `(key, vector, metadata)`, e.g. `[("a", vec![1.0, 0.0], None)]`.
+    pub fn upsert_batch<K, V>(
+        &self,
+        run: &RunId,
+        collection: &str,
+        items: impl IntoIterator<Item = (K, V, Option<Value>)>,
+    ) -> Result<Version>
+    where
+        K: AsRef<str>,
+        V: AsRef<[f32]>,
+    {
+        let items: Vec<(K, V, Option<Value>)> = items.into_iter().collect();
+        if items.is_empty() {
+            limits::validate_key(collection)?;
+            self.engine
+                .read(run, |txn| require_def(txn, run, collection))?;
+            return Ok(Version::Txn(self.engine.storage().visible_version()));
+        }
+        let (ops, info) = self.engine.write(run, |txn| {
+            ops::upsert_many(
+                txn,
+                run,
+                collection,
+                items
+                    .iter()
+                    .map(|(k, v, m)| (k.as_ref(), v.as_ref(), m.clone())),
+            )
+        })?;
+        let version = committed_version(info)?;
+        self.apply(ops, version.as_u64());
+        Ok(version)
+    }
+
+    /// Sets the HNSW search effort (`ef_search`, the candidate list size; default 64) of
+    /// a collection for this process: higher finds more of the true nearest neighbors and
+    /// is slower (`docs/vectors.md` has the recall/speed table). A search uses
+    /// `max(ef_search, k)`, doubled under a filter. The setting is kept in the index file
+    /// written at close, not in the collection's definition. `ef` must be 1..=65,536.
+    pub fn set_ef_search(&self, run: &RunId, collection: &str, ef: usize) -> Result<()> {
+        check_ef(ef)?;
+        limits::validate_key(collection)?;
+        self.engine
+            .read(run, |txn| require_def(txn, run, collection))?;
+        if let Some(entry) = self.entry(run, collection) {
+            entry.write().index.set_ef_search(ef);
+        }
+        Ok(())
+    }
+
+    /// Like [`search`](Self::search) with the HNSW search effort `ef` for this query only
+    /// (see [`set_ef_search`](Self::set_ef_search)).
+    pub fn search_with_ef(
+        &self,
+        run: &RunId,
+        collection: &str,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Option<SearchFilter>,
+    ) -> Result<Vec<VectorMatch>> {
+        check_ef(ef)?;
+        self.search_inner(
+            run,
+            collection,
+            query,
+            k,
+            None,
+            filter.as_ref(),
+            false,
+            Some(ef),
+        )
+    }
+
     /// A vector and its metadata, or `None`.
     pub fn get(
         &self,
@@ -852,7 +1000,16 @@ impl Vectors {
         k: usize,
         filter: Option<SearchFilter>,
     ) -> Result<Vec<VectorMatch>> {
-        self.search_inner(run, collection, query, k, None, filter.as_ref(), false)
+        self.search_inner(
+            run,
+            collection,
+            query,
+            k,
+            None,
+            filter.as_ref(),
+            false,
+            None,
+        )
     }
 
     /// Like [`search`](Self::search), keeping only results with `score >= threshold`.
@@ -873,6 +1030,7 @@ impl Vectors {
             Some(threshold),
             filter.as_ref(),
             false,
+            None,
         )
     }
 
@@ -885,7 +1043,7 @@ impl Vectors {
         k: usize,
         filter: Option<SearchFilter>,
     ) -> Result<Vec<VectorMatch>> {
-        self.search_inner(run, collection, query, k, None, filter.as_ref(), true)
+        self.search_inner(run, collection, query, k, None, filter.as_ref(), true, None)
     }
 
     #[expect(
@@ -901,6 +1059,7 @@ impl Vectors {
         threshold: Option<f32>,
         filter: Option<&SearchFilter>,
         with_vectors: bool,
+        ef: Option<usize>,
     ) -> Result<Vec<VectorMatch>> {
         limits::validate_key(collection)?;
         if let Some(f) = filter {
@@ -914,10 +1073,11 @@ impl Vectors {
             };
             let hits = {
                 let e = entry.read();
-                match threshold {
-                    Some(t) => e.index.search_with_threshold(query, k, t, filter)?,
-                    None => e.index.search(query, k, filter)?,
+                let mut hits = e.index.search_with_ef(query, k, ef, filter)?;
+                if let Some(t) = threshold {
+                    hits.retain(|(_, s)| *s >= t);
                 }
+                hits
             };
             let mut out = Vec::with_capacity(hits.len());
             for (key, score) in hits {
@@ -934,6 +1094,19 @@ impl Vectors {
             }
             Ok(out)
         })
+    }
+}
+
+/// Largest `ef_search` accepted.
+const MAX_EF: usize = 65_536;
+
+fn check_ef(ef: usize) -> Result<()> {
+    if (1..=MAX_EF).contains(&ef) {
+        Ok(())
+    } else {
+        Err(Error::ConstraintViolation(format!(
+            "ef_search must be 1..={MAX_EF}, got {ef}"
+        )))
     }
 }
 

@@ -370,3 +370,94 @@ fn exact_index_is_usable_through_the_trait() {
     assert_eq!(ix.compact(), vec![u32::MAX, 0]);
     assert_eq!(ix.vector(0), Some(&[3.0, 0.0][..]));
 }
+
+#[test]
+fn upsert_batch_equals_one_by_one_upserts() {
+    let mut data = clustered(2650, 12, 12, 21);
+    let queries = data.split_off(2600);
+    let meta = |i: usize| Some(json!({"tenth": (i % 10) as i64}));
+    let one = collection(&data, DistanceMetric::Cosine);
+    let mut batch =
+        CollectionIndex::new(CollectionConfig::new(12, DistanceMetric::Cosine)).unwrap();
+    // Crosses the exact threshold inside a batch, replaces keys, repeats a key in a batch.
+    let mut items: Vec<(String, Vec<f32>, Option<Value>)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (key(i), v.clone(), None))
+        .collect();
+    items.insert(5, (key(2599), data[0].clone(), None));
+    let second: Vec<_> = items.split_off(1500);
+    batch.upsert_batch(items, 2).unwrap();
+    batch.upsert_batch(second, 2).unwrap();
+    assert!(batch.hnsw().is_some());
+    let again: Vec<_> = (0..2600)
+        .step_by(2)
+        .map(|i| (key(i), data[i].clone(), meta(i)))
+        .collect();
+    batch.upsert_batch(again, 2).unwrap();
+    assert_eq!(batch.len(), 2600);
+    assert_eq!(
+        batch.get(&key(2599)).unwrap().0,
+        &data[2599][..],
+        "last wins"
+    );
+    assert_eq!(batch.get(&key(4)).unwrap().1, meta(4).as_ref());
+    assert_eq!(batch.get(&key(3)).unwrap().1, None);
+    let f = SearchFilter::eq("tenth", 4);
+    for (i, v) in data.iter().enumerate().step_by(13) {
+        assert_eq!(batch.search(v, 1, None).unwrap()[0].0, key(i));
+        let got = batch.search(v, 5, Some(&f)).unwrap();
+        assert_eq!(got.len(), 5);
+        assert!(got
+            .iter()
+            .all(|(k, _)| k[4..].parse::<usize>().unwrap() % 10 == 4));
+    }
+    let (rb, ro) = (
+        recall(&batch, &queries, 10, None),
+        recall(&one, &queries, 10, None),
+    );
+    assert!(rb >= 0.95 && rb >= ro - 0.03, "batch {rb}, one by one {ro}");
+    // One bad item rejects the whole batch and changes nothing.
+    for bad in [
+        vec![
+            (key(9000), vec![0.1; 12], None),
+            (key(9001), vec![0.1; 11], None),
+        ],
+        vec![
+            (key(9000), vec![0.1; 12], None),
+            ("".to_string(), vec![0.1; 12], None),
+        ],
+        vec![(key(9000), vec![f32::NAN; 12], None)],
+        vec![(key(9000), vec![0.1; 12], Some(Value::Int(1)))],
+    ] {
+        assert!(batch.upsert_batch(bad, 2).is_err());
+        assert!(!batch.contains(&key(9000)));
+        assert_eq!(batch.len(), 2600);
+    }
+    batch.upsert_batch(Vec::new(), 2).unwrap();
+    // The serialized index (with vectors not linked yet) reads back the same.
+    let back = CollectionIndex::from_bytes(&batch.to_bytes().unwrap()).unwrap();
+    for v in queries.iter().take(10) {
+        assert_eq!(
+            back.search(v, 10, None).unwrap(),
+            batch.search(v, 10, None).unwrap()
+        );
+    }
+}
+
+#[test]
+fn search_with_ef_and_set_ef_search() {
+    let data = clustered(3000, 12, 12, 5);
+    let mut c = collection(&data, DistanceMetric::Euclidean);
+    let q = &data[17];
+    let a = c.search_with_ef(q, 10, Some(1), None).unwrap();
+    let b = c.search_with_ef(q, 10, Some(500), None).unwrap();
+    assert_eq!(a.len(), 10);
+    assert_eq!(
+        b,
+        c.search_using(q, 10, None, SearchStrategy::Exact).unwrap()
+    );
+    c.set_ef_search(500);
+    assert_eq!(c.search(q, 10, None).unwrap(), b);
+    assert_eq!(c.config().hnsw.ef_search, 500);
+}

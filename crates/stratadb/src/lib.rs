@@ -23,18 +23,22 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod admin;
 mod builder;
+mod export;
 mod strata;
 mod transaction;
 
+pub use admin::{verify, DbInfo, FileCheck, FileInfo, PrimitiveStats, VerifyReport, RUN_STATES};
 pub use builder::StrataBuilder;
+pub use export::{import, ExportReport, ImportReport, EXPORT_FORMAT_VERSION};
 pub use strata::Strata;
 pub use transaction::Txn;
 
 pub use strata_concurrency::DatabaseMetrics;
 pub use strata_core::{json, limits, Error, Result, RunId, Timestamp, Value, Version, Versioned};
 pub use strata_primitives::{Events, Json, RetentionPolicy, RunInfo, RunState, Runs, State, KV};
-pub use strata_storage::DurabilityMode;
+pub use strata_storage::{lock_holder, DurabilityMode};
 pub use strata_vector::{
     CollectionInfo, DistanceMetric, SearchFilter, VectorData, VectorMatch, Vectors,
 };

@@ -33,7 +33,7 @@ pub struct Strata {
     pub vectors: Vectors,
     /// Run management.
     pub runs: Runs,
-    engine: Arc<Engine>,
+    pub(crate) engine: Arc<Engine>,
     path: PathBuf,
     ephemeral: bool,
     // Declared last so that it is removed after everything above is dropped.

@@ -131,6 +131,31 @@ impl<'a> Txn<'a> {
         self.pending.lock().push(op);
         Ok(())
     }
+    /// Inserts or replaces many vectors of one collection (the index inserts them in
+    /// parallel once the transaction commits; see `Vectors::upsert_batch`).
+    pub fn vector_upsert_batch<K, V>(
+        &mut self,
+        run: &RunId,
+        collection: &str,
+        items: impl IntoIterator<Item = (K, V, Option<Value>)>,
+    ) -> Result<()>
+    where
+        K: AsRef<str>,
+        V: AsRef<[f32]>,
+    {
+        self.writable(run)?;
+        let items: Vec<(K, V, Option<Value>)> = items.into_iter().collect();
+        let ops = vectors::ops::upsert_many(
+            self.raw,
+            run,
+            collection,
+            items
+                .iter()
+                .map(|(k, v, m)| (k.as_ref(), v.as_ref(), m.clone())),
+        )?;
+        self.pending.lock().extend(ops);
+        Ok(())
+    }
     /// Deletes a vector; returns whether it existed.
     pub fn vector_delete(&mut self, run: &RunId, collection: &str, key: &str) -> Result<bool> {
         self.writable(run)?;

@@ -600,3 +600,87 @@ fn filters_ignore_non_object_metadata() {
     assert_eq!(r[0].metadata, Some(Value::from("x")));
     assert_eq!(r[1].metadata, None);
 }
+
+#[test]
+fn upsert_batch_and_ef_search() {
+    let (db, run) = setup();
+    db.vectors
+        .create_collection(&run, "docs", 4, DistanceMetric::Cosine)
+        .unwrap();
+    let vecs: Vec<Vec<f32>> = (0..3000)
+        .map(|i| {
+            let x = i as f32;
+            vec![(x * 0.37).sin(), (x * 0.11).cos(), (x * 0.05).sin(), 1.0]
+        })
+        .collect();
+    let items: Vec<(String, &[f32], Option<Value>)> = vecs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("k{i}"), &v[..], Some(json!({"even": i % 2 == 0}))))
+        .collect();
+    let v1 = db.vectors.upsert_batch(&run, "docs", items).unwrap();
+    assert_eq!(db.vectors.count(&run, "docs").unwrap(), 3000);
+    let got = db.vectors.get(&run, "docs", "k7").unwrap().unwrap();
+    assert_eq!(got.version, v1, "one commit for the batch");
+    assert_eq!(got.value.vector, vecs[7]);
+    // One bad vector: nothing is written.
+    let bad = vec![
+        ("x1", vec![1.0, 0.0, 0.0, 0.0], None),
+        ("x2", vec![1.0, 0.0], None),
+    ];
+    assert!(matches!(
+        db.vectors.upsert_batch(&run, "docs", bad),
+        Err(Error::ConstraintViolation(_))
+    ));
+    assert!(db.vectors.get(&run, "docs", "x1").unwrap().is_none());
+    assert!(matches!(
+        db.vectors
+            .upsert_batch(&run, "nope", [("a", vec![1.0f32; 4], None)]),
+        Err(Error::NotFound(_))
+    ));
+    let empty: Vec<(&str, Vec<f32>, Option<Value>)> = Vec::new();
+    assert!(db.vectors.upsert_batch(&run, "docs", empty).is_ok());
+    // In a transaction, with other writes.
+    db.transaction(|txn| {
+        txn.vector_upsert_batch(&run, "docs", [("t1", vec![0.0f32, 0.0, 1.0, 0.0], None)])?;
+        txn.kv_set(&run, "note", "batched")?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(db.vectors.count(&run, "docs").unwrap(), 3001);
+    let r = db
+        .vectors
+        .search(&run, "docs", &[0.0, 0.0, 1.0, 0.0], 1, None)
+        .unwrap();
+    assert_eq!(r[0].key, "t1");
+    // Search effort per query and per collection.
+    for (i, v) in vecs.iter().enumerate().step_by(97) {
+        let r = db
+            .vectors
+            .search_with_ef(&run, "docs", v, 1, 8, None)
+            .unwrap();
+        assert_eq!(r[0].key, format!("k{i}"));
+        let f = SearchFilter::eq("even", i % 2 == 0);
+        let r = db
+            .vectors
+            .search_with_ef(&run, "docs", v, 3, 300, Some(f))
+            .unwrap();
+        assert_eq!(r[0].key, format!("k{i}"));
+    }
+    db.vectors.set_ef_search(&run, "docs", 200).unwrap();
+    for ef in [0, 65_537] {
+        assert!(matches!(
+            db.vectors.set_ef_search(&run, "docs", ef),
+            Err(Error::ConstraintViolation(_))
+        ));
+        assert!(matches!(
+            db.vectors
+                .search_with_ef(&run, "docs", &vecs[0], 1, ef, None),
+            Err(Error::ConstraintViolation(_))
+        ));
+    }
+    assert!(matches!(
+        db.vectors.set_ef_search(&run, "nope", 10),
+        Err(Error::NotFound(_))
+    ));
+}

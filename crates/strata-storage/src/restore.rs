@@ -1,0 +1,250 @@
+//! Whole version chains in and out: the storage side of export and exact restore.
+//!
+//! An export needs every key's full history — tombstones included, which no reader
+//! returns — and an exact restore needs to put those histories back with their original
+//! versions and timestamps, which the commit path (that always assigns the next version
+//! and the current time) cannot do.
+//!
+//! - [`Storage::for_each_chain`] streams the chains in key order, copying a bounded
+//!   chunk at a time under the map's read lock, with the snapshot pinned so that garbage
+//!   collection cannot remove what is being read.
+//! - [`Storage::restore_chains`] loads chains into an **empty** storage and makes them
+//!   durable with one snapshot at the restored version. Writing the log would need one
+//!   record per version, dense from 1, which a history thinned by retention does not
+//!   have; a snapshot has no such constraint and is what recovery starts from anyway.
+//!   Until that snapshot is written nothing is durable: a crash mid-restore leaves the
+//!   empty database it started from.
+use std::sync::atomic::Ordering;
+
+use strata_core::{Error, Result, Timestamp};
+
+use crate::mvcc::Entry;
+use crate::storage::Storage;
+
+/// How many chains [`Storage::for_each_chain`] copies per lock acquisition.
+const CHUNK: usize = 1024;
+
+/// What [`Storage::restore_chains`] loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Keys restored.
+    pub keys: u64,
+    /// Versions (entries, tombstones included) restored.
+    pub entries: u64,
+    /// The storage's version after the restore.
+    pub version: u64,
+}
+
+impl Storage {
+    /// Calls `f` with every key's version chain as of `snapshot` (entries with
+    /// `version <= snapshot`, oldest first, tombstones included), in key order. Keys
+    /// with no entry at `snapshot` are skipped. Memory use is bounded by one chunk of
+    /// chains, whatever the size of the database. Stops at the first error of `f`.
+    pub fn for_each_chain(
+        &self,
+        snapshot: u64,
+        mut f: impl FnMut(&[u8], &[Entry]) -> Result<()>,
+    ) -> Result<()> {
+        let _pin = self.pin();
+        let mut after: Option<Box<[u8]>> = None;
+        loop {
+            let chunk = self
+                .inner
+                .map
+                .chunk_after(after.as_deref(), snapshot, CHUNK);
+            let Some((last, _)) = chunk.last() else {
+                return Ok(());
+            };
+            let last = last.clone();
+            for (key, chain) in &chunk {
+                f(key, chain)?;
+            }
+            after = Some(last);
+        }
+    }
+
+    /// Restores chains exactly — versions, timestamps, tombstones — into an empty
+    /// storage, then sets its version to `version` (which must be at least every
+    /// restored entry's version) and, for a storage on disk, writes a snapshot so that
+    /// the restore is durable.
+    ///
+    /// Fails with [`Error::ConstraintViolation`] if the storage has ever committed
+    /// anything (a restore never rewrites history), or if a chain is empty, not in
+    /// ascending version order, or newer than `version`. An error from `chains` or from
+    /// validation leaves the storage poisoned (nothing was made durable; reopen it to
+    /// get the empty database back).
+    pub fn restore_chains<I>(&self, version: u64, chains: I) -> Result<RestoreReport>
+    where
+        I: IntoIterator<Item = Result<(Box<[u8]>, Vec<Entry>)>>,
+    {
+        let mut report = RestoreReport {
+            version,
+            ..RestoreReport::default()
+        };
+        {
+            let mut c = self.inner.commit.lock();
+            if c.next_version != 1 || self.inner.map.key_count() != 0 {
+                return Err(Error::ConstraintViolation(format!(
+                    "an exact restore needs an empty database, but this one is at version {}",
+                    c.next_version - 1
+                )));
+            }
+            let mut last_ts = Timestamp(0);
+            let loaded = (|| {
+                for item in chains {
+                    let (key, chain) = item?;
+                    check_chain(&key, &chain, version)?;
+                    for e in &chain {
+                        last_ts = last_ts.max(e.timestamp);
+                    }
+                    let n = chain.len() as u64;
+                    if !self.inner.map.insert_chain(key.clone(), chain) {
+                        return Err(Error::ConstraintViolation(format!(
+                            "key {key:02x?} appears twice"
+                        )));
+                    }
+                    report.entries += n;
+                    report.keys += 1;
+                }
+                Ok(())
+            })();
+            if let Err(e) = loaded {
+                self.poison(format!("a restore failed half-way: {e}"));
+                return Err(e);
+            }
+            if version == 0 {
+                return Ok(report);
+            }
+            c.next_version = version + 1;
+            c.last_ts = c.last_ts.max(last_ts);
+            self.inner.applied.store(version, Ordering::Release);
+            self.inner.visible.store(version, Ordering::Release);
+            if let Some(d) = self.inner.disk.as_ref() {
+                // The checkpoint below makes it durable (and says so).
+                d.sync.lock().written = version;
+            }
+        }
+        self.checkpoint()?;
+        Ok(report)
+    }
+}
+
+fn check_chain(key: &[u8], chain: &[Entry], version: u64) -> Result<()> {
+    let bad = |what: String| Error::ConstraintViolation(format!("key {key:02x?}: {what}"));
+    if chain.is_empty() {
+        return Err(bad("no versions".into()));
+    }
+    let mut prev = 0u64;
+    for e in chain {
+        if e.version <= prev {
+            return Err(bad(format!(
+                "versions must ascend and start at 1: {} after {prev}",
+                e.version
+            )));
+        }
+        if e.version > version {
+            return Err(bad(format!(
+                "version {} is newer than the restored version {version}",
+                e.version
+            )));
+        }
+        prev = e.version;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::durability::{DurabilityMode, StorageOptions};
+    use crate::mvcc::Write;
+    use crate::testing::FaultyVfs;
+    use std::sync::Arc;
+
+    fn opts(fs: &FaultyVfs) -> StorageOptions {
+        StorageOptions {
+            durability: DurabilityMode::Strict,
+            vfs: Arc::new(fs.clone()),
+            lock_directory: false,
+            ..StorageOptions::default()
+        }
+    }
+
+    fn e(version: u64, ts: u64, v: Option<&str>) -> Entry {
+        Entry {
+            version,
+            timestamp: Timestamp(ts),
+            value: v.map(|s| Arc::from(s.as_bytes())),
+        }
+    }
+
+    fn dump(s: &Storage) -> Vec<(Vec<u8>, Vec<Entry>)> {
+        let mut out = Vec::new();
+        s.for_each_chain(s.visible_version(), |k, c| {
+            out.push((k.to_vec(), c.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn restore_is_exact_and_survives_reopen() {
+        let fs = FaultyVfs::new();
+        let s = Storage::open("/db", opts(&fs)).unwrap();
+        let chains = vec![
+            (b"a".to_vec(), vec![e(2, 10, Some("x")), e(7, 30, None)]),
+            (b"b".to_vec(), vec![e(5, 20, Some("y"))]),
+        ];
+        let input = chains
+            .iter()
+            .map(|(k, c)| Ok((k.clone().into_boxed_slice(), c.clone())));
+        let r = s.restore_chains(9, input).unwrap();
+        assert_eq!((r.keys, r.entries, r.version), (2, 3, 9));
+        assert_eq!(s.visible_version(), 9);
+        assert_eq!(dump(&s), chains);
+        // The next commit continues after the restored version.
+        let w = Write {
+            key: b"c".to_vec().into(),
+            value: Some(Arc::from(&b"z"[..])),
+        };
+        assert_eq!(s.commit(vec![w], |_| Ok(())).unwrap().version, 10);
+        drop(s);
+        fs.process_crash();
+        let s = Storage::open("/db", opts(&fs)).unwrap();
+        assert_eq!(s.visible_version(), 10);
+        assert_eq!(&dump(&s)[..2], &chains[..]);
+    }
+
+    #[test]
+    fn restore_refuses_a_used_database_and_bad_chains() {
+        let s = Storage::ephemeral();
+        let w = Write {
+            key: b"k".to_vec().into(),
+            value: None,
+        };
+        s.commit(vec![w], |_| Ok(())).unwrap();
+        let err = s.restore_chains(5, Vec::new()).unwrap_err();
+        assert!(matches!(err, Error::ConstraintViolation(_)), "{err}");
+
+        let s = Storage::ephemeral();
+        let bad = vec![Ok((
+            b"k".to_vec().into_boxed_slice(),
+            vec![e(3, 1, Some("a")), e(2, 1, Some("b"))],
+        ))];
+        assert!(s.restore_chains(5, bad).is_err());
+        assert!(s.is_poisoned());
+
+        let s = Storage::ephemeral();
+        let newer = vec![Ok((b"k".to_vec().into_boxed_slice(), vec![e(9, 1, None)]))];
+        assert!(s.restore_chains(5, newer).is_err());
+
+        let s = Storage::ephemeral();
+        let twice = vec![
+            Ok((b"k".to_vec().into_boxed_slice(), vec![e(1, 1, None)])),
+            Ok((b"k".to_vec().into_boxed_slice(), vec![e(2, 1, None)])),
+        ];
+        let err = s.restore_chains(5, twice).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+    }
+}

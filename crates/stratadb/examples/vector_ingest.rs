@@ -1,0 +1,206 @@
+//! Vector ingest and search through the public API (issue 16): single-call upserts,
+//! batch upserts, recall@10 and QPS against an exact scan, and `k = 1` self-retrieval.
+//!
+//! ```text
+//! cargo run --release -p stratadb --example vector_ingest -- [MODE] [N] [DATA]
+//! ```
+//! - `MODE`: `single` (one `db.vectors.upsert` per vector), `batch` (`upsert_batch` of
+//!   1,000), or `both` (default);
+//! - `N`: vectors (default 100000);
+//! - `DATA`: `synthetic` (default: 384-d clustered, `strata_vector::synthetic`) or the path
+//!   of a raw little-endian `f32` file of 384-d rows (`tools/gen_embeddings.py`).
+//!
+//! The database is ephemeral unless `STRATA_DISK=1`, which uses a temporary directory
+//! under `target/` at the default durability. 300 extra rows are the queries.
+//! Rates are wall-clock and the machine may be shared: the report says so.
+use std::collections::HashSet;
+use std::time::Instant;
+
+use stratadb::prelude::*;
+
+const DIM: usize = 384;
+const NQ: usize = 300;
+
+fn load(data: &str, n: usize) -> Vec<Vec<f32>> {
+    if data == "synthetic" {
+        return strata_vector::synthetic::clustered(n + NQ, DIM, 42);
+    }
+    let bytes = std::fs::read(data).expect("read the vector file");
+    bytes
+        .chunks_exact(4 * DIM)
+        .take(n + NQ)
+        .map(|r| {
+            r.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
+        .collect()
+}
+
+fn open() -> (Strata, Option<tempfile::TempDir>) {
+    if std::env::var("STRATA_DISK").as_deref() == Ok("1") {
+        std::fs::create_dir_all("target").expect("target dir");
+        let dir = tempfile::tempdir_in("target").expect("temp dir");
+        (Strata::open(dir.path()).expect("open"), Some(dir))
+    } else {
+        (Strata::ephemeral().expect("open"), None)
+    }
+}
+
+/// CPU seconds used by the whole process (all threads) so far, from `/proc/self/stat`
+/// (`utime + stime`, assuming 100 ticks per second); `0` where unavailable.
+fn cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn key(i: usize) -> String {
+    format!("doc:{i}")
+}
+
+fn ingest(db: &Strata, run: &RunId, data: &[Vec<f32>], batch: usize) {
+    db.vectors
+        .create_collection(run, "docs", DIM, DistanceMetric::Cosine)
+        .expect("create");
+    let n = data.len();
+    let tenth = (n / 10).max(1);
+    let started = Instant::now();
+    let cpu0 = cpu_secs();
+    let mut phase = Instant::now();
+    let mut rates = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let end = (i + batch).min(n);
+        if batch == 1 {
+            db.vectors
+                .upsert(run, "docs", &key(i), &data[i], None)
+                .expect("upsert");
+        } else {
+            let items: Vec<(String, &[f32], Option<Value>)> =
+                (i..end).map(|j| (key(j), &data[j][..], None)).collect();
+            db.vectors
+                .upsert_batch(run, "docs", items)
+                .expect("upsert_batch");
+        }
+        let before = i / tenth;
+        i = end;
+        if i / tenth != before || i == n {
+            rates.push(tenth as f64 / phase.elapsed().as_secs_f64());
+            phase = Instant::now();
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu0;
+    let how = if batch == 1 {
+        "single upserts".to_string()
+    } else {
+        format!("upsert_batch of {batch}")
+    };
+    println!(
+        "{how}: {n} in {secs:.1} s wall = {:.0}/s ({cpu:.1} CPU-s, {:.0} per CPU-s); per tenth: {}",
+        n as f64 / secs,
+        n as f64 / cpu.max(1e-9),
+        rates
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+fn quality(db: &Strata, run: &RunId, data: &[Vec<f32>], queries: &[Vec<f32>]) {
+    let mut exact = strata_vector::ExactIndex::new(DIM, DistanceMetric::Cosine).expect("index");
+    for (i, v) in data.iter().enumerate() {
+        exact.insert(i as u32, v).expect("insert");
+    }
+    let t = Instant::now();
+    let truth: Vec<HashSet<String>> = queries
+        .iter()
+        .map(|q| {
+            exact
+                .search(q, 10, None)
+                .expect("search")
+                .into_iter()
+                .map(|(id, _)| key(id as usize))
+                .collect()
+        })
+        .collect();
+    let exact_qps = queries.len() as f64 / t.elapsed().as_secs_f64();
+    println!("exact scan: {exact_qps:.0} QPS");
+    for ef in [None, Some(32), Some(64), Some(128), Some(256)] {
+        if let Some(ef) = ef {
+            db.vectors
+                .set_ef_search(run, "docs", ef)
+                .expect("set_ef_search");
+        }
+        let t = Instant::now();
+        let mut hit = 0;
+        for _pass in 0..3 {
+            hit = 0;
+            for (q, tr) in queries.iter().zip(&truth) {
+                let got = db.vectors.search(run, "docs", q, 10, None).expect("search");
+                hit += got.iter().filter(|m| tr.contains(&m.key)).count();
+            }
+        }
+        let qps = 3.0 * queries.len() as f64 / t.elapsed().as_secs_f64();
+        let label = ef.map_or("default".to_string(), |e| e.to_string());
+        println!(
+            "ef {label}: recall@10 {:.4}, {qps:.0} QPS = {:.1}x exact",
+            hit as f64 / (10 * queries.len()) as f64,
+            qps / exact_qps
+        );
+    }
+    let (mut misses, mut ties, mut checks) = (0, 0, 0);
+    for (i, v) in data.iter().enumerate().step_by(25) {
+        checks += 1;
+        let got = db.vectors.search(run, "docs", v, 1, None).expect("search");
+        if got[0].key != key(i) {
+            let best = exact.search(v, 1, None).expect("search")[0].1;
+            if got[0].score < best {
+                misses += 1;
+            } else {
+                ties += 1;
+            }
+        }
+    }
+    println!(
+        "self-retrieval k = 1: {misses} misses in {checks} checks ({ties} equal-score other keys)"
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = args.first().map_or("both", String::as_str);
+    let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let source = args.get(2).map_or("synthetic", String::as_str);
+    let mut data = load(source, n);
+    let queries = data.split_off(data.len().saturating_sub(NQ));
+    println!(
+        "# {} x {DIM} from {source}, {} queries, {} (wall clock; machine shared with other builds)",
+        data.len(),
+        queries.len(),
+        if std::env::var("STRATA_DISK").as_deref() == Ok("1") {
+            "on disk, default durability"
+        } else {
+            "ephemeral"
+        }
+    );
+    if mode == "single" || mode == "both" {
+        let (db, _dir) = open();
+        let run = db.runs.default_run();
+        ingest(&db, &run, &data, 1);
+        quality(&db, &run, &data, &queries);
+    }
+    if mode == "batch" || mode == "both" {
+        let (db, _dir) = open();
+        let run = db.runs.default_run();
+        ingest(&db, &run, &data, 1000);
+        quality(&db, &run, &data, &queries);
+    }
+}
