@@ -689,7 +689,7 @@ fn decode_entry(
 /// Imports a dump written by [`Strata::export`] into the database at `path` (created if
 /// missing), which must not be open elsewhere.
 ///
-/// Into an empty database this is an exact restore (see the [module docs](self));
+/// Into an empty database this is an exact restore (the format is `docs/export-format.md`);
 /// otherwise every imported version is committed anew, in the dump's order, and
 /// [`ImportReport::exact`] is `false`. Bad input — a malformed line, a truncated dump —
 /// fails with [`Error::ConstraintViolation`] naming the line; an exact restore that
