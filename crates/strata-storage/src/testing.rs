@@ -46,8 +46,14 @@ struct State {
     generation: u64,
     syncs: u64,
     fail_sync_at: Option<u64>,
+    /// How long the failing sync takes before it reports its error (outside the lock).
+    fail_sync_delay: std::time::Duration,
     capacity: Option<u64>,
+    read_hook: Option<ReadHook>,
 }
+
+/// Changes what [`Vfs::read`] returns for a path (see [`FaultyVfs::set_read_hook`]).
+pub type ReadHook = Arc<dyn Fn(&Path, &mut Vec<u8>) + Send + Sync>;
 
 /// An in-memory file system with a power-loss model. Clones share the same files.
 #[derive(Clone, Default)]
@@ -168,7 +174,13 @@ impl VfsFile for FaultyFile {
         if s.generation != self.generation {
             return Err(gone());
         }
-        s.sync_counts()?;
+        if let Err(e) = s.sync_counts() {
+            // A slow failing fsync: other operations go on meanwhile, as on a disk.
+            let delay = s.fail_sync_delay;
+            drop(s);
+            std::thread::sleep(delay);
+            return Err(e);
+        }
         let f = s.files.get_mut(&self.id).ok_or_else(gone)?;
         f.synced_len = f.data.len();
         f.dirty.clear();
@@ -252,8 +264,22 @@ impl FaultyVfs {
 
     /// Makes the `n`-th `sync` from now (1 = the next one) fail with an I/O error.
     pub fn fail_sync_after(&self, n: u64) {
+        self.fail_sync_after_delay(n, std::time::Duration::ZERO);
+    }
+
+    /// Like [`fail_sync_after`](Self::fail_sync_after), but the failing file `sync`
+    /// first takes `delay` (without blocking other operations): room for another thread
+    /// to sync meanwhile, as a checkpoint might while a commit's fsync is failing.
+    pub fn fail_sync_after_delay(&self, n: u64, delay: std::time::Duration) {
         let mut s = self.state.lock();
         s.fail_sync_at = Some(s.syncs + n);
+        s.fail_sync_delay = delay;
+    }
+
+    /// Makes every [`Vfs::read`] pass the bytes through `hook` (`None`: as stored),
+    /// e.g. to damage what is read back of some files.
+    pub fn set_read_hook(&self, hook: Option<ReadHook>) {
+        self.state.lock().read_hook = hook;
     }
 
     /// Limits the bytes all named files may hold together (`None`: unlimited). An append
@@ -431,7 +457,12 @@ impl Vfs for FaultyVfs {
             .names
             .get(path)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        Ok(s.files.get(id).map(|f| f.data.clone()).unwrap_or_default())
+        let mut bytes = s.files.get(id).map(|f| f.data.clone()).unwrap_or_default();
+        if let Some(hook) = s.read_hook.clone() {
+            drop(s);
+            hook(path, &mut bytes);
+        }
+        Ok(bytes)
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let s = self.state.lock();

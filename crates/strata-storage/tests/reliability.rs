@@ -2,9 +2,8 @@
 //! failed before the change that fixed it.
 mod common;
 
-use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,7 @@ use common::put;
 use strata_core::limits::{MAX_COMMIT_BYTES, MAX_STORED_VALUE_BYTES};
 use strata_core::Error;
 use strata_storage::testing::FaultyVfs;
-use strata_storage::vfs::{Vfs, VfsFile};
+use strata_storage::vfs::Vfs;
 use strata_storage::{DurabilityMode, Storage, StorageOptions, Write};
 
 fn opts(vfs: Arc<dyn Vfs>, durability: DurabilityMode) -> StorageOptions {
@@ -84,52 +83,6 @@ fn a_torn_or_zeroed_newest_segment_header_is_a_torn_creation() {
     );
 }
 
-/// A file system that corrupts what it reads back from snapshot temporary files while
-/// `corrupt` is set: the verification step of a checkpoint then fails.
-#[derive(Clone)]
-struct CorruptingReads {
-    fs: FaultyVfs,
-    corrupt: Arc<AtomicBool>,
-}
-
-impl Vfs for CorruptingReads {
-    fn create_dir_all(&self, p: &Path) -> io::Result<()> {
-        self.fs.create_dir_all(p)
-    }
-    fn open_append(&self, p: &Path) -> io::Result<Arc<dyn VfsFile>> {
-        self.fs.open_append(p)
-    }
-    fn create_empty(&self, p: &Path) -> io::Result<Arc<dyn VfsFile>> {
-        self.fs.create_empty(p)
-    }
-    fn exists(&self, p: &Path) -> bool {
-        self.fs.exists(p)
-    }
-    fn read(&self, p: &Path) -> io::Result<Vec<u8>> {
-        let mut b = self.fs.read(p)?;
-        let is_tmp = p.to_string_lossy().ends_with(".snap.tmp");
-        if is_tmp && self.corrupt.load(Ordering::SeqCst) && b.len() > 100 {
-            b[60] ^= 1;
-        }
-        Ok(b)
-    }
-    fn list(&self, d: &Path) -> io::Result<Vec<String>> {
-        self.fs.list(d)
-    }
-    fn rename(&self, f: &Path, t: &Path) -> io::Result<()> {
-        self.fs.rename(f, t)
-    }
-    fn remove(&self, p: &Path) -> io::Result<()> {
-        self.fs.remove(p)
-    }
-    fn truncate(&self, p: &Path, l: u64) -> io::Result<()> {
-        self.fs.truncate(p, l)
-    }
-    fn sync_dir(&self, d: &Path) -> io::Result<()> {
-        self.fs.sync_dir(d)
-    }
-}
-
 /// Item 3: a snapshot that fails verification is never renamed into place, the failed
 /// checkpoint (and its retry, and close) report the error instead of `Ok`, and the
 /// database still opens from the log.
@@ -137,10 +90,16 @@ impl Vfs for CorruptingReads {
 fn a_snapshot_that_fails_verification_never_shadows_the_log() {
     let fs = FaultyVfs::new();
     let corrupt = Arc::new(AtomicBool::new(true));
-    let vfs: Arc<dyn Vfs> = Arc::new(CorruptingReads {
-        fs: fs.clone(),
-        corrupt: corrupt.clone(),
-    });
+    // Damage what is read back of snapshot temporary files while `corrupt` is set: the
+    // verification step of a checkpoint then fails.
+    let flag = corrupt.clone();
+    fs.set_read_hook(Some(Arc::new(move |p: &Path, b: &mut Vec<u8>| {
+        let is_tmp = p.to_string_lossy().ends_with(".snap.tmp");
+        if is_tmp && flag.load(Ordering::SeqCst) && b.len() > 100 {
+            b[60] ^= 1;
+        }
+    })));
+    let vfs: Arc<dyn Vfs> = Arc::new(fs.clone());
     let s = Storage::open("/db", opts(vfs.clone(), DurabilityMode::Strict)).unwrap();
     for i in 0..20 {
         commit(&s, &format!("k{i}"), "v").unwrap();
@@ -257,87 +216,16 @@ fn recovery_makes_what_it_accepted_durable() {
     }
 }
 
-/// A file system whose n-th file sync fails after a delay (so another thread can try to
-/// sync in between, as a checkpoint would).
-#[derive(Clone)]
-struct SlowFailingSync {
-    fs: FaultyVfs,
-    syncs: Arc<AtomicU64>,
-    fail_at: Arc<AtomicU64>,
-}
-
-struct SlowFile {
-    file: Arc<dyn VfsFile>,
-    owner: SlowFailingSync,
-}
-
-impl VfsFile for SlowFile {
-    fn append(&self, buf: &[u8]) -> io::Result<()> {
-        self.file.append(buf)
-    }
-    fn sync(&self) -> io::Result<()> {
-        let n = self.owner.syncs.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == self.owner.fail_at.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(300));
-            // The kernel reports the error once and drops the dirty pages.
-            return Err(io::Error::other("injected fsync failure"));
-        }
-        self.file.sync()
-    }
-}
-
-impl Vfs for SlowFailingSync {
-    fn create_dir_all(&self, p: &Path) -> io::Result<()> {
-        self.fs.create_dir_all(p)
-    }
-    fn open_append(&self, p: &Path) -> io::Result<Arc<dyn VfsFile>> {
-        Ok(Arc::new(SlowFile {
-            file: self.fs.open_append(p)?,
-            owner: self.clone(),
-        }))
-    }
-    fn create_empty(&self, p: &Path) -> io::Result<Arc<dyn VfsFile>> {
-        Ok(Arc::new(SlowFile {
-            file: self.fs.create_empty(p)?,
-            owner: self.clone(),
-        }))
-    }
-    fn exists(&self, p: &Path) -> bool {
-        self.fs.exists(p)
-    }
-    fn read(&self, p: &Path) -> io::Result<Vec<u8>> {
-        self.fs.read(p)
-    }
-    fn list(&self, d: &Path) -> io::Result<Vec<String>> {
-        self.fs.list(d)
-    }
-    fn rename(&self, f: &Path, t: &Path) -> io::Result<()> {
-        self.fs.rename(f, t)
-    }
-    fn remove(&self, p: &Path) -> io::Result<()> {
-        self.fs.remove(p)
-    }
-    fn truncate(&self, p: &Path, l: u64) -> io::Result<()> {
-        self.fs.truncate(p, l)
-    }
-    fn sync_dir(&self, d: &Path) -> io::Result<()> {
-        self.fs.sync_dir(d)
-    }
-}
-
 /// Item 6: while a strict commit's fsync is failing, a checkpoint must not roll, sync
 /// and publish it; after the failure nothing is reported durable.
 #[test]
 fn a_checkpoint_never_publishes_a_commit_whose_fsync_failed() {
-    let vfs = SlowFailingSync {
-        fs: FaultyVfs::new(),
-        syncs: Arc::new(AtomicU64::new(0)),
-        fail_at: Arc::new(AtomicU64::new(0)),
-    };
-    let s = Storage::open("/db", opts(Arc::new(vfs.clone()), DurabilityMode::Strict)).unwrap();
+    let fs = FaultyVfs::new();
+    let s = Storage::open("/db", fs_opts(&fs, DurabilityMode::Strict)).unwrap();
     commit(&s, "good", "v").unwrap();
-    vfs.fail_at
-        .store(vfs.syncs.load(Ordering::SeqCst) + 1, Ordering::SeqCst);
+    // The next fsync (the commit's) fails after 300 ms, during which a checkpoint runs:
+    // the kernel reports the error once and drops the dirty pages.
+    fs.fail_sync_after_delay(1, Duration::from_millis(300));
     let s2 = s.clone();
     let failing = std::thread::spawn(move || commit(&s2, "bad", "v"));
     std::thread::sleep(Duration::from_millis(100)); // the leader is inside its fsync
