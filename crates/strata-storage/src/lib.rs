@@ -16,19 +16,23 @@
 // copying a record into it), where each use carries its safety argument.
 #![deny(unsafe_code)]
 
+pub mod compaction;
 mod durability;
 pub mod inspect;
 pub mod key;
 mod lock;
+pub mod manifest;
 mod mapped;
 pub mod mvcc;
 pub mod record;
 mod recovery;
 mod restore;
 mod retention;
+pub mod run;
 pub mod snapshot;
 mod storage;
 pub mod testing;
+pub mod tree;
 pub mod vfs;
 pub mod wal;
 
@@ -41,4 +45,5 @@ pub use lock::{lock_holder, DirLock, LOCK_FILE};
 pub use mvcc::{Entry, GcHook, GcStats, MapStats, MvccMap, Write};
 pub use restore::RestoreReport;
 pub use retention::RetentionPolicy;
-pub use storage::{closed_error, CommitInfo, RecoveryReport, SnapshotPin, Storage};
+pub use storage::{closed_error, CommitInfo, RecoveryReport, RunStats, SnapshotPin, Storage};
+pub use tree::Tree;

@@ -160,3 +160,30 @@ impl VfsFile for MappedFile {
         Ok(())
     }
 }
+
+/// A read-only shared mapping of an immutable file (a sorted run), read in place.
+///
+/// Safety argument for the one `unsafe` call: `memmap2::Mmap::map` is unsafe because the
+/// mapped bytes could change (or the file shrink, raising `SIGBUS`) under the reader. The
+/// storage maps only files it wrote, fsynced, verified and renamed into place, never
+/// writes or truncates them again, and deletes them only by unlinking (which keeps the
+/// mapped inode alive). Another program editing a database's files is outside the
+/// contract, as it is for every embedded database.
+pub(crate) struct ReadOnlyMap(memmap2::Mmap);
+
+impl ReadOnlyMap {
+    pub(crate) fn new(file: &File) -> io::Result<ReadOnlyMap> {
+        // SAFETY: see the type's documentation: the file is immutable while mapped.
+        let map = unsafe { MmapOptions::new().map(file)? };
+        // Point lookups touch a few scattered blocks: no read-ahead of the whole file.
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Random);
+        Ok(ReadOnlyMap(map))
+    }
+}
+
+impl AsRef<[u8]> for ReadOnlyMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}

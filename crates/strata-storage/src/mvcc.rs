@@ -20,15 +20,16 @@
 //!   fixed per-entry overhead) and an estimate of the bytes it holds, so that the layer
 //!   that knows the retention policies can collect in proportion to what was written
 //!   rather than on a timer ([`MvccMap::stats`]).
-//! - **A collection hook** ([`MvccMap::set_gc_hook`]): the layer above registers the
+//! - **A collection hook** ([`Storage::set_gc_hook`]): the layer above registers the
 //!   function that applies its retention policies, and [`Storage::checkpoint`] calls
-//!   it before writing a snapshot, so that no snapshot ever persists what retention
+//!   it before flushing the memtable, so that no run ever persists what retention
 //!   hides.
 //!
 //! [`Storage::checkpoint`]: crate::Storage::checkpoint
+//! [`Storage::set_gc_hook`]: crate::Storage::set_gc_hook
 use std::collections::{btree_map, BTreeMap};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -72,7 +73,7 @@ pub const KEY_OVERHEAD: u64 = 64;
 pub const GC_CHUNK_KEYS: usize = 1024;
 
 /// A function that applies the retention policies of the layer above to a storage
-/// (see [`MvccMap::set_gc_hook`]).
+/// (see [`Storage::set_gc_hook`](crate::Storage::set_gc_hook)).
 pub type GcHook = Arc<dyn Fn(&crate::Storage) + Send + Sync>;
 
 /// Size counters of a map (see [`MvccMap::stats`]).
@@ -157,7 +158,9 @@ impl Counters {
 pub struct MvccMap {
     inner: RwLock<BTreeMap<Box<[u8]>, Chain>>,
     counters: Counters,
-    gc_hook: RwLock<Option<GcHook>>,
+    /// Set when older versions live below this map (in sorted runs): a delete is then
+    /// never collected here, since it hides the key's older values in those runs.
+    keep_tombstones: AtomicBool,
 }
 
 /// One write of a commit: a key and its new value, or `None` to delete it.
@@ -274,7 +277,54 @@ impl MvccMap {
         MvccMap {
             inner: RwLock::new(chains.into_iter().collect()),
             counters,
-            gc_hook: RwLock::new(None),
+            keep_tombstones: AtomicBool::new(false),
+        }
+    }
+
+    /// An empty map that takes over from this one as the memtable after a flush: the
+    /// cumulative counters (bytes and commits applied) carry on, and deletes are kept
+    /// (older versions now live in runs below it).
+    pub(crate) fn successor(&self) -> MvccMap {
+        let m = MvccMap::new();
+        m.keep_tombstones.store(true, Ordering::Release);
+        let c = &self.counters;
+        m.counters
+            .bytes_applied
+            .store(c.bytes_applied.load(Ordering::Relaxed), Ordering::Relaxed);
+        m.counters
+            .commits_applied
+            .store(c.commits_applied.load(Ordering::Relaxed), Ordering::Relaxed);
+        m
+    }
+
+    /// Keep deletes (older versions live in runs below this map).
+    pub(crate) fn set_keep_tombstones(&self, keep: bool) {
+        self.keep_tombstones.store(keep, Ordering::Release);
+    }
+
+    /// The whole chain of `key` (ascending versions), if it has one.
+    pub(crate) fn chain(&self, key: &[u8]) -> Option<Vec<Entry>> {
+        self.inner.read().get(key).map(|c| c.to_vec())
+    }
+
+    /// Up to `max` whole chains with keys in the range, in key order (or reverse).
+    pub(crate) fn chains_in(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        max: usize,
+        reverse: bool,
+    ) -> Vec<(Box<[u8]>, Vec<Entry>)> {
+        if is_empty_range(start, end) {
+            return Vec::new();
+        }
+        let map = self.inner.read();
+        let range = map.range::<[u8], _>((start, end));
+        let take = |(k, c): (&Box<[u8]>, &Chain)| (k.clone(), c.to_vec());
+        if reverse {
+            range.rev().take(max).map(take).collect()
+        } else {
+            range.take(max).map(take).collect()
         }
     }
 
@@ -291,21 +341,6 @@ impl MvccMap {
         }
     }
 
-    /// Registers (or with `None` removes) the function that applies the retention
-    /// policies of the layer above. [`Storage::checkpoint`](crate::Storage::checkpoint)
-    /// calls it before every snapshot; the hook must not call `checkpoint` itself.
-    pub fn set_gc_hook(&self, hook: Option<GcHook>) {
-        *self.gc_hook.write() = hook;
-    }
-
-    /// Runs the registered collection hook, if any, on `storage`.
-    pub(crate) fn run_gc_hook(&self, storage: &crate::Storage) {
-        let hook = self.gc_hook.read().clone();
-        if let Some(h) = hook {
-            h(storage);
-        }
-    }
-
     /// Puts a whole chain (ascending versions) under a key that has none, for an exact
     /// restore ([`crate::Storage::restore_chains`]). Returns `false`, changing nothing,
     /// if the key already has entries.
@@ -313,6 +348,9 @@ impl MvccMap {
         match self.inner.write().entry(key) {
             btree_map::Entry::Occupied(_) => false,
             btree_map::Entry::Vacant(v) => {
+                let bytes: u64 = entries.iter().map(|e| entry_size(e.value.as_ref())).sum();
+                self.counters
+                    .grow(entries.len() as u64, 1, bytes + key_size(v.key()));
                 v.insert(Chain::from_vec(entries));
                 true
             }
@@ -531,6 +569,7 @@ impl MvccMap {
         pins.sort_unstable();
         pins.dedup();
         let oldest = pins.first().copied().unwrap_or(horizon);
+        let keep_tombstones = self.keep_tombstones.load(Ordering::Acquire);
         let mut cursor: Option<Box<[u8]>> = None;
         loop {
             let lo = cursor.as_deref().map_or(start, Bound::Excluded);
@@ -551,7 +590,11 @@ impl MvccMap {
                 let (dropped, freed) = gc_chain(chain, policy, &pins, horizon, now);
                 chunk.entries_dropped += dropped;
                 chunk.bytes_freed += freed;
-                if chain.len() == 1 && chain[0].is_tombstone() && chain[0].version <= oldest {
+                if !keep_tombstones
+                    && chain.len() == 1
+                    && chain[0].is_tombstone()
+                    && chain[0].version <= oldest
+                {
                     empty.push(k.clone());
                 }
             }

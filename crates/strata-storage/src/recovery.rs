@@ -22,8 +22,11 @@ use strata_core::{Error, Result, Timestamp};
 use tracing::{info, warn};
 
 use crate::durability::StorageOptions;
+use crate::manifest::{is_manifest_temp, Manifest};
 use crate::mvcc::MvccMap;
+use crate::run::{is_run_temp, parse_run_name, run_name, Run};
 use crate::snapshot::{is_snapshot_temp, parse_snapshot_name, read_snapshot, snapshot_name};
+use crate::tree::RunHandle;
 use crate::vfs::{join, Vfs};
 use crate::wal::{
     holds_no_record, io_err, parse_segment_name, scan_segment, segment_name, SegmentHeader,
@@ -34,6 +37,8 @@ use crate::RecoveryReport;
 /// The state recovered from a directory.
 pub(crate) struct Recovered {
     pub map: MvccMap,
+    pub runs: Vec<RunHandle>,
+    pub manifest: Manifest,
     pub last_version: u64,
     pub last_ts: Timestamp,
     pub wal: WalWriter,
@@ -55,19 +60,89 @@ pub(crate) fn recover(
 ) -> Result<Recovered> {
     let mut snapshots = Vec::new();
     let mut segments = Vec::new();
+    let mut run_files = Vec::new();
     for name in vfs.list(dir).map_err(|e| io_err(dir, e))? {
-        if is_snapshot_temp(&name) {
+        if is_snapshot_temp(&name) || is_run_temp(&name) || is_manifest_temp(&name) {
             let p = join(dir, &name);
             vfs.remove(&p).map_err(|e| io_err(&p, e))?;
         } else if let Some(v) = parse_snapshot_name(&name) {
             snapshots.push(v);
         } else if let Some(b) = parse_segment_name(&name) {
             segments.push(b);
+        } else if let Some(id) = parse_run_name(&name) {
+            run_files.push(id);
         }
     }
     snapshots.sort_unstable();
     segments.sort_unstable();
     let mut report = RecoveryReport::default();
+
+    // 1b. The manifest, if a flush ever completed: its runs are the base state, and
+    // any other run or snapshot file is left over from an interrupted flush or
+    // compaction (or superseded by the first flush after an upgrade).
+    if let Some(manifest) = Manifest::read(vfs, dir)? {
+        let mut runs = Vec::with_capacity(manifest.runs.len());
+        for meta in &manifest.runs {
+            let path = join(dir, &run_name(meta.id));
+            if !vfs.exists(&path) {
+                return Err(Error::Storage(format!(
+                    "the manifest of {} lists run {} but the file is missing",
+                    dir.display(),
+                    path.display()
+                )));
+            }
+            let run = Run::open(vfs, &path, meta.id)?;
+            if run.max_version() != meta.max_version || run.entries() != meta.entries {
+                return Err(Error::Storage(format!(
+                    "run {} does not match the manifest (versions up to {} with {} entries, \
+                     listed as {} with {})",
+                    path.display(),
+                    run.max_version(),
+                    run.entries(),
+                    meta.max_version,
+                    meta.entries
+                )));
+            }
+            runs.push(RunHandle {
+                run: Arc::new(run),
+                meta: *meta,
+            });
+        }
+        let listed: std::collections::HashSet<u64> = manifest.runs.iter().map(|r| r.id).collect();
+        let mut removed = false;
+        for id in run_files.iter().filter(|id| !listed.contains(id)) {
+            let p = join(dir, &run_name(*id));
+            vfs.remove(&p).map_err(|e| io_err(&p, e))?;
+            removed = true;
+        }
+        for v in &snapshots {
+            let p = join(dir, &snapshot_name(*v));
+            vfs.remove(&p).map_err(|e| io_err(&p, e))?;
+            removed = true;
+        }
+        if removed {
+            vfs.sync_dir(dir).map_err(|e| io_err(dir, e))?;
+        }
+        info!(
+            runs = runs.len(),
+            flushed_through = manifest.flushed_through,
+            "opened sorted runs"
+        );
+        report.snapshot_version = manifest.flushed_through;
+        let base = Base {
+            map: MvccMap::new(),
+            last: manifest.flushed_through,
+            last_ts: manifest.last_timestamp,
+            runs,
+            manifest,
+        };
+        return replay(vfs, dir, options, segments, base, report);
+    }
+    // No manifest: no flush ever completed, so no run file can be live.
+    for id in &run_files {
+        let p = join(dir, &run_name(*id));
+        vfs.remove(&p).map_err(|e| io_err(&p, e))?;
+    }
 
     // 2. The newest snapshot that reads back intact.
     let mut snapshot_error: Option<Error> = None;
@@ -132,6 +207,46 @@ pub(crate) fn recover(
         }
         report.snapshot_fallback = true;
     }
+    let base = Base {
+        map,
+        last,
+        last_ts,
+        runs: Vec::new(),
+        manifest: Manifest {
+            next_run_id: 1,
+            ..Manifest::default()
+        },
+    };
+    replay(vfs, dir, options, segments, base, report)
+}
+
+/// The state before the log: runs (or a legacy snapshot loaded into the memtable).
+struct Base {
+    map: MvccMap,
+    last: u64,
+    last_ts: Timestamp,
+    runs: Vec<RunHandle>,
+    manifest: Manifest,
+}
+
+/// Steps 3–5: skip what the base covers, replay the rest of the log, make it durable.
+fn replay(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Path,
+    options: &StorageOptions,
+    segments: Vec<u64>,
+    base: Base,
+    mut report: RecoveryReport,
+) -> Result<Recovered> {
+    let Base {
+        map,
+        mut last,
+        mut last_ts,
+        runs,
+        manifest,
+    } = base;
+    let snapshot_version = last;
+    let missing = |first_base: u64| first_base > snapshot_version.saturating_add(1);
 
     // 3. Segments wholly covered by the snapshot: never read, deleted.
     let mut first_needed = 0;
@@ -318,6 +433,8 @@ pub(crate) fn recover(
     report.last_version = last;
     Ok(Recovered {
         map,
+        runs,
+        manifest,
         last_version: last,
         last_ts,
         wal,

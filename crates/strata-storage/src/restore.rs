@@ -48,10 +48,11 @@ impl Storage {
         let _pin = self.pin();
         let mut after: Option<Box<[u8]>> = None;
         loop {
+            let layers = self.inner.tree.layers();
             let chunk = self
                 .inner
-                .map
-                .chunk_after(after.as_deref(), snapshot, CHUNK);
+                .tree
+                .chunk_after(&layers, after.as_deref(), snapshot, CHUNK)?;
             let Some((last, _)) = chunk.last() else {
                 return Ok(());
             };
@@ -83,7 +84,7 @@ impl Storage {
         };
         {
             let mut c = self.inner.commit.lock();
-            if c.next_version != 1 || self.inner.map.key_count() != 0 {
+            if c.next_version != 1 || self.inner.tree.key_count()? != 0 {
                 return Err(Error::ConstraintViolation(format!(
                     "an exact restore needs an empty database, but this one is at version {}",
                     c.next_version - 1
@@ -98,7 +99,11 @@ impl Storage {
                         last_ts = last_ts.max(e.timestamp);
                     }
                     let n = chain.len() as u64;
-                    if !self.inner.map.insert_chain(key.clone(), chain) {
+                    if !self
+                        .inner
+                        .tree
+                        .with_active(|m| m.insert_chain(key.clone(), chain))
+                    {
                         return Err(Error::ConstraintViolation(format!(
                             "key {key:02x?} appears twice"
                         )));

@@ -41,7 +41,9 @@ use std::sync::Arc;
 use strata_core::limits::{MAX_STORED_KEY_BYTES, MAX_STORED_VALUE_BYTES};
 use strata_core::{Error, Result, Timestamp};
 
-use crate::mvcc::{Chain, Entry, MvccMap};
+#[cfg(test)]
+use crate::mvcc::MvccMap;
+use crate::mvcc::{Chain, Entry};
 use crate::vfs::{join, Vfs};
 use crate::wal::{io_err, le_u32, le_u64};
 
@@ -55,10 +57,11 @@ const FORMAT_V1: u32 = 1;
 const HEADER_LEN: usize = 32;
 const FOOTER_LEN: usize = 48;
 const V1_FOOTER_LEN: usize = 32;
-const BLOCK_TARGET: usize = 64 * 1024;
+pub(crate) const BLOCK_TARGET: usize = 64 * 1024;
 /// Largest block a reader accepts: the target plus one entry of the largest key and value.
 const MAX_BLOCK_LEN: usize = BLOCK_TARGET + MAX_STORED_KEY_BYTES + MAX_STORED_VALUE_BYTES + 64;
 const SAME_KEY: u32 = u32::MAX;
+#[cfg(test)]
 const CHUNK_KEYS: usize = 4096;
 
 pub(crate) fn snapshot_name(version: u64) -> String {
@@ -81,7 +84,7 @@ pub(crate) fn is_snapshot_temp(name: &str) -> bool {
         .is_some_and(|n| parse_snapshot_name(n).is_some())
 }
 
-fn crc_block(block: &[u8]) -> u32 {
+pub(crate) fn crc_block(block: &[u8]) -> u32 {
     let len = (block.len() as u32).to_le_bytes();
     crc32c::crc32c_append(crc32c::crc32c(&len), block)
 }
@@ -99,22 +102,70 @@ fn header(version: u64) -> [u8; HEADER_LEN] {
 /// Writes the state visible at `version`, verifies it and renames it into place; returns
 /// the snapshot's path and size. Reads the map in chunks so that writers are never
 /// blocked for long. On failure the temporary file is removed and no snapshot changed.
+/// (Snapshots are no longer written by the storage, whose flushes write runs; tests use
+/// it to build databases of the previous layout.)
+#[cfg(test)]
 pub(crate) fn write_snapshot(
     vfs: &Arc<dyn Vfs>,
     dir: &Path,
     map: &MvccMap,
     version: u64,
 ) -> Result<(PathBuf, u64)> {
-    let final_path = join(dir, &snapshot_name(version));
-    let tmp_path = join(dir, &format!("{}.tmp", snapshot_name(version)));
-    let result = write_verified(vfs, &tmp_path, map, version).and_then(|size| {
+    let mut after: Option<Box<[u8]>> = None;
+    let mut next = || -> Result<Option<Vec<(Box<[u8]>, Vec<Entry>)>>> {
+        let chunk = map.chunk_after(after.as_deref(), version, CHUNK_KEYS);
+        Ok(chunk.last().map(|(last, _)| last.clone()).map(|last| {
+            after = Some(last);
+            chunk
+        }))
+    };
+    let w = write_sorted_file(
+        vfs,
+        dir,
+        &snapshot_name(version),
+        version,
+        BLOCK_TARGET,
+        &mut next,
+    )?;
+    Ok((w.path, w.size))
+}
+
+/// What [`write_sorted_file`] wrote.
+pub(crate) struct WrittenFile {
+    pub path: PathBuf,
+    pub size: u64,
+    pub entries: u64,
+}
+
+/// The source of a sorted file: the next chunk of `(key, chain)` in ascending key order
+/// (chains ascending by version), `None` at the end.
+pub(crate) type ChunkSource<'a> = dyn FnMut() -> Result<Option<Vec<(Box<[u8]>, Vec<Entry>)>>> + 'a;
+
+/// Writes a sorted file (a snapshot or a run) named `name` in `dir` from `next`, as
+/// `name.tmp`: fsynced, read back and verified, then renamed into place and the
+/// directory fsynced. On failure the temporary file is removed and nothing changed.
+pub(crate) fn write_sorted_file(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Path,
+    name: &str,
+    version: u64,
+    block_target: usize,
+    next: &mut ChunkSource<'_>,
+) -> Result<WrittenFile> {
+    let final_path = join(dir, name);
+    let tmp_path = join(dir, &format!("{name}.tmp"));
+    let result = write_verified(vfs, &tmp_path, version, block_target, next).and_then(|w| {
         vfs.rename(&tmp_path, &final_path)
             .map_err(|e| io_err(&final_path, e))?;
         vfs.sync_dir(dir).map_err(|e| io_err(dir, e))?;
-        Ok(size)
+        Ok(w)
     });
     match result {
-        Ok(size) => Ok((final_path, size)),
+        Ok((size, entries)) => Ok(WrittenFile {
+            path: final_path,
+            size,
+            entries,
+        }),
         Err(e) => {
             let _ = vfs.remove(&tmp_path);
             Err(e)
@@ -122,7 +173,13 @@ pub(crate) fn write_snapshot(
     }
 }
 
-fn write_verified(vfs: &Arc<dyn Vfs>, tmp_path: &Path, map: &MvccMap, version: u64) -> Result<u64> {
+fn write_verified(
+    vfs: &Arc<dyn Vfs>,
+    tmp_path: &Path,
+    version: u64,
+    block_target: usize,
+    next: &mut ChunkSource<'_>,
+) -> Result<(u64, u64)> {
     let file = vfs
         .create_empty(tmp_path)
         .map_err(|e| io_err(tmp_path, e))?;
@@ -161,11 +218,7 @@ fn write_verified(vfs: &Arc<dyn Vfs>, tmp_path: &Path, map: &MvccMap, version: u
         Ok(())
     };
 
-    let mut after: Option<Box<[u8]>> = None;
-    loop {
-        let chunk = map.chunk_after(after.as_deref(), version, CHUNK_KEYS);
-        let Some((last, _)) = chunk.last() else { break };
-        after = Some(last.clone());
+    while let Some(chunk) = next()? {
         for (key, chain) in chunk {
             if key.len() > MAX_STORED_KEY_BYTES {
                 return Err(Error::Storage(format!(
@@ -195,7 +248,7 @@ fn write_verified(vfs: &Arc<dyn Vfs>, tmp_path: &Path, map: &MvccMap, version: u
                     }
                 }
                 entry_count += 1;
-                if block.len() >= BLOCK_TARGET {
+                if block.len() >= block_target {
                     flush_block(&mut block, &mut block_first, &mut prev_key)?;
                 }
             }
@@ -214,9 +267,13 @@ fn write_verified(vfs: &Arc<dyn Vfs>, tmp_path: &Path, map: &MvccMap, version: u
     write(&footer)?;
     file.sync().map_err(|e| io_err(tmp_path, e))?;
     drop(file);
-    // Read back what the disk holds, and check it before anything can depend on it.
-    let bytes = vfs.read(tmp_path).map_err(|e| io_err(tmp_path, e))?;
-    let (read_version, entries) = verify_snapshot(tmp_path, &bytes)?;
+    // Read back what the disk holds, and check it before anything can depend on it
+    // (mapped, not read into memory: a run can be larger than memory).
+    let mapped = vfs
+        .map_readonly(tmp_path)
+        .map_err(|e| io_err(tmp_path, e))?;
+    let bytes: &[u8] = (*mapped).as_ref();
+    let (read_version, entries) = verify_snapshot(tmp_path, bytes)?;
     if read_version != version || entries != entry_count {
         return Err(Error::Storage(format!(
             "snapshot {} reads back as version {read_version} with {entries} entries, but \
@@ -224,7 +281,7 @@ fn write_verified(vfs: &Arc<dyn Vfs>, tmp_path: &Path, map: &MvccMap, version: u
             tmp_path.display()
         )));
     }
-    Ok(bytes.len() as u64)
+    Ok((bytes.len() as u64, entry_count))
 }
 
 /// A loaded snapshot: its version and its chains in key order.

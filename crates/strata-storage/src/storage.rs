@@ -32,11 +32,14 @@ use tracing::{debug, info, info_span, warn};
 
 use crate::durability::{DurabilityMode, StorageOptions};
 use crate::lock::DirLock;
-use crate::mvcc::{Entry, MvccMap, Write};
+use crate::manifest::{Manifest, RunMeta};
+use crate::mvcc::{Entry, GcHook, MapStats, MvccMap, Write};
 use crate::record::{encode_payload, encoded_len, patch_header};
 use crate::recovery::Recovered;
 use crate::retention::RetentionPolicy;
-use crate::snapshot::{parse_snapshot_name, write_snapshot};
+use crate::run::{parse_run_name, run_name, Run, RUN_BLOCK_TARGET};
+use crate::snapshot::{parse_snapshot_name, write_sorted_file};
+use crate::tree::{Layers, Merge, RunHandle, Tree};
 use crate::vfs::{join, Vfs, VfsFile};
 use crate::wal::{io_err, parse_segment_name, WalWriter};
 
@@ -61,6 +64,21 @@ fn check_limits(writes: &[Write]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Figures of the sorted runs (see [`Storage::run_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Runs listed by the manifest.
+    pub runs: u64,
+    /// Bytes of their files.
+    pub bytes: u64,
+    /// Entries (versions) they hold.
+    pub entries: u64,
+    /// Memory their in-memory indexes take (an estimate).
+    pub index_bytes: u64,
+    /// Newest version they hold.
+    pub flushed_through: u64,
 }
 
 /// What a successful commit was assigned.
@@ -133,20 +151,26 @@ pub(crate) struct Disk {
     sync_gate: Mutex<()>,
     /// Strict commits currently inside `commit` (group-commit gathering).
     committers: AtomicU64,
+    /// The manifest as last written (changed only under `snapshot_lock`).
+    manifest: Mutex<Manifest>,
+    /// The newest version and timestamp in the frozen memtable, while there is one.
+    frozen_through: Mutex<Option<(u64, Timestamp)>>,
     /// The directory lock, taken out (released) by `close` or when the last caller
     /// handle is dropped, even while a `SnapshotPin` keeps `Inner` alive.
     lock: Mutex<Option<DirLock>>,
 }
 
 pub(crate) struct Inner {
-    pub(crate) map: MvccMap,
+    pub(crate) tree: Tree,
+    gc_hook: parking_lot::RwLock<Option<GcHook>>,
     pub(crate) visible: AtomicU64,
     /// Newest version applied to the map (ahead of `visible` while a strict commit
     /// waits for its fsync).
     pub(crate) applied: AtomicU64,
     /// Newest version known fsynced: the durable mark written into every log frame.
     durable: AtomicU64,
-    /// Version of the newest snapshot written and verified (0 if none).
+    /// Newest version held by sorted runs (or, before the first flush of an upgraded
+    /// database, by its legacy snapshot); 0 if none.
     snapshot_version: AtomicU64,
     pub(crate) commit: Mutex<CommitState>,
     poisoned: AtomicBool,
@@ -168,7 +192,7 @@ pub(crate) struct Inner {
 /// let info = store
 ///     .commit(vec![Write { key: b"k".to_vec().into(), value: Some(Arc::from(&b"v"[..])) }], |_| Ok(()))
 ///     .unwrap();
-/// let seen = store.get(b"k", store.visible_version()).unwrap();
+/// let seen = store.get(b"k", store.visible_version()).unwrap().unwrap();
 /// assert_eq!(seen.version, info.version);
 /// ```
 #[derive(Clone)]
@@ -241,7 +265,8 @@ impl Storage {
     /// A storage with no files at all: everything is lost when it is dropped.
     pub fn ephemeral() -> Storage {
         Storage::for_caller(Arc::new(Inner {
-            map: MvccMap::new(),
+            tree: Tree::new(MvccMap::new(), Vec::new()),
+            gc_hook: parking_lot::RwLock::new(None),
             visible: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             durable: AtomicU64::new(0),
@@ -295,6 +320,8 @@ impl Storage {
         let recovered = crate::recovery::recover(&vfs, &dir, &options)?;
         let Recovered {
             map,
+            runs,
+            manifest,
             last_version: last,
             last_ts,
             wal,
@@ -305,7 +332,8 @@ impl Storage {
             snapshot_version = report.snapshot_version,
             records_replayed = report.records_replayed,
             torn_bytes = report.torn_bytes_truncated,
-            keys = map.key_count(),
+            runs = runs.len(),
+            memtable_keys = map.key_count(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "recovered"
         );
@@ -328,11 +356,14 @@ impl Storage {
             snapshot_running: AtomicBool::new(false),
             sync_gate: Mutex::new(()),
             committers: AtomicU64::new(0),
+            manifest: Mutex::new(manifest),
+            frozen_through: Mutex::new(None),
             lock: Mutex::new(lock),
             options,
         };
         let inner = Arc::new(Inner {
-            map,
+            tree: Tree::new(map, runs),
+            gc_hook: parking_lot::RwLock::new(None),
             visible: AtomicU64::new(last),
             applied: AtomicU64::new(last),
             durable: AtomicU64::new(last),
@@ -476,14 +507,35 @@ impl Storage {
         (pins.keys().copied().collect(), self.visible_version())
     }
 
-    /// The map itself, for validation and advanced reads.
-    pub fn map(&self) -> &MvccMap {
-        &self.inner.map
+    /// The layered store (memtables over sorted runs), for validation and advanced
+    /// reads.
+    pub fn tree(&self) -> &Tree {
+        &self.inner.tree
     }
 
-    /// The live value of `key` at `snapshot`.
-    pub fn get(&self, key: &[u8], snapshot: u64) -> Option<Entry> {
-        self.inner.map.get(key, snapshot)
+    /// Size counters of the memtables (see [`MapStats`]).
+    pub fn stats(&self) -> MapStats {
+        self.inner.tree.stats()
+    }
+
+    /// Registers (or with `None` removes) the function that applies the retention
+    /// policies of the layer above. [`checkpoint`](Self::checkpoint) calls it before
+    /// every flush; the hook must not call `checkpoint` itself.
+    pub fn set_gc_hook(&self, hook: Option<GcHook>) {
+        *self.inner.gc_hook.write() = hook;
+    }
+
+    fn run_gc_hook(&self) {
+        let hook = self.inner.gc_hook.read().clone();
+        if let Some(h) = hook {
+            h(self);
+        }
+    }
+
+    /// The live value of `key` at `snapshot`. Fails only when a sorted run on disk is
+    /// damaged (the error names the file and offset).
+    pub fn get(&self, key: &[u8], snapshot: u64) -> Result<Option<Entry>> {
+        self.inner.tree.get(key, snapshot)
     }
 
     /// Live entries with keys starting with `prefix` at `snapshot`, in key order.
@@ -492,8 +544,8 @@ impl Storage {
         prefix: &[u8],
         snapshot: u64,
         limit: Option<usize>,
-    ) -> Vec<(Box<[u8]>, Entry)> {
-        self.inner.map.scan_prefix(prefix, snapshot, limit)
+    ) -> Result<Vec<(Box<[u8]>, Entry)>> {
+        self.inner.tree.scan_prefix(prefix, snapshot, limit)
     }
 
     /// Live entries with keys in a range at `snapshot`, in key order.
@@ -503,19 +555,56 @@ impl Storage {
         end: Bound<&[u8]>,
         snapshot: u64,
         limit: Option<usize>,
-    ) -> Vec<(Box<[u8]>, Entry)> {
-        self.inner.map.scan_range(start, end, snapshot, limit)
+    ) -> Result<Vec<(Box<[u8]>, Entry)>> {
+        self.inner.tree.scan(start, end, snapshot, limit, false)
     }
 
-    /// Versions of `key` visible at `snapshot`, newest first (see [`MvccMap::history`]).
+    /// Like [`scan_range`](Self::scan_range) in reverse key order.
+    pub fn scan_range_rev(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        snapshot: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<(Box<[u8]>, Entry)>> {
+        self.inner.tree.scan(start, end, snapshot, limit, true)
+    }
+
+    /// Versions of `key` visible at `snapshot`, newest first (see [`Tree::history`]).
     pub fn history(
         &self,
         key: &[u8],
         snapshot: u64,
         before: Option<u64>,
         limit: Option<usize>,
-    ) -> Vec<Entry> {
-        self.inner.map.history(key, snapshot, before, limit)
+    ) -> Result<Vec<Entry>> {
+        self.inner.tree.history(key, snapshot, before, limit)
+    }
+
+    /// Number of keys with any version (tombstones included).
+    pub fn key_count(&self) -> Result<usize> {
+        self.inner.tree.key_count()
+    }
+
+    /// Number of sorted runs on disk.
+    pub fn run_count(&self) -> usize {
+        self.inner.tree.run_count()
+    }
+
+    /// Figures of the sorted runs on disk.
+    pub fn run_stats(&self) -> RunStats {
+        let l = self.inner.tree.layers();
+        let mut s = RunStats {
+            runs: l.runs.len() as u64,
+            flushed_through: self.inner.snapshot_version.load(Ordering::Acquire),
+            ..RunStats::default()
+        };
+        for r in l.runs.iter() {
+            s.bytes += r.meta.bytes;
+            s.entries += r.meta.entries;
+            s.index_bytes += r.run.index_bytes();
+        }
+        s
     }
 
     /// Fails with the "closed" error once [`close`](Self::close) was called. Readers
@@ -578,7 +667,7 @@ impl Storage {
     /// when this returns.
     pub fn commit<F>(&self, writes: Vec<Write>, validate: F) -> Result<CommitInfo>
     where
-        F: FnOnce(&MvccMap) -> Result<()>,
+        F: FnOnce(&Tree) -> Result<()>,
     {
         self.check_writable()?;
         check_limits(&writes)?;
@@ -600,7 +689,7 @@ impl Storage {
         let info = {
             let mut c = self.inner.commit.lock();
             self.check_writable()?;
-            validate(&self.inner.map)?;
+            validate(&self.inner.tree)?;
             let version = c.next_version;
             let timestamp = Timestamp::now().max(c.last_ts);
             if let (Some(d), Some(p)) = (disk, payload.as_mut()) {
@@ -630,7 +719,9 @@ impl Storage {
             }
             c.next_version += 1;
             c.last_ts = timestamp;
-            self.inner.map.apply_owned(version, timestamp, writes);
+            self.inner
+                .tree
+                .with_active(|m| m.apply_owned(version, timestamp, writes));
             self.inner.applied.store(version, Ordering::Release);
             if let (Some(d), Some(wal)) = (disk, c.wal.as_ref()) {
                 let mut s = d.sync.lock();
@@ -799,8 +890,18 @@ impl Storage {
         let spawned = std::thread::Builder::new()
             .name("strata-snapshot".into())
             .spawn(move || {
-                if let Err(e) = this.checkpoint() {
-                    warn!(error = %e, "background snapshot failed; the log is kept");
+                match this.checkpoint() {
+                    Err(e) => warn!(error = %e, "background flush failed; the log is kept"),
+                    Ok(()) => loop {
+                        match this.compact(false) {
+                            Ok(true) => continue,
+                            Ok(false) => break,
+                            Err(e) => {
+                                warn!(error = %e, "background compaction failed; the runs are kept");
+                                break;
+                            }
+                        }
+                    },
                 }
                 if let Some(d) = this.inner.disk.as_ref() {
                     d.snapshot_running.store(false, Ordering::Release);
@@ -818,22 +919,35 @@ impl Storage {
         }
     }
 
-    /// Writes a snapshot of the current state, verifies it, then deletes the log segments
-    /// and older snapshots it covers. Writers are blocked only while the log rolls to a
-    /// new segment. Does nothing for an ephemeral storage or when the newest verified
-    /// snapshot already holds every commit; returns an error (and changes nothing on
-    /// disk) when the snapshot could not be written or verified, so `Ok` always means a
-    /// snapshot of every commit so far is durable.
+    /// Flushes the memtable: every commit so far is written to a new sorted run (only
+    /// what changed since the last flush), the manifest is replaced to list it, and the
+    /// log segments it covers are deleted. Writers are blocked only while the log rolls
+    /// to a new segment and the memtable is swapped for an empty one. Does nothing for
+    /// an ephemeral storage or when every commit is already in a run; returns an error
+    /// (and changes nothing the next open relies on) when the run or the manifest could
+    /// not be written, so `Ok` always means every commit so far is in a durable run.
+    ///
+    /// Steps, each crash-safe (see `docs/durability.md`):
+    /// 1. retention is applied to the memtable (the collection hook);
+    /// 2. under the commit lock: the log is fsynced and rolled, the memtable frozen and
+    ///    an empty one takes its place (readers see both until step 5);
+    /// 3. the frozen memtable is written as `run-<id>.sst.tmp`, fsynced, read back,
+    ///    verified and renamed into place;
+    /// 4. the manifest listing it is written and renamed into place (the commit point);
+    /// 5. the run replaces the frozen memtable for readers;
+    /// 6. covered log segments, superseded snapshots and unlisted runs are deleted.
     pub fn checkpoint(&self) -> Result<()> {
         let Some(d) = self.inner.disk.as_ref() else {
             return Ok(());
         };
         let _one_at_a_time = d.snapshot_lock.lock();
-        let span = info_span!("snapshot", dir = %d.dir.display());
+        let span = info_span!("flush", dir = %d.dir.display());
         let _entered = span.enter();
         let started = Instant::now();
-        // Apply retention first, so that the snapshot never persists what it hides.
-        self.inner.map.run_gc_hook(self);
+        // A frozen memtable left by a failed flush goes first.
+        self.write_frozen(d)?;
+        // Apply retention first, so that the run never persists what it hides.
+        self.run_gc_hook();
         let (version, new_base) = {
             let mut c = self.inner.commit.lock();
             self.check_writable()?;
@@ -846,7 +960,7 @@ impl Storage {
                 return Ok(());
             };
             if wal.base() != next {
-                // Roll, so the snapshot covers whole segments; the old one is fsynced
+                // Roll, so the run covers whole segments; the old one is fsynced
                 // first, so every version up to `version` is durable.
                 self.sync_log_file(d, &wal.current_file())?;
                 if let Err(e) = wal.start_segment(next, 0) {
@@ -863,63 +977,222 @@ impl Storage {
             s.file = Some(file);
             self.inner.visible.fetch_max(version, Ordering::AcqRel);
             d.sync_cv.notify_all();
+            drop(s);
+            // Freeze: from here on commits go to a new, empty memtable.
+            let l = self.inner.tree.layers();
+            self.inner.tree.set_layers(Layers {
+                active: Arc::new(l.active.successor()),
+                frozen: Some(l.active.clone()),
+                runs: l.runs.clone(),
+            });
+            *d.frozen_through.lock() = Some((version, c.last_ts));
             (version, next)
         };
-        let pin = {
-            let mut pins = self.inner.pins.lock();
-            *pins.entry(version).or_insert(0) += 1;
-            SnapshotPin {
-                inner: self.inner.clone(),
+        let written = self.write_frozen(d)?;
+        let removed = self.remove_obsolete_files(d, new_base)?;
+        info!(
+            version,
+            bytes = written,
+            files_removed = removed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "memtable flushed"
+        );
+        Ok(())
+    }
+
+    /// Writes the frozen memtable (if any) as a run, lists it in the manifest and puts
+    /// it in the frozen memtable's place. Returns the bytes written.
+    fn write_frozen(&self, d: &Disk) -> Result<u64> {
+        let l = self.inner.tree.layers();
+        let Some(frozen) = l.frozen.clone() else {
+            return Ok(0);
+        };
+        let Some((version, last_ts)) = *d.frozen_through.lock() else {
+            return Err(Error::Internal(
+                "a frozen memtable without its version".into(),
+            ));
+        };
+        let mut manifest = d.manifest.lock().clone();
+        let id = manifest.next_run_id.max(1);
+        let mut after: Option<Box<[u8]>> = None;
+        let mut next = || -> Result<Option<Vec<(Box<[u8]>, Vec<Entry>)>>> {
+            let chunk = frozen.chunk_after(after.as_deref(), version, 4096);
+            Ok(chunk.last().map(|(last, _)| last.clone()).map(|last| {
+                after = Some(last);
+                chunk
+            }))
+        };
+        let min_version = manifest.flushed_through + 1;
+        let mut new_runs: Vec<RunHandle> = Vec::new();
+        let mut size = 0;
+        if frozen.key_count() > 0 {
+            let w = write_sorted_file(
+                &d.vfs,
+                &d.dir,
+                &run_name(id),
                 version,
-            }
-        };
-        let written = write_snapshot(&d.vfs, &d.dir, &self.inner.map, version);
-        drop(pin);
-        let (_, size) = match written {
-            Ok(w) => w,
-            Err(e) => {
-                // The log still holds everything. The next background attempt comes after
-                // another `snapshot_threshold` bytes: retrying at every commit would roll
-                // a segment and rewrite a snapshot per commit while, say, the disk is full.
-                return Err(e);
-            }
-        };
+                RUN_BLOCK_TARGET,
+                &mut next,
+            )?;
+            size = w.size;
+            let run = Arc::new(Run::open(&d.vfs, &w.path, id)?);
+            let meta = RunMeta {
+                id,
+                // Restores go only to an empty database: every memtable version is
+                // newer than the runs'.
+                min_version,
+                max_version: version,
+                entries: w.entries,
+                bytes: w.size,
+            };
+            new_runs.push(RunHandle { run, meta });
+            manifest.next_run_id = id + 1;
+        }
+        let mut metas: Vec<RunMeta> = new_runs.iter().map(|r| r.meta).collect();
+        metas.extend(l.runs.iter().map(|r| r.meta));
+        // Older runs must end before the new one starts (restores only go to an empty
+        // database, so this holds; checked anyway, since the manifest requires it).
+        manifest.runs = metas;
+        manifest.flushed_through = version;
+        manifest.last_timestamp = manifest.last_timestamp.max(last_ts);
+        manifest.write(&d.vfs, &d.dir)?;
+        *d.manifest.lock() = manifest;
         self.inner
             .snapshot_version
             .fetch_max(version, Ordering::AcqRel);
+        new_runs.extend(l.runs.iter().cloned());
+        let now = self.inner.tree.layers();
+        self.inner.tree.set_layers(Layers {
+            active: now.active.clone(),
+            frozen: None,
+            runs: Arc::new(new_runs),
+        });
+        *d.frozen_through.lock() = None;
+        Ok(size)
+    }
+
+    /// Deletes what the manifest made obsolete: log segments before `new_base`, legacy
+    /// snapshots, runs it does not list. Returns how many files went.
+    fn remove_obsolete_files(&self, d: &Disk, new_base: u64) -> Result<usize> {
+        let listed: std::collections::HashSet<u64> =
+            d.manifest.lock().runs.iter().map(|r| r.id).collect();
         let mut removed = 0;
         for name in d.vfs.list(&d.dir).map_err(|e| io_err(&d.dir, e))? {
             let obsolete = parse_segment_name(&name).is_some_and(|b| b < new_base)
-                || parse_snapshot_name(&name).is_some_and(|v| v < version);
+                || parse_snapshot_name(&name).is_some()
+                || parse_run_name(&name).is_some_and(|id| !listed.contains(&id));
             if obsolete {
                 let p = join(&d.dir, &name);
                 d.vfs.remove(&p).map_err(|e| io_err(&p, e))?;
                 removed += 1;
             }
         }
-        d.vfs.sync_dir(&d.dir).map_err(|e| io_err(&d.dir, e))?;
+        if removed > 0 {
+            d.vfs.sync_dir(&d.dir).map_err(|e| io_err(&d.dir, e))?;
+        }
+        Ok(removed)
+    }
+
+    /// Merges sorted runs into one (see [`compaction`](crate::compaction)): with
+    /// `all`, every run; otherwise only when the newest runs have grown comparable in
+    /// size to their older neighbour. Keeps every version (retention is applied by the
+    /// read path and, in memory, by garbage collection before each flush). Returns
+    /// whether it merged anything.
+    pub fn compact(&self, all: bool) -> Result<bool> {
+        let Some(d) = self.inner.disk.as_ref() else {
+            return Ok(false);
+        };
+        let _one_at_a_time = d.snapshot_lock.lock();
+        self.check_writable()?;
+        let l = self.inner.tree.layers();
+        let n = if all {
+            l.runs.len()
+        } else {
+            crate::compaction::pick(&l.runs.iter().map(|r| r.meta).collect::<Vec<_>>())
+        };
+        if n < 2 {
+            return Ok(false);
+        }
+        let span = info_span!("compaction", dir = %d.dir.display(), runs = n);
+        let _entered = span.enter();
+        let started = Instant::now();
+        let chosen: Vec<RunHandle> = l.runs[..n].to_vec();
+        let mut manifest = d.manifest.lock().clone();
+        let id = manifest.next_run_id.max(1);
+        let source = Layers {
+            active: Arc::new(MvccMap::new()),
+            frozen: None,
+            runs: Arc::new(chosen.clone()),
+        };
+        let max_version = chosen[0].meta.max_version;
+        let min_version = chosen[n - 1].meta.min_version;
+        let mut merge = Merge::new(&source, Bound::Unbounded, Bound::Unbounded, false, u64::MAX);
+        // Every version is kept, deletes included: a delete is part of its key's history
+        // under keep-all, and retention (which alone may drop versions) is applied to
+        // the memtable before each flush.
+        let mut next = || -> Result<Option<Vec<(Box<[u8]>, Vec<Entry>)>>> {
+            let mut chunk = Vec::new();
+            while chunk.len() < 1024 {
+                let Some(item) = merge.next()? else {
+                    break;
+                };
+                chunk.push(item);
+            }
+            Ok((!chunk.is_empty()).then_some(chunk))
+        };
+        let w = write_sorted_file(
+            &d.vfs,
+            &d.dir,
+            &run_name(id),
+            max_version,
+            RUN_BLOCK_TARGET,
+            &mut next,
+        )?;
+        let run = Arc::new(Run::open(&d.vfs, &w.path, id)?);
+        let meta = RunMeta {
+            id,
+            min_version,
+            max_version,
+            entries: w.entries,
+            bytes: w.size,
+        };
+        manifest.next_run_id = id + 1;
+        let mut runs = vec![RunHandle { run, meta }];
+        runs.extend(l.runs[n..].iter().cloned());
+        manifest.runs = runs.iter().map(|r| r.meta).collect();
+        manifest.write(&d.vfs, &d.dir)?;
+        *d.manifest.lock() = manifest;
+        let now = self.inner.tree.layers();
+        self.inner.tree.set_layers(Layers {
+            active: now.active.clone(),
+            frozen: now.frozen.clone(),
+            runs: Arc::new(runs),
+        });
+        let read: u64 = chosen.iter().map(|r| r.meta.bytes).sum();
+        let removed = self.remove_obsolete_files(d, 0)?;
         info!(
-            version,
-            bytes = size,
+            runs_merged = n,
+            bytes_read = read,
+            bytes_written = w.size,
             files_removed = removed,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "snapshot written"
+            "runs compacted"
         );
-        Ok(())
+        Ok(true)
     }
 
     /// Garbage-collects the keys starting with `prefix` under `policy`, never dropping a
     /// version an open snapshot can read. `now` is injectable for tests. Returns the
-    /// number of versions dropped. Collection is in memory only; the next snapshot makes
-    /// it permanent.
+    /// number of versions dropped. Collection is in the memtable only; the next flush
+    /// makes it permanent (versions already in runs are hidden by the read path).
     pub fn gc_prefix(&self, prefix: &[u8], policy: &RetentionPolicy, now: Timestamp) -> usize {
         let oldest = self.oldest_pinned();
         let end = crate::key::prefix_successor(prefix);
         let end = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
         let dropped = self
             .inner
-            .map
-            .gc_range(Bound::Included(prefix), end, policy, oldest, now);
+            .tree
+            .with_active(|m| m.gc_range(Bound::Included(prefix), end, policy, oldest, now));
         if dropped > 0 {
             debug!(dropped, ?policy, "garbage-collected versions");
         }
@@ -1115,6 +1388,7 @@ mod tests {
 
     fn value(s: &Storage, k: &str) -> Option<Vec<u8>> {
         s.get(k.as_bytes(), s.visible_version())
+            .unwrap()
             .and_then(|e| e.value)
             .map(|v| v.to_vec())
     }
@@ -1141,7 +1415,7 @@ mod tests {
         assert_eq!(s.visible_version(), 51);
         assert_eq!(value(&s, "k7").as_deref(), Some(&b"v"[..]));
         assert_eq!(value(&s, "k3"), None);
-        assert_eq!(s.history(b"k3", 51, None, None).len(), 2);
+        assert_eq!(s.history(b"k3", 51, None, None).unwrap().len(), 2);
         let next = s.commit(vec![put("x", "y")], |_| Ok(())).unwrap();
         assert_eq!(next.version, 52);
     }
@@ -1168,7 +1442,8 @@ mod tests {
             .unwrap();
         }
         let names = fs.list(Path::new("/db")).unwrap();
-        assert_eq!(names.iter().filter(|n| n.starts_with("snap-")).count(), 1);
+        assert_eq!(names.iter().filter(|n| n.starts_with("run-")).count(), 1);
+        assert!(names.iter().any(|n| n == "MANIFEST"), "{names:?}");
         assert_eq!(
             names.iter().filter(|n| n.starts_with("wal-")).count(),
             1,
@@ -1179,7 +1454,7 @@ mod tests {
         assert_eq!(s.recovery_report().snapshot_version, 500);
         assert_eq!(s.recovery_report().records_replayed, 20);
         assert_eq!(value(&s, "k019").as_deref(), Some(&b"v519"[..]));
-        assert_eq!(s.history(b"k019", 520, None, None).len(), 6);
+        assert_eq!(s.history(b"k019", 520, None, None).unwrap().len(), 6);
     }
 
     #[test]

@@ -59,6 +59,14 @@ pub trait Vfs: Send + Sync {
     }
     /// Reads a whole file.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The bytes of an immutable file, for reading in place: the real file system maps
+    /// it (`mmap`, read-only), so its pages are the OS page cache's and are read only
+    /// when touched. The caller promises nobody changes the file while it is mapped
+    /// (sorted runs are never written after they are renamed into place). The default
+    /// reads the whole file.
+    fn map_readonly(&self, path: &Path) -> io::Result<FileBytes> {
+        Ok(Arc::new(self.read(path)?))
+    }
     /// File names (not paths) in a directory.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Atomically renames a file.
@@ -70,6 +78,9 @@ pub trait Vfs: Send + Sync {
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }
+
+/// The bytes of a file read in place (see [`Vfs::map_readonly`]).
+pub type FileBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
 /// How far ahead of the writes a log segment's file is allocated (1 MiB): the most
 /// zeros a crash can leave after its last record.
@@ -143,6 +154,13 @@ impl Vfs for OsVfs {
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fs::read(path)
+    }
+    fn map_readonly(&self, path: &Path) -> io::Result<FileBytes> {
+        let f = File::open(path)?;
+        if f.metadata()?.len() == 0 {
+            return Ok(Arc::new(Vec::new()));
+        }
+        Ok(Arc::new(crate::mapped::ReadOnlyMap::new(&f)?))
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut names = Vec::new();

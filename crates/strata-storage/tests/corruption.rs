@@ -109,6 +109,7 @@ fn flip_bit(path: &Path, offset: u64, bit: u8) {
 
 fn value(s: &Storage, k: &str) -> Option<String> {
     s.get(k.as_bytes(), s.visible_version())
+        .unwrap()
         .and_then(|e| e.value)
         .map(|v| String::from_utf8(v.to_vec()).unwrap())
 }
@@ -122,7 +123,7 @@ fn assert_commits(s: &Storage, n: u64, total: u64) {
     }
     if n > 0 {
         assert_eq!(value(s, "all"), Some(n.to_string()));
-        assert_eq!(s.history(b"all", n, None, None).len() as u64, n);
+        assert_eq!(s.history(b"all", n, None, None).unwrap().len() as u64, n);
     }
 }
 
@@ -320,17 +321,31 @@ fn snapshot_db() -> (tempfile::TempDir, PathBuf) {
     let snap = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "snap"))
+        .find(|p| p.extension().is_some_and(|x| x == "sst"))
         .unwrap();
-    assert!(snap.ends_with("snap-00000000000000000030.snap"));
+    assert!(snap.ends_with("run-00000000000000000001.sst"));
     let s = Storage::open(&dir, opts()).unwrap();
     assert_eq!(s.recovery_report().snapshot_version, 30);
     assert_commits(&s, 33, 33);
     (tmp, snap)
 }
 
+/// Every read of the database, or the first error one of them returns.
+fn read_everything(s: &Storage, total: u64) -> strata_core::Result<()> {
+    let at = s.visible_version();
+    for i in 1..=total {
+        s.get(format!("k{i:03}").as_bytes(), at)?;
+    }
+    s.history(b"all", at, None, None)?;
+    s.scan_prefix(b"", at, None)?;
+    Ok(())
+}
+
 #[test]
-fn flipped_bit_anywhere_in_a_snapshot() {
+fn flipped_bit_anywhere_in_a_run() {
+    // A run is read in place: open checks its header, footer and index, every read
+    // checks the blocks it touches. A flipped bit anywhere is an error naming the file,
+    // at open or at the first read of the damaged block, never a wrong answer.
     let (tmp, snap) = snapshot_db();
     let dir = tmp.path().join("db");
     let len = fs::metadata(&snap).unwrap().len();
@@ -342,12 +357,17 @@ fn flipped_bit_anywhere_in_a_snapshot() {
         let bit = (offset % 8) as u8;
         flip_bit(&snap, offset, bit);
         let res = Storage::open(&dir, opts());
-        let ctx = format!("bit {bit} of snapshot byte {offset}");
+        let ctx = format!("bit {bit} of run byte {offset}");
         if unchecked(offset) {
             let s = res.unwrap_or_else(|e| panic!("{ctx}: {e}"));
             assert_commits(&s, 33, 33);
         } else {
-            let err = res.err().unwrap_or_else(|| panic!("{ctx}: opened"));
+            let err = match res {
+                Err(e) => e,
+                Ok(s) => read_everything(&s, 33)
+                    .err()
+                    .unwrap_or_else(|| panic!("{ctx}: opened and read back")),
+            };
             let Error::Storage(msg) = &err else {
                 panic!("{ctx}: {err:?}")
             };
@@ -359,7 +379,7 @@ fn flipped_bit_anywhere_in_a_snapshot() {
 }
 
 #[test]
-fn truncated_or_wrong_snapshot_is_a_clear_error() {
+fn truncated_or_wrong_run_is_a_clear_error() {
     let (tmp, snap) = snapshot_db();
     let dir = tmp.path().join("db");
     let name = snap.file_name().unwrap().to_string_lossy().into_owned();
@@ -374,15 +394,25 @@ fn truncated_or_wrong_snapshot_is_a_clear_error() {
             .unwrap();
         let msg = Storage::open(&copy, opts()).err().unwrap().to_string();
         assert!(
-            msg.contains(&name) && msg.contains("snapshot"),
+            msg.contains(&name) && msg.contains("run"),
             "cut {cut}: {msg}"
         );
     }
-    // Not a snapshot at all.
+    // Not a run at all.
     let (_t, copy) = copy_db(&dir);
     fs::write(copy.join(&name), vec![b'x'; 200]).unwrap();
     let msg = Storage::open(&copy, opts()).err().unwrap().to_string();
-    assert!(msg.contains("not a StrataDB snapshot"), "{msg}");
+    assert!(msg.contains("not a StrataDB run"), "{msg}");
+    // A run the manifest lists is missing.
+    let (_t, copy) = copy_db(&dir);
+    fs::remove_file(copy.join(&name)).unwrap();
+    let msg = Storage::open(&copy, opts()).err().unwrap().to_string();
+    assert!(msg.contains("missing") && msg.contains(&name), "{msg}");
+    // A damaged manifest.
+    let (_t, copy) = copy_db(&dir);
+    flip_bit(&copy.join("MANIFEST"), 20, 3);
+    let msg = Storage::open(&copy, opts()).err().unwrap().to_string();
+    assert!(msg.contains("MANIFEST") && msg.contains("corrupt"), "{msg}");
     // A leftover temporary snapshot from a crash is ignored and removed.
     let (_t, copy) = copy_db(&dir);
     let tmp_name = format!("{name}.tmp");

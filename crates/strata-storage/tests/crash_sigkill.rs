@@ -296,7 +296,7 @@ fn verify(
     assert_eq!(s.recovery_report().last_version, last, "{ctx}");
     // Group the transaction keys; every one must be complete and consistent.
     let mut txns: BTreeMap<String, Vec<(String, u64, Vec<u8>)>> = BTreeMap::new();
-    for (k, e) in s.scan_prefix(b"r", u64::MAX, None) {
+    for (k, e) in s.scan_prefix(b"r", u64::MAX, None).unwrap() {
         let k = String::from_utf8(k.to_vec()).unwrap();
         let (id, part) = k.rsplit_once('/').unwrap();
         let value = e.value.unwrap().to_vec();
@@ -324,7 +324,7 @@ fn verify(
         "{ctx}: recovered versions are not exactly 1..={last}"
     );
     // `hot` was written by every transaction: its history is the commit order.
-    let hot = s.history(b"hot", u64::MAX, None, None);
+    let hot = s.history(b"hot", u64::MAX, None, None).unwrap();
     assert_eq!(hot.len() as u64, last, "{ctx}: history of hot");
     for e in &hot {
         assert_eq!(
@@ -521,7 +521,8 @@ fn files_are_owner_only() {
     }
     seen.sort();
     assert!(seen.iter().any(|n| n == "LOCK"), "{seen:?}");
-    assert!(seen.iter().any(|n| n.starts_with("snap-")), "{seen:?}");
+    assert!(seen.iter().any(|n| n.starts_with("run-")), "{seen:?}");
+    assert!(seen.iter().any(|n| n == "MANIFEST"), "{seen:?}");
     assert!(seen.iter().any(|n| n.starts_with("wal-")), "{seen:?}");
 }
 

@@ -22,7 +22,7 @@ fn snapshot_pin_outliving_the_handles_does_not_keep_the_lock() {
     drop(s);
     let again = Storage::open(dir.path(), StorageOptions::default())
         .expect("a SnapshotPin must not keep the directory lock");
-    assert!(again.get(b"a", again.visible_version()).is_some());
+    assert!(again.get(b"a", again.visible_version()).unwrap().is_some());
     drop(pin);
 }
 
@@ -49,8 +49,8 @@ fn close_releases_the_lock_while_clones_live_and_they_fail_cleanly() {
     // Closing twice is harmless.
     clone.close().unwrap();
     drop((clone, pin));
-    assert!(again.get(b"a", again.visible_version()).is_some());
-    assert!(again.get(b"b", again.visible_version()).is_none());
+    assert!(again.get(b"a", again.visible_version()).unwrap().is_some());
+    assert!(again.get(b"b", again.visible_version()).unwrap().is_none());
 }
 
 #[test]

@@ -114,7 +114,7 @@ impl Model {
 }
 
 fn sut_get(s: &Storage, key: &[u8], snapshot: u64) -> Option<(u64, Vec<u8>)> {
-    s.get(key, snapshot).map(|e| {
+    s.get(key, snapshot).unwrap().map(|e| {
         (
             e.version,
             e.value.expect("get never returns a tombstone").to_vec(),
@@ -130,6 +130,7 @@ fn sut_history(
     limit: Option<usize>,
 ) -> Vec<(u64, Val)> {
     s.history(key, snapshot, before, limit)
+        .unwrap()
         .into_iter()
         .map(|e| (e.version, e.value.map(|x| x.to_vec())))
         .collect()
@@ -142,6 +143,7 @@ fn sut_scan(
     limit: Option<usize>,
 ) -> Vec<(Vec<u8>, u64, Vec<u8>)> {
     s.scan_prefix(prefix, snapshot, limit)
+        .unwrap()
         .into_iter()
         .map(|(k, e)| (k.to_vec(), e.version, e.value.unwrap().to_vec()))
         .collect()

@@ -187,7 +187,7 @@ fn verify(s: &Storage, journal: &Journal, mode: DurabilityMode, ctx: &str) -> u6
     // Which transaction each recovered version is.
     let mut by_version: BTreeMap<u64, TxnId> = BTreeMap::new();
     for id in attempted.keys() {
-        let h = s.history(&marker(*id), u64::MAX, None, None);
+        let h = s.history(&marker(*id), u64::MAX, None, None).unwrap();
         assert!(h.len() <= 1, "{ctx}: marker written twice");
         if let Some(e) = h.first() {
             assert!(
@@ -218,6 +218,7 @@ fn verify(s: &Storage, journal: &Journal, mode: DurabilityMode, ctx: &str) -> u6
         let k = key(i);
         let mut got: Vec<Cell> = s
             .history(&k, u64::MAX, None, None)
+            .unwrap()
             .into_iter()
             .map(|e| (e.version, e.value.map(|x| x.to_vec())))
             .collect();
@@ -231,7 +232,7 @@ fn verify(s: &Storage, journal: &Journal, mode: DurabilityMode, ctx: &str) -> u6
             want.iter().map(|e| e.0).collect::<Vec<_>>()
         );
     }
-    for (k, e) in s.scan_prefix(b"", u64::MAX, None) {
+    for (k, e) in s.scan_prefix(b"", u64::MAX, None).unwrap() {
         assert!(
             e.version <= last && (k.starts_with(b"m/") || k.starts_with(b"k")),
             "{ctx}: unexpected entry"
@@ -409,7 +410,7 @@ fn sync_failure_case(seed: u64) {
         );
         assert!(s.checkpoint().is_err(), "{ctx}");
         assert!(s.flush().is_err(), "{ctx}");
-        assert_eq!(s.get(b"after", u64::MAX), None);
+        assert_eq!(s.get(b"after", u64::MAX).unwrap(), None);
     } else {
         // Not a log sync: the database goes on working.
         for i in 0..3 {
@@ -512,7 +513,7 @@ fn no_durability_roll_then_power_loss_reopens() {
             .unwrap_or_else(|e| panic!("seed {seed}: reopen failed: {e}"));
         let last = s.visible_version();
         for i in 0..40u64 {
-            let present = s.get(format!("k{i}").as_bytes(), last).is_some();
+            let present = s.get(format!("k{i}").as_bytes(), last).unwrap().is_some();
             assert_eq!(present, i < last, "seed {seed}: k{i} with last {last}");
         }
     }

@@ -29,6 +29,7 @@ fn fs_opts(fs: &FaultyVfs, durability: DurabilityMode) -> StorageOptions {
 
 fn value(s: &Storage, k: &str) -> Option<Vec<u8>> {
     s.get(k.as_bytes(), s.visible_version())
+        .unwrap()
         .and_then(|e| e.value)
         .map(|v| v.to_vec())
 }
@@ -94,7 +95,7 @@ fn a_snapshot_that_fails_verification_never_shadows_the_log() {
     // verification step of a checkpoint then fails.
     let flag = corrupt.clone();
     fs.set_read_hook(Some(Arc::new(move |p: &Path, b: &mut Vec<u8>| {
-        let is_tmp = p.to_string_lossy().ends_with(".snap.tmp");
+        let is_tmp = p.to_string_lossy().ends_with(".sst.tmp");
         if is_tmp && flag.load(Ordering::SeqCst) && b.len() > 100 {
             b[60] ^= 1;
         }
@@ -110,7 +111,7 @@ fn a_snapshot_that_fails_verification_never_shadows_the_log() {
         "a retried checkpoint must not report Ok"
     );
     let names = fs.list(Path::new("/db")).unwrap();
-    assert!(!names.iter().any(|n| n.contains(".snap")), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains(".sst")), "{names:?}");
     assert!(s.close().is_err(), "close must report the failed snapshot");
     drop(s);
     let s = Storage::open("/db", opts(vfs.clone(), DurabilityMode::Strict)).unwrap();
@@ -123,10 +124,11 @@ fn a_snapshot_that_fails_verification_never_shadows_the_log() {
     assert_eq!(value(&s, "k19").as_deref(), Some(&b"v"[..]));
 }
 
-/// Item 3, the reader's side: a damaged newest snapshot is bypassed when the log still
-/// holds everything after an older state.
+/// Item 3, the reader's side: a run is read in place, so damage inside it is found by
+/// the read that touches it — an error naming the file and offset, never a wrong answer
+/// — and the damaged database still opens (reads elsewhere keep working).
 #[test]
-fn a_damaged_snapshot_falls_back_to_the_log_when_it_can() {
+fn a_damaged_run_is_an_error_naming_the_file_when_read() {
     let fs = FaultyVfs::new();
     let s = Storage::open("/db", fs_opts(&fs, DurabilityMode::Strict)).unwrap();
     for i in 0..10 {
@@ -134,14 +136,23 @@ fn a_damaged_snapshot_falls_back_to_the_log_when_it_can() {
     }
     s.checkpoint().unwrap();
     drop(s);
-    // Put the log back as if the crash came between the rename and the deletion of the
-    // segments the snapshot covers: the old segment (from before the roll) is there.
-    let snap = Path::new("/db/snap-00000000000000000010.snap");
-    fs.corrupt_byte(snap, 100, 0x08).unwrap();
-    // The covered segment was deleted, so there is nothing to fall back to: a clear error.
+    let run = Path::new("/db/run-00000000000000000001.sst");
+    fs.corrupt_byte(run, 100, 0x08).unwrap();
+    let s = Storage::open("/db", fs_opts(&fs, DurabilityMode::Strict)).unwrap();
+    let err = s.get(b"k3", s.visible_version()).unwrap_err();
+    assert!(
+        err.to_string().contains("run-00000000000000000001.sst")
+            && err.to_string().contains("offset"),
+        "{err}"
+    );
+    assert!(s.scan_prefix(b"", s.visible_version(), None).is_err());
+    // The header, footer and index are checked at open.
+    drop(s);
+    let len = fs.file_len(run).unwrap();
+    fs.corrupt_byte(run, len - 50, 0x08).unwrap();
     let err = Storage::open("/db", fs_opts(&fs, DurabilityMode::Strict)).unwrap_err();
     assert!(
-        err.to_string().contains("snap-00000000000000000010.snap"),
+        err.to_string().contains("run-00000000000000000001.sst"),
         "{err}"
     );
 }
@@ -288,7 +299,7 @@ fn a_full_disk_fails_commits_cleanly_and_writes_resume_after() {
         fs.power_loss(3);
         let s = Storage::open("/db", o).unwrap();
         for (k, v) in &acked {
-            let e = s.get(k.as_bytes(), s.visible_version());
+            let e = s.get(k.as_bytes(), s.visible_version()).unwrap();
             assert_eq!(e.map(|e| e.version), Some(*v), "{mode:?}: {k} lost");
         }
         s.checkpoint().unwrap();

@@ -179,6 +179,7 @@ fn multi_crash_case(seed: u64) {
                 .collect();
             let got: Vec<(u64, Option<Vec<u8>>)> = s
                 .history(key.as_bytes(), last, None, None)
+                .unwrap()
                 .into_iter()
                 .map(|e| (e.version, e.value.map(|v| v.to_vec())))
                 .collect();
@@ -366,7 +367,7 @@ fn review_a_failed_directory_fsync_during_a_roll_never_strands_a_successor() {
     });
     for k in acked.iter().chain(&later) {
         assert!(
-            s.get(k.as_bytes(), s.visible_version()).is_some(),
+            s.get(k.as_bytes(), s.visible_version()).unwrap().is_some(),
             "{k} lost"
         );
     }
@@ -571,6 +572,7 @@ fn review_a_full_disk_on_a_large_first_record_does_not_poison() {
     let s = Storage::open("/db", fs_opts(&fs, DurabilityMode::Strict)).unwrap();
     assert_eq!(
         s.get(b"big", s.visible_version())
+            .unwrap()
             .and_then(|e| e.value)
             .as_deref(),
         Some(&big[..])
@@ -600,7 +602,10 @@ fn review_a_large_first_record_on_the_real_file_system() {
     assert_eq!(at, 3);
     for k in ["big", "big2"] {
         assert_eq!(
-            s.get(k.as_bytes(), at).and_then(|e| e.value).as_deref(),
+            s.get(k.as_bytes(), at)
+                .unwrap()
+                .and_then(|e| e.value)
+                .as_deref(),
             Some(&big[..])
         );
     }

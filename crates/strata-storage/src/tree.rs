@@ -1,0 +1,524 @@
+//! The layered store: a memtable over sorted runs (a log-structured merge tree).
+//!
+//! # The idea
+//!
+//! Every version lives in exactly one *layer*, and layers hold disjoint, ordered ranges
+//! of commit versions:
+//!
+//! 1. the **active memtable** ([`MvccMap`]): every commit after the last flush, in
+//!    memory, where commits are applied;
+//! 2. at most one **frozen memtable**: the previous active one, being written to a run
+//!    by a flush (readers still read it until its run replaces it);
+//! 3. the **sorted runs** ([`Run`]), newest first, read in place from disk.
+//!
+//! Because every layer is newer than every layer below it, the version of a key a
+//! reader at snapshot `S` sees is in the *first* layer (top down) that holds a version
+//! of that key at or before `S`. A point lookup stops there; a scan merges the layers'
+//! key streams and, for each key, asks the same question; a history concatenates the
+//! layers' chains.
+//!
+//! # Consistency while layers change
+//!
+//! The set of layers is an immutable value ([`Layers`]) behind a lock, replaced whole
+//! when a flush freezes the memtable (under the commit lock, so at a version boundary),
+//! when the frozen memtable's run is installed, and when a compaction replaces runs. A
+//! reader takes the current value once and reads only it: whatever happens meanwhile,
+//! the layers it holds stay alive (a replaced run's mapping outlives its unlinked file)
+//! and hold every version up to its snapshot, because anything committed after it took
+//! them is newer than its snapshot.
+use std::ops::Bound;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use strata_core::Result;
+
+use crate::key::prefix_successor;
+use crate::manifest::RunMeta;
+use crate::mvcc::{is_empty_range, Entry, MapStats, MvccMap};
+use crate::run::{Run, RunCursor};
+
+/// Keys fetched from a memtable per step of a merged scan.
+const MEM_CHUNK: usize = 256;
+
+/// A run and what the manifest says about it.
+#[derive(Clone)]
+pub(crate) struct RunHandle {
+    pub run: Arc<Run>,
+    pub meta: RunMeta,
+}
+
+/// One consistent set of layers (see the module docs).
+#[derive(Clone)]
+pub(crate) struct Layers {
+    pub active: Arc<MvccMap>,
+    pub frozen: Option<Arc<MvccMap>>,
+    /// Runs, newest first.
+    pub runs: Arc<Vec<RunHandle>>,
+}
+
+/// The layered store. See the [module docs](self).
+pub struct Tree {
+    layers: RwLock<Arc<Layers>>,
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = self.layers();
+        f.debug_struct("Tree")
+            .field("runs", &l.runs.len())
+            .field("frozen", &l.frozen.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn visible_at(chain: &[Entry], snapshot: u64) -> Option<&Entry> {
+    chain.iter().rev().find(|e| e.version <= snapshot)
+}
+
+impl Tree {
+    pub(crate) fn new(active: MvccMap, runs: Vec<RunHandle>) -> Tree {
+        if !runs.is_empty() {
+            active.set_keep_tombstones(true);
+        }
+        Tree {
+            layers: RwLock::new(Arc::new(Layers {
+                active: Arc::new(active),
+                frozen: None,
+                runs: Arc::new(runs),
+            })),
+        }
+    }
+
+    /// The current layers.
+    pub(crate) fn layers(&self) -> Arc<Layers> {
+        self.layers.read().clone()
+    }
+
+    /// Replaces the layers (flush and compaction steps).
+    pub(crate) fn set_layers(&self, layers: Layers) {
+        *self.layers.write() = Arc::new(layers);
+    }
+
+    /// Runs `f` on the active memtable without cloning the layer set (the commit path).
+    pub(crate) fn with_active<T>(&self, f: impl FnOnce(&MvccMap) -> T) -> T {
+        f(&self.layers.read().active)
+    }
+
+    /// Size counters: the memtables' entries, keys and bytes held, the active one's
+    /// cumulative counters.
+    pub fn stats(&self) -> MapStats {
+        let l = self.layers();
+        let mut s = l.active.stats();
+        if let Some(f) = &l.frozen {
+            let fs = f.stats();
+            s.resident_bytes += fs.resident_bytes;
+            s.entries += fs.entries;
+            s.keys += fs.keys;
+        }
+        s
+    }
+
+    /// Number of sorted runs.
+    pub fn run_count(&self) -> usize {
+        self.layers().runs.len()
+    }
+
+    /// The entry of `key` visible at `snapshot`, tombstones included.
+    pub fn get_entry(&self, key: &[u8], snapshot: u64) -> Result<Option<Entry>> {
+        let l = self.layers();
+        if let Some(e) = l.active.get_entry(key, snapshot) {
+            return Ok(Some(e));
+        }
+        if let Some(f) = &l.frozen {
+            if let Some(e) = f.get_entry(key, snapshot) {
+                return Ok(Some(e));
+            }
+        }
+        for r in l.runs.iter() {
+            if r.meta.min_version > snapshot {
+                continue;
+            }
+            if let Some(e) = r.run.get(key, snapshot)? {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The live value of `key` at `snapshot` (`None` if absent or deleted).
+    pub fn get(&self, key: &[u8], snapshot: u64) -> Result<Option<Entry>> {
+        Ok(self.get_entry(key, snapshot)?.filter(|e| !e.is_tombstone()))
+    }
+
+    /// `true` if `key` has a version newer than `since` (transaction validation).
+    /// Only layers that can hold such a version are read.
+    pub fn changed_since(&self, key: &[u8], since: u64) -> Result<bool> {
+        let l = self.layers();
+        if let Some(v) = l.active.latest_version(key) {
+            return Ok(v > since);
+        }
+        if let Some(v) = l.frozen.as_ref().and_then(|f| f.latest_version(key)) {
+            return Ok(v > since);
+        }
+        for r in l.runs.iter() {
+            if r.meta.max_version <= since {
+                break; // this run and every older one hold nothing newer
+            }
+            if let Some(e) = r.run.chain(key)?.last() {
+                return Ok(e.version > since);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A key in `[start, end)` with a version newer than `since`, if any.
+    pub fn first_newer_in_range(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        since: u64,
+    ) -> Result<Option<Box<[u8]>>> {
+        let l = self.layers();
+        if let Some(k) = l.active.first_newer_in_range(start, end, since) {
+            return Ok(Some(k));
+        }
+        if let Some(k) = l
+            .frozen
+            .as_ref()
+            .and_then(|f| f.first_newer_in_range(start, end, since))
+        {
+            return Ok(Some(k));
+        }
+        if is_empty_range(start, end) {
+            return Ok(None);
+        }
+        for r in l.runs.iter() {
+            if r.meta.max_version <= since {
+                break;
+            }
+            let mut c = RunCursor::new(r.run.clone(), start, end, false);
+            while let Some((k, chain)) = c.next_chain()? {
+                if !within_end(&k, end) {
+                    break;
+                }
+                if chain.last().is_some_and(|e| e.version > since) {
+                    return Ok(Some(k));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Versions of `key` visible at `snapshot` with version `< before` (when given),
+    /// newest first, tombstones included, at most `limit`.
+    pub fn history(
+        &self,
+        key: &[u8],
+        snapshot: u64,
+        before: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Entry>> {
+        let chain = self.chain(&self.layers(), key, snapshot)?;
+        Ok(chain
+            .into_iter()
+            .rev()
+            .filter(|e| e.version <= snapshot && before.is_none_or(|b| e.version < b))
+            .take(limit.unwrap_or(usize::MAX))
+            .collect())
+    }
+
+    /// Every version of `key` up to `snapshot` across the layers, ascending.
+    fn chain(&self, l: &Layers, key: &[u8], snapshot: u64) -> Result<Vec<Entry>> {
+        let mut parts: Vec<Vec<Entry>> = Vec::new();
+        if let Some(c) = l.active.chain(key) {
+            parts.push(c);
+        }
+        if let Some(c) = l.frozen.as_ref().and_then(|f| f.chain(key)) {
+            parts.push(c);
+        }
+        for r in l.runs.iter() {
+            if r.meta.min_version > snapshot {
+                continue;
+            }
+            let c = r.run.chain(key)?;
+            if !c.is_empty() {
+                parts.push(c);
+            }
+        }
+        Ok(union(parts))
+    }
+
+    /// Live entries visible at `snapshot` with keys in `[start, end)`, in key order (or
+    /// reverse), at most `limit`.
+    pub fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        snapshot: u64,
+        limit: Option<usize>,
+        reverse: bool,
+    ) -> Result<Vec<(Box<[u8]>, Entry)>> {
+        let l = self.layers();
+        if l.frozen.is_none() && l.runs.is_empty() {
+            return Ok(if reverse {
+                l.active.scan_range_rev(start, end, snapshot, limit)
+            } else {
+                l.active.scan_range(start, end, snapshot, limit)
+            });
+        }
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let mut merge = Merge::new(&l, start, end, reverse, snapshot);
+        while let Some((k, chain)) = merge.next()? {
+            if let Some(e) = visible_at(&chain, snapshot).filter(|e| !e.is_tombstone()) {
+                out.push((k, e.clone()));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Live entries whose keys start with `prefix`, in key order.
+    pub fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        snapshot: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<(Box<[u8]>, Entry)>> {
+        let end = prefix_successor(prefix);
+        let end_bound = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        self.scan(Bound::Included(prefix), end_bound, snapshot, limit, false)
+    }
+
+    /// Up to `max` chains with keys after `after`, each cut to `version <= snapshot`
+    /// (keys with nothing left are skipped), merged across the layers.
+    pub(crate) fn chunk_after(
+        &self,
+        l: &Layers,
+        after: Option<&[u8]>,
+        snapshot: u64,
+        max: usize,
+    ) -> Result<Vec<(Box<[u8]>, Vec<Entry>)>> {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut merge = Merge::new(l, start, Bound::Unbounded, false, snapshot);
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((k, mut chain)) = merge.next()? else {
+                break;
+            };
+            chain.retain(|e| e.version <= snapshot);
+            if !chain.is_empty() {
+                out.push((k, chain));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of keys with any version (tombstones included) in any layer.
+    pub fn key_count(&self) -> Result<usize> {
+        let l = self.layers();
+        if l.frozen.is_none() && l.runs.is_empty() {
+            return Ok(l.active.key_count());
+        }
+        let mut merge = Merge::new(&l, Bound::Unbounded, Bound::Unbounded, false, u64::MAX);
+        let mut n = 0;
+        while merge.next()?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn within_end(key: &[u8], end: Bound<&[u8]>) -> bool {
+    match end {
+        Bound::Included(e) => key <= e,
+        Bound::Excluded(e) => key < e,
+        Bound::Unbounded => true,
+    }
+}
+
+/// The union of chains from several layers, ascending by version, each version once.
+fn union(mut parts: Vec<Vec<Entry>>) -> Vec<Entry> {
+    match parts.len() {
+        0 => Vec::new(),
+        1 => parts.pop().unwrap_or_default(),
+        _ => {
+            let mut all: Vec<Entry> = parts.into_iter().flatten().collect();
+            all.sort_by_key(|e| e.version);
+            all.dedup_by_key(|e| e.version);
+            all
+        }
+    }
+}
+
+/// A stream of one layer's chains in key order (or reverse).
+enum Source {
+    Mem {
+        map: Arc<MvccMap>,
+        /// Where the next chunk starts (exclusive once something was read).
+        from: Option<Box<[u8]>>,
+        buf: std::collections::VecDeque<(Box<[u8]>, Vec<Entry>)>,
+        done: bool,
+    },
+    Run(RunCursor),
+}
+
+struct Stream {
+    source: Source,
+    peeked: Option<(Box<[u8]>, Vec<Entry>)>,
+}
+
+/// Merges the layers' streams of chains in key order (or reverse) within bounds.
+pub(crate) struct Merge {
+    streams: Vec<Stream>,
+    start: Bound<Box<[u8]>>,
+    end: Bound<Box<[u8]>>,
+    reverse: bool,
+}
+
+impl Merge {
+    pub(crate) fn new(
+        l: &Layers,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        reverse: bool,
+        snapshot: u64,
+    ) -> Merge {
+        let mem = |map: &Arc<MvccMap>| Stream {
+            source: Source::Mem {
+                map: map.clone(),
+                from: None,
+                buf: Default::default(),
+                done: false,
+            },
+            peeked: None,
+        };
+        let mut streams = vec![mem(&l.active)];
+        if let Some(f) = &l.frozen {
+            streams.push(mem(f));
+        }
+        for r in l.runs.iter() {
+            if r.meta.min_version > snapshot {
+                continue;
+            }
+            streams.push(Stream {
+                source: Source::Run(RunCursor::new(r.run.clone(), start, end, reverse)),
+                peeked: None,
+            });
+        }
+        Merge {
+            streams,
+            start: start.map(Box::from),
+            end: end.map(Box::from),
+            reverse,
+        }
+    }
+
+    fn in_range(&self, key: &[u8]) -> bool {
+        let after_start = match &self.start {
+            Bound::Included(s) => key >= &**s,
+            Bound::Excluded(s) => key > &**s,
+            Bound::Unbounded => true,
+        };
+        let before_end = match &self.end {
+            Bound::Included(e) => key <= &**e,
+            Bound::Excluded(e) => key < &**e,
+            Bound::Unbounded => true,
+        };
+        after_start && before_end
+    }
+
+    fn past_range(&self, key: &[u8]) -> bool {
+        if self.reverse {
+            match &self.start {
+                Bound::Included(s) => key < &**s,
+                Bound::Excluded(s) => key <= &**s,
+                Bound::Unbounded => false,
+            }
+        } else {
+            !within_end(key, self.end.as_ref().map(|b| &**b))
+        }
+    }
+
+    fn fill(&mut self, i: usize) -> Result<()> {
+        if self.streams[i].peeked.is_some() {
+            return Ok(());
+        }
+        let (start, end, reverse) = (self.start.clone(), self.end.clone(), self.reverse);
+        let next = match &mut self.streams[i].source {
+            Source::Mem {
+                map,
+                from,
+                buf,
+                done,
+            } => {
+                if buf.is_empty() && !*done {
+                    let (lo, hi) = match (&from, reverse) {
+                        (None, _) => (start.as_ref().map(|b| &**b), end.as_ref().map(|b| &**b)),
+                        (Some(f), false) => (Bound::Excluded(&**f), end.as_ref().map(|b| &**b)),
+                        (Some(f), true) => (start.as_ref().map(|b| &**b), Bound::Excluded(&**f)),
+                    };
+                    let chunk = map.chains_in(lo, hi, MEM_CHUNK, reverse);
+                    if chunk.len() < MEM_CHUNK {
+                        *done = true;
+                    }
+                    if let Some((k, _)) = chunk.last() {
+                        *from = Some(k.clone());
+                    }
+                    buf.extend(chunk);
+                }
+                buf.pop_front()
+            }
+            Source::Run(c) => c.next_chain()?,
+        };
+        self.streams[i].peeked = next;
+        Ok(())
+    }
+
+    /// The next key and its chain (all layers' versions, ascending, each once).
+    pub(crate) fn next(&mut self) -> Result<Option<(Box<[u8]>, Vec<Entry>)>> {
+        loop {
+            for i in 0..self.streams.len() {
+                self.fill(i)?;
+            }
+            let mut best: Option<&[u8]> = None;
+            for s in &self.streams {
+                if let Some((k, _)) = &s.peeked {
+                    let better = match best {
+                        None => true,
+                        Some(b) if self.reverse => **k > *b,
+                        Some(b) => **k < *b,
+                    };
+                    if better {
+                        best = Some(k);
+                    }
+                }
+            }
+            let Some(best) = best.map(Box::<[u8]>::from) else {
+                return Ok(None);
+            };
+            if self.past_range(&best) {
+                return Ok(None);
+            }
+            let mut parts = Vec::new();
+            for s in &mut self.streams {
+                if s.peeked.as_ref().is_some_and(|(k, _)| *k == best) {
+                    if let Some((_, c)) = s.peeked.take() {
+                        parts.push(c);
+                    }
+                }
+            }
+            // A run cursor starts at the block holding the start key: skip what lies
+            // before it.
+            if !self.in_range(&best) {
+                continue;
+            }
+            return Ok(Some((best, union(parts))));
+        }
+    }
+}
