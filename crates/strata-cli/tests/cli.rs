@@ -508,8 +508,8 @@ fn verify_checkpoint_compact_and_damage() {
     strata().args(["kv", "get", &db, "later"]).assert().code(3);
     flip(&log, 48 + 32 + 2);
 
-    // A damaged snapshot block.
-    let snap = files_ending(&db, ".snap").pop().unwrap();
+    // A damaged block of a sorted run.
+    let snap = files_ending(&db, ".sst").pop().unwrap();
     flip(&snap, 40);
     let out = strata().args(["--json", "verify", &db]).assert().code(3);
     let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
@@ -520,7 +520,7 @@ fn verify_checkpoint_compact_and_damage() {
         .filter(|f| !f["problem"].is_null())
         .collect();
     assert_eq!(bad.len(), 1);
-    assert!(bad[0]["name"].as_str().unwrap().ends_with(".snap"));
+    assert!(bad[0]["name"].as_str().unwrap().ends_with(".sst"));
     assert!(bad[0]["problem"].as_str().unwrap().contains("offset"));
     flip(&snap, 40);
 

@@ -75,6 +75,8 @@ impl TransactionManager {
             let outcome = match f(&mut txn) {
                 Ok(value) => txn.commit().map(|info| (value, info)),
                 Err(e) => {
+                    // A failed read explains the failure better than what it caused.
+                    let e = txn.take_read_error().unwrap_or(e);
                     txn.abort();
                     Err(e)
                 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use strata_core::{Error, Result};
 use strata_storage::key::prefix_successor;
 use strata_storage::mvcc::is_empty_range;
-use strata_storage::{CommitInfo, Entry, MvccMap, SnapshotPin, Storage, Write};
+use strata_storage::{CommitInfo, Entry, SnapshotPin, Storage, Tree, Write};
 
 use crate::metrics::Metrics;
 
@@ -28,6 +28,10 @@ pub struct Transaction {
     range_reads: Vec<Range>,
     writes: BTreeMap<Box<[u8]>, Option<Arc<[u8]>>>,
     finished: bool,
+    /// The first read that failed (a damaged run on disk). Reads return what they have
+    /// (nothing) so that the caller's code runs on, and `commit` fails with this error:
+    /// nothing decided on a failed read is ever written or reported as a result.
+    read_error: Option<Error>,
 }
 
 impl Transaction {
@@ -42,6 +46,7 @@ impl Transaction {
             range_reads: Vec::new(),
             writes: BTreeMap::new(),
             finished: false,
+            read_error: None,
         }
     }
 
@@ -53,6 +58,27 @@ impl Transaction {
     /// The storage underneath.
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// The first read of this transaction that failed (see [`commit`](Self::commit)).
+    pub fn read_error(&self) -> Option<&Error> {
+        self.read_error.as_ref()
+    }
+
+    pub(crate) fn take_read_error(&mut self) -> Option<Error> {
+        self.read_error.take()
+    }
+
+    fn noted<T: Default>(&mut self, r: Result<T>) -> T {
+        match r {
+            Ok(v) => v,
+            Err(e) => {
+                if self.read_error.is_none() {
+                    self.read_error = Some(e);
+                }
+                T::default()
+            }
+        }
     }
 
     /// `true` if the transaction has written nothing yet.
@@ -71,21 +97,25 @@ impl Transaction {
             });
         }
         self.point_reads.insert(key.into());
-        self.storage.get(key, self.snapshot_version())
+        let r = self.storage.get(key, self.snapshot_version());
+        self.noted(r)
     }
 
     /// Reads `key` as of an older version `at` (clamped to the snapshot). Historical
     /// reads are not validated: the past cannot change.
-    pub fn get_at(&self, key: &[u8], at: u64) -> Option<Entry> {
-        self.storage.get(key, at.min(self.snapshot_version()))
+    pub fn get_at(&mut self, key: &[u8], at: u64) -> Option<Entry> {
+        let r = self.storage.get(key, at.min(self.snapshot_version()));
+        self.noted(r)
     }
 
     /// Versions of `key` at the snapshot, newest first (tombstones included), with
     /// version `< before` when given. Records a read of the key.
     pub fn history(&mut self, key: &[u8], before: Option<u64>, limit: Option<usize>) -> Vec<Entry> {
         self.point_reads.insert(key.into());
-        self.storage
-            .history(key, self.snapshot_version(), before, limit)
+        let r = self
+            .storage
+            .history(key, self.snapshot_version(), before, limit);
+        self.noted(r)
     }
 
     /// Live entries with keys starting with `prefix`, merging the snapshot with this
@@ -113,7 +143,8 @@ impl Transaction {
         let snapshot = self.snapshot_version();
         if self.writes.range::<[u8], _>((start, end)).next().is_none() {
             // Nothing of our own to merge: the snapshot's rows are the answer.
-            return self.storage.scan_range(start, end, snapshot, limit);
+            let r = self.storage.scan_range(start, end, snapshot, limit);
+            return self.noted(r);
         }
         // Ask storage for enough rows that our own deletes cannot starve the limit.
         let own_deletes = self
@@ -127,6 +158,7 @@ impl Transaction {
             snapshot,
             limit.map(|l| l.saturating_add(own_deletes)),
         );
+        let base = self.noted(base);
         let mut merged: BTreeMap<Box<[u8]>, Entry> = base.into_iter().collect();
         for (k, v) in self.writes.range::<[u8], _>((start, end)) {
             match v {
@@ -168,9 +200,10 @@ impl Transaction {
             return all;
         }
         self.range_reads.push((own(start), own(end)));
-        self.storage
-            .map()
-            .scan_range_rev(start, end, self.snapshot_version(), limit)
+        let r = self
+            .storage
+            .scan_range_rev(start, end, self.snapshot_version(), limit);
+        self.noted(r)
     }
 
     /// Buffers a write of `value` to `key`.
@@ -183,10 +216,10 @@ impl Transaction {
         self.writes.insert(key, None);
     }
 
-    fn validate(&self, map: &MvccMap) -> Result<()> {
+    fn validate(&self, tree: &Tree) -> Result<()> {
         let snapshot = self.snapshot_version();
         for key in &self.point_reads {
-            if map.latest_version(key).is_some_and(|v| v > snapshot) {
+            if tree.changed_since(key, snapshot)? {
                 return Err(Error::Conflict(format!(
                     "key {} was changed by a concurrent transaction after this one began",
                     printable(key)
@@ -194,7 +227,7 @@ impl Transaction {
             }
         }
         for (start, end) in &self.range_reads {
-            if let Some(key) = map.first_newer_in_range(borrow(start), borrow(end), snapshot) {
+            if let Some(key) = tree.first_newer_in_range(borrow(start), borrow(end), snapshot)? {
                 return Err(Error::Conflict(format!(
                     "a concurrent transaction changed key {} inside a range this one scanned",
                     printable(&key)
@@ -212,6 +245,10 @@ impl Transaction {
     pub fn commit(mut self) -> Result<Option<CommitInfo>> {
         self.finished = true;
         self.metrics.finished();
+        if let Some(e) = self.read_error.take() {
+            self.metrics.aborted();
+            return Err(e);
+        }
         if self.writes.is_empty() {
             self.metrics.committed();
             return Ok(None);

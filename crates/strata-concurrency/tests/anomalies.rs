@@ -33,6 +33,7 @@ fn read_u64(txn: &mut Transaction, key: &str) -> u64 {
 fn committed(m: &TransactionManager, key: &str) -> Option<String> {
     let s = m.storage();
     s.get(key.as_bytes(), s.visible_version())
+        .unwrap()
         .and_then(|e| e.value)
         .map(|b| String::from_utf8(b.to_vec()).unwrap())
 }
@@ -307,7 +308,12 @@ fn phantom_is_prevented() {
     assert_conflict(t1.commit());
     assert_eq!(committed(&m, "headcount"), None);
     let s = m.storage();
-    assert_eq!(s.scan_prefix(b"emp/", s.visible_version(), None).len(), 3);
+    assert_eq!(
+        s.scan_prefix(b"emp/", s.visible_version(), None)
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 #[test]
@@ -424,6 +430,7 @@ fn blind_writes_never_conflict() {
     let s = m.storage();
     let hist: Vec<u64> = s
         .history(b"x", s.visible_version(), None, None)
+        .unwrap()
         .iter()
         .map(|e| e.version)
         .collect();
@@ -471,6 +478,6 @@ fn a_failed_commit_writes_nothing_and_frees_its_snapshot() {
     assert_eq!(s.visible_version(), 2);
     assert_eq!(s.oldest_pinned(), 2);
     assert_eq!(committed(&m, "side"), None);
-    assert_eq!(s.history(b"x", 2, None, None).len(), 2);
-    assert_eq!(s.map().key_count(), 1);
+    assert_eq!(s.history(b"x", 2, None, None).unwrap().len(), 2);
+    assert_eq!(s.key_count().unwrap(), 1);
 }

@@ -73,15 +73,18 @@ fn ten_thousand_conflicts_leave_no_state_behind() {
     assert_eq!(metrics.transactions_committed, N + 1);
     assert_eq!(metrics.transactions_aborted, N);
     // Only the committed key exists: no loser writes, no side tables in the keyspace.
-    assert_eq!(s.map().key_count(), 1);
+    assert_eq!(s.key_count().unwrap(), 1);
     assert!(s
         .scan_prefix(b"loser/", s.visible_version(), None)
+        .unwrap()
         .is_empty());
-    let hot = s.get(b"hot", s.visible_version()).unwrap();
+    let hot = s.get(b"hot", s.visible_version()).unwrap().unwrap();
     assert_eq!(&*hot.value.unwrap(), N.to_string().as_bytes());
     // Nothing holds old versions: GC can cut the chain down to the newest entry.
     assert_eq!(
-        s.history(b"hot", s.visible_version(), None, None).len() as u64,
+        s.history(b"hot", s.visible_version(), None, None)
+            .unwrap()
+            .len() as u64,
         N + 1
     );
     let dropped = s.gc_prefix(
@@ -90,7 +93,12 @@ fn ten_thousand_conflicts_leave_no_state_behind() {
         strata_core::Timestamp::now(),
     );
     assert_eq!(dropped as u64, N);
-    assert_eq!(s.history(b"hot", s.visible_version(), None, None).len(), 1);
+    assert_eq!(
+        s.history(b"hot", s.visible_version(), None, None)
+            .unwrap()
+            .len(),
+        1
+    );
     // A transaction that began before all of this would still be validated correctly,
     // and a fresh one commits without interference from the 10,000 losers.
     let mut t = m.begin();
@@ -166,7 +174,10 @@ fn concurrent_conflicts_release_their_pins() {
         "GC dropped what an open snapshot reads"
     );
     assert_eq!(reader.get(b"hot").unwrap().version, 1);
-    let kept = s.history(b"hot", s.visible_version(), None, None).len() as u64;
+    let kept = s
+        .history(b"hot", s.visible_version(), None, None)
+        .unwrap()
+        .len() as u64;
     assert_eq!(kept, commits + 1);
     assert_eq!(reader.commit().unwrap(), None);
 
@@ -181,7 +192,7 @@ fn concurrent_conflicts_release_their_pins() {
     // The seed, the reader and the increments.
     assert_eq!(metrics.transactions_committed, commits + 2);
     assert_eq!(s.visible_version(), commits + 1);
-    let hot = s.get(b"hot", s.visible_version()).unwrap();
+    let hot = s.get(b"hot", s.visible_version()).unwrap().unwrap();
     assert_eq!(&*hot.value.unwrap(), commits.to_string().as_bytes());
     // With the reader gone, GC reclaims everything but the newest version.
     s.gc_prefix(
@@ -189,7 +200,12 @@ fn concurrent_conflicts_release_their_pins() {
         &RetentionPolicy::KeepLast(1),
         strata_core::Timestamp::now(),
     );
-    assert_eq!(s.history(b"hot", s.visible_version(), None, None).len(), 1);
+    assert_eq!(
+        s.history(b"hot", s.visible_version(), None, None)
+            .unwrap()
+            .len(),
+        1
+    );
     eprintln!(
         "{commits} commits, {} conflicts",
         metrics.transactions_aborted

@@ -433,6 +433,7 @@ fn check_readers(model: &Model, version: u64, readers: &mut Peekable<IntoIter<&R
 /// The whole store at its visible version.
 fn store_contents(s: &Storage) -> Model {
     s.scan_prefix(b"", s.visible_version(), None)
+        .unwrap()
         .into_iter()
         .map(|(k, e)| (k.to_vec(), e.value.unwrap().to_vec()))
         .collect()

@@ -32,6 +32,7 @@ fn get_u64(t: &mut Transaction, key: &str) -> u64 {
 
 fn committed_u64(s: &Storage, key: &str) -> Option<u64> {
     s.get(key.as_bytes(), s.visible_version())
+        .unwrap()
         .and_then(|e| e.value)
         .map(|v| dec(&v))
 }
@@ -111,7 +112,7 @@ fn increments_of_one_hot_key_are_exact() {
     check_increments(&m, 2_000, 1);
     // Each value 1..=16000 was written exactly once, in version order.
     let s = m.storage();
-    let hist = s.history(b"key0", s.visible_version(), None, None);
+    let hist = s.history(b"key0", s.visible_version(), None, None).unwrap();
     let values: Vec<u64> = hist
         .iter()
         .rev()
@@ -194,7 +195,7 @@ fn appends(m: &TransactionManager, per_thread: u64) -> Vec<Vec<u64>> {
 fn check_log(s: &Storage, positions: &[Vec<u64>], per_thread: u64) {
     let total = THREADS as u64 * per_thread;
     assert_eq!(committed_u64(s, "log_len"), Some(total));
-    let log = s.scan_prefix(b"log/", s.visible_version(), None);
+    let log = s.scan_prefix(b"log/", s.visible_version(), None).unwrap();
     assert_eq!(log.len() as u64, total);
     let mut entries = BTreeSet::new();
     for (i, (key, e)) in log.iter().enumerate() {

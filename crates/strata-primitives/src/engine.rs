@@ -23,7 +23,7 @@ impl Engine {
     pub fn new(storage: Storage) -> Result<Arc<Engine>> {
         let collector = Arc::new(Collector::new());
         let hook = collector.clone();
-        storage.map().set_gc_hook(Some(Arc::new(move |s: &Storage| {
+        storage.set_gc_hook(Some(Arc::new(move |s: &Storage| {
             hook.collect(s);
         })));
         let engine = Arc::new(Engine {

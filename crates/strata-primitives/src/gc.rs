@@ -86,7 +86,7 @@ impl Collector {
 
     /// Collects if a collection is due and none is running.
     pub(crate) fn maybe_collect(&self, storage: &Storage) {
-        if self.is_due(&storage.map().stats()) {
+        if self.is_due(&storage.stats()) {
             if let Some(guard) = self.running.try_lock() {
                 self.collect_locked(storage, guard);
             }
@@ -102,7 +102,7 @@ impl Collector {
 
     fn collect_locked(&self, storage: &Storage, guard: parking_lot::MutexGuard<'_, ()>) -> GcStats {
         let out = self.collect_all(storage);
-        let after = storage.map().stats();
+        let after = storage.stats();
         self.next_bytes.store(
             after.bytes_applied + GC_MIN_BYTES.max(after.resident_bytes / 2),
             Ordering::Relaxed,
@@ -119,7 +119,7 @@ impl Collector {
         let span = info_span!("gc");
         let _entered = span.enter();
         let started = Instant::now();
-        let before = storage.map().stats();
+        let before = storage.stats();
         // The readers first: a policy read later can only be newer.
         let (pins, horizon) = storage.pins_and_visible();
         let now = self.now();
@@ -139,7 +139,7 @@ impl Collector {
             runs_collected += 1;
             total.add(collect_run_at(storage, run, policy, &pins, horizon, now));
         }
-        let after = storage.map().stats();
+        let after = storage.stats();
         debug!(
             runs = runs_collected,
             pinned_snapshots = pins.len(),
@@ -169,10 +169,7 @@ fn collect_run_at(
     let prefix = strata_storage::key::run_prefix(run);
     let end = strata_storage::key::prefix_successor(&prefix);
     let end = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-    let stats =
-        storage
-            .map()
-            .gc_range_pinned(Bound::Included(&prefix), end, policy, pins, horizon, now);
+    let stats = storage.gc_range_pinned(Bound::Included(&prefix), end, policy, pins, horizon, now);
     if stats.entries_dropped > 0 {
         debug!(
             run = %run,

@@ -367,7 +367,7 @@ pub(crate) fn retention_policies(
 ) -> Result<Vec<(RunId, RetentionPolicy)>> {
     let prefix = encode_key(&RunId::DEFAULT, Primitive::Run, &[]);
     let mut out = Vec::new();
-    for (k, e) in storage.scan_prefix(&prefix, snapshot, None) {
+    for (k, e) in storage.scan_prefix(&prefix, snapshot, None)? {
         let Some((_, _, id)) = decode_key(&k) else {
             continue;
         };

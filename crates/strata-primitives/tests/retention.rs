@@ -357,7 +357,7 @@ fn keep_last_1_rewrites_stay_within_a_small_factor_of_the_live_data() {
         let value = Value::Bytes(vec![round as u8; SIZE]);
         let batch: Vec<(&str, Value)> = names.iter().map(|k| (k.as_str(), value.clone())).collect();
         db.kv.mset(&run, &batch).unwrap();
-        peak = peak.max(db.engine().storage().map().stats().resident_bytes);
+        peak = peak.max(db.engine().storage().stats().resident_bytes);
     }
     assert!(
         peak <= 3 * live,
@@ -375,7 +375,7 @@ fn keep_last_1_rewrites_stay_within_a_small_factor_of_the_live_data() {
         dir_size(dir.path())
     );
     let db = open();
-    let stats = db.engine().storage().map().stats();
+    let stats = db.engine().storage().stats();
     assert!(stats.resident_bytes <= 3 * live / 2, "{stats:?}");
     assert_eq!(
         db.kv.get_in(&run, "key-00007").unwrap().unwrap().value,
@@ -406,7 +406,7 @@ fn retention_applies_after_a_reopen_without_a_write() {
     // Dropped without close: no snapshot, the log holds every version.
     drop(db);
     let db = open();
-    let entries = db.engine().storage().map().stats().entries;
+    let entries = db.engine().storage().stats().entries;
     // Ten keys with two versions each, plus the runs' records.
     assert!(entries <= 20 + 10, "{entries} entries after reopen");
     assert_eq!(db.kv.history(&run, "k3", None, None).unwrap().len(), 2);

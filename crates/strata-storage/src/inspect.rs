@@ -20,8 +20,12 @@ use crate::wal::{parse_segment_name, scan_segment, SegmentScan};
 pub enum FileKind {
     /// A log segment whose first record has this version.
     Segment(u64),
-    /// A snapshot at this version.
+    /// A snapshot at this version (the layout before sorted runs).
     Snapshot(u64),
+    /// A sorted run with this id.
+    Run(u64),
+    /// The manifest.
+    Manifest,
     /// Anything else (the lock file, temporary files, vector index files…).
     Other,
 }
@@ -30,6 +34,10 @@ pub enum FileKind {
 pub fn file_kind(name: &str) -> FileKind {
     if let Some(v) = parse_snapshot_name(name) {
         FileKind::Snapshot(v)
+    } else if let Some(id) = crate::run::parse_run_name(name) {
+        FileKind::Run(id)
+    } else if name == crate::manifest::MANIFEST_NAME {
+        FileKind::Manifest
     } else if let Some(b) = parse_segment_name(name) {
         FileKind::Segment(b)
     } else {
@@ -155,4 +163,21 @@ pub fn check_snapshot(
         prev_key = Some(key);
     }
     Ok(s)
+}
+
+/// Checks one sorted run file like [`check_snapshot`] (every checksum, key order, chain
+/// invariants, no version newer than the run's header says), calling `on_chain` for
+/// each chain. Returns the run's newest version, keys and entries.
+pub fn check_run(
+    path: &Path,
+    bytes: &[u8],
+    on_chain: impl FnMut(&[u8], &[Entry]) -> Result<()>,
+) -> Result<SnapshotSummary> {
+    let version = read_snapshot(path, bytes)?.version;
+    check_snapshot(path, bytes, version, on_chain)
+}
+
+/// Checks the manifest and returns it.
+pub fn check_manifest(path: &Path, bytes: &[u8]) -> Result<crate::manifest::Manifest> {
+    crate::manifest::Manifest::decode(path, bytes)
 }

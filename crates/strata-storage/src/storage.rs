@@ -1181,6 +1181,24 @@ impl Storage {
         Ok(true)
     }
 
+    /// Garbage-collects the memtable's keys in `[start, end)` under `policy` for the
+    /// readers at `pins` and at `horizon` or later (see [`MvccMap::gc_range_pinned`]).
+    /// Versions already in sorted runs are not touched (the read path hides what
+    /// retention does not keep).
+    pub fn gc_range_pinned(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        policy: &RetentionPolicy,
+        pins: &[u64],
+        horizon: u64,
+        now: Timestamp,
+    ) -> crate::mvcc::GcStats {
+        self.inner
+            .tree
+            .with_active(|m| m.gc_range_pinned(start, end, policy, pins, horizon, now))
+    }
+
     /// Garbage-collects the keys starting with `prefix` under `policy`, never dropping a
     /// version an open snapshot can read. `now` is injectable for tests. Returns the
     /// number of versions dropped. Collection is in the memtable only; the next flush

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 use strata_core::{codec, Error, Result, RunId};
 use strata_primitives::RunState;
-use strata_storage::inspect::{check_segment, check_snapshot, file_kind, FileKind};
+use strata_storage::inspect::{
+    check_manifest, check_run, check_segment, check_snapshot, file_kind, FileKind,
+};
 use strata_storage::key::decode_key;
 use strata_storage::{DurabilityMode, Primitive, RetentionPolicy};
 
@@ -38,7 +40,8 @@ pub struct PrimitiveStats {
 pub struct FileInfo {
     /// Path relative to the database directory.
     pub name: String,
-    /// `log`, `snapshot`, `vector-index`, `lock` or `other`.
+    /// `log`, `run`, `manifest`, `snapshot` (before sorted runs), `vector-index`, `lock` or
+    /// `other`.
     pub kind: &'static str,
     /// Size in bytes.
     pub bytes: u64,
@@ -116,6 +119,8 @@ fn list_files(dir: &Path) -> Result<Vec<(PathBuf, FileInfo)>> {
             let kind = match file_kind(&file_name) {
                 FileKind::Segment(_) => "log",
                 FileKind::Snapshot(_) => "snapshot",
+                FileKind::Run(_) => "run",
+                FileKind::Manifest => "manifest",
                 FileKind::Other if file_name == strata_storage::LOCK_FILE => "lock",
                 FileKind::Other if file_name.ends_with(".vidx") => "vector-index",
                 FileKind::Other => "other",
@@ -207,9 +212,10 @@ impl Strata {
         })
     }
 
-    /// Writes a snapshot of the current state and the vector index files, then deletes
-    /// the log segments and older snapshots the snapshot replaces, so that the next
-    /// open is fast. Does nothing for an ephemeral database.
+    /// Flushes the memtable to a new sorted run (only what changed since the last
+    /// flush) and writes the vector index files, then deletes the log segments the run
+    /// covers, so that the next open replays nothing. Does nothing for an ephemeral
+    /// database.
     pub fn checkpoint(&self) -> Result<()> {
         let storage = self.engine.storage();
         storage.flush()?;
@@ -218,8 +224,8 @@ impl Strata {
     }
 
     /// Applies every run's retention policy now (dropping the old versions it no
-    /// longer keeps), then [checkpoints](Self::checkpoint) so that the files shrink too.
-    /// Returns the number of versions dropped.
+    /// longer keeps from memory), [checkpoints](Self::checkpoint), then merges all
+    /// sorted runs into one. Returns the number of versions dropped.
     pub fn compact(&self) -> Result<u64> {
         let mut dropped = 0u64;
         for run in self.runs.list(None, None)? {
@@ -229,6 +235,7 @@ impl Strata {
             }
         }
         self.checkpoint()?;
+        self.engine.storage().compact(true)?;
         Ok(dropped)
     }
 }
@@ -238,7 +245,8 @@ impl Strata {
 pub struct FileCheck {
     /// The file, relative to the database directory.
     pub name: String,
-    /// `log`, `snapshot`, `vector-index`, `lock` or `other`.
+    /// `log`, `run`, `manifest`, `snapshot` (before sorted runs), `vector-index`, `lock` or
+    /// `other`.
     pub kind: &'static str,
     /// Size in bytes.
     pub bytes: u64,
@@ -290,7 +298,7 @@ pub fn verify(path: impl AsRef<Path>, mut progress: impl FnMut(u64)) -> Result<V
     let files = list_files(dir)?;
     let is_db = files
         .iter()
-        .any(|(_, f)| matches!(f.kind, "log" | "snapshot"));
+        .any(|(_, f)| matches!(f.kind, "log" | "snapshot" | "run" | "manifest"));
     if !is_db {
         return Err(Error::NotFound(format!(
             "{} holds no StrataDB database (no log or snapshot files)",
@@ -303,13 +311,35 @@ pub fn verify(path: impl AsRef<Path>, mut progress: impl FnMut(u64)) -> Result<V
         .filter(|(_, f)| f.kind == "log")
         .map(|(_, f)| f.name.clone())
         .next_back();
-    let newest_snapshot = files
+    // The base the log continues: the manifest's flushed version, or (for a database
+    // never flushed since the upgrade to sorted runs) the newest snapshot.
+    let manifest = files
         .iter()
-        .filter_map(|(_, f)| match file_kind(&f.name) {
-            FileKind::Snapshot(v) => Some(v),
-            _ => None,
-        })
-        .max();
+        .find(|(_, f)| f.kind == "manifest")
+        .and_then(|(full, _)| std::fs::read(full).ok().map(|b| (full, b)))
+        .and_then(|(full, b)| check_manifest(full, &b).ok());
+    let listed_runs: Vec<u64> = manifest
+        .as_ref()
+        .map(|m| m.runs.iter().map(|r| r.id).collect())
+        .unwrap_or_default();
+    let newest_snapshot = match &manifest {
+        Some(m) => Some(m.flushed_through),
+        None => files
+            .iter()
+            .filter_map(|(_, f)| match file_kind(&f.name) {
+                FileKind::Snapshot(v) => Some(v),
+                _ => None,
+            })
+            .max(),
+    };
+    for id in &listed_runs {
+        let name = format!("run-{id:020}.sst");
+        if !files.iter().any(|(_, f)| f.name == name) {
+            report
+                .problems
+                .push(format!("the manifest lists {name}, which is missing"));
+        }
+    }
     // (base, first, last) of each sound segment, for the cross-file checks.
     let mut segments: Vec<(u64, Option<u64>, Option<u64>)> = Vec::new();
     for (full, f) in &files {
@@ -350,6 +380,26 @@ pub fn verify(path: impl AsRef<Path>, mut progress: impl FnMut(u64)) -> Result<V
                 Ok(format!(
                     "version {v}, {} keys, {} versions",
                     s.keys, s.entries
+                ))
+            }),
+            ("run", FileKind::Run(id)) => read().and_then(|bytes| {
+                let s = check_run(full, &bytes, check_values).map_err(|e| e.to_string())?;
+                let listed = if listed_runs.contains(&id) {
+                    ""
+                } else {
+                    " (not in the manifest: left by an interrupted flush, deleted on open)"
+                };
+                Ok(format!(
+                    "versions up to {}, {} keys, {} versions{listed}",
+                    s.version, s.keys, s.entries
+                ))
+            }),
+            ("manifest", _) => read().and_then(|bytes| {
+                let m = check_manifest(full, &bytes).map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "{} runs, versions up to {}",
+                    m.runs.len(),
+                    m.flushed_through
                 ))
             }),
             ("vector-index", _) => read().and_then(|bytes| check_vector_file(dir, full, &bytes)),

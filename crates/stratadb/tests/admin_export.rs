@@ -163,7 +163,8 @@ fn info_checkpoint_compact() {
     assert!(info.files.iter().any(|f| f.kind == "log"));
     db.checkpoint().unwrap();
     let info = db.info().unwrap();
-    assert!(info.files.iter().any(|f| f.kind == "snapshot"));
+    assert!(info.files.iter().any(|f| f.kind == "run"));
+    assert!(info.files.iter().any(|f| f.kind == "manifest"));
     assert!(info.files.iter().any(|f| f.kind == "vector-index"));
     db.compact().unwrap();
 }
@@ -225,11 +226,11 @@ fn verify_finds_damage_by_file_and_offset() {
     assert!(bad.problem.as_ref().unwrap().contains(&at), "{bad:?}");
     damage(&log, in_first_record);
 
-    let snap = list(".snap").pop().unwrap();
+    let snap = list(".sst").pop().unwrap();
     damage(&snap, 40);
     let report = verify(dir.path(), |_| {}).unwrap();
     let bad = report.files.iter().find(|f| f.problem.is_some()).unwrap();
-    assert!(bad.name.ends_with(".snap"), "{bad:?}");
+    assert!(bad.name.ends_with(".sst"), "{bad:?}");
     assert!(bad.problem.as_ref().unwrap().contains("offset"), "{bad:?}");
     damage(&snap, 40);
     assert!(verify(dir.path(), |_| {}).unwrap().is_ok());
