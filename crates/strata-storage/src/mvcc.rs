@@ -57,6 +57,9 @@ impl Entry {
     }
 }
 
+/// A key and its versions, oldest first (as layers and files hand them over).
+pub type KeyChain = (Box<[u8]>, Vec<Entry>);
+
 /// A key's versions, oldest first. Most keys have one version, so it is stored inline:
 /// no separate allocation per key.
 pub(crate) type Chain = SmallVec<[Entry; 1]>;
@@ -314,17 +317,23 @@ impl MvccMap {
         end: Bound<&[u8]>,
         max: usize,
         reverse: bool,
-    ) -> Vec<(Box<[u8]>, Vec<Entry>)> {
+    ) -> Vec<KeyChain> {
         if is_empty_range(start, end) {
             return Vec::new();
         }
         let map = self.inner.read();
         let range = map.range::<[u8], _>((start, end));
-        let take = |(k, c): (&Box<[u8]>, &Chain)| (k.clone(), c.to_vec());
         if reverse {
-            range.rev().take(max).map(take).collect()
+            range
+                .rev()
+                .take(max)
+                .map(|(k, c)| (k.clone(), c.to_vec()))
+                .collect()
         } else {
-            range.take(max).map(take).collect()
+            range
+                .take(max)
+                .map(|(k, c)| (k.clone(), c.to_vec()))
+                .collect()
         }
     }
 

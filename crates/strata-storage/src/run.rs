@@ -24,7 +24,7 @@ use std::sync::Arc;
 use strata_core::limits::{MAX_STORED_KEY_BYTES, MAX_STORED_VALUE_BYTES};
 use strata_core::{Error, Result, Timestamp};
 
-use crate::mvcc::Entry;
+use crate::mvcc::{Entry, KeyChain};
 use crate::snapshot::{self, SNAPSHOT_END_MAGIC, SNAPSHOT_MAGIC};
 use crate::vfs::{FileBytes, Vfs};
 use crate::wal::{io_err, le_u32, le_u64};
@@ -532,7 +532,7 @@ impl RunCursor {
     }
 
     /// The next key and its whole chain in this run (ascending versions).
-    pub(crate) fn next_chain(&mut self) -> Result<Option<(Box<[u8]>, Vec<Entry>)>> {
+    pub(crate) fn next_chain(&mut self) -> Result<Option<KeyChain>> {
         if !self.fill()? {
             return Ok(None);
         }

@@ -43,7 +43,7 @@ use strata_core::{Error, Result, Timestamp};
 
 #[cfg(test)]
 use crate::mvcc::MvccMap;
-use crate::mvcc::{Chain, Entry};
+use crate::mvcc::{Chain, Entry, KeyChain};
 use crate::vfs::{join, Vfs};
 use crate::wal::{io_err, le_u32, le_u64};
 
@@ -112,7 +112,7 @@ pub(crate) fn write_snapshot(
     version: u64,
 ) -> Result<(PathBuf, u64)> {
     let mut after: Option<Box<[u8]>> = None;
-    let mut next = || -> Result<Option<Vec<(Box<[u8]>, Vec<Entry>)>>> {
+    let mut next = || -> Result<Option<Vec<KeyChain>>> {
         let chunk = map.chunk_after(after.as_deref(), version, CHUNK_KEYS);
         Ok(chunk.last().map(|(last, _)| last.clone()).map(|last| {
             after = Some(last);
@@ -139,7 +139,7 @@ pub(crate) struct WrittenFile {
 
 /// The source of a sorted file: the next chunk of `(key, chain)` in ascending key order
 /// (chains ascending by version), `None` at the end.
-pub(crate) type ChunkSource<'a> = dyn FnMut() -> Result<Option<Vec<(Box<[u8]>, Vec<Entry>)>>> + 'a;
+pub(crate) type ChunkSource<'a> = dyn FnMut() -> Result<Option<Vec<KeyChain>>> + 'a;
 
 /// Writes a sorted file (a snapshot or a run) named `name` in `dir` from `next`, as
 /// `name.tmp`: fsynced, read back and verified, then renamed into place and the

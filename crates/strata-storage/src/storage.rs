@@ -33,7 +33,7 @@ use tracing::{debug, info, info_span, warn};
 use crate::durability::{DurabilityMode, StorageOptions};
 use crate::lock::DirLock;
 use crate::manifest::{Manifest, RunMeta};
-use crate::mvcc::{Entry, GcHook, MapStats, MvccMap, Write};
+use crate::mvcc::{Entry, GcHook, KeyChain, MapStats, MvccMap, Write};
 use crate::record::{encode_payload, encoded_len, patch_header};
 use crate::recovery::Recovered;
 use crate::retention::RetentionPolicy;
@@ -1015,7 +1015,7 @@ impl Storage {
         let mut manifest = d.manifest.lock().clone();
         let id = manifest.next_run_id.max(1);
         let mut after: Option<Box<[u8]>> = None;
-        let mut next = || -> Result<Option<Vec<(Box<[u8]>, Vec<Entry>)>>> {
+        let mut next = || -> Result<Option<Vec<KeyChain>>> {
             let chunk = frozen.chunk_after(after.as_deref(), version, 4096);
             Ok(chunk.last().map(|(last, _)| last.clone()).map(|last| {
                 after = Some(last);
@@ -1130,7 +1130,7 @@ impl Storage {
         // Every version is kept, deletes included: a delete is part of its key's history
         // under keep-all, and retention (which alone may drop versions) is applied to
         // the memtable before each flush.
-        let mut next = || -> Result<Option<Vec<(Box<[u8]>, Vec<Entry>)>>> {
+        let mut next = || -> Result<Option<Vec<KeyChain>>> {
             let mut chunk = Vec::new();
             while chunk.len() < 1024 {
                 let Some(item) = merge.next()? else {

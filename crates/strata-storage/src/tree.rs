@@ -34,7 +34,7 @@ use strata_core::Result;
 
 use crate::key::prefix_successor;
 use crate::manifest::RunMeta;
-use crate::mvcc::{is_empty_range, Entry, MapStats, MvccMap};
+use crate::mvcc::{is_empty_range, Entry, KeyChain, MapStats, MvccMap};
 use crate::run::{Run, RunCursor};
 
 /// Keys fetched from a memtable per step of a merged scan.
@@ -303,7 +303,7 @@ impl Tree {
         after: Option<&[u8]>,
         snapshot: u64,
         max: usize,
-    ) -> Result<Vec<(Box<[u8]>, Vec<Entry>)>> {
+    ) -> Result<Vec<KeyChain>> {
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut merge = Merge::new(l, start, Bound::Unbounded, false, snapshot);
         let mut out = Vec::new();
@@ -481,7 +481,7 @@ impl Merge {
     }
 
     /// The next key and its chain (all layers' versions, ascending, each once).
-    pub(crate) fn next(&mut self) -> Result<Option<(Box<[u8]>, Vec<Entry>)>> {
+    pub(crate) fn next(&mut self) -> Result<Option<KeyChain>> {
         loop {
             for i in 0..self.streams.len() {
                 self.fill(i)?;
