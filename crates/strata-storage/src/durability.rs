@@ -47,8 +47,11 @@ impl Default for DurabilityMode {
 
 /// Default size at which a log segment is closed and a new one started: 64 MiB.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
-/// Default amount of log written since the last snapshot that triggers a new one: 128 MiB.
+/// Default amount of log written since the last flush that triggers a new one: 128 MiB.
 pub const DEFAULT_SNAPSHOT_THRESHOLD: u64 = 128 * 1024 * 1024;
+/// Default memory the memtable may hold before it is flushed to a sorted run: 32 MiB
+/// (as counted by [`crate::MapStats::resident_bytes`]).
+pub const DEFAULT_MEMTABLE_SIZE: u64 = 32 * 1024 * 1024;
 
 /// Options for opening a disk-backed [`crate::Storage`].
 #[derive(Clone)]
@@ -57,9 +60,13 @@ pub struct StorageOptions {
     pub durability: DurabilityMode,
     /// Log segment size limit in bytes.
     pub segment_size: u64,
-    /// Log bytes since the last snapshot that trigger a background snapshot.
+    /// Log bytes since the last flush that trigger a background flush of the memtable.
     pub snapshot_threshold: u64,
-    /// Take a snapshot when the database is closed.
+    /// Memtable bytes (see [`crate::MapStats::resident_bytes`]) that trigger a
+    /// background flush: the bound on memory held by recent writes.
+    pub memtable_size: u64,
+    /// Flush the memtable to a sorted run when the database is closed (so the next open
+    /// replays no log).
     pub snapshot_on_close: bool,
     /// The file system (the real one unless testing).
     pub vfs: Arc<dyn Vfs>,
@@ -73,6 +80,7 @@ impl Default for StorageOptions {
             durability: DurabilityMode::default(),
             segment_size: DEFAULT_SEGMENT_SIZE,
             snapshot_threshold: DEFAULT_SNAPSHOT_THRESHOLD,
+            memtable_size: DEFAULT_MEMTABLE_SIZE,
             snapshot_on_close: true,
             vfs: Arc::new(OsVfs),
             lock_directory: true,
@@ -86,6 +94,7 @@ impl std::fmt::Debug for StorageOptions {
             .field("durability", &self.durability)
             .field("segment_size", &self.segment_size)
             .field("snapshot_threshold", &self.snapshot_threshold)
+            .field("memtable_size", &self.memtable_size)
             .field("snapshot_on_close", &self.snapshot_on_close)
             .field("lock_directory", &self.lock_directory)
             .finish_non_exhaustive()

@@ -38,7 +38,7 @@ pub mod wal;
 
 pub use durability::{
     DurabilityMode, StorageOptions, DEFAULT_BUFFERED_INTERVAL_MS, DEFAULT_BUFFERED_MAX_WRITES,
-    DEFAULT_SEGMENT_SIZE, DEFAULT_SNAPSHOT_THRESHOLD,
+    DEFAULT_MEMTABLE_SIZE, DEFAULT_SEGMENT_SIZE, DEFAULT_SNAPSHOT_THRESHOLD,
 };
 pub use key::{decode_key, encode_key, Primitive};
 pub use lock::{lock_holder, DirLock, LOCK_FILE};

@@ -719,9 +719,13 @@ impl Storage {
             }
             c.next_version += 1;
             c.last_ts = timestamp;
-            self.inner
-                .tree
-                .with_active(|m| m.apply_owned(version, timestamp, writes));
+            let held = self.inner.tree.with_active(|m| {
+                m.apply_owned(version, timestamp, writes);
+                m.stats().resident_bytes
+            });
+            if let Some(d) = disk {
+                snapshot_due |= held >= d.options.memtable_size;
+            }
             self.inner.applied.store(version, Ordering::Release);
             if let (Some(d), Some(wal)) = (disk, c.wal.as_ref()) {
                 let mut s = d.sync.lock();
@@ -1409,6 +1413,75 @@ mod tests {
             .unwrap()
             .and_then(|e| e.value)
             .map(|v| v.to_vec())
+    }
+
+    /// A database of the layout before sorted runs (a format-2 snapshot plus the log
+    /// after it) opens, and its first flush converts it: one run listed by a new
+    /// manifest, the snapshot deleted only after the manifest is durable.
+    #[test]
+    fn a_snapshot_database_is_converted_by_its_first_flush() {
+        let fs = FaultyVfs::new();
+        let vfs: Arc<dyn Vfs> = Arc::new(fs.clone());
+        let dir = Path::new("/db");
+        // Build the old layout: a log, a snapshot at version 40, more log after it.
+        let s = Storage::open(dir, opts(&fs, DurabilityMode::Strict)).unwrap();
+        for i in 0..60 {
+            s.commit(
+                vec![put(&format!("k{:02}", i % 25), &format!("v{i}"))],
+                |_| Ok(()),
+            )
+            .unwrap();
+        }
+        let layers = s.inner.tree.layers();
+        crate::snapshot::write_snapshot(&vfs, dir, &layers.active, 40).unwrap();
+        drop(layers);
+        drop(s);
+        // No manifest, no run: what the previous release left.
+        for name in fs.list(dir).unwrap() {
+            if name.starts_with("run-") || name == "MANIFEST" {
+                fs.remove(&dir.join(&name)).unwrap();
+            }
+        }
+        let s = Storage::open(dir, opts(&fs, DurabilityMode::Strict)).unwrap();
+        assert_eq!(s.recovery_report().snapshot_version, 40);
+        assert_eq!(s.visible_version(), 60);
+        assert_eq!(value(&s, "k09").as_deref(), Some(&b"v59"[..]));
+        assert_eq!(s.history(b"k09", 60, None, None).unwrap().len(), 3);
+        s.checkpoint().unwrap();
+        let names = fs.list(dir).unwrap();
+        assert!(names.iter().any(|n| n == "MANIFEST"), "{names:?}");
+        assert!(!names.iter().any(|n| n.starts_with("snap-")), "{names:?}");
+        drop(s);
+        let s = Storage::open(dir, opts(&fs, DurabilityMode::Strict)).unwrap();
+        assert_eq!(s.visible_version(), 60);
+        assert_eq!(s.run_count(), 1);
+        assert_eq!(s.history(b"k09", 60, None, None).unwrap().len(), 3);
+        assert_eq!(value(&s, "k24").as_deref(), Some(&b"v49"[..]));
+    }
+
+    /// The memtable is flushed in the background once it holds `memtable_size` bytes,
+    /// and reads see every layer.
+    #[test]
+    fn a_full_memtable_is_flushed_in_the_background() {
+        let fs = FaultyVfs::new();
+        let mut o = opts(&fs, DurabilityMode::NoDurability);
+        o.memtable_size = 64 * 1024;
+        let s = Storage::open("/db", o.clone()).unwrap();
+        let big = "x".repeat(1000);
+        for i in 0..1000 {
+            s.commit(vec![put(&format!("k{i:04}"), &big)], |_| Ok(()))
+                .unwrap();
+        }
+        // Background flushes run while committing: wait for the last to finish.
+        let _ = s.inner.disk.as_ref().unwrap().snapshot_lock.lock();
+        assert!(s.run_count() >= 1, "no run was written");
+        assert!(s.stats().resident_bytes < 512 * 1024, "{:?}", s.stats());
+        assert_eq!(s.key_count().unwrap(), 1000);
+        assert_eq!(s.scan_prefix(b"k", 1000, None).unwrap().len(), 1000);
+        drop(s);
+        let s = Storage::open("/db", o).unwrap();
+        assert_eq!(s.scan_prefix(b"k", 1000, Some(5)).unwrap().len(), 5);
+        assert_eq!(value(&s, "k0999").map(|v| v.len()), Some(1000));
     }
 
     #[test]

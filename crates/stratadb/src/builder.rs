@@ -26,6 +26,7 @@ use crate::strata::Strata;
 pub struct StrataBuilder {
     path: Option<PathBuf>,
     durability: DurabilityMode,
+    memtable_size: Option<u64>,
 }
 
 impl StrataBuilder {
@@ -101,10 +102,22 @@ impl StrataBuilder {
         Strata::from_storage(storage, path, Some(dir))
     }
 
+    /// The memory recent writes may take before they are flushed to a sorted run on
+    /// disk (default 32 MiB, at least 1 MiB). Reads of older data go to the runs, which
+    /// are memory-mapped: their pages are the operating system's page cache, shared and
+    /// reclaimable, not the process's own memory. A larger memtable means fewer, larger
+    /// runs and less compaction; a smaller one bounds memory more tightly.
+    pub fn memtable_size(mut self, bytes: u64) -> Self {
+        self.memtable_size = Some(bytes.max(1 << 20));
+        self
+    }
+
     fn options(&self) -> StorageOptions {
+        let defaults = StorageOptions::default();
         StorageOptions {
             durability: self.durability,
-            ..StorageOptions::default()
+            memtable_size: self.memtable_size.unwrap_or(defaults.memtable_size),
+            ..defaults
         }
     }
 }
