@@ -227,6 +227,11 @@ fn child(engine: &str, workload: &str, dir: &Path, scale: f64) {
             }
             emit("prefix", rate(sz.listings, t));
             emit("listed_avg", listed as f64 / sz.listings as f64);
+            // Memory after reopen and reads: anonymous (the process's own: caches,
+            // memtable, indexes) and file-backed (mapped files: the OS page cache).
+            emit("read_rss_anon_kib", vm_status_kib("RssAnon:") as f64);
+            emit("read_rss_file_kib", vm_status_kib("RssFile:") as f64);
+            emit("read_hwm_kib", vm_hwm_kib() as f64);
             drop(r);
             db.close();
         }

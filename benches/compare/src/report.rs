@@ -89,7 +89,7 @@ fn rows(sz: Sizes) -> Vec<Row> {
         ),
         r(
             "close_ms",
-            "Close after the load (StrataDB writes its snapshot here)".into(),
+            "Close after the load (StrataDB flushes its memtable here)".into(),
             "ms ↓",
             false,
             None,
@@ -111,6 +111,27 @@ fn rows(sz: Sizes) -> Vec<Row> {
         r(
             "rss_mib",
             "Peak resident memory of the loading process (VmHWM)".into(),
+            "MiB ↓",
+            false,
+            None,
+        ),
+        r(
+            "read_rss_anon_mib",
+            "After reopen and the reads: anonymous memory (RssAnon)".into(),
+            "MiB ↓",
+            false,
+            None,
+        ),
+        r(
+            "read_rss_file_mib",
+            "After reopen and the reads: mapped file pages (RssFile, the page cache)".into(),
+            "MiB",
+            false,
+            None,
+        ),
+        r(
+            "read_hwm_mib",
+            "Peak resident memory of the reading process (VmHWM)".into(),
             "MiB ↓",
             false,
             None,
