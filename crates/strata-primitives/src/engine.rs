@@ -26,6 +26,10 @@ impl Engine {
         storage.set_gc_hook(Some(Arc::new(move |s: &Storage| {
             hook.collect(s);
         })));
+        let clock = collector.clone();
+        storage.set_retention_hook(Some(Arc::new(move |s: &Storage| {
+            crate::gc::compaction_retention(s, clock.now())
+        })));
         let engine = Arc::new(Engine {
             manager: TransactionManager::new(storage),
             collector,

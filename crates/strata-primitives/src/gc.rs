@@ -157,6 +157,38 @@ impl Collector {
     }
 }
 
+/// The retention compaction applies to the versions it merges: each run's policy as of
+/// the visible version (runs without a record, and keys that are no run's, keep
+/// everything), judged at `now`.
+pub(crate) fn compaction_retention(
+    storage: &Storage,
+    now: Timestamp,
+) -> Option<strata_storage::CompactionRetention> {
+    let horizon = storage.visible_version();
+    let policies = match runs::retention_policies(storage, horizon) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "compaction keeps every version: cannot read the runs' policies");
+            return None;
+        }
+    };
+    let by_run: std::collections::HashMap<RunId, RetentionPolicy> = policies
+        .into_iter()
+        .filter(|(_, p)| !p.keeps_all())
+        .collect();
+    if by_run.is_empty() {
+        return None;
+    }
+    Some(strata_storage::CompactionRetention {
+        policy_of: Box::new(move |key: &[u8]| {
+            strata_storage::decode_key(key)
+                .and_then(|(run, _, _)| by_run.get(&run).copied())
+                .unwrap_or(RetentionPolicy::KeepAll)
+        }),
+        now,
+    })
+}
+
 /// Collects one run under `policy` for readers at `pins` and at `horizon` or later.
 fn collect_run_at(
     storage: &Storage,

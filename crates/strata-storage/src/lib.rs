@@ -74,7 +74,9 @@ pub use durability::{
 };
 pub use key::{decode_key, encode_key, Primitive};
 pub use lock::{lock_holder, DirLock, LOCK_FILE};
-pub use mvcc::{Entry, GcHook, GcStats, MapStats, MvccMap, Write};
+pub use mvcc::{
+    CompactionRetention, Entry, GcHook, GcStats, MapStats, MvccMap, RetentionHook, Write,
+};
 pub use restore::RestoreReport;
 pub use retention::RetentionPolicy;
 pub use storage::{closed_error, CommitInfo, RecoveryReport, RunStats, SnapshotPin, Storage};

@@ -79,6 +79,41 @@ pub const GC_CHUNK_KEYS: usize = 1024;
 /// (see [`Storage::set_gc_hook`](crate::Storage::set_gc_hook)).
 pub type GcHook = Arc<dyn Fn(&crate::Storage) + Send + Sync>;
 
+/// What compaction needs to apply retention to the versions it merges: the policy of
+/// each key, and the time to judge `KeepFor` by (see
+/// [`Storage::set_retention_hook`](crate::Storage::set_retention_hook)).
+pub struct CompactionRetention {
+    /// The retention policy of the key's run (`KeepAll` where none applies).
+    pub policy_of: Box<dyn Fn(&[u8]) -> RetentionPolicy + Send + Sync>,
+    /// "Now" for time-based policies.
+    pub now: Timestamp,
+}
+
+/// Gives compaction the retention policies of the layer above, as of when it is called
+/// (`None`: keep everything this time).
+pub type RetentionHook = Arc<dyn Fn(&crate::Storage) -> Option<CompactionRetention> + Send + Sync>;
+
+/// Drops the entries of one chain (ascending versions) that no reader at `pins` or at
+/// `horizon` or later retains under `policy`; returns how many were dropped. Used by
+/// compaction on the versions it merges. A chain from runs may be missing newer versions
+/// (in the memtable or newer runs): judging it alone keeps at least what the whole
+/// chain would keep, since every reader then sees an entry at least as new.
+pub(crate) fn gc_entries(
+    chain: &mut Vec<Entry>,
+    policy: &RetentionPolicy,
+    pins: &[u64],
+    horizon: u64,
+    now: Timestamp,
+) -> u64 {
+    if policy.keeps_all() || chain.len() <= 1 {
+        return 0;
+    }
+    let mut c = Chain::from_vec(std::mem::take(chain));
+    let (dropped, _) = gc_chain(&mut c, policy, pins, horizon, now);
+    *chain = c.into_vec();
+    dropped
+}
+
 /// Size counters of a map (see [`MvccMap::stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MapStats {

@@ -33,7 +33,7 @@ use tracing::{debug, info, info_span, warn};
 use crate::durability::{DurabilityMode, StorageOptions};
 use crate::lock::DirLock;
 use crate::manifest::{Manifest, RunMeta};
-use crate::mvcc::{Entry, GcHook, KeyChain, MapStats, MvccMap, Write};
+use crate::mvcc::{gc_entries, Entry, GcHook, KeyChain, MapStats, MvccMap, RetentionHook, Write};
 use crate::record::{encode_payload, encoded_len, patch_header};
 use crate::recovery::Recovered;
 use crate::retention::RetentionPolicy;
@@ -163,6 +163,7 @@ pub(crate) struct Disk {
 pub(crate) struct Inner {
     pub(crate) tree: Tree,
     gc_hook: parking_lot::RwLock<Option<GcHook>>,
+    retention_hook: parking_lot::RwLock<Option<RetentionHook>>,
     pub(crate) visible: AtomicU64,
     /// Newest version applied to the map (ahead of `visible` while a strict commit
     /// waits for its fsync).
@@ -267,6 +268,7 @@ impl Storage {
         Storage::for_caller(Arc::new(Inner {
             tree: Tree::new(MvccMap::new(), Vec::new()),
             gc_hook: parking_lot::RwLock::new(None),
+            retention_hook: parking_lot::RwLock::new(None),
             visible: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             durable: AtomicU64::new(0),
@@ -364,6 +366,7 @@ impl Storage {
         let inner = Arc::new(Inner {
             tree: Tree::new(map, runs),
             gc_hook: parking_lot::RwLock::new(None),
+            retention_hook: parking_lot::RwLock::new(None),
             visible: AtomicU64::new(last),
             applied: AtomicU64::new(last),
             durable: AtomicU64::new(last),
@@ -523,6 +526,14 @@ impl Storage {
     /// every flush; the hook must not call `checkpoint` itself.
     pub fn set_gc_hook(&self, hook: Option<GcHook>) {
         *self.inner.gc_hook.write() = hook;
+    }
+
+    /// Registers (or with `None` removes) the function that gives compaction the
+    /// retention policies of the layer above, so that merging runs drops the versions
+    /// retention no longer keeps and no open snapshot can read: retention frees disk,
+    /// not only memory.
+    pub fn set_retention_hook(&self, hook: Option<RetentionHook>) {
+        *self.inner.retention_hook.write() = hook;
     }
 
     fn run_gc_hook(&self) {
@@ -1099,9 +1110,9 @@ impl Storage {
 
     /// Merges sorted runs into one (see [`compaction`](crate::compaction)): with
     /// `all`, every run; otherwise only when the newest runs have grown comparable in
-    /// size to their older neighbour. Keeps every version (retention is applied by the
-    /// read path and, in memory, by garbage collection before each flush). Returns
-    /// whether it merged anything.
+    /// size to their older neighbour. Drops the versions retention no longer keeps and
+    /// no open snapshot can read (see [`set_retention_hook`](Self::set_retention_hook));
+    /// keeps everything else, deletes included. Returns whether it merged anything.
     pub fn compact(&self, all: bool) -> Result<bool> {
         let Some(d) = self.inner.disk.as_ref() else {
             return Ok(false);
@@ -1131,16 +1142,24 @@ impl Storage {
         let max_version = chosen[0].meta.max_version;
         let min_version = chosen[n - 1].meta.min_version;
         let mut merge = Merge::new(&source, Bound::Unbounded, Bound::Unbounded, false, u64::MAX);
-        // Every version is kept, deletes included: a delete is part of its key's history
-        // under keep-all, and retention (which alone may drop versions) is applied to
-        // the memtable before each flush.
+        // Retention decides what goes: the versions no reader retains (the readers
+        // first: a policy read later can only be newer). Everything else is kept,
+        // deletes included: a delete is part of its key's history.
+        let (pins, horizon) = self.pins_and_visible();
+        let hook = self.inner.retention_hook.read().clone();
+        let retention = hook.and_then(|h| h(self));
+        let mut dropped = 0u64;
         let mut next = || -> Result<Option<Vec<KeyChain>>> {
             let mut chunk = Vec::new();
             while chunk.len() < 1024 {
-                let Some(item) = merge.next()? else {
+                let Some((key, mut chain)) = merge.next()? else {
                     break;
                 };
-                chunk.push(item);
+                if let Some(r) = &retention {
+                    let policy = (r.policy_of)(&key);
+                    dropped += gc_entries(&mut chain, &policy, &pins, horizon, r.now);
+                }
+                chunk.push((key, chain));
             }
             Ok((!chunk.is_empty()).then_some(chunk))
         };
@@ -1178,6 +1197,7 @@ impl Storage {
             runs_merged = n,
             bytes_read = read,
             bytes_written = w.size,
+            versions_dropped = dropped,
             files_removed = removed,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "runs compacted"
