@@ -79,12 +79,15 @@ pub const GC_CHUNK_KEYS: usize = 1024;
 /// (see [`Storage::set_gc_hook`](crate::Storage::set_gc_hook)).
 pub type GcHook = Arc<dyn Fn(&crate::Storage) + Send + Sync>;
 
+/// The retention policy of a storage key.
+pub type PolicyOf = Box<dyn Fn(&[u8]) -> RetentionPolicy + Send + Sync>;
+
 /// What compaction needs to apply retention to the versions it merges: the policy of
 /// each key, and the time to judge `KeepFor` by (see
 /// [`Storage::set_retention_hook`](crate::Storage::set_retention_hook)).
 pub struct CompactionRetention {
     /// The retention policy of the key's run (`KeepAll` where none applies).
-    pub policy_of: Box<dyn Fn(&[u8]) -> RetentionPolicy + Send + Sync>,
+    pub policy_of: PolicyOf,
     /// "Now" for time-based policies.
     pub now: Timestamp,
 }

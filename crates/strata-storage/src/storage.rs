@@ -1492,8 +1492,12 @@ mod tests {
             s.commit(vec![put(&format!("k{i:04}"), &big)], |_| Ok(()))
                 .unwrap();
         }
-        // Background flushes run while committing: wait for the last to finish.
-        let _ = s.inner.disk.as_ref().unwrap().snapshot_lock.lock();
+        // Background flushes run while committing: wait (bounded) for one to land.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.run_count() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(s.inner.disk.as_ref().unwrap().snapshot_lock.lock());
         assert!(s.run_count() >= 1, "no run was written");
         assert!(s.stats().resident_bytes < 512 * 1024, "{:?}", s.stats());
         assert_eq!(s.key_count().unwrap(), 1000);
