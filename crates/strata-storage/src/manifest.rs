@@ -161,23 +161,46 @@ impl Manifest {
         Manifest::decode(&path, &bytes).map(Some)
     }
 
-    /// Replaces the manifest of `dir` with this one, atomically and durably.
-    pub(crate) fn write(&self, vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<PathBuf> {
+    /// Replaces the manifest of `dir` with this one, atomically and durably. On error,
+    /// says whether the new manifest may nevertheless have taken effect (the rename was
+    /// attempted: a failed rename or directory fsync leaves the outcome unknown), in
+    /// which case the caller must stop writing (poison) rather than carry on from the
+    /// old manifest.
+    pub(crate) fn write(
+        &self,
+        vfs: &Arc<dyn Vfs>,
+        dir: &Path,
+    ) -> std::result::Result<PathBuf, ManifestWriteError> {
         let tmp = join(dir, TEMP_NAME);
         let path = join(dir, MANIFEST_NAME);
-        let result = (|| {
+        let before_rename = (|| {
             let f = vfs.create_empty(&tmp).map_err(|e| io_err(&tmp, e))?;
             f.append(&self.encode()).map_err(|e| io_err(&tmp, e))?;
-            f.sync().map_err(|e| io_err(&tmp, e))?;
-            drop(f);
-            vfs.rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
-            vfs.sync_dir(dir).map_err(|e| io_err(dir, e))
+            f.sync().map_err(|e| io_err(&tmp, e))
         })();
-        if result.is_err() {
+        if let Err(error) = before_rename {
             let _ = vfs.remove(&tmp);
+            return Err(ManifestWriteError {
+                error,
+                maybe_applied: false,
+            });
         }
-        result.map(|()| path)
+        vfs.rename(&tmp, &path)
+            .map_err(|e| io_err(&path, e))
+            .and_then(|()| vfs.sync_dir(dir).map_err(|e| io_err(dir, e)))
+            .map_err(|error| ManifestWriteError {
+                error,
+                maybe_applied: true,
+            })?;
+        Ok(path)
     }
+}
+
+/// A failed [`Manifest::write`].
+pub(crate) struct ManifestWriteError {
+    pub error: Error,
+    /// The rename was attempted: the new manifest may be the one on disk.
+    pub maybe_applied: bool,
 }
 
 /// `true` for the manifest's temporary file.

@@ -155,6 +155,10 @@ pub(crate) struct Disk {
     manifest: Mutex<Manifest>,
     /// The newest version and timestamp in the frozen memtable, while there is one.
     frozen_through: Mutex<Option<(u64, Timestamp)>>,
+    /// The id the next run file gets. Taken before any file is written and never
+    /// handed out twice, whatever happens to the flush or compaction that took it, so a
+    /// run is never renamed over a file a manifest on disk may list.
+    next_run_id: AtomicU64,
     /// The directory lock, taken out (released) by `close` or when the last caller
     /// handle is dropped, even while a `SnapshotPin` keeps `Inner` alive.
     lock: Mutex<Option<DirLock>>,
@@ -358,6 +362,7 @@ impl Storage {
             snapshot_running: AtomicBool::new(false),
             sync_gate: Mutex::new(()),
             committers: AtomicU64::new(0),
+            next_run_id: AtomicU64::new(manifest.next_run_id.max(1)),
             manifest: Mutex::new(manifest),
             frozen_through: Mutex::new(None),
             lock: Mutex::new(lock),
@@ -956,6 +961,8 @@ impl Storage {
             return Ok(());
         };
         let _one_at_a_time = d.snapshot_lock.lock();
+        // A closed storage writes no file: its directory may belong to another instance.
+        self.check_open()?;
         let span = info_span!("flush", dir = %d.dir.display());
         let _entered = span.enter();
         let started = Instant::now();
@@ -1018,6 +1025,7 @@ impl Storage {
     /// Writes the frozen memtable (if any) as a run, lists it in the manifest and puts
     /// it in the frozen memtable's place. Returns the bytes written.
     fn write_frozen(&self, d: &Disk) -> Result<u64> {
+        self.check_open()?;
         let l = self.inner.tree.layers();
         let Some(frozen) = l.frozen.clone() else {
             return Ok(0);
@@ -1028,7 +1036,7 @@ impl Storage {
             ));
         };
         let mut manifest = d.manifest.lock().clone();
-        let id = manifest.next_run_id.max(1);
+        let id = d.next_run_id.fetch_add(1, Ordering::AcqRel);
         let mut after: Option<Box<[u8]>> = None;
         let mut next = || -> Result<Option<Vec<KeyChain>>> {
             let chunk = frozen.chunk_after(after.as_deref(), version, 4096);
@@ -1061,8 +1069,8 @@ impl Storage {
                 bytes: w.size,
             };
             new_runs.push(RunHandle { run, meta });
-            manifest.next_run_id = id + 1;
         }
+        manifest.next_run_id = d.next_run_id.load(Ordering::Acquire);
         let mut metas: Vec<RunMeta> = new_runs.iter().map(|r| r.meta).collect();
         metas.extend(l.runs.iter().map(|r| r.meta));
         // Older runs must end before the new one starts (restores only go to an empty
@@ -1070,7 +1078,7 @@ impl Storage {
         manifest.runs = metas;
         manifest.flushed_through = version;
         manifest.last_timestamp = manifest.last_timestamp.max(last_ts);
-        manifest.write(&d.vfs, &d.dir)?;
+        self.write_manifest(d, &manifest)?;
         *d.manifest.lock() = manifest;
         self.inner
             .snapshot_version
@@ -1084,6 +1092,25 @@ impl Storage {
         });
         *d.frozen_through.lock() = None;
         Ok(size)
+    }
+
+    /// Writes `manifest`. A failure after the rename was attempted leaves unknown which
+    /// manifest is on disk: the storage is poisoned (no flush or compaction may then
+    /// carry on from the old one; reopening reads whichever is there, and both are
+    /// complete since nothing is deleted before a manifest is known durable).
+    fn write_manifest(&self, d: &Disk, manifest: &Manifest) -> Result<()> {
+        match manifest.write(&d.vfs, &d.dir) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if e.maybe_applied {
+                    self.poison(format!(
+                        "the manifest may or may not have been replaced: {}",
+                        e.error
+                    ));
+                }
+                Err(e.error)
+            }
+        }
     }
 
     /// Deletes what the manifest made obsolete: log segments before `new_base`, legacy
@@ -1133,7 +1160,7 @@ impl Storage {
         let started = Instant::now();
         let chosen: Vec<RunHandle> = l.runs[..n].to_vec();
         let mut manifest = d.manifest.lock().clone();
-        let id = manifest.next_run_id.max(1);
+        let id = d.next_run_id.fetch_add(1, Ordering::AcqRel);
         let source = Layers {
             active: Arc::new(MvccMap::new()),
             frozen: None,
@@ -1179,11 +1206,11 @@ impl Storage {
             entries: w.entries,
             bytes: w.size,
         };
-        manifest.next_run_id = id + 1;
+        manifest.next_run_id = d.next_run_id.load(Ordering::Acquire);
         let mut runs = vec![RunHandle { run, meta }];
         runs.extend(l.runs[n..].iter().cloned());
         manifest.runs = runs.iter().map(|r| r.meta).collect();
-        manifest.write(&d.vfs, &d.dir)?;
+        self.write_manifest(d, &manifest)?;
         *d.manifest.lock() = manifest;
         let now = self.inner.tree.layers();
         self.inner.tree.set_layers(Layers {

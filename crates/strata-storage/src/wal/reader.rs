@@ -35,6 +35,9 @@ pub struct SegmentSummary {
     /// written (or written and lost in a power loss, which the durable marks would have
     /// told). Appending continues over them.
     pub preallocated_bytes: u64,
+    /// The newest durable mark of the valid frames: every version up to it was fsynced
+    /// when one of them was written (0 for format 1, which has no marks).
+    pub durable_mark: u64,
 }
 
 /// The outcome of [`scan_segment`].
@@ -103,6 +106,7 @@ pub fn scan_segment(
     }
     let mut pos = WAL_HEADER_LEN;
     let mut expected = base;
+    let mut durable_mark = 0u64;
     while pos < buf.len() {
         let frame = frame_header_at(buf, pos, header.salt, expected, expected)
             .and_then(|h| frame_payload(buf, pos, &h).map(|p| (h, p)));
@@ -120,6 +124,7 @@ pub fn scan_segment(
             )));
         }
         on_record(rec)?;
+        durable_mark = durable_mark.max(hdr.durable);
         pos += FRAME_HEADER_LEN + hdr.len;
         expected = expected.checked_add(1).ok_or_else(|| {
             Error::Storage(format!(
@@ -135,6 +140,7 @@ pub fn scan_segment(
         last_version: (expected > base).then(|| expected - 1),
         torn_bytes: 0,
         preallocated_bytes: 0,
+        durable_mark,
     };
     if pos == buf.len() {
         return Ok(SegmentScan::Segment(summary));
@@ -253,6 +259,7 @@ fn scan_v1(
         last_version: last,
         torn_bytes: (buf.len() - contents.valid_len) as u64,
         preallocated_bytes: 0,
+        durable_mark: 0,
     }))
 }
 
