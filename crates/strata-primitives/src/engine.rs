@@ -34,7 +34,9 @@ impl Engine {
             manager: TransactionManager::new(storage),
             collector,
         });
-        runs::ensure_default_run(&engine)?;
+        if !engine.storage().is_read_only() {
+            runs::ensure_default_run(&engine)?;
+        }
         // Retention holds after a reopen without waiting for a write: the log replays
         // every version it holds, hidden ones included.
         engine.collect_garbage_now();

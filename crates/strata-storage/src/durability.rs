@@ -72,6 +72,10 @@ pub struct StorageOptions {
     pub vfs: Arc<dyn Vfs>,
     /// Lock the directory against a second open (on for the real file system).
     pub lock_directory: bool,
+    /// Open without writing anything, beside a writer that may hold the directory (see
+    /// [`crate::Storage::open`]): no lock, no file created, changed or deleted; every
+    /// write fails.
+    pub read_only: bool,
 }
 
 impl Default for StorageOptions {
@@ -84,6 +88,7 @@ impl Default for StorageOptions {
             snapshot_on_close: true,
             vfs: Arc::new(OsVfs),
             lock_directory: true,
+            read_only: false,
         }
     }
 }
@@ -97,6 +102,7 @@ impl std::fmt::Debug for StorageOptions {
             .field("memtable_size", &self.memtable_size)
             .field("snapshot_on_close", &self.snapshot_on_close)
             .field("lock_directory", &self.lock_directory)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }

@@ -41,7 +41,8 @@ pub(crate) struct Recovered {
     pub manifest: Manifest,
     pub last_version: u64,
     pub last_ts: Timestamp,
-    pub wal: WalWriter,
+    /// `None` when opened read-only.
+    pub wal: Option<WalWriter>,
     pub report: RecoveryReport,
 }
 
@@ -58,11 +59,15 @@ pub(crate) fn recover(
     dir: &Path,
     options: &StorageOptions,
 ) -> Result<Recovered> {
+    let read_only = options.read_only;
     let mut snapshots = Vec::new();
     let mut segments = Vec::new();
     let mut run_files = Vec::new();
     for name in vfs.list(dir).map_err(|e| io_err(dir, e))? {
         if is_snapshot_temp(&name) || is_run_temp(&name) || is_manifest_temp(&name) {
+            if read_only {
+                continue;
+            }
             let p = join(dir, &name);
             vfs.remove(&p).map_err(|e| io_err(&p, e))?;
         } else if let Some(v) = parse_snapshot_name(&name) {
@@ -109,6 +114,10 @@ pub(crate) fn recover(
             });
         }
         let listed: std::collections::HashSet<u64> = manifest.runs.iter().map(|r| r.id).collect();
+        if read_only {
+            run_files.clear();
+            snapshots.clear();
+        }
         let mut removed = false;
         for id in run_files.iter().filter(|id| !listed.contains(id)) {
             let p = join(dir, &run_name(*id));
@@ -139,7 +148,7 @@ pub(crate) fn recover(
         return replay(vfs, dir, options, segments, base, report);
     }
     // No manifest: no flush ever completed, so no run file can be live.
-    for id in &run_files {
+    for id in run_files.iter().filter(|_| !read_only) {
         let p = join(dir, &run_name(*id));
         vfs.remove(&p).map_err(|e| io_err(&p, e))?;
     }
@@ -246,6 +255,7 @@ fn replay(
         manifest,
     } = base;
     let snapshot_version = last;
+    let read_only = options.read_only;
     let missing = |first_base: u64| first_base > snapshot_version.saturating_add(1);
 
     // 3. Segments wholly covered by the snapshot: never read, deleted.
@@ -256,11 +266,14 @@ fn replay(
         first_needed += 1;
     }
     for &base in &segments[..first_needed] {
+        report.segments_skipped += 1;
+        if read_only {
+            continue;
+        }
         let p = join(dir, &segment_name(base));
         vfs.remove(&p).map_err(|e| io_err(&p, e))?;
-        report.segments_skipped += 1;
     }
-    if first_needed > 0 {
+    if first_needed > 0 && !read_only {
         vfs.sync_dir(dir).map_err(|e| io_err(dir, e))?;
     }
     let segments = &segments[first_needed..];
@@ -290,13 +303,17 @@ fn replay(
         if !holds_no_record(&bytes) {
             break;
         }
-        warn!(file = %path.display(), "removing an empty log segment left by a crash");
         sealed_len = SegmentHeader::decode(&bytes)
             .map(|h| h.prev_len)
             .filter(|&l| l > 0);
+        segments.pop();
+        if read_only {
+            // A writer may be creating it right now: read what is before it.
+            continue;
+        }
+        warn!(file = %path.display(), "removing an empty log segment left by a crash");
         vfs.remove(&path).map_err(|e| io_err(&path, e))?;
         vfs.sync_dir(dir).map_err(|e| io_err(dir, e))?;
-        segments.pop();
     }
 
     // 4. Replay.
@@ -307,6 +324,11 @@ fn replay(
         let bytes = vfs.read(&path).map_err(|e| io_err(&path, e))?;
         let mut replayed = 0u64;
         let sealed = sealed_len.filter(|_| is_last);
+        // Read-only, the newest segment's records are applied only up to what its
+        // frames prove durable: a strict commit whose fsync is still running (and may
+        // fail) is never shown to a reader.
+        let hold_back = read_only && is_last && sealed.is_none();
+        let mut held: Vec<crate::record::CommitRecord> = Vec::new();
         let (scan_buf, scan_as_last) = match sealed {
             Some(l) => {
                 let end = usize::try_from(l)
@@ -336,13 +358,35 @@ fn replay(
                 )));
             }
             last = rec.version;
+            if hold_back {
+                held.push(rec);
+                return Ok(());
+            }
             last_ts = last_ts.max(rec.timestamp);
             map.apply_owned(rec.version, rec.timestamp, rec.writes);
             replayed += 1;
             Ok(())
         })?;
+        if hold_back {
+            let proven = match &scan {
+                SegmentScan::Segment(s) => s.durable_mark,
+                SegmentScan::TornCreation => 0,
+            };
+            let mut applied_to = held.first().map_or(last, |r| r.version - 1);
+            for rec in held.drain(..) {
+                if rec.version > proven {
+                    break;
+                }
+                applied_to = rec.version;
+                last_ts = last_ts.max(rec.timestamp);
+                map.apply_owned(rec.version, rec.timestamp, rec.writes);
+                replayed += 1;
+            }
+            last = applied_to;
+        }
         report.records_replayed += replayed;
         let summary = match scan {
+            SegmentScan::TornCreation if read_only => continue,
             SegmentScan::TornCreation => {
                 warn!(file = %path.display(), "removing a log segment whose creation a crash interrupted");
                 vfs.remove(&path).map_err(|e| io_err(&path, e))?;
@@ -378,7 +422,7 @@ fn replay(
                 )));
             }
         }
-        if summary.torn_bytes > 0 {
+        if summary.torn_bytes > 0 && !read_only {
             warn!(
                 file = %path.display(),
                 offset = summary.valid_len,
@@ -402,6 +446,18 @@ fn replay(
             "the database in {} has used up the version space (last version {last})",
             dir.display()
         )));
+    }
+    if read_only {
+        report.last_version = last;
+        return Ok(Recovered {
+            map,
+            runs,
+            manifest,
+            last_version: last,
+            last_ts,
+            wal: None,
+            report,
+        });
     }
     // Continue the newest format-2 segment if it ends exactly at the recovered version;
     // otherwise (none, format 1, or ending before a newer snapshot) start a new one.
@@ -437,7 +493,7 @@ fn replay(
         manifest,
         last_version: last,
         last_ts,
-        wal,
+        wal: Some(wal),
         report,
     })
 }

@@ -292,13 +292,25 @@ impl Storage {
     }
 
     /// Opens (creating if needed) the storage in `dir`, recovering its state from the
-    /// newest snapshot plus the log records after it.
+    /// sorted runs the manifest lists plus the log records after them.
+    ///
+    /// With [`StorageOptions::read_only`] the directory must exist, no lock is taken
+    /// (a writer may hold it) and nothing is written: no file is created, truncated or
+    /// deleted, and every commit fails with [`Error::ConstraintViolation`]. The reader
+    /// sees the runs and the log records proven durable (by a later record's durable
+    /// mark, or by being in a sealed segment), never a strict commit whose fsync may
+    /// still fail; [`refresh`](Self::refresh) catches up with the writer. A file the
+    /// writer deletes while the reader opens (a flush or compaction finishing) makes it
+    /// start over, a few times.
     pub fn open(dir: impl AsRef<Path>, options: StorageOptions) -> Result<Storage> {
         let dir = dir.as_ref().to_path_buf();
-        let span = info_span!("storage_open", dir = %dir.display());
+        let span = info_span!("storage_open", dir = %dir.display(), read_only = options.read_only);
         let _entered = span.enter();
         let started = Instant::now();
         let vfs = options.vfs.clone();
+        if options.read_only {
+            return Storage::open_read_only(dir, options, started);
+        }
         let missing: Vec<PathBuf> = dir
             .ancestors()
             .take_while(|a| !a.as_os_str().is_empty() && !vfs.exists(a))
@@ -324,6 +336,49 @@ impl Storage {
             None
         };
         let recovered = crate::recovery::recover(&vfs, &dir, &options)?;
+        Storage::assemble(dir, vfs, options, lock, recovered, started)
+    }
+
+    fn open_read_only(dir: PathBuf, options: StorageOptions, started: Instant) -> Result<Storage> {
+        let vfs = options.vfs.clone();
+        if !vfs.exists(&dir) {
+            return Err(Error::NotFound(format!(
+                "no database at {} to open read-only",
+                dir.display()
+            )));
+        }
+        let recovered = Storage::recover_read_only(&vfs, &dir, &options)?;
+        Storage::assemble(dir, vfs, options, None, recovered, started)
+    }
+
+    /// Read-only recovery, started over when a writer deletes a file it was reading.
+    fn recover_read_only(
+        vfs: &Arc<dyn Vfs>,
+        dir: &Path,
+        options: &StorageOptions,
+    ) -> Result<Recovered> {
+        let mut attempt = 0;
+        loop {
+            match crate::recovery::recover(vfs, dir, options) {
+                Ok(r) => return Ok(r),
+                Err(e) if attempt < 5 => {
+                    debug!(error = %e, attempt, "read-only open raced with the writer; retrying");
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(2 << attempt));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn assemble(
+        dir: PathBuf,
+        vfs: Arc<dyn Vfs>,
+        options: StorageOptions,
+        lock: Option<DirLock>,
+        recovered: Recovered,
+        started: Instant,
+    ) -> Result<Storage> {
         let Recovered {
             map,
             runs,
@@ -343,14 +398,14 @@ impl Storage {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "recovered"
         );
-        let file = wal.current_file();
+        let file = wal.as_ref().map(|w| w.current_file());
         let disk = Disk {
             dir,
             vfs,
             sync: Mutex::new(SyncState {
                 written: last,
                 synced: last,
-                file: Some(file),
+                file,
                 ..SyncState::default()
             }),
             sync_cv: Condvar::new(),
@@ -379,7 +434,7 @@ impl Storage {
             commit: Mutex::new(CommitState {
                 next_version: last + 1,
                 last_ts,
-                wal: Some(wal),
+                wal,
             }),
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(None),
@@ -388,6 +443,9 @@ impl Storage {
             disk: Some(disk),
             recovery: report,
         });
+        if inner.disk.as_ref().is_some_and(|d| d.options.read_only) {
+            return Ok(Storage::for_caller(inner));
+        }
         if let Some(DurabilityMode::Buffered { interval_ms, .. }) =
             inner.disk.as_ref().map(|d| d.options.durability)
         {
@@ -639,7 +697,56 @@ impl Storage {
 
     fn check_writable(&self) -> Result<()> {
         self.check_open()?;
+        if self.is_read_only() {
+            return Err(Error::ConstraintViolation(
+                "the database was opened read-only; open it without read_only to write".into(),
+            ));
+        }
         self.check_not_poisoned()
+    }
+
+    /// `true` when opened with [`StorageOptions::read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner
+            .disk
+            .as_ref()
+            .is_some_and(|d| d.options.read_only)
+    }
+
+    /// For a storage opened read-only: reads the files again and moves this view to
+    /// the newest state the writer made durable (runs and log), so that readers
+    /// starting now see it; readers already reading keep their view. Returns the new
+    /// visible version. Does nothing (and returns the visible version) otherwise.
+    pub fn refresh(&self) -> Result<u64> {
+        self.check_open()?;
+        let Some(d) = self.inner.disk.as_ref().filter(|d| d.options.read_only) else {
+            return Ok(self.visible_version());
+        };
+        let _one_at_a_time = d.snapshot_lock.lock();
+        let r = Storage::recover_read_only(&d.vfs, &d.dir, &d.options)?;
+        if r.last_version < self.visible_version() {
+            // The writer never goes back; a lower figure means a race we lost.
+            return Ok(self.visible_version());
+        }
+        {
+            let mut c = self.inner.commit.lock();
+            let active = r.map;
+            active.set_keep_tombstones(!r.runs.is_empty());
+            self.inner.tree.set_layers(Layers {
+                active: Arc::new(active),
+                frozen: None,
+                runs: Arc::new(r.runs),
+            });
+            c.next_version = r.last_version + 1;
+            c.last_ts = r.last_ts;
+            self.inner.applied.store(r.last_version, Ordering::Release);
+            self.inner.visible.store(r.last_version, Ordering::Release);
+            self.inner
+                .snapshot_version
+                .store(r.manifest.flushed_through, Ordering::Release);
+            *d.manifest.lock() = r.manifest;
+        }
+        Ok(r.last_version)
     }
 
     fn check_not_poisoned(&self) -> Result<()> {
@@ -960,6 +1067,9 @@ impl Storage {
         let Some(d) = self.inner.disk.as_ref() else {
             return Ok(());
         };
+        if d.options.read_only {
+            return Ok(());
+        }
         let _one_at_a_time = d.snapshot_lock.lock();
         // A closed storage writes no file: its directory may belong to another instance.
         self.check_open()?;
@@ -1144,6 +1254,9 @@ impl Storage {
         let Some(d) = self.inner.disk.as_ref() else {
             return Ok(false);
         };
+        if d.options.read_only {
+            return Ok(false);
+        }
         let _one_at_a_time = d.snapshot_lock.lock();
         self.check_writable()?;
         let l = self.inner.tree.layers();

@@ -544,6 +544,9 @@ impl Vectors {
     pub fn persist_indexes(&self) -> Result<usize> {
         // After `close` the directory may belong to another handle: never write into it.
         self.engine.storage().check_open()?;
+        if self.engine.storage().is_read_only() {
+            return Ok(0);
+        }
         let Some(dir) = self.engine.storage().dir().map(|d| d.to_path_buf()) else {
             return Ok(0);
         };

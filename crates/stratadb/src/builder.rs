@@ -27,6 +27,7 @@ pub struct StrataBuilder {
     path: Option<PathBuf>,
     durability: DurabilityMode,
     memtable_size: Option<u64>,
+    read_only: bool,
 }
 
 impl StrataBuilder {
@@ -112,11 +113,33 @@ impl StrataBuilder {
         self
     }
 
+    /// Opens an existing database **read-only**, beside a process that may have it open
+    /// for writing: no lock is taken and nothing is ever written (no file created,
+    /// changed or deleted). Every write fails with [`Error::ConstraintViolation`]. The
+    /// view is what the writer has made durable when it opens — its sorted runs, and the
+    /// log records a later record proves fsynced (so never a strict commit whose fsync
+    /// could still fail; the writer's newest commit may show only after its next one) —
+    /// and [`Strata::refresh`] moves it forward. Vector search indexes are built when it
+    /// opens; reopen to search vectors added since.
+    ///
+    /// ```no_run
+    /// use stratadb::prelude::*;
+    /// let reader = StrataBuilder::new().path("./agent-memory").read_only().open()?;
+    /// println!("{:?}", reader.kv.get("user:name")?);
+    /// reader.refresh()?; // later: catch up with the writer
+    /// # Ok::<(), stratadb::Error>(())
+    /// ```
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
     fn options(&self) -> StorageOptions {
         let defaults = StorageOptions::default();
         StorageOptions {
             durability: self.durability,
             memtable_size: self.memtable_size.unwrap_or(defaults.memtable_size),
+            read_only: self.read_only,
             ..defaults
         }
     }

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use strata_concurrency::DatabaseMetrics;
-use strata_core::{Error, Result};
+use strata_core::{Error, Result, Version};
 use strata_primitives::{internal, Engine, Events, Json, Runs, State, KV};
 use strata_storage::Storage;
 use strata_vector::Vectors;
@@ -91,6 +91,19 @@ impl Strata {
             ephemeral,
             _temp_dir: temp,
         })
+    }
+
+    /// For a database opened [read-only](crate::StrataBuilder::read_only): catches up with
+    /// what the writer has made durable since (readers starting now see it). Returns the
+    /// new version. For any other database it does nothing and returns the current
+    /// version.
+    pub fn refresh(&self) -> Result<Version> {
+        self.engine.storage().refresh().map(Version::Txn)
+    }
+
+    /// `true` for a database opened [read-only](crate::StrataBuilder::read_only).
+    pub fn is_read_only(&self) -> bool {
+        self.engine.storage().is_read_only()
     }
 
     /// Forces every commit so far to disk (fsync), whatever the durability mode.
