@@ -86,6 +86,7 @@ impl Case {
             snapshot_on_close: self.snapshot_on_close,
             vfs: crash.vfs(),
             lock_directory: false,
+            read_only: false,
         }
     }
 }
@@ -542,6 +543,7 @@ fn crash_at_every_step(seeds: std::ops::Range<u64>) -> u64 {
                 snapshot_on_close: false,
                 vfs: crash(),
                 lock_directory: false,
+                read_only: false,
             };
             // Count the operations of this workload.
             let counting = Crashable::new();
