@@ -87,6 +87,7 @@ fn is_database(path: &Path) -> bool {
             let n = n.to_string_lossy();
             (n.starts_with("wal-") && n.ends_with(".log"))
                 || (n.starts_with("snap-") && n.ends_with(".snap"))
+                || n == "MANIFEST"
         })
     })
 }
@@ -100,6 +101,32 @@ fn open_existing(path: &Path) -> CliResult<Strata> {
         )));
     }
     Strata::open(path).or_fail(path)
+}
+
+/// Opens a database that must exist, for a command that only reads: when another
+/// process has it open (locked), opens it read-only beside that process instead (what
+/// that writer has made durable), and says so on stderr.
+fn open_for_reading(path: &Path) -> CliResult<Strata> {
+    match open_existing(path) {
+        Err(f) if f.code == out::IN_USE => {
+            let db = StrataBuilder::new()
+                .path(path)
+                .read_only()
+                .open()
+                .or_fail(path)?;
+            // Once per command (`events tail -f` reopens at every poll).
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                eprintln!(
+                    "note: {} is open in another process; reading it read-only (what that \
+                     process has made durable)",
+                    path.display()
+                );
+            }
+            Ok(db)
+        }
+        other => other,
+    }
 }
 
 /// Opens a database, creating it if missing.
@@ -129,6 +156,14 @@ fn run_id(db: &Strata, path: &Path, name: &str) -> CliResult<RunId> {
 
 /// Opens an existing database and resolves the target run.
 fn read_target(t: &Target) -> CliResult<(Strata, RunId)> {
+    let db = open_for_reading(&t.path)?;
+    let run = run_id(&db, &t.path, &t.run)?;
+    Ok((db, run))
+}
+
+/// Opens an existing database for a command that changes it (a delete: it must not
+/// create the database), and resolves the target run.
+fn existing_target(t: &Target) -> CliResult<(Strata, RunId)> {
     let db = open_existing(&t.path)?;
     let run = run_id(&db, &t.path, &t.run)?;
     Ok((db, run))
@@ -280,7 +315,7 @@ fn run_json(v: &Versioned<RunInfo>) -> Json {
 // Commands
 
 fn info(path: &Path, json: bool) -> CliResult {
-    let db = open_existing(path)?;
+    let db = open_for_reading(path)?;
     let i = db.info().or_fail(path)?;
     let durability = i
         .durability
@@ -394,7 +429,7 @@ fn info(path: &Path, json: bool) -> CliResult {
 fn runs(c: RunsCmd, json: bool) -> CliResult {
     match c {
         RunsCmd::List { path, state, limit } => {
-            let db = open_existing(&path)?;
+            let db = open_for_reading(&path)?;
             let state = state.as_deref().map(parse_state).transpose()?;
             let list = db.runs.list(state, limit).or_fail(&path)?;
             if json {
@@ -420,7 +455,7 @@ fn runs(c: RunsCmd, json: bool) -> CliResult {
             Ok(())
         }
         RunsCmd::Show { path, run } => {
-            let db = open_existing(&path)?;
+            let db = open_for_reading(&path)?;
             let id = run_id(&db, &path, &run)?;
             let v = db
                 .runs
@@ -526,7 +561,7 @@ fn kv(c: KvCmd, json: bool) -> CliResult {
             Ok(())
         }
         KvCmd::Delete { target, key } => {
-            let (db, run) = read_target(&target)?;
+            let (db, run) = existing_target(&target)?;
             let existed = db.kv.delete_in(&run, &key).or_fail(&target.path)?;
             finish(db, &target.path)?;
             deleted(existed, json, || format!("key {key:?} does not exist"))
@@ -660,7 +695,7 @@ fn json_cmd(c: JsonCmd, json: bool) -> CliResult {
             key,
             jsonpath: path,
         } => {
-            let (db, run) = read_target(&target)?;
+            let (db, run) = existing_target(&target)?;
             match path {
                 Some(p) => {
                     let n = db.json.delete_path(&run, &key, &p).or_fail(&target.path)?;
@@ -894,7 +929,7 @@ fn state(c: StateCmd, json: bool) -> CliResult {
             }
         }
         StateCmd::Delete { target, key } => {
-            let (db, run) = read_target(&target)?;
+            let (db, run) = existing_target(&target)?;
             let existed = db.state.delete(&run, &key).or_fail(&target.path)?;
             finish(db, &target.path)?;
             deleted(existed, json, || format!("cell {key:?} does not exist"))
@@ -1010,7 +1045,7 @@ fn vectors(c: VectorsCmd, json: bool) -> CliResult {
             collection,
             key,
         } => {
-            let (db, run) = read_target(&target)?;
+            let (db, run) = existing_target(&target)?;
             let existed = db
                 .vectors
                 .delete(&run, &collection, &key)
@@ -1115,7 +1150,7 @@ fn progress_bar(total: Option<u64>, what: &str) -> ProgressBar {
 }
 
 fn export(path: &Path, run: Option<&str>, output: Option<&Path>, json: bool) -> CliResult {
-    let db = open_existing(path)?;
+    let db = open_for_reading(path)?;
     let run = run.map(|r| run_id(&db, path, r)).transpose()?;
     let total = if std::io::stderr().is_terminal() {
         Some(db.info().or_fail(path)?.keys)

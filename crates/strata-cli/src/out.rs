@@ -72,9 +72,9 @@ impl Failure {
                 return Failure::new(
                     IN_USE,
                     format!(
-                        "database {} is in use by {who}. Opening a database another \
-                         process has open (read-only) comes with storage v2; until then \
-                         stop that process, or run `strata verify`, which does not open it",
+                        "database {} is in use by {who}. Commands that only read open it \
+                         read-only beside that process; this one writes: stop that \
+                         process first",
                         p.display()
                     ),
                 );

@@ -579,11 +579,23 @@ fn a_locked_database_names_the_process() {
     // This test process holds the database open.
     let held = stratadb::Strata::open(&db).unwrap();
     let pid = std::process::id().to_string();
+    // A write is refused, naming the holder.
     strata()
-        .args(["kv", "get", &db, "a"])
+        .args(["kv", "set", &db, "b", "2"])
         .assert()
         .code(4)
         .stderr(contains("in use by process").and(contains(pid.as_str())));
+    // A read opens it read-only beside the holder, and says so.
+    held.kv.set("live", 7i64).unwrap();
+    held.flush().unwrap();
+    strata()
+        .args(["kv", "get", &db, "a"])
+        .assert()
+        .success()
+        .stdout(contains("1"))
+        .stderr(contains("read-only"));
+    let out = ok(&["--json", "info", &db]);
+    assert!(out.contains("\"kv\""), "{out}");
     // verify does not open the database, so it works while another process has it.
     strata().args(["verify", &db]).assert().success();
     drop(held);
