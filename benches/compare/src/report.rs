@@ -584,45 +584,23 @@ pub fn chart(
 /// child processes of this benchmark). About the code at the time of writing, not the
 /// figures above: update it when the storage changes.
 const PROFILE_NOTES: &str = "\
-**Where StrataDB's time goes.** Profiles with `perf record --call-graph dwarf` of the child \
-processes at COMPARE_SCALE=0.3 (`compare --child stratadb load|read|commits DIR 0.3`), \
-taken with the first full run, so they describe the storage as of that commit:
+**How StrataDB holds this data (storage v2).** Recent writes live in an in-memory \
+memtable (32 MiB by default, `StrataBuilder::memtable_size`); everything older lives in \
+immutable sorted runs (`run-<id>.sst`), memory-mapped and read in place, listed by a \
+`MANIFEST` and merged in the background (binary-counter compaction). So:
 
-- *Point reads* (where StrataDB leads as long as the data fits in memory, yet does more \
-  work per read than it needs). Each `kv.get_in` is a whole transaction (`TransactionManager::run`) that first loads and \
-  MessagePack-decodes the run's metadata record (`runs::check_exists`: 13 % of the read \
-  time) and then searches the single `BTreeMap<Box<[u8]>, Vec<Entry>>` of `MvccMap` (59 %, \
-  of which 39 points are `memcmp`): every key is its own heap allocation, so each comparison \
-  is a likely cache miss, and all keys start with the same 17-byte run/primitive header. redb \
-  compares keys stored inline in its pages. A cached run-state check (no decode per read) and \
-  keys stored inline or without the shared header (for example one map per run and \
-  primitive) would remove most of the cost.
-- *Prefix listings.* `MvccMap::scan_range` clones each key (a `Box` allocation) and entry \
-  into a `Vec`, `Transaction::scan_range` re-inserts them into a new `BTreeMap` to merge the \
-  transaction's own writes even when it has none, and `KV::keys` turns each key into a \
-  `String`. Of the samples under `KV::keys`: 64 % in `Transaction::scan_range`, 46 % in \
-  that `BTreeMap` build, 29 % in `malloc` (7 % more in `free`), 8 % in the `String` \
-  conversion, 4 % in the run check. A fast path for transactions without writes in the \
-  range and a keys-only scan that does not clone entries would fix it.
-- *Commits without fsync.* Per commit: one `write` system call for the log record (about a \
-  third of the commit time), the run-metadata check again (`runs::check_writable`, ~10 %), \
-  and the B-tree insert (`MvccMap::apply_owned`, ~10 %). fjall also writes its journal at \
-  every insert; the gap is within this machine's run-to-run noise.
-- *Close, reopen and memory.* The whole database lives in memory: about 300 bytes of \
-  resident memory per 124-byte entry after the load (boxed key, one-entry version chain, \
-  `Arc` value, B-tree slot, allocator headers), and the peak adds, at close, the whole \
-  snapshot file read back and decoded a second time to verify it (≈ 295 + 164 + 250 MiB \
-  at full scale). Close time at 0.3 scale: writing the snapshot 30 %, the read-back \
-  verification (`read_snapshot`) 20 %, and freeing the map's millions of allocations 40 %. \
-  Reopening decodes the entire snapshot into a new map, O(N), where redb and SQLite open \
-  in O(1). Verifying block checksums while streaming the file (instead of building the map \
-  again) and not freeing the map entry by entry at close would cut close time and peak \
-  memory; competitive reopen times need a lazily read (paged or memory-mapped) format.
-- *fsync'd commits.* One `write` and one `fdatasync` per commit like the peers (strace); \
-  with 4 threads the group commit shares one `fdatasync` among the waiting committers, \
-  which is why StrataDB leads there. On this shared VM the fsync latency varies several-fold \
-  from minute to minute (StrataDB's 1-thread rate measured 330 to 5,300/s within 20 \
-  minutes), so the single-thread figures of every engine are noisy.
+- *Load and close.* A flush writes only the memtable; close flushes what the last flush \
+  left (at most one memtable) instead of rewriting the database.
+- *Reopen.* Open reads the manifest, maps the runs, checks their headers, footers and \
+  index checksums, decodes each run's sparse index (one key per 4 KiB block) and replays \
+  only the log written since the last flush: no cost proportional to the data.
+- *Point reads.* A read that misses the memtable binary-searches a run's in-memory index \
+  and decodes one 4 KiB block in place (its checksum verified on every read); a key absent \
+  from the memtable costs a search per run, and compaction keeps runs few.
+- *Memory.* Anonymous memory (`RssAnon`) holds the memtable and the runs' indexes; the \
+  mapped run pages are the operating system's page cache (`RssFile`), shared and \
+  reclaimable, so a database larger than memory still opens and reads.
 
-**Changed since those profiles** (and included in the figures above): run checks reuse the decoded run record instead of decoding it per operation; a scan by a transaction without writes in the range returns the snapshot's rows without the merge; `checkpoint` verifies the new snapshot's checksums without decoding it again; version chains are stored inline (`SmallVec`), one allocation less per key. Prefix listings went from 0.89× to 1.06× of the best peer, close after the load from 3.1 s to 1.8 s, and peak memory from 726 to 450 MiB between the two full runs.
+Profiles of the earlier, all-in-memory storage (before sorted runs) are in the history \
+of this file.
 ";
