@@ -58,10 +58,38 @@ pub(crate) fn is_run_temp(name: &str) -> bool {
         .is_some_and(|n| parse_run_name(n).is_some())
 }
 
+/// A block as the index describes it. The first key is not copied: it stays in the
+/// mapped index section (`key_at..key_at + key_len`), so opening a run allocates one
+/// small entry per block and nothing per key byte.
 struct BlockRef {
-    first_key: Box<[u8]>,
+    key_at: usize,
+    key_len: u32,
+    len: u32,
     offset: usize,
-    len: usize,
+    /// The 8 bytes of the first key after the run's common prefix (see [`key_head`]):
+    /// most comparisons of a lookup are decided by this integer alone.
+    head: u64,
+}
+
+/// The 8 bytes of `key` after its first `skip` (zero-padded), as a big-endian integer:
+/// comparing two heads orders two keys that share their first `skip` bytes, except that
+/// equal heads need the rest of the keys compared.
+#[inline]
+fn key_head(key: &[u8], skip: usize) -> u64 {
+    let mut b = [0u8; 8];
+    let rest = key.get(skip..).unwrap_or(&[]);
+    let n = rest.len().min(8);
+    b[..n].copy_from_slice(&rest[..n]);
+    u64::from_be_bytes(b)
+}
+
+/// Orders two keys that share their first `skip` bytes.
+#[inline]
+fn cmp_after(a: &[u8], b: &[u8], skip: usize, a_head: u64, b_head: u64) -> std::cmp::Ordering {
+    match a_head.cmp(&b_head) {
+        std::cmp::Ordering::Equal => a[skip.min(a.len())..].cmp(&b[skip.min(b.len())..]),
+        o => o,
+    }
 }
 
 /// One open run. Cheap to share (`Arc<Run>`); the mapping lives as long as the run.
@@ -70,6 +98,11 @@ pub struct Run {
     path: PathBuf,
     bytes: FileBytes,
     index: Vec<BlockRef>,
+    /// One bit per block: its checksum was verified (see [`Run::block`]).
+    verified: Vec<std::sync::atomic::AtomicU64>,
+    /// Length of the prefix every key of the run shares (that of its first and last
+    /// keys): lookups compare only what follows it.
+    common: usize,
     max_version: u64,
     entries: u64,
 }
@@ -170,17 +203,22 @@ impl Run {
             let off = le_u64(index_bytes, ip + 4 + kl).ok_or_else(bad)?;
             let len = le_u32(index_bytes, ip + 12 + kl).ok_or_else(bad)? as usize;
             // Blocks follow each other from the header to the index, in key order.
+            let previous = index
+                .last()
+                .map(|b: &BlockRef| &buf[b.key_at..b.key_at + b.key_len as usize]);
             if off != expect as u64
                 || len > MAX_BLOCK_LEN
                 || expect + 8 + len > index_off as usize
-                || index.last().is_some_and(|b: &BlockRef| *b.first_key > *key)
+                || previous.is_some_and(|p| p > key)
             {
                 return Err(bad());
             }
             index.push(BlockRef {
-                first_key: key.into(),
+                key_at: index_off as usize + ip + 4,
+                key_len: kl as u32,
                 offset: expect,
-                len,
+                len: len as u32,
+                head: 0,
             });
             expect += 8 + len;
             ip += 16 + kl;
@@ -191,14 +229,41 @@ impl Run {
                 index.len()
             )));
         }
-        Ok(Run {
+        let verified = (0..index.len().div_ceil(64))
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect();
+        let mut run = Run {
             id,
             path: path.to_path_buf(),
             bytes,
             index,
+            verified,
+            common: 0,
             max_version,
             entries,
-        })
+        };
+        // The common prefix of all keys is that of the first and the last (sorted keys);
+        // the last is read from the last block (which is verified on the way).
+        if let Some(last_block) = run.index.len().checked_sub(1) {
+            let mut last_key: Vec<u8> = Vec::new();
+            run.for_each_in_block(last_block, |e| {
+                last_key.clear();
+                last_key.extend_from_slice(e.key);
+                true
+            })?;
+            let first = run.first_key(0);
+            run.common = first
+                .iter()
+                .zip(&last_key)
+                .take_while(|(a, b)| a == b)
+                .count();
+            let buf: &[u8] = (*run.bytes).as_ref();
+            let common = run.common;
+            for b in &mut run.index {
+                b.head = key_head(&buf[b.key_at..b.key_at + b.key_len as usize], common);
+            }
+        }
+        Ok(run)
     }
 
     /// The run's id (its file name).
@@ -226,12 +291,16 @@ impl Run {
         self.max_version
     }
 
-    /// Bytes of memory its index takes (an estimate).
+    /// Bytes of memory its index takes.
     pub(crate) fn index_bytes(&self) -> u64 {
-        self.index
-            .iter()
-            .map(|b| b.first_key.len() as u64 + 48)
-            .sum()
+        (self.index.len() * std::mem::size_of::<BlockRef>() + self.verified.len() * 8) as u64
+    }
+
+    /// The first key of block `i` (in the mapped index).
+    fn first_key(&self, i: usize) -> &[u8] {
+        let b = &self.index[i];
+        let buf: &[u8] = (*self.bytes).as_ref();
+        &buf[b.key_at..b.key_at + b.key_len as usize]
     }
 
     /// Number of blocks.
@@ -239,20 +308,31 @@ impl Run {
         self.index.len()
     }
 
-    /// Block `i`, its checksum verified.
+    /// Block `i`, its length and checksum verified. A block is verified the first time
+    /// it is read after the run is opened (one bit per block remembers it): the mapped
+    /// file never changes, and verifying 4 KiB on every read was a quarter of the cost
+    /// of a point read. Damage that appears later, under an open run, is found by the
+    /// next open or by `strata verify`.
     fn block(&self, i: usize) -> Result<&[u8]> {
+        use std::sync::atomic::Ordering;
         let b = &self.index[i];
         let buf: &[u8] = (*self.bytes).as_ref();
+        let len = b.len as usize;
+        let block = &buf[b.offset + 8..b.offset + 8 + len];
+        let (word, bit) = (i / 64, 1u64 << (i % 64));
+        if self.verified[word].load(Ordering::Acquire) & bit != 0 {
+            return Ok(block);
+        }
         let stored_len = le_u32(buf, b.offset).unwrap_or(0) as usize;
         let stored = le_u32(buf, b.offset + 4).unwrap_or(0);
-        let block = &buf[b.offset + 8..b.offset + 8 + b.len];
-        if stored_len != b.len || snapshot::crc_block(block) != stored {
+        if stored_len != len || snapshot::crc_block(block) != stored {
             return Err(Error::Storage(format!(
                 "run {} is corrupt: block at offset {} fails its checksum",
                 self.path.display(),
                 b.offset
             )));
         }
+        self.verified[word].fetch_or(bit, Ordering::AcqRel);
         Ok(block)
     }
 
@@ -265,6 +345,7 @@ impl Run {
     ) -> Result<()> {
         let block = self.block(i)?;
         let offset = self.index[i].offset;
+        // (`block` checks this block only once; decoding bounds-checks every entry.)
         let mut p = 0usize;
         let mut key: &[u8] = &[];
         let mut first = true;
@@ -327,27 +408,67 @@ impl Run {
     /// The blocks that may hold entries of `key`: from the last block starting before
     /// it to the last block starting at or before it.
     fn blocks_of(&self, key: &[u8]) -> std::ops::Range<usize> {
-        let end = self.index.partition_point(|b| &*b.first_key <= key);
+        if self.index.is_empty() {
+            return 0..0;
+        }
+        let common = self.common;
+        if key.len() < common || key[..common] != self.first_key(0)[..common] {
+            // Every key of the run starts with that prefix: this one is outside it.
+            return 0..0;
+        }
+        let head = key_head(key, common);
+        let (mut lo, mut hi) = (0usize, self.index.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let b = &self.index[mid];
+            let le = cmp_after(self.first_key(mid), key, common, b.head, head)
+                != std::cmp::Ordering::Greater;
+            if le {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let end = lo;
         if end == 0 {
             return 0..0;
         }
-        let start = self
-            .index
-            .partition_point(|b| &*b.first_key < key)
-            .saturating_sub(1);
+        // One search: the blocks before `end` that start with the key itself (a long
+        // history) and the one before them, which may hold its oldest versions.
+        let mut start = end - 1;
+        while start > 0 && self.first_key(start) == key {
+            start -= 1;
+        }
         start..end
+    }
+
+    /// The number of leading blocks whose first key satisfies `pred` (which must hold
+    /// for a prefix of the blocks).
+    fn partition_point(&self, pred: impl Fn(&[u8]) -> bool) -> usize {
+        let (mut lo, mut hi) = (0usize, self.index.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(self.first_key(mid)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 
     /// Every entry of `key` in this run, ascending versions.
     pub(crate) fn chain(&self, key: &[u8]) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
+        let (common, head) = (self.common, key_head(key, self.common));
         for i in self.blocks_of(key) {
             self.for_each_in_block(i, |e| {
-                if e.key == key {
-                    out.push(e.to_entry());
-                    true
-                } else {
-                    e.key < key
+                match cmp_after(e.key, key, common, key_head(e.key, common), head) {
+                    std::cmp::Ordering::Equal => {
+                        out.push(e.to_entry());
+                        true
+                    }
+                    o => o == std::cmp::Ordering::Less,
                 }
             })?;
         }
@@ -357,16 +478,18 @@ impl Run {
     /// The newest entry of `key` with `version <= snapshot` (tombstones included).
     pub(crate) fn get(&self, key: &[u8], snapshot: u64) -> Result<Option<Entry>> {
         // The newest entries are in the last blocks: search from there.
+        let (common, head) = (self.common, key_head(key, self.common));
         for i in self.blocks_of(key).rev() {
             let mut candidate: Option<RawEntry<'_>> = None;
             self.for_each_in_block(i, |e| {
-                if e.key == key {
-                    if e.version <= snapshot {
-                        candidate = Some(e);
+                match cmp_after(e.key, key, common, key_head(e.key, common), head) {
+                    std::cmp::Ordering::Equal => {
+                        if e.version <= snapshot {
+                            candidate = Some(e);
+                        }
+                        true
                     }
-                    true
-                } else {
-                    e.key < key
+                    o => o == std::cmp::Ordering::Less,
                 }
             })?;
             if let Some(c) = candidate {
@@ -378,16 +501,12 @@ impl Run {
 
     /// The index of the first block that may hold keys at or after `key`.
     pub(crate) fn seek(&self, key: &[u8]) -> usize {
-        self.index
-            .partition_point(|b| &*b.first_key < key)
-            .saturating_sub(1)
+        self.partition_point(|k| k < key).saturating_sub(1)
     }
 
     /// The index of the last block that may hold keys at or before `key`.
     pub(crate) fn seek_rev(&self, key: &[u8]) -> Option<usize> {
-        self.index
-            .partition_point(|b| &*b.first_key <= key)
-            .checked_sub(1)
+        self.partition_point(|k| k <= key).checked_sub(1)
     }
 
     /// Verifies every block of the run (checksums, order, limits); returns the number
@@ -397,10 +516,10 @@ impl Run {
         let mut prev: Option<(Vec<u8>, u64)> = None;
         let mut err: Option<Error> = None;
         for i in 0..self.index.len() {
-            let first = &self.index[i].first_key;
+            let first = self.first_key(i);
             let mut at_first = true;
             self.for_each_in_block(i, |e| {
-                if at_first && e.key != &**first {
+                if at_first && e.key != first {
                     err = Some(Error::Storage(format!(
                         "run {} is corrupt: block {i} does not start with its indexed key",
                         self.path.display()

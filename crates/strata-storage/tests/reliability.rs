@@ -138,16 +138,21 @@ fn a_damaged_run_is_an_error_naming_the_file_when_read() {
     drop(s);
     let run = Path::new("/db/run-00000000000000000001.sst");
     fs.corrupt_byte(run, 100, 0x08).unwrap();
-    let s = Storage::open("/db", fs_opts(&fs, DurabilityMode::Strict)).unwrap();
-    let err = s.get(b"k3", s.visible_version()).unwrap_err();
+    // Open reads the run's last block (for its last key): with one block, the damage
+    // is found there; with more, by the first read of the damaged block.
+    let err = match Storage::open("/db", fs_opts(&fs, DurabilityMode::Strict)) {
+        Err(e) => e,
+        Ok(s) => {
+            assert!(s.scan_prefix(b"", s.visible_version(), None).is_err());
+            s.get(b"k3", s.visible_version()).unwrap_err()
+        }
+    };
     assert!(
         err.to_string().contains("run-00000000000000000001.sst")
             && err.to_string().contains("offset"),
         "{err}"
     );
-    assert!(s.scan_prefix(b"", s.visible_version(), None).is_err());
     // The header, footer and index are checked at open.
-    drop(s);
     let len = fs.file_len(run).unwrap();
     fs.corrupt_byte(run, len - 50, 0x08).unwrap();
     let err = Storage::open("/db", fs_opts(&fs, DurabilityMode::Strict)).unwrap_err();
