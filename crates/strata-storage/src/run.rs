@@ -296,6 +296,11 @@ impl Run {
         (self.index.len() * std::mem::size_of::<BlockRef>() + self.verified.len() * 8) as u64
     }
 
+    /// The first key of block `i`.
+    pub(crate) fn first_key_of(&self, i: usize) -> &[u8] {
+        self.first_key(i)
+    }
+
     /// The first key of block `i` (in the mapped index).
     fn first_key(&self, i: usize) -> &[u8] {
         let b = &self.index[i];
@@ -572,6 +577,8 @@ pub(crate) struct RunCursor {
     pending: std::collections::VecDeque<(Box<[u8]>, Entry)>,
     /// Skip keys before (forward) or after (reverse) this one.
     bound: std::ops::Bound<Box<[u8]>>,
+    /// Stop at keys after (forward) or before (reverse) this one.
+    stop: std::ops::Bound<Box<[u8]>>,
 }
 
 impl RunCursor {
@@ -595,12 +602,14 @@ impl RunCursor {
             };
             (b, end.map(Box::from))
         };
+        let stop = if reverse { start } else { end }.map(Box::from);
         RunCursor {
             run,
             reverse,
             next_block,
             pending: Default::default(),
             bound,
+            stop,
         }
     }
 
@@ -612,6 +621,18 @@ impl RunCursor {
             (Bound::Excluded(b), false) => key > &**b,
             (Bound::Included(b), true) => key <= &**b,
             (Bound::Excluded(b), true) => key < &**b,
+        }
+    }
+
+    /// `true` once `key` lies past the far end of the range.
+    fn past_stop(&self, key: &[u8]) -> bool {
+        use std::ops::Bound;
+        match (&self.stop, self.reverse) {
+            (Bound::Unbounded, _) => false,
+            (Bound::Included(b), false) => key > &**b,
+            (Bound::Excluded(b), false) => key >= &**b,
+            (Bound::Included(b), true) => key < &**b,
+            (Bound::Excluded(b), true) => key <= &**b,
         }
     }
 
@@ -628,8 +649,14 @@ impl RunCursor {
             let mut decoded: Vec<(Box<[u8]>, Entry)> = Vec::new();
             let mut last_key: Option<Box<[u8]>> = None;
             let run = self.run.clone();
+            let mut past = false;
             run.for_each_in_block(i, |e| {
-                if self.in_bound(e.key) {
+                if !self.reverse && self.past_stop(e.key) {
+                    // Forward, keys only grow: nothing further is in range.
+                    past = true;
+                    return false;
+                }
+                if self.in_bound(e.key) && !self.past_stop(e.key) {
                     let key = match &last_key {
                         Some(k) if **k == *e.key => k.clone(),
                         _ => {
@@ -642,8 +669,18 @@ impl RunCursor {
                 }
                 true
             })?;
+            if past {
+                self.next_block = None;
+            }
             if self.reverse {
                 decoded.reverse();
+                if decoded.is_empty() && self.next_block.is_some() {
+                    // Reverse: this block lay wholly before the range's start; so does
+                    // every earlier one.
+                    if self.past_stop(run.first_key_of(i)) {
+                        self.next_block = None;
+                    }
+                }
             }
             self.pending.extend(decoded);
         }

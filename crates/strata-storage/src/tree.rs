@@ -229,7 +229,7 @@ impl Tree {
 
     /// Every version of `key` up to `snapshot` across the layers, ascending.
     fn chain(&self, l: &Layers, key: &[u8], snapshot: u64) -> Result<Vec<Entry>> {
-        let mut parts: Vec<Vec<Entry>> = Vec::new();
+        let mut parts: smallvec::SmallVec<[Vec<Entry>; 2]> = smallvec::SmallVec::new();
         if let Some(c) = l.active.chain(key) {
             parts.push(c);
         }
@@ -343,7 +343,7 @@ fn within_end(key: &[u8], end: Bound<&[u8]>) -> bool {
 }
 
 /// The union of chains from several layers, ascending by version, each version once.
-fn union(mut parts: Vec<Vec<Entry>>) -> Vec<Entry> {
+fn union(mut parts: smallvec::SmallVec<[Vec<Entry>; 2]>) -> Vec<Entry> {
     match parts.len() {
         0 => Vec::new(),
         1 => parts.pop().unwrap_or_default(),
@@ -446,11 +446,17 @@ impl Merge {
     }
 
     fn fill(&mut self, i: usize) -> Result<()> {
-        if self.streams[i].peeked.is_some() {
+        let Merge {
+            streams,
+            start,
+            end,
+            reverse,
+        } = self;
+        let stream = &mut streams[i];
+        if stream.peeked.is_some() {
             return Ok(());
         }
-        let (start, end, reverse) = (self.start.clone(), self.end.clone(), self.reverse);
-        let next = match &mut self.streams[i].source {
+        let next = match &mut stream.source {
             Source::Mem {
                 map,
                 from,
@@ -458,12 +464,12 @@ impl Merge {
                 done,
             } => {
                 if buf.is_empty() && !*done {
-                    let (lo, hi) = match (&from, reverse) {
+                    let (lo, hi) = match (&from, *reverse) {
                         (None, _) => (start.as_ref().map(|b| &**b), end.as_ref().map(|b| &**b)),
                         (Some(f), false) => (Bound::Excluded(&**f), end.as_ref().map(|b| &**b)),
                         (Some(f), true) => (start.as_ref().map(|b| &**b), Bound::Excluded(&**f)),
                     };
-                    let chunk = map.chains_in(lo, hi, MEM_CHUNK, reverse);
+                    let chunk = map.chains_in(lo, hi, MEM_CHUNK, *reverse);
                     if chunk.len() < MEM_CHUNK {
                         *done = true;
                     }
@@ -476,7 +482,7 @@ impl Merge {
             }
             Source::Run(c) => c.next_chain()?,
         };
-        self.streams[i].peeked = next;
+        stream.peeked = next;
         Ok(())
     }
 
@@ -486,28 +492,32 @@ impl Merge {
             for i in 0..self.streams.len() {
                 self.fill(i)?;
             }
-            let mut best: Option<&[u8]> = None;
-            for s in &self.streams {
-                if let Some((k, _)) = &s.peeked {
-                    let better = match best {
-                        None => true,
-                        Some(b) if self.reverse => **k > *b,
-                        Some(b) => **k < *b,
-                    };
-                    if better {
-                        best = Some(k);
-                    }
+            // The stream with the smallest (largest, in reverse) key; ties go to the
+            // newest layer, which comes first.
+            let mut best: Option<usize> = None;
+            for (i, s) in self.streams.iter().enumerate() {
+                let Some((k, _)) = &s.peeked else { continue };
+                let better = match best.and_then(|b| self.streams[b].peeked.as_ref()) {
+                    None => true,
+                    Some((b, _)) if self.reverse => **k > **b,
+                    Some((b, _)) => **k < **b,
+                };
+                if better {
+                    best = Some(i);
                 }
             }
-            let Some(best) = best.map(Box::<[u8]>::from) else {
+            let Some(best) = best else {
                 return Ok(None);
             };
-            if self.past_range(&best) {
+            let Some((key, chain)) = self.streams[best].peeked.take() else {
+                return Ok(None);
+            };
+            if self.past_range(&key) {
                 return Ok(None);
             }
-            let mut parts = Vec::new();
+            let mut parts: smallvec::SmallVec<[Vec<Entry>; 2]> = smallvec::smallvec![chain];
             for s in &mut self.streams {
-                if s.peeked.as_ref().is_some_and(|(k, _)| *k == best) {
+                if s.peeked.as_ref().is_some_and(|(k, _)| *k == key) {
                     if let Some((_, c)) = s.peeked.take() {
                         parts.push(c);
                     }
@@ -515,10 +525,10 @@ impl Merge {
             }
             // A run cursor starts at the block holding the start key: skip what lies
             // before it.
-            if !self.in_range(&best) {
+            if !self.in_range(&key) {
                 continue;
             }
-            return Ok(Some((best, union(parts))));
+            return Ok(Some((key, union(parts))));
         }
     }
 }

@@ -31,6 +31,16 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes this process caused to be written to storage (`/proc/self/io`).
+fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn open(dir: &Path) -> Strata {
     StrataBuilder::new()
         .no_durability()
@@ -72,11 +82,19 @@ fn child(step: &str, dir: &Path, keys: u64) {
             let load_s = t.elapsed().as_secs_f64();
             let t = Instant::now();
             db.close().expect("close");
+            let close_ms = t.elapsed().as_secs_f64() * 1e3;
+            let (runs, log) = disk(dir);
+            let written = written_bytes();
             println!(
-                "load: {keys} keys in {load_s:.1} s ({:.0} keys/s); close after load {:.1} ms; peak {} MiB",
+                "load: {keys} keys in {load_s:.1} s ({:.0} keys/s); close after load {close_ms:.1} ms; \
+                 peak {} MiB; runs {:.1} MiB, log {:.1} MiB on disk; {:.1} MiB written in all \
+                 ({:.2}x the runs: log, flushes and compactions)",
                 keys as f64 / load_s,
-                t.elapsed().as_secs_f64() * 1e3,
-                status_kib("VmHWM:") / 1024
+                status_kib("VmHWM:") / 1024,
+                runs as f64 / (1 << 20) as f64,
+                log as f64 / (1 << 20) as f64,
+                written as f64 / (1 << 20) as f64,
+                written as f64 / runs.max(1) as f64
             );
         }
         "reopen" => {
