@@ -123,14 +123,20 @@ fn child(step: &str, dir: &Path, keys: u64) {
                 status_kib("VmHWM:") / 1024
             );
             let t = Instant::now();
-            let listed = db
-                .kv
-                .keys(&RunId::DEFAULT, "user:000000", Some(100))
-                .expect("keys")
-                .len();
+            let mut listed = 0;
+            for i in 0..10_000u64 {
+                let prefix = format!("user:{:09}", (i * 7919) % (keys / 1000).max(1));
+                listed += db
+                    .kv
+                    .keys(&RunId::DEFAULT, &prefix, Some(100))
+                    .expect("keys")
+                    .len();
+            }
+            let secs = t.elapsed().as_secs_f64();
             println!(
-                "prefix listing of {listed} keys: {:.1} µs",
-                t.elapsed().as_secs_f64() * 1e6
+                "10,000 prefix listings ({} keys each on average): {:.0} listings/s",
+                listed / 10_000,
+                10_000.0 / secs
             );
             drop(db);
         }
