@@ -4,8 +4,9 @@
 //! every read dominates some operations (the run check of every write, a JSONPath read of
 //! a document). A cache maps a record's storage key to the bytes it last saw for it and
 //! their decoded form; a lookup is a hit only if the entry holds *the same allocation*
-//! (`Arc::ptr_eq`) as the version being read. A new version of a record is a new
-//! allocation, so an entry never answers for another version — it is replaced. One entry
+//! (`Arc::ptr_eq`) as the version being read, or bytes equal to it (values read from a
+//! sorted run are fresh allocations; equal bytes decode to an equal value). An entry
+//! never answers for other bytes — it is replaced. One entry
 //! per record at most; when the cache is full it is cleared (simple, and cheap next to
 //! what the decodes cost).
 use std::collections::HashMap;
@@ -48,7 +49,10 @@ impl<T> DecodedCache<T> {
         decode: impl FnOnce(&[u8]) -> Result<T>,
     ) -> Result<Arc<T>> {
         if let Some((b, v)) = self.inner.read().as_ref().and_then(|e| e.map.get(key)) {
-            if Arc::ptr_eq(b, bytes) {
+            // The same allocation (a value read from the memtable), or the same bytes (a
+            // value read from a sorted run, a new allocation at every read): decoding
+            // them again would give the same value.
+            if Arc::ptr_eq(b, bytes) || **b == **bytes {
                 return Ok(v.clone());
             }
         }
@@ -92,7 +96,7 @@ mod tests {
     use std::cell::Cell;
 
     #[test]
-    fn hits_by_identity_and_stays_bounded() {
+    fn hits_by_identity_or_equal_bytes_and_stays_bounded() {
         let cache: DecodedCache<usize> = DecodedCache::new(2, 1 << 20);
         let decodes = Cell::new(0);
         let decode = |b: &[u8]| {
@@ -104,8 +108,13 @@ mod tests {
         assert_eq!(*cache.get_or_decode(b"k1", &a, decode).unwrap(), 3);
         assert_eq!(*cache.get_or_decode(b"k1", &a, decode).unwrap(), 3);
         assert_eq!(decodes.get(), 1);
-        // Equal bytes in another allocation are another version: decoded, and replace.
+        // Equal bytes in another allocation (a value read again from a sorted run)
+        // decode to the same value: a hit.
         cache.get_or_decode(b"k1", &same_content, decode).unwrap();
+        assert_eq!(decodes.get(), 1);
+        // Other bytes are another version: decoded, and they replace the entry.
+        let other: Arc<[u8]> = Arc::from(&b"abcd"[..]);
+        assert_eq!(*cache.get_or_decode(b"k1", &other, decode).unwrap(), 4);
         assert_eq!(decodes.get(), 2);
         assert_eq!(cache.inner.read().as_ref().unwrap().map.len(), 1);
         // A written value is found without decoding.
@@ -121,5 +130,6 @@ mod tests {
             *cache.get_or_decode(b"k1", &same_content, decode).unwrap(),
             3
         );
+        assert_eq!(*cache.get_or_decode(b"k1", &other, decode).unwrap(), 4);
     }
 }
