@@ -165,7 +165,10 @@ fn fmt(v: f64) -> String {
 }
 
 fn metric(m: &BTreeMap<String, f64>, key: &str) -> Option<f64> {
-    if let Some(base) = key.strip_suffix("_mib").filter(|b| b.starts_with("rss")) {
+    if let Some(base) = key
+        .strip_suffix("_mib")
+        .filter(|b| b.starts_with("rss") || b.starts_with("read_"))
+    {
         return m.get(&format!("{base}_kib")).map(|k| k / 1024.0);
     }
     m.get(key).copied()
@@ -362,9 +365,13 @@ pub fn markdown(
                     "disk_mib" => "size on disk",
                     "rss_loaded_mib" => "memory after the load",
                     "rss_mib" => "peak memory",
+                    "read_rss_anon_mib" => "anonymous memory after reopen and reads",
+                    "read_hwm_mib" => "peak memory of the reading process",
                     other => other,
                 };
-                if (a >= b) == row.higher_better {
+                if row.key == "read_rss_file_mib" {
+                    // Page cache, not the process's own memory: neither a lead nor a lag.
+                } else if (a >= b) == row.higher_better {
                     leads.push(format!("{name} ({:.2}×)", a / b));
                 } else {
                     trails.push(format!("{name} ({:.2}×)", a / b));
