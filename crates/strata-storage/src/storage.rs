@@ -182,6 +182,9 @@ pub(crate) struct Inner {
     poison_reason: Mutex<Option<String>>,
     /// Set by `close`: every later operation fails with [`closed_error`].
     closed: AtomicBool,
+    /// Set when `close` starts: a background compaction gives up at once (its merge
+    /// is redone by a later one), so close never waits for a large merge.
+    closing: AtomicBool,
     pins: Mutex<BTreeMap<u64, usize>>,
     pub(crate) disk: Option<Disk>,
     recovery: RecoveryReport,
@@ -285,6 +288,7 @@ impl Storage {
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(None),
             closed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             pins: Mutex::new(BTreeMap::new()),
             disk: None,
             recovery: RecoveryReport::default(),
@@ -439,6 +443,7 @@ impl Storage {
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(None),
             closed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             pins: Mutex::new(BTreeMap::new()),
             disk: Some(disk),
             recovery: report,
@@ -1289,7 +1294,14 @@ impl Storage {
         let hook = self.inner.retention_hook.read().clone();
         let retention = hook.and_then(|h| h(self));
         let mut dropped = 0u64;
+        let closing = &self.inner.closing;
         let mut next = || -> Result<Option<Vec<KeyChain>>> {
+            if closing.load(Ordering::Acquire) {
+                // The merged runs stay listed; the unfinished file is removed.
+                return Err(Error::Storage(
+                    "compaction interrupted: the database is closing".into(),
+                ));
+            }
             let mut chunk = Vec::new();
             while chunk.len() < 1024 {
                 let Some((key, mut chain)) = merge.next()? else {
@@ -1397,6 +1409,7 @@ impl Storage {
         if self.is_closed() {
             return Ok(());
         }
+        self.inner.closing.store(true, Ordering::Release);
         let mut result = self.flush();
         if result.is_ok() && d.options.snapshot_on_close {
             result = self.checkpoint();
