@@ -10,11 +10,14 @@
 //! # Reading in place
 //!
 //! Opening a run maps the file ([`Vfs::map_readonly`]) and checks only what is small:
-//! the header, the footer and the index (its checksum, and that every block lies inside
-//! the file in order). The index is decoded once into memory (one key per block: a few
-//! MiB for a gigabyte of data). Blocks are read where they lie in the mapping, their
-//! checksum verified on every read, so damage is an error naming the file and offset,
-//! never a wrong answer. A point lookup costs a binary search of the index and the
+//! the header, the footer, the index (its checksum, and that every block lies inside
+//! the file in order) and the last block (for the run's last key). The index is decoded
+//! once into memory: per block its offset, length, where its first key lies in the
+//! mapped index, and the 8 bytes of that key after the prefix all keys of the run share
+//! (so a lookup's binary search mostly compares integers) — about 40 bytes per 4 KiB
+//! block. Blocks are read where they lie in the mapping, their checksum verified the
+//! first time each is read after open, so damage is an error naming the file and
+//! offset, never a wrong answer. A point lookup costs a binary search of the index and the
 //! decoding of one block (a key whose history outgrew a block spans several, which the
 //! index shows as equal first keys). Pages of the file are the OS page cache's: they
 //! are read from disk when touched and count as file-backed, not anonymous, memory.
