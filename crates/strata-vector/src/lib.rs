@@ -59,4 +59,9 @@ pub mod internal {
     pub fn index_source(vectors: &Vectors, run: &RunId, name: &str) -> Option<IndexSource> {
         vectors.index_source(run, name)
     }
+
+    /// Number of collection indexes loaded so far (they load on first use).
+    pub fn loaded_indexes(vectors: &Vectors) -> usize {
+        vectors.loaded_indexes()
+    }
 }

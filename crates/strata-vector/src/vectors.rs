@@ -21,7 +21,7 @@
 //! **Metadata** may be any [`Value`]; filters look at the top-level fields of `Object`
 //! metadata, and never match other metadata.
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -331,74 +331,70 @@ pub mod ops {
 pub struct Vectors {
     engine: Arc<Engine>,
     indexes: Arc<RwLock<HashMap<IndexKey, Arc<RwLock<IndexEntry>>>>>,
+    /// Held while a collection's index is loaded on first use, so that it is loaded once
+    /// and no committed change can slip between the load and the map.
+    loading: Arc<parking_lot::Mutex<()>>,
+    /// Collections deleted in this process: their index files go at the next
+    /// `persist_indexes` (files of collections never loaded are kept as they are).
+    deleted: Arc<parking_lot::Mutex<std::collections::HashSet<IndexKey>>>,
 }
 
 impl Vectors {
-    /// Opens the primitive. Each collection's index is loaded from its index file when
-    /// a valid one exists for this incarnation of the collection, then reconciled with
-    /// the records (changes after the file was written are replayed); otherwise it is
-    /// rebuilt from the records. A bad index file is logged and ignored, never an error.
+    /// Opens the primitive. Nothing is read yet: each collection's index is loaded on
+    /// first use (a search, a write, a count) — from its index file when a valid one
+    /// exists for this incarnation of the collection, then reconciled with the records
+    /// (changes after the file was written are replayed); otherwise rebuilt from the
+    /// records. A bad index file is logged and ignored, never an error. So opening a
+    /// database with thousands of runs and collections costs nothing per collection.
     pub(crate) fn open(engine: Arc<Engine>) -> Result<Vectors> {
-        let started = std::time::Instant::now();
-        let vectors = Vectors {
+        Ok(Vectors {
             engine,
             indexes: Arc::new(RwLock::new(HashMap::new())),
-        };
-        let dir = vectors.engine.storage().dir().map(|d| d.to_path_buf());
-        let runs = strata_primitives::internal::runs(vectors.engine.clone()).list(None, None)?;
-        let mut total = 0usize;
-        for info in runs {
-            let run = info.value.run_id;
-            let meta_prefix = encode_key(&run, Primitive::Vector, &[META]);
-            let (defs, _) = vectors
-                .engine
-                .run(|txn| Ok(txn.scan_prefix(&meta_prefix, None)))?;
-            for (k, e) in defs {
-                let name = String::from_utf8_lossy(&k[meta_prefix.len()..]).into_owned();
-                let def: CollectionDef = rmp_serde::from_slice(
-                    e.value.as_deref().unwrap_or_default(),
-                )
-                .map_err(|err| {
-                    Error::Serialization(format!("collection {name:?} definition: {err}"))
-                })?;
-                let t = std::time::Instant::now();
-                let loaded = dir
-                    .as_deref()
-                    .and_then(|d| vectors.load_file(d, &run, &name, &def, e.version));
-                let entry = match loaded {
-                    Some(entry) => entry,
-                    None => vectors.rebuild(&run, &name, &def, e.version)?,
-                };
-                let n = entry.index.len();
-                total += n;
-                if n > 0 || entry.source != IndexSource::Rebuilt {
-                    let (how, replayed) = match entry.source {
-                        IndexSource::Loaded { replayed } => ("loaded", replayed),
-                        _ => ("rebuilt", 0),
-                    };
-                    tracing::info!(
-                        run = %run,
-                        collection = %name,
-                        vectors = n,
-                        replayed,
-                        elapsed_ms = t.elapsed().as_millis() as u64,
-                        "vector index {how}"
-                    );
-                }
-                vectors
-                    .indexes
-                    .write()
-                    .insert((run, name), Arc::new(RwLock::new(entry)));
-            }
+            loading: Arc::new(parking_lot::Mutex::new(())),
+            deleted: Arc::new(parking_lot::Mutex::new(std::collections::HashSet::new())),
+        })
+    }
+
+    /// Loads the index of a collection (see [`open`](Self::open)); `None` if the
+    /// collection does not exist.
+    fn load_entry(&self, run: &RunId, name: &str) -> Result<Option<Arc<RwLock<IndexEntry>>>> {
+        let _one_at_a_time = self.loading.lock();
+        if let Some(e) = self.indexes.read().get(&(*run, name.to_owned())) {
+            return Ok(Some(e.clone()));
         }
-        if total > 0 {
+        let (found, _) = self.engine.run(|txn| load_def(txn, run, name))?;
+        let Some((def, created_version)) = found else {
+            return Ok(None);
+        };
+        let t = std::time::Instant::now();
+        let dir = self.engine.storage().dir().map(|d| d.to_path_buf());
+        let loaded = dir
+            .as_deref()
+            .and_then(|d| self.load_file(d, run, name, &def, created_version));
+        let entry = match loaded {
+            Some(entry) => entry,
+            None => self.rebuild(run, name, &def, created_version)?,
+        };
+        let n = entry.index.len();
+        if n > 0 || entry.source != IndexSource::Rebuilt {
+            let (how, replayed) = match entry.source {
+                IndexSource::Loaded { replayed } => ("loaded", replayed),
+                _ => ("rebuilt", 0),
+            };
             tracing::info!(
-                vectors = total,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "vector indexes ready"
+                run = %run,
+                collection = %name,
+                vectors = n,
+                replayed,
+                elapsed_ms = t.elapsed().as_millis() as u64,
+                "vector index {how}"
             );
         }
-        Ok(vectors)
+        let entry = Arc::new(RwLock::new(entry));
+        self.indexes
+            .write()
+            .insert((*run, name.to_owned()), entry.clone());
+        Ok(Some(entry))
     }
 
     fn scan_records(&self, run: &RunId, name: &str) -> Result<Records> {
@@ -561,8 +557,8 @@ impl Vectors {
         let mut written = 0usize;
         let mut bytes_written = 0usize;
         let mut first_error = None;
-        for ((run, name), entry) in entries {
-            let path = persist::file_path(&dir, &run, &name);
+        for ((run, name), entry) in &entries {
+            let path = persist::file_path(&dir, run, name);
             if !keep.insert(path.clone()) {
                 // Two names hashing to one file name (SHA-256 makes this practically
                 // impossible): the second is not written and is rebuilt on open.
@@ -574,7 +570,7 @@ impl Vectors {
                 if e.persisted == Some(e.changes) {
                     continue;
                 }
-                persist::encode_file(&run, &name, e.created_version, &e.applied, &e.index)
+                persist::encode_file(run, name, e.created_version, &e.applied, &e.index)
                     .map(|b| (b, e.changes))
             };
             // One collection failing does not keep the others from being written.
@@ -595,6 +591,26 @@ impl Vectors {
                 first_error.get_or_insert(e);
             }
         }
+        // Files to remove: those of collections deleted in this process (unless the
+        // name was created again and its index is kept), and temporary files. Files of
+        // collections never loaded stay as they are: still valid for the next open.
+        let gone: std::collections::HashSet<PathBuf> = self
+            .deleted
+            .lock()
+            .iter()
+            .map(|(run, name)| persist::file_path(&dir, run, name))
+            .chain(entries.iter().filter_map(|((run, name), _)| {
+                // A loaded collection's file under the name an older release gave it
+                // (hex of the whole name, for long names) is stale.
+                let legacy = persist::root(&dir).join(run.to_string()).join(format!(
+                    "{}.{}",
+                    name.bytes().map(|b| format!("{b:02x}")).collect::<String>(),
+                    "vidx"
+                ));
+                (legacy != persist::file_path(&dir, run, name)).then_some(legacy)
+            }))
+            .filter(|p| !keep.contains(p))
+            .collect();
         let root = persist::root(&dir);
         if let Ok(runs) = std::fs::read_dir(&root) {
             for run_dir in runs.flatten() {
@@ -607,8 +623,10 @@ impl Vectors {
                     let p = f.path();
                     // Only our own index and temporary files: never a file put there
                     // by someone else.
-                    let ours = f.file_name().to_str().is_some_and(persist::is_own_file);
-                    if ours && !keep.contains(&p) {
+                    let name = f.file_name();
+                    let ours = name.to_str().is_some_and(persist::is_own_file);
+                    let temp = name.to_str().is_some_and(|n| n.ends_with(".tmp"));
+                    if ours && !keep.contains(&p) && (temp || gone.contains(&p)) {
                         std::fs::remove_file(&p).map_err(|e| {
                             Error::Storage(format!("cannot remove {}: {e}", p.display()))
                         })?;
@@ -646,8 +664,23 @@ impl Vectors {
         self.entry(run, name).map(|e| e.read().source)
     }
 
+    pub(crate) fn loaded_indexes(&self) -> usize {
+        self.indexes.read().len()
+    }
+
+    /// The index of a collection, loaded on first use; `None` if the collection does
+    /// not exist (or its index could not be built, which is logged).
     fn entry(&self, run: &RunId, name: &str) -> Option<Arc<RwLock<IndexEntry>>> {
-        self.indexes.read().get(&(*run, name.to_owned())).cloned()
+        if let Some(e) = self.indexes.read().get(&(*run, name.to_owned())) {
+            return Some(e.clone());
+        }
+        match self.load_entry(run, name) {
+            Ok(e) => e,
+            Err(err) => {
+                tracing::error!(run = %run, collection = %name, error = %err, "cannot load the vector index");
+                None
+            }
+        }
     }
 
     /// Applies committed index changes (called after the commit at `version`). Runs of
@@ -790,6 +823,7 @@ impl Vectors {
             Ok(true)
         })?;
         if let (true, Some(info)) = (existed, info) {
+            self.deleted.lock().insert((*run, name.to_owned()));
             let mut map = self.indexes.write();
             let stale = map
                 .get(&(*run, name.to_owned()))
