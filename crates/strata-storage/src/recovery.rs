@@ -64,7 +64,11 @@ pub(crate) fn recover(
     let mut segments = Vec::new();
     let mut run_files = Vec::new();
     for name in vfs.list(dir).map_err(|e| io_err(dir, e))? {
-        if is_snapshot_temp(&name) || is_run_temp(&name) || is_manifest_temp(&name) {
+        if is_snapshot_temp(&name)
+            || is_run_temp(&name)
+            || is_manifest_temp(&name)
+            || crate::wal::is_segment_temp(&name)
+        {
             if read_only {
                 continue;
             }

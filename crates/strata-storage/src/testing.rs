@@ -263,17 +263,21 @@ impl FaultyVfs {
     }
 
     /// Makes the `n`-th `sync` from now (1 = the next one) fail with an I/O error.
-    pub fn fail_sync_after(&self, n: u64) {
-        self.fail_sync_after_delay(n, std::time::Duration::ZERO);
+    /// Returns that sync's number as [`sync_count`](Self::sync_count) will show it
+    /// (read under the same lock: background syncs cannot slip in between).
+    pub fn fail_sync_after(&self, n: u64) -> u64 {
+        self.fail_sync_after_delay(n, std::time::Duration::ZERO)
     }
 
     /// Like [`fail_sync_after`](Self::fail_sync_after), but the failing file `sync`
     /// first takes `delay` (without blocking other operations): room for another thread
     /// to sync meanwhile, as a checkpoint might while a commit's fsync is failing.
-    pub fn fail_sync_after_delay(&self, n: u64, delay: std::time::Duration) {
+    pub fn fail_sync_after_delay(&self, n: u64, delay: std::time::Duration) -> u64 {
         let mut s = self.state.lock();
-        s.fail_sync_at = Some(s.syncs + n);
+        let at = s.syncs + n;
+        s.fail_sync_at = Some(at);
         s.fail_sync_delay = delay;
+        at
     }
 
     /// Makes every [`Vfs::read`] pass the bytes through `hook` (`None`: as stored),

@@ -377,8 +377,8 @@ fn sync_failure_case(seed: u64) {
     let warmup = rng.below(30);
     workload(&s, &journal, &mut rng, 0, Some(warmup), &stop, true);
     let nth = 1 + rng.below(4);
-    let failing_sync = crash.fs.sync_count() + nth;
-    crash.fs.fail_sync_after(nth);
+    // Background flushes sync too: take the failing sync's number atomically.
+    let failing_sync = crash.fs.fail_sync_after(nth);
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut seq = 0;
     // Run until the failing sync has happened. Log syncs (commit, flusher, roll) poison;

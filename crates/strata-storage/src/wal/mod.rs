@@ -94,6 +94,13 @@ pub(crate) fn segment_name(base: u64) -> String {
     format!("wal-{base:020}.log")
 }
 
+/// `true` for the temporary name a segment is created under (see
+/// `WalWriter::create_with_capacity`); open deletes such files.
+pub(crate) fn is_segment_temp(name: &str) -> bool {
+    name.strip_suffix(".tmp")
+        .is_some_and(|n| parse_segment_name(n).is_some())
+}
+
 /// The base version encoded in a segment file name, if `name` is one.
 pub fn parse_segment_name(name: &str) -> Option<u64> {
     let digits = name.strip_prefix("wal-")?.strip_suffix(".log")?;
@@ -304,16 +311,23 @@ impl WalWriter {
             prev_len,
         };
         let capacity = capacity.max(WAL_HEADER_LEN as u64);
+        // Created under a temporary name and renamed only once its header is durable:
+        // another thread's directory fsync (a flush renaming its run) may make the new
+        // name durable at any moment, and a durable segment name must never point at a
+        // header a power loss can still damage.
+        let tmp = join(dir, &format!("{}.tmp", segment_name(base)));
         let created = (|| {
-            let file = vfs.create_preallocated(&path, capacity)?;
+            let file = vfs.create_preallocated(&tmp, capacity)?;
             file.append(&header.encode())?;
             file.sync()?;
+            vfs.rename(&tmp, &path)?;
             vfs.sync_dir(dir)?;
             Ok::<_, std::io::Error>(file)
         })();
         let file = match created {
             Ok(f) => f,
             Err(e) => {
+                let _ = vfs.remove(&tmp);
                 let cleaned = vfs.remove(&path).and_then(|()| vfs.sync_dir(dir));
                 let fatal = match cleaned {
                     Ok(()) => false,
