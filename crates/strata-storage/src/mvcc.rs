@@ -375,6 +375,12 @@ impl MvccMap {
         }
     }
 
+    /// Estimated bytes held (see [`MapStats::resident_bytes`]): the one counter the
+    /// commit path reads, to decide when the memtable is full.
+    pub(crate) fn resident_bytes(&self) -> u64 {
+        self.counters.resident_bytes.load(Ordering::Relaxed)
+    }
+
     /// The map's size counters. The figures are read without a lock: each is exact
     /// between commits, and they may disagree by one commit while one is applied.
     pub fn stats(&self) -> MapStats {

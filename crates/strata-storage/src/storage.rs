@@ -849,7 +849,7 @@ impl Storage {
             c.last_ts = timestamp;
             let held = self.inner.tree.with_active(|m| {
                 m.apply_owned(version, timestamp, writes);
-                m.stats().resident_bytes
+                m.resident_bytes()
             });
             if let Some(d) = disk {
                 snapshot_due |= held >= d.options.memtable_size;
