@@ -61,6 +61,6 @@ pub mod internal {
 pub use events::Events;
 pub use json::Json;
 pub use kv::KV;
-pub use runs::{RunInfo, RunState, Runs};
+pub use runs::{ForkOrigin, RunInfo, RunState, Runs};
 pub use state::State;
 pub use strata_storage::RetentionPolicy;

@@ -83,6 +83,19 @@ pub struct RunInfo {
     pub error: Option<String>,
     /// The version-history retention policy.
     pub retention: RetentionPolicy,
+    /// For a fork ([`Runs::fork`]): the run it was forked from and the version of that
+    /// run it started from. `None` for a run created empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<ForkOrigin>,
+}
+
+/// Where a forked run came from (see [`Runs::fork`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ForkOrigin {
+    /// The run it was forked from.
+    pub parent: RunId,
+    /// The version of the parent it started from ([`Version::Txn`]).
+    pub version: Version,
 }
 
 fn run_key(run: &RunId) -> Box<[u8]> {
@@ -173,6 +186,7 @@ pub(crate) fn ensure_default_run(engine: &Engine) -> Result<()> {
                 metadata: None,
                 error: None,
                 retention: RetentionPolicy::KeepAll,
+                forked_from: None,
             };
             txn.put(run_key(&RunId::DEFAULT), encode_info(&info)?);
         }
@@ -214,12 +228,107 @@ impl Runs {
                 metadata: metadata.clone(),
                 error: None,
                 retention: RetentionPolicy::KeepAll,
+                forked_from: None,
             };
             txn.put(run_key(&id), encode_info(&info)?);
             Ok(())
         })?;
         tracing::debug!(run = %id, "run created");
         Ok(id)
+    }
+
+    /// Forks `run` at version `at` (`None`: its current state) and returns the new
+    /// run's id.
+    ///
+    /// The fork sees everything `run` held at `at` in every primitive — KV pairs with
+    /// their history, JSON documents, event streams (new events continue the
+    /// parent's sequence numbers), state cells (counters continue) and vector
+    /// collections — and from then on the two diverge: a write to either is invisible
+    /// to the other. Nothing is copied: the fork is one small record pointing at its
+    /// parent, so forking takes the same time whatever the size of `run`. Reads in a
+    /// fork that its own writes do not answer are answered by the parent as of `at`
+    /// (through each ancestor, for a fork of a fork).
+    ///
+    /// The new run is [`RunState::Active`], starts with `run`'s metadata and
+    /// retention policy, and records its origin in [`RunInfo::forked_from`]. `run`
+    /// may be in any state; closing or archiving it later does not change what the
+    /// fork sees, and garbage collection keeps what the fork reads of it whatever the
+    /// parent's retention policy.
+    ///
+    /// Errors: [`Error::RunError`] if `run` does not exist (or did not exist yet at
+    /// `at`); [`Error::ConstraintViolation`] if `at` is not a [`Version::Txn`], is newer
+    /// than the database's current version, or is in the past of a run whose retention
+    /// policy is not `KeepAll` (its history then may no longer be complete).
+    ///
+    /// ```
+    /// # use strata_primitives::{internal, Engine};
+    /// # let engine = Engine::new(strata_storage::Storage::ephemeral())?;
+    /// # let (kv, runs) = (internal::kv(engine.clone()), internal::runs(engine));
+    /// let run = runs.create(None)?;
+    /// let v1 = kv.put(&run, "plan", "draft")?;
+    /// kv.put(&run, "plan", "final")?;
+    /// let fork = runs.fork(&run, Some(v1))?;
+    /// assert_eq!(kv.get_in(&fork, "plan")?.unwrap().value, "draft".into());
+    /// kv.set_in(&fork, "plan", "alternative")?;
+    /// assert_eq!(kv.get_in(&run, "plan")?.unwrap().value, "final".into());
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn fork(&self, run: &RunId, at: Option<Version>) -> Result<RunId> {
+        let at = at
+            .map(|v| crate::records::require_txn(v, "the version to fork at"))
+            .transpose()?;
+        let child = RunId::new();
+        let now = creation_time();
+        let (at, _) = self.engine.run(|txn| {
+            let parent = check_exists(txn, run)?;
+            let current = txn.snapshot_version();
+            let at = at.unwrap_or(current);
+            if at > current {
+                return Err(Error::ConstraintViolation(format!(
+                    "cannot fork run {run} at version {at}: the database is at version \
+                     {current}"
+                )));
+            }
+            if at < current {
+                if !parent.retention.keeps_all() {
+                    return Err(Error::ConstraintViolation(format!(
+                        "cannot fork run {run} at past version {at}: its retention policy \
+                         {:?} may have removed versions it held then (fork at its current \
+                         version, or keep all history)",
+                        parent.retention
+                    )));
+                }
+                if txn.get_at(&run_key(run), at).is_none() {
+                    return Err(Error::RunError(format!(
+                        "run {run} did not exist yet at version {at}"
+                    )));
+                }
+            }
+            let info = RunInfo {
+                run_id: child,
+                state: RunState::Active,
+                created_at: now,
+                updated_at: now,
+                metadata: parent.metadata.clone(),
+                error: None,
+                retention: parent.retention,
+                forked_from: Some(ForkOrigin {
+                    parent: *run,
+                    version: Version::Txn(at),
+                }),
+            };
+            txn.put(run_key(&child), encode_info(&info)?);
+            txn.put(
+                strata_storage::lineage::fork_key(&child),
+                strata_storage::lineage::encode_fork(&strata_storage::lineage::ForkPoint {
+                    parent: *run,
+                    at,
+                }),
+            );
+            Ok(at)
+        })?;
+        tracing::debug!(parent = %run, run = %child, at, "run forked");
+        Ok(child)
     }
 
     /// Information about a run, or `None` if it does not exist.

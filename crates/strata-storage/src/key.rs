@@ -28,6 +28,9 @@ pub enum Primitive {
     Vector = 5,
     /// Run metadata (stored under the default run's id).
     Run = 6,
+    /// Fork records: where a forked run's past lives (stored under the default run's
+    /// id, keyed by the child's id; see [`crate::lineage`]).
+    Fork = 7,
 }
 
 impl Primitive {
@@ -44,6 +47,7 @@ impl Primitive {
             4 => Primitive::State,
             5 => Primitive::Vector,
             6 => Primitive::Run,
+            7 => Primitive::Fork,
             _ => return None,
         })
     }

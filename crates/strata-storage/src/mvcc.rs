@@ -343,6 +343,11 @@ impl MvccMap {
         self.keep_tombstones.store(keep, Ordering::Release);
     }
 
+    /// `true` when garbage collection keeps lone deletes (runs lie below this map).
+    pub(crate) fn keeps_tombstones(&self) -> bool {
+        self.keep_tombstones.load(Ordering::Acquire)
+    }
+
     /// The whole chain of `key` (ascending versions), if it has one.
     pub(crate) fn chain(&self, key: &[u8]) -> Option<Vec<Entry>> {
         self.inner.read().get(key).map(|c| c.to_vec())
@@ -614,6 +619,24 @@ impl MvccMap {
         horizon: u64,
         now: Timestamp,
     ) -> GcStats {
+        let keep = self.keep_tombstones.load(Ordering::Acquire);
+        self.gc_range_pinned_keeping(start, end, policy, pins, horizon, now, keep)
+    }
+
+    /// [`gc_range_pinned`](Self::gc_range_pinned), removing a key whose only entry is
+    /// a delete only when `keep_tombstones` is `false` (a delete in a forked run hides
+    /// its parent's value and must stay).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn gc_range_pinned_keeping(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        policy: &RetentionPolicy,
+        pins: &[u64],
+        horizon: u64,
+        now: Timestamp,
+        keep_tombstones: bool,
+    ) -> GcStats {
         let mut stats = GcStats::default();
         if policy.keeps_all() || is_empty_range(start, end) {
             return stats;
@@ -622,7 +645,6 @@ impl MvccMap {
         pins.sort_unstable();
         pins.dedup();
         let oldest = pins.first().copied().unwrap_or(horizon);
-        let keep_tombstones = self.keep_tombstones.load(Ordering::Acquire);
         let mut cursor: Option<Box<[u8]>> = None;
         loop {
             let lo = cursor.as_deref().map_or(start, Bound::Excluded);

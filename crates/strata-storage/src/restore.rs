@@ -117,6 +117,9 @@ impl Storage {
                 self.poison(format!("a restore failed half-way: {e}"));
                 return Err(e);
             }
+            self.inner
+                .lineage
+                .replace(crate::storage::load_lineage(&self.inner.tree)?);
             if version == 0 {
                 return Ok(report);
             }

@@ -31,6 +31,7 @@ use strata_core::{Error, Result, Timestamp};
 use tracing::{debug, info, info_span, warn};
 
 use crate::durability::{DurabilityMode, StorageOptions};
+use crate::lineage::Lineage;
 use crate::lock::DirLock;
 use crate::manifest::{Manifest, RunMeta};
 use crate::mvcc::{gc_entries, Entry, GcHook, KeyChain, MapStats, MvccMap, RetentionHook, Write};
@@ -166,6 +167,8 @@ pub(crate) struct Disk {
 
 pub(crate) struct Inner {
     pub(crate) tree: Tree,
+    /// The fork records (see [`crate::lineage`]).
+    pub(crate) lineage: Lineage,
     gc_hook: parking_lot::RwLock<Option<GcHook>>,
     retention_hook: parking_lot::RwLock<Option<RetentionHook>>,
     pub(crate) visible: AtomicU64,
@@ -274,6 +277,7 @@ impl Storage {
     pub fn ephemeral() -> Storage {
         Storage::for_caller(Arc::new(Inner {
             tree: Tree::new(MvccMap::new(), Vec::new()),
+            lineage: Lineage::default(),
             gc_hook: parking_lot::RwLock::new(None),
             retention_hook: parking_lot::RwLock::new(None),
             visible: AtomicU64::new(0),
@@ -427,8 +431,11 @@ impl Storage {
             lock: Mutex::new(lock),
             options,
         };
+        let tree = Tree::new(map, runs);
+        let lineage = load_lineage(&tree)?;
         let inner = Arc::new(Inner {
-            tree: Tree::new(map, runs),
+            tree,
+            lineage,
             gc_hook: parking_lot::RwLock::new(None),
             retention_hook: parking_lot::RwLock::new(None),
             visible: AtomicU64::new(last),
@@ -613,8 +620,12 @@ impl Storage {
 
     /// The live value of `key` at `snapshot`. Fails only when a sorted run on disk is
     /// damaged (the error names the file and offset).
+    ///
+    /// A key of a forked run that the run itself never wrote is read in its parent as
+    /// of the fork version (see [`crate::lineage`]); so are the scans and histories
+    /// below.
     pub fn get(&self, key: &[u8], snapshot: u64) -> Result<Option<Entry>> {
-        self.inner.tree.get(key, snapshot)
+        crate::logical::get(&self.inner.tree, &self.inner.lineage, key, snapshot)
     }
 
     /// Live entries with keys starting with `prefix` at `snapshot`, in key order.
@@ -624,7 +635,9 @@ impl Storage {
         snapshot: u64,
         limit: Option<usize>,
     ) -> Result<Vec<(Box<[u8]>, Entry)>> {
-        self.inner.tree.scan_prefix(prefix, snapshot, limit)
+        let end = crate::key::prefix_successor(prefix);
+        let end = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        self.scan_range(Bound::Included(prefix), end, snapshot, limit)
     }
 
     /// Live entries with keys in a range at `snapshot`, in key order.
@@ -635,7 +648,8 @@ impl Storage {
         snapshot: u64,
         limit: Option<usize>,
     ) -> Result<Vec<(Box<[u8]>, Entry)>> {
-        self.inner.tree.scan(start, end, snapshot, limit, false)
+        let (t, l) = (&self.inner.tree, &self.inner.lineage);
+        crate::logical::scan(t, l, start, end, snapshot, limit, false)
     }
 
     /// Like [`scan_range`](Self::scan_range) in reverse key order.
@@ -646,7 +660,8 @@ impl Storage {
         snapshot: u64,
         limit: Option<usize>,
     ) -> Result<Vec<(Box<[u8]>, Entry)>> {
-        self.inner.tree.scan(start, end, snapshot, limit, true)
+        let (t, l) = (&self.inner.tree, &self.inner.lineage);
+        crate::logical::scan(t, l, start, end, snapshot, limit, true)
     }
 
     /// Versions of `key` visible at `snapshot`, newest first (see [`Tree::history`]).
@@ -657,7 +672,8 @@ impl Storage {
         before: Option<u64>,
         limit: Option<usize>,
     ) -> Result<Vec<Entry>> {
-        self.inner.tree.history(key, snapshot, before, limit)
+        let (t, l) = (&self.inner.tree, &self.inner.lineage);
+        crate::logical::history(t, l, key, snapshot, before, limit)
     }
 
     /// Number of keys with any version (tombstones included).
@@ -742,6 +758,7 @@ impl Storage {
                 frozen: None,
                 runs: Arc::new(r.runs),
             });
+            self.inner.lineage.replace(load_lineage(&self.inner.tree)?);
             c.next_version = r.last_version + 1;
             c.last_ts = r.last_ts;
             self.inner.applied.store(r.last_version, Ordering::Release);
@@ -818,6 +835,9 @@ impl Storage {
             let mut c = self.inner.commit.lock();
             self.check_writable()?;
             validate(&self.inner.tree)?;
+            // Before the commit is visible: no reader may see a child run without
+            // its lineage.
+            self.inner.lineage.note(&writes);
             let version = c.next_version;
             let timestamp = Timestamp::now().max(c.last_ts);
             if let (Some(d), Some(p)) = (disk, payload.as_mut()) {
@@ -1291,6 +1311,8 @@ impl Storage {
         // first: a policy read later can only be newer). Everything else is kept,
         // deletes included: a delete is part of its key's history.
         let (pins, horizon) = self.pins_and_visible();
+        // The versions forks read count as pinned in their parents.
+        let fork_pins = self.inner.lineage.all_pins();
         let hook = self.inner.retention_hook.read().clone();
         let retention = hook.and_then(|h| h(self));
         let mut dropped = 0u64;
@@ -1309,7 +1331,14 @@ impl Storage {
                 };
                 if let Some(r) = &retention {
                     let policy = (r.policy_of)(&key);
-                    dropped += gc_entries(&mut chain, &policy, &pins, horizon, r.now);
+                    let forked = crate::lineage::run_of(&key).and_then(|run| fork_pins.get(&run));
+                    dropped += match forked {
+                        None => gc_entries(&mut chain, &policy, &pins, horizon, r.now),
+                        Some(extra) => {
+                            let all: Vec<u64> = pins.iter().chain(extra).copied().collect();
+                            gc_entries(&mut chain, &policy, &all, horizon, r.now)
+                        }
+                    };
                 }
                 chunk.push((key, chain));
             }
@@ -1370,9 +1399,28 @@ impl Storage {
         horizon: u64,
         now: Timestamp,
     ) -> crate::mvcc::GcStats {
-        self.inner
-            .tree
-            .with_active(|m| m.gc_range_pinned(start, end, policy, pins, horizon, now))
+        // What forks read of this range counts as pinned, and a delete in a fork stays
+        // (see `crate::lineage`). A range that is not one run's is judged as if every
+        // fork pinned it.
+        let lineage = &self.inner.lineage;
+        let mut pins = pins.to_vec();
+        let mut keep = false;
+        if lineage.any() {
+            match crate::logical::single_run(start, end) {
+                Some(run) => {
+                    pins.extend(lineage.pins_of(&run));
+                    keep = lineage.parent_of(&run).is_some();
+                }
+                None => {
+                    pins.extend(lineage.all_pins().into_values().flatten());
+                    keep = true;
+                }
+            }
+        }
+        self.inner.tree.with_active(|m| {
+            let keep = keep || m.keeps_tombstones();
+            m.gc_range_pinned_keeping(start, end, policy, &pins, horizon, now, keep)
+        })
     }
 
     /// Garbage-collects the keys starting with `prefix` under `policy`, never dropping a
@@ -1460,6 +1508,14 @@ impl Storage {
             }
         }
     }
+}
+
+/// The lineage of the fork records `tree` holds.
+pub(crate) fn load_lineage(tree: &Tree) -> Result<Lineage> {
+    let records = tree.scan_prefix(&crate::lineage::fork_prefix(), u64::MAX, None)?;
+    Ok(Lineage::from_records(records.iter().filter_map(
+        |(k, e)| e.value.as_deref().map(|v| (&k[..], v)),
+    )))
 }
 
 /// The error of every operation on a closed database: a

@@ -71,7 +71,7 @@ impl std::fmt::Debug for Tree {
     }
 }
 
-fn visible_at(chain: &[Entry], snapshot: u64) -> Option<&Entry> {
+pub(crate) fn visible_at(chain: &[Entry], snapshot: u64) -> Option<&Entry> {
     chain.iter().rev().find(|e| e.version <= snapshot)
 }
 

@@ -89,6 +89,7 @@ pub(crate) fn primitive_label(p: Primitive) -> &'static str {
         Primitive::State => "state",
         Primitive::Vector => "vector",
         Primitive::Run => "run",
+        Primitive::Fork => "fork",
     }
 }
 

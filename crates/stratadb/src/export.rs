@@ -227,6 +227,7 @@ fn primitive_of(name: &str) -> Option<Primitive> {
         "state" => Primitive::State,
         "vector" => Primitive::Vector,
         "run" => Primitive::Run,
+        "fork" => Primitive::Fork,
         _ => return None,
     })
 }
@@ -267,7 +268,7 @@ fn describe_key<V>(rec: &mut Record<V>, p: Primitive, user: &[u8]) {
                 return;
             }
         }
-        Primitive::Run => {
+        Primitive::Run | Primitive::Fork => {
             if let Ok(b) = <[u8; 16]>::try_from(user) {
                 rec.key = Some(RunId::from_bytes(b).to_string());
                 return;
@@ -325,7 +326,7 @@ fn user_key_of<V>(rec: &Record<V>, p: Primitive) -> std::result::Result<Vec<u8>,
             .as_ref()
             .map(|k| k.as_bytes().to_vec())
             .ok_or_else(|| "missing \"key\"".into()),
-        Primitive::Run => {
+        Primitive::Run | Primitive::Fork => {
             let k = rec.key.as_ref().ok_or("missing \"key\" (a run id)")?;
             let id: RunId = k.parse().map_err(|_| format!("{k:?} is not a run id"))?;
             Ok(id.as_bytes().to_vec())

@@ -37,7 +37,9 @@ pub use transaction::Txn;
 
 pub use strata_concurrency::DatabaseMetrics;
 pub use strata_core::{json, limits, Error, Result, RunId, Timestamp, Value, Version, Versioned};
-pub use strata_primitives::{Events, Json, RetentionPolicy, RunInfo, RunState, Runs, State, KV};
+pub use strata_primitives::{
+    Events, ForkOrigin, Json, RetentionPolicy, RunInfo, RunState, Runs, State, KV,
+};
 pub use strata_storage::{lock_holder, DurabilityMode};
 pub use strata_vector::{
     CollectionInfo, DistanceMetric, SearchFilter, VectorData, VectorMatch, Vectors,

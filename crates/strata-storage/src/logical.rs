@@ -1,0 +1,210 @@
+//! Reads as callers see them: the physical layers ([`Tree`]) plus the lineage of forked
+//! runs ([`crate::lineage`]).
+//!
+//! A key of a run that is not a fork is read from the tree directly. A key of a fork is
+//! read level by level — the run itself at the reader's snapshot, then each ancestor at
+//! the fork version (clamped to the snapshot) — and the first level holding an entry
+//! at or before its version decides, a tombstone meaning "absent". A scan inside one
+//! forked run merges one stream per level in key order with the same rule.
+use std::ops::Bound;
+
+use strata_core::{Result, RunId};
+
+use crate::key::prefix_successor;
+use crate::lineage::{rekey, run_of, Lineage};
+use crate::mvcc::{is_empty_range, Entry};
+use crate::tree::{visible_at, Merge, Tree};
+
+/// The live entry of `key` at `snapshot`, through the lineage.
+pub(crate) fn get(
+    tree: &Tree,
+    lineage: &Lineage,
+    key: &[u8],
+    snapshot: u64,
+) -> Result<Option<Entry>> {
+    let Some(run) = run_of(key).filter(|r| lineage.parent_of(r).is_some()) else {
+        return tree.get(key, snapshot);
+    };
+    for (level, at) in lineage.ancestry(&run, snapshot) {
+        let found = if level == run {
+            tree.get_entry(key, at)?
+        } else {
+            tree.get_entry(&rekey(key, &level), at)?
+        };
+        if let Some(e) = found {
+            return Ok(Some(e).filter(|e| !e.is_tombstone()));
+        }
+    }
+    Ok(None)
+}
+
+/// Versions of `key` at `snapshot`, newest first, tombstones included, through the
+/// lineage: the run's own, then each ancestor's up to its fork version.
+pub(crate) fn history(
+    tree: &Tree,
+    lineage: &Lineage,
+    key: &[u8],
+    snapshot: u64,
+    before: Option<u64>,
+    limit: Option<usize>,
+) -> Result<Vec<Entry>> {
+    let Some(run) = run_of(key).filter(|r| lineage.parent_of(r).is_some()) else {
+        return tree.history(key, snapshot, before, limit);
+    };
+    let limit = limit.unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    for (level, at) in lineage.ancestry(&run, snapshot) {
+        if out.len() >= limit {
+            break;
+        }
+        let k = rekey(key, &level);
+        let part = tree.history(&k, at, before, Some(limit - out.len()))?;
+        // Each level's versions are older than the level before's (a child writes only
+        // after its fork), so appending keeps the newest-first order.
+        out.extend(part);
+    }
+    Ok(out)
+}
+
+/// Live entries in `[start, end)` at `snapshot`, in key order (or reverse), at most
+/// `limit`, through the lineage when the range lies inside one forked run.
+pub(crate) fn scan(
+    tree: &Tree,
+    lineage: &Lineage,
+    start: Bound<&[u8]>,
+    end: Bound<&[u8]>,
+    snapshot: u64,
+    limit: Option<usize>,
+    reverse: bool,
+) -> Result<Vec<(Box<[u8]>, Entry)>> {
+    let levels = match single_run(start, end) {
+        Some(run) if lineage.parent_of(&run).is_some() => lineage.ancestry(&run, snapshot),
+        _ => return tree.scan(start, end, snapshot, limit, reverse),
+    };
+    let limit = limit.unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    if limit == 0 || is_empty_range(start, end) {
+        return Ok(out);
+    }
+    let layers = tree.layers();
+    let run = levels[0].0;
+    let mut streams = Vec::with_capacity(levels.len());
+    for (level, at) in &levels {
+        let (s, e) = (move_bound(start, &run, level), move_bound(end, &run, level));
+        let merge = Merge::new(&layers, bref(&s), bref(&e), reverse, *at);
+        streams.push(LevelStream {
+            merge,
+            at: *at,
+            peeked: None,
+        });
+    }
+    loop {
+        for s in streams.iter_mut() {
+            s.fill()?;
+        }
+        // The next key (its part after the run id) over all levels.
+        let mut best: Option<Box<[u8]>> = None;
+        for s in &streams {
+            if let Some((k, _)) = &s.peeked {
+                let rest = &k[16..];
+                let better = match &best {
+                    None => true,
+                    Some(b) if reverse => rest > &**b,
+                    Some(b) => rest < &**b,
+                };
+                if better {
+                    best = Some(rest.into());
+                }
+            }
+        }
+        let Some(rest) = best else {
+            return Ok(out);
+        };
+        // The nearest level holding an entry of the key decides; the others' copies
+        // of it are consumed.
+        let mut decided: Option<Option<Entry>> = None;
+        for s in streams.iter_mut() {
+            if s.peeked.as_ref().is_some_and(|(k, _)| k[16..] == *rest) {
+                if let Some((_, seen)) = s.peeked.take() {
+                    if decided.is_none() {
+                        if let Some(e) = seen {
+                            decided = Some((!e.is_tombstone()).then_some(e));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(Some(e)) = decided {
+            let mut k = Vec::with_capacity(16 + rest.len());
+            k.extend_from_slice(run.as_bytes());
+            k.extend_from_slice(&rest);
+            out.push((k.into(), e));
+            if out.len() >= limit {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// One level of a forked scan: its layers merged, each key with the entry visible at
+/// the level's version (`None`: the key has only newer versions there).
+struct LevelStream {
+    merge: Merge,
+    at: u64,
+    peeked: Option<(Box<[u8]>, Option<Entry>)>,
+}
+
+impl LevelStream {
+    fn fill(&mut self) -> Result<()> {
+        if self.peeked.is_none() {
+            if let Some((k, chain)) = self.merge.next()? {
+                let seen = visible_at(&chain, self.at).cloned();
+                self.peeked = Some((k, seen));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn bref(b: &Bound<Box<[u8]>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k),
+        Bound::Excluded(k) => Bound::Excluded(k),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// The run whose keyspace contains the whole range, if one does.
+pub(crate) fn single_run(start: Bound<&[u8]>, end: Bound<&[u8]>) -> Option<RunId> {
+    let s = match start {
+        Bound::Included(k) | Bound::Excluded(k) => k,
+        Bound::Unbounded => return None,
+    };
+    let run = run_of(s)?;
+    let inside = |e: &[u8]| {
+        e.get(..16) == Some(run.as_bytes())
+            || prefix_successor(run.as_bytes()).as_deref() == Some(e)
+    };
+    match end {
+        Bound::Included(e) => (e.get(..16) == Some(run.as_bytes())).then_some(run),
+        Bound::Excluded(e) => inside(e).then_some(run),
+        Bound::Unbounded => None,
+    }
+}
+
+/// A bound of a range inside `from`'s keyspace, moved to `to`'s.
+fn move_bound(b: Bound<&[u8]>, from: &RunId, to: &RunId) -> Bound<Box<[u8]>> {
+    let moved = |k: &[u8]| -> Option<Box<[u8]>> {
+        if k.len() >= 16 {
+            return Some(rekey(k, to));
+        }
+        // The end of the whole run: the successor of its id.
+        debug_assert_eq!(prefix_successor(from.as_bytes()).as_deref(), Some(k));
+        prefix_successor(to.as_bytes()).map(Box::from)
+    };
+    match b {
+        Bound::Included(k) => moved(k).map_or(Bound::Unbounded, Bound::Included),
+        Bound::Excluded(k) => moved(k).map_or(Bound::Unbounded, Bound::Excluded),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
