@@ -56,6 +56,38 @@ impl TransactionManager {
         Transaction::begin(self.storage.clone(), self.metrics.clone())
     }
 
+    /// Runs the read-only `f` in a transaction whose snapshot is `version` (or the
+    /// visible version, if that is older). A conflict cannot happen (nothing is
+    /// written, and the past does not change); if `f` writes anything, nothing is
+    /// committed and the result is an [`Error::ConstraintViolation`]: a reader in the
+    /// past cannot write.
+    pub fn read_at<T>(
+        &self,
+        version: u64,
+        f: impl FnOnce(&mut Transaction) -> Result<T>,
+    ) -> Result<T> {
+        self.storage.check_open()?;
+        let pin = self.storage.pin_at(version);
+        let mut txn = Transaction::begin_pinned(self.storage.clone(), self.metrics.clone(), pin);
+        match f(&mut txn) {
+            Ok(value) => {
+                if !txn.is_read_only() {
+                    txn.abort();
+                    return Err(Error::ConstraintViolation(format!(
+                        "this view reads the database as of version {version} and is \
+                         read-only; write through the database itself"
+                    )));
+                }
+                txn.commit().map(|_| value)
+            }
+            Err(e) => {
+                let e = txn.take_read_error().unwrap_or(e);
+                txn.abort();
+                Err(e)
+            }
+        }
+    }
+
     /// Runs `f` in a transaction and commits it, retrying the whole closure on
     /// [`Error::Conflict`] up to the configured number of attempts with a short
     /// randomized backoff. Any other error from `f` or from the commit aborts and is

@@ -36,8 +36,12 @@ pub struct Transaction {
 
 impl Transaction {
     pub(crate) fn begin(storage: Storage, metrics: Arc<Metrics>) -> Self {
-        metrics.begun();
         let pin = storage.pin();
+        Self::begin_pinned(storage, metrics, pin)
+    }
+
+    pub(crate) fn begin_pinned(storage: Storage, metrics: Arc<Metrics>, pin: SnapshotPin) -> Self {
+        metrics.begun();
         Transaction {
             storage,
             metrics,

@@ -14,6 +14,9 @@ pub use crate::gc::{Clock, GC_EVERY_COMMITS, GC_MIN_BYTES};
 pub struct Engine {
     manager: TransactionManager,
     collector: Arc<Collector>,
+    /// For a view of the past ([`Engine::at_version`]): the version every read is made
+    /// at. Such an engine refuses writes.
+    at: Option<u64>,
 }
 
 impl Engine {
@@ -33,6 +36,7 @@ impl Engine {
         let engine = Arc::new(Engine {
             manager: TransactionManager::new(storage),
             collector,
+            at: None,
         });
         if !engine.storage().is_read_only() {
             runs::ensure_default_run(&engine)?;
@@ -41,6 +45,26 @@ impl Engine {
         // every version it holds, hidden ones included.
         engine.collect_garbage_now();
         Ok(engine)
+    }
+
+    /// An engine over the same database on which every operation reads as of
+    /// `version` (the visible version, if that is older) and every write fails with
+    /// [`Error::ConstraintViolation`]: the handles built over it form a read-only view
+    /// of the past. Reads of a run whose retention policy is not `KeepAll` fail with
+    /// [`Error::ConstraintViolation`] when `version` is in the past: retention may
+    /// have removed what the run held then, and a view never answers with a newer
+    /// value instead.
+    pub fn at_version(&self, version: u64) -> Arc<Engine> {
+        Arc::new(Engine {
+            manager: self.manager.clone(),
+            collector: self.collector.clone(),
+            at: Some(version.min(self.storage().visible_version())),
+        })
+    }
+
+    /// The version this engine reads at, for a view of the past.
+    pub fn read_version(&self) -> Option<u64> {
+        self.at
     }
 
     /// The transaction manager.
@@ -71,6 +95,9 @@ impl Engine {
         f: impl FnMut(&mut Transaction) -> Result<T>,
     ) -> Result<(T, Option<CommitInfo>)> {
         self.manager.metrics().record_operations(1);
+        if let Some(at) = self.at {
+            return self.manager.read_at(at, f).map(|v| (v, None));
+        }
         let out = self.manager.run(f)?;
         if out.1.is_some() {
             self.collector.maybe_collect(self.storage());
@@ -85,6 +112,9 @@ impl Engine {
         run_id: &RunId,
         mut f: impl FnMut(&mut Transaction) -> Result<T>,
     ) -> Result<(T, Option<CommitInfo>)> {
+        if let Some(at) = self.at {
+            return Err(read_only_view(at));
+        }
         self.run(|txn| {
             runs::check_writable(txn, run_id)?;
             f(txn)
@@ -97,11 +127,31 @@ impl Engine {
         run_id: &RunId,
         mut f: impl FnMut(&mut Transaction) -> Result<T>,
     ) -> Result<T> {
+        if let Some(at) = self.at {
+            self.check_history_kept(run_id, at)?;
+        }
         self.run(|txn| {
             runs::check_exists(txn, run_id)?;
             f(txn)
         })
         .map(|(v, _)| v)
+    }
+
+    /// For a view at `at`: fails if `run`'s retention policy may have removed what it
+    /// held at `at`.
+    fn check_history_kept(&self, run_id: &RunId, at: u64) -> Result<()> {
+        let storage = self.storage();
+        if at >= storage.visible_version() {
+            return Ok(());
+        }
+        match runs::retention_now(storage, run_id)? {
+            Some(policy) if !policy.keeps_all() => Err(Error::ConstraintViolation(format!(
+                "run {run_id} keeps history under {policy:?}: what it held at version {at} \
+                 may have been removed, so it cannot be read as of then (only runs that \
+                 keep all history can)"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Garbage-collects old versions in one run under `policy`; returns the number of
@@ -120,6 +170,14 @@ impl Engine {
     pub fn collect_garbage_now(&self) -> GcStats {
         self.collector.collect(self.storage())
     }
+}
+
+/// The error of a write through a view of the past.
+fn read_only_view(at: u64) -> Error {
+    Error::ConstraintViolation(format!(
+        "this view reads the database as of version {at} and is read-only; write \
+         through the database itself"
+    ))
 }
 
 /// Encodes a value after checking it against the limits.

@@ -268,9 +268,9 @@ impl Runs {
     /// let v1 = kv.put(&run, "plan", "draft")?;
     /// kv.put(&run, "plan", "final")?;
     /// let fork = runs.fork(&run, Some(v1))?;
-    /// assert_eq!(kv.get_in(&fork, "plan")?.unwrap().value, "draft".into());
+    /// assert_eq!(kv.get_in(&fork, "plan")?.unwrap().value, "draft");
     /// kv.set_in(&fork, "plan", "alternative")?;
-    /// assert_eq!(kv.get_in(&run, "plan")?.unwrap().value, "final".into());
+    /// assert_eq!(kv.get_in(&run, "plan")?.unwrap().value, "final");
     /// # Ok::<(), strata_core::Error>(())
     /// ```
     pub fn fork(&self, run: &RunId, at: Option<Version>) -> Result<RunId> {
@@ -487,6 +487,25 @@ pub(crate) fn retention_policies(
         out.push((info.run_id, info.retention));
     }
     Ok(out)
+}
+
+/// The run's retention policy now (`None` if it does not exist), read directly from
+/// the storage.
+pub(crate) fn retention_now(
+    storage: &strata_storage::Storage,
+    run: &RunId,
+) -> Result<Option<RetentionPolicy>> {
+    let Some(e) = storage.get(&run_key(run), storage.visible_version())? else {
+        return Ok(None);
+    };
+    let Some(bytes) = e.value.as_ref() else {
+        return Ok(None);
+    };
+    Ok(Some(
+        DECODED_RUNS
+            .get_or_decode(run.as_bytes(), bytes, decode_info)?
+            .retention,
+    ))
 }
 
 /// Retention of the run, read inside a transaction.

@@ -567,6 +567,20 @@ impl Storage {
         }
     }
 
+    /// Pins `version`, or the visible version if that is older: a snapshot in the
+    /// past, for reads as of an earlier version. From now on garbage collection keeps
+    /// what a reader there sees; what it dropped before is gone (callers check the
+    /// retention policies that could have dropped it).
+    pub fn pin_at(&self, version: u64) -> SnapshotPin {
+        let mut pins = self.inner.pins.lock();
+        let version = version.min(self.visible_version());
+        *pins.entry(version).or_insert(0) += 1;
+        SnapshotPin {
+            inner: self.inner.clone(),
+            version,
+        }
+    }
+
     /// The oldest version any open snapshot can read.
     pub fn oldest_pinned(&self) -> u64 {
         let pins = self.inner.pins.lock();

@@ -24,12 +24,14 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod at;
 mod builder;
 mod export;
 mod strata;
 mod transaction;
 
 pub use admin::{verify, DbInfo, FileCheck, FileInfo, PrimitiveStats, VerifyReport, RUN_STATES};
+pub use at::AtVersion;
 pub use builder::StrataBuilder;
 pub use export::{import, ExportReport, ImportReport, EXPORT_FORMAT_VERSION};
 pub use strata::Strata;
