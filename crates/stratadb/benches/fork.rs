@@ -43,7 +43,10 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("fork");
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1));
-    for (name, run) in [("1k_keys", small), (format!("{}_keys", big).leak() as &str, large)] {
+    for (name, run) in [
+        ("1k_keys", small),
+        (format!("{}_keys", big).leak() as &str, large),
+    ] {
         g.bench_function(BenchmarkId::new("fork", name), |b| {
             b.iter(|| db.runs.fork(&run, None).expect("fork"))
         });
@@ -52,11 +55,18 @@ fn bench(c: &mut Criterion) {
     // Forks of depth 1 and 8 of the large run, each with a write of its own.
     let mut chain = vec![large];
     for d in 0..8 {
-        let f = db.runs.fork(chain.last().expect("parent"), None).expect("fork");
+        let f = db
+            .runs
+            .fork(chain.last().expect("parent"), None)
+            .expect("fork");
         db.kv.set_in(&f, &format!("own:{d}"), d).expect("own write");
         chain.push(f);
     }
-    let levels = [("unforked", chain[0]), ("depth_1", chain[1]), ("depth_8", chain[8])];
+    let levels = [
+        ("unforked", chain[0]),
+        ("depth_1", chain[1]),
+        ("depth_8", chain[8]),
+    ];
     let mut i = 0u64;
     for (name, run) in levels {
         g.bench_function(BenchmarkId::new("get_inherited_hit", name), |b| {
@@ -68,7 +78,11 @@ fn bench(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("get_miss", name), |b| {
             b.iter(|| {
                 i = (i + 7919) % big;
-                assert!(db.kv.get_in(&run, &format!("nope:{i}")).expect("get").is_none())
+                assert!(db
+                    .kv
+                    .get_in(&run, &format!("nope:{i}"))
+                    .expect("get")
+                    .is_none())
             })
         });
         g.bench_function(BenchmarkId::new("list_prefix_100", name), |b| {
@@ -94,7 +108,13 @@ fn bench(c: &mut Criterion) {
         b.iter(|| past.kv.get_in(&large, "timeline").expect("get"))
     });
     g.bench_function("at_then_get", |b| {
-        b.iter(|| db.at(v).expect("at").kv.get_in(&large, "timeline").expect("get"))
+        b.iter(|| {
+            db.at(v)
+                .expect("at")
+                .kv
+                .get_in(&large, "timeline")
+                .expect("get")
+        })
     });
     g.finish();
 }
