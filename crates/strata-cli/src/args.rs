@@ -161,6 +161,18 @@ pub enum RunsCmd {
         #[arg(long)]
         metadata: Option<String>,
     },
+    /// Fork a run: a new active run that sees the run as of a version (now, or
+    /// `--at`) and then diverges. Nothing is copied. Prints the new run's id.
+    #[command(
+        after_help = "Examples:\n  strata runs fork ./db 3f2a1c9e-...\n  strata runs fork ./db default --at 42 --json"
+    )]
+    Fork {
+        #[command(flatten)]
+        target: RunArg,
+        /// The version of the run to fork at (default: its current state).
+        #[arg(long)]
+        at: Option<u64>,
+    },
     /// Mark a run completed.
     #[command(after_help = "Examples:\n  strata runs close ./db 3f2a1c9e-...")]
     Close(RunArg),

@@ -307,6 +307,10 @@ fn run_json(v: &Versioned<RunInfo>) -> Json {
         "metadata": r.metadata.as_ref().map(value_json),
         "error": r.error,
         "retention": format!("{:?}", r.retention),
+        "forked_from": r.forked_from.map(|o| json!({
+            "parent": o.parent.to_string(),
+            "version": o.version.as_u64(),
+        })),
         "version": v.version.as_u64(),
     })
 }
@@ -498,6 +502,31 @@ fn runs(c: RunsCmd, json: bool) -> CliResult {
         }
         RunsCmd::Close(a) => transition(a, json, |db, id| db.runs.close(id)),
         RunsCmd::Cancel(a) => transition(a, json, |db, id| db.runs.cancel(id)),
+        RunsCmd::Fork { target, at } => {
+            let db = open_existing(&target.path)?;
+            let parent = run_id(&db, &target.path, &target.run)?;
+            let fork = db
+                .runs
+                .fork(&parent, at.map(Version::Txn))
+                .or_fail(&target.path)?;
+            let origin = db
+                .runs
+                .get(&fork)
+                .or_fail(&target.path)?
+                .and_then(|i| i.value.forked_from)
+                .map(|o| o.version.as_u64());
+            finish(db, &target.path)?;
+            if json {
+                print_json(&json!({
+                    "run_id": fork.to_string(),
+                    "parent": parent.to_string(),
+                    "at": origin,
+                }));
+            } else {
+                println!("{fork}");
+            }
+            Ok(())
+        }
         RunsCmd::Archive(a) => transition(a, json, |db, id| db.runs.archive(id)),
         RunsCmd::Pause(a) => transition(a, json, |db, id| db.runs.pause(id)),
         RunsCmd::Resume(a) => transition(a, json, |db, id| db.runs.resume(id)),

@@ -33,6 +33,7 @@ fn help_has_examples_and_exit_codes() {
         vec!["info"],
         vec!["runs", "list"],
         vec!["runs", "create"],
+        vec!["runs", "fork"],
         vec!["kv", "get"],
         vec!["kv", "set"],
         vec!["json", "merge"],
@@ -265,6 +266,51 @@ fn runs_commands() {
         .args(["runs", "show", &db, "3f2a1c9e-0000-0000-0000-000000000000"])
         .assert()
         .code(1);
+}
+
+#[test]
+fn runs_fork_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir);
+    let v1: serde_json::Value =
+        serde_json::from_str(&ok(&["--json", "kv", "set", &db, "plan", "\"draft\""])).unwrap();
+    let v1 = v1["version"].as_u64().unwrap().to_string();
+    ok(&["kv", "set", &db, "plan", "\"final\""]);
+    // A fork of the default run at the first version sees the draft; writing to it
+    // leaves the default run alone.
+    let fork: serde_json::Value = serde_json::from_str(&ok(&[
+        "--json", "runs", "fork", &db, "default", "--at", &v1,
+    ]))
+    .unwrap();
+    let id = fork["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(fork["at"].as_u64().unwrap().to_string(), v1);
+    assert_eq!(
+        ok(&["kv", "get", &db, "plan", "--run", &id]).trim(),
+        "\"draft\""
+    );
+    ok(&["kv", "set", &db, "plan", "\"other\"", "--run", &id]);
+    assert_eq!(ok(&["kv", "get", &db, "plan"]).trim(), "\"final\"");
+    let show: serde_json::Value =
+        serde_json::from_str(&ok(&["--json", "runs", "show", &db, &id])).unwrap();
+    assert_eq!(
+        show["forked_from"]["version"].as_u64().unwrap().to_string(),
+        v1
+    );
+    // A fork of a fork, at its current state.
+    let grandchild = ok(&["runs", "fork", &db, &id]);
+    assert_eq!(
+        ok(&["kv", "get", &db, "plan", "--run", grandchild.trim()]).trim(),
+        "\"other\""
+    );
+    // Bad input: an unknown run, a version in the future.
+    strata()
+        .args(["runs", "fork", &db, "3f2a1c9e-0000-0000-0000-000000000000"])
+        .assert()
+        .code(1);
+    strata()
+        .args(["runs", "fork", &db, "default", "--at", "999999"])
+        .assert()
+        .failure();
 }
 
 #[test]

@@ -377,3 +377,26 @@ fn vector_collections_fork_with_their_vectors_and_diverge() {
     let v7 = db.vectors.get(&fork, "mem", "v7").unwrap().unwrap();
     assert_eq!(v7.value.vector, unit(7, 16));
 }
+
+#[test]
+fn export_and_exact_import_keep_forks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Strata::open(dir.path().join("a")).unwrap();
+    let run = db.runs.create(None).unwrap();
+    let v1 = db.kv.put(&run, "k", "old").unwrap();
+    db.kv.put(&run, "k", "new").unwrap();
+    let fork = db.runs.fork(&run, Some(v1)).unwrap();
+    db.kv.set_in(&fork, "mine", 1).unwrap();
+    let mut dump = Vec::new();
+    db.export(&mut dump, None, |_| {}).unwrap();
+    db.close().unwrap();
+    let report = stratadb::import(dir.path().join("b"), &dump[..]).unwrap();
+    assert!(report.exact);
+    let db = Strata::open(dir.path().join("b")).unwrap();
+    assert_eq!(db.kv.get_in(&fork, "k").unwrap().unwrap().value, s("old"));
+    assert_eq!(db.kv.get_in(&run, "k").unwrap().unwrap().value, s("new"));
+    assert_eq!(db.kv.keys(&fork, "", None).unwrap().len(), 2);
+    let mut again = Vec::new();
+    db.export(&mut again, None, |_| {}).unwrap();
+    assert_eq!(dump, again, "export | import | export is byte-identical");
+}
