@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod decoded;
+pub mod diff;
 pub mod engine;
 pub mod events;
 pub mod gc;

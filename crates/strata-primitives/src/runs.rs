@@ -331,6 +331,94 @@ impl Runs {
         Ok(child)
     }
 
+    /// What changed in `run` from version `from` to version `to` (`None`: now), as a
+    /// stream of [`Change`](crate::diff::Change)s in key order: keys added, removed
+    /// and changed per primitive (KV pairs, JSON documents, events, state cells,
+    /// vectors). Streamed a page at a time: memory does not depend on the size of the
+    /// run. For a fork, `from` may be before the fork (its view then is the parent's).
+    ///
+    /// Errors: [`Error::ConstraintViolation`] for versions that are not
+    /// [`Version::Txn`], newer than the database, or in the past of a run whose
+    /// retention policy is not `KeepAll`; [`Error::RunError`] if the run does not exist.
+    ///
+    /// ```
+    /// # use strata_primitives::{internal, Engine, diff::ChangeKind};
+    /// # let engine = Engine::new(strata_storage::Storage::ephemeral())?;
+    /// # let (kv, runs) = (internal::kv(engine.clone()), internal::runs(engine));
+    /// let run = runs.create(None)?;
+    /// let v1 = kv.put(&run, "a", 1)?;
+    /// kv.put(&run, "a", 2)?;
+    /// kv.put(&run, "b", 1)?;
+    /// let changes: Vec<_> = runs.diff(&run, v1, None)?.collect::<Result<_, _>>()?;
+    /// assert_eq!(changes.len(), 2);
+    /// assert_eq!((changes[0].key.as_str(), changes[0].kind), ("a", ChangeKind::Changed));
+    /// assert_eq!((changes[1].key.as_str(), changes[1].kind), ("b", ChangeKind::Added));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn diff(
+        &self,
+        run: &RunId,
+        from: Version,
+        to: Option<Version>,
+    ) -> Result<crate::diff::Diff> {
+        let storage = self.engine.storage();
+        storage.check_open()?;
+        let now = storage.visible_version();
+        let from = self.diff_version(run, from, now)?;
+        let to = match to {
+            Some(v) => self.diff_version(run, v, now)?,
+            None => now,
+        };
+        if !self.exists(run)? {
+            return Err(not_found(run));
+        }
+        Ok(crate::diff::Diff::new(
+            storage.clone(),
+            (*run, from),
+            (*run, to),
+        ))
+    }
+
+    /// What differs between run `a` and run `b` now, as a stream of
+    /// [`Change`](crate::diff::Change)s (`before` from `a`, `after` from `b`): for a
+    /// fork and its parent, `diff_runs(&parent, &fork)` lists what the fork changed
+    /// and what the parent changed since the fork. Streamed like [`diff`](Self::diff).
+    pub fn diff_runs(&self, a: &RunId, b: &RunId) -> Result<crate::diff::Diff> {
+        let storage = self.engine.storage();
+        storage.check_open()?;
+        for r in [a, b] {
+            if !self.exists(r)? {
+                return Err(not_found(r));
+            }
+        }
+        let now = storage.visible_version();
+        Ok(crate::diff::Diff::new(
+            storage.clone(),
+            (*a, now),
+            (*b, now),
+        ))
+    }
+
+    fn diff_version(&self, run: &RunId, v: Version, now: u64) -> Result<u64> {
+        let v = crate::records::require_txn(v, "a version to diff")?;
+        if v > now {
+            return Err(Error::ConstraintViolation(format!(
+                "version {v} is in the future: the database is at version {now}"
+            )));
+        }
+        if v < now {
+            if let Some(policy) = retention_now(self.engine.storage(), run)? {
+                if !policy.keeps_all() {
+                    return Err(Error::ConstraintViolation(format!(
+                        "run {run} keeps history under {policy:?}: what it held at version \
+                         {v} may have been removed, so it cannot be compared with"
+                    )));
+                }
+            }
+        }
+        Ok(v)
+    }
+
     /// Information about a run, or `None` if it does not exist.
     pub fn get(&self, run: &RunId) -> Result<Option<Versioned<RunInfo>>> {
         self.engine.run(|txn| load(txn, run)).map(|(v, _)| v)

@@ -39,6 +39,7 @@ pub use transaction::Txn;
 
 pub use strata_concurrency::DatabaseMetrics;
 pub use strata_core::{json, limits, Error, Result, RunId, Timestamp, Value, Version, Versioned};
+pub use strata_primitives::diff::{Change, ChangeKind, Diff, DiffPrimitive};
 pub use strata_primitives::{
     Events, ForkOrigin, Json, RetentionPolicy, RunInfo, RunState, Runs, State, KV,
 };

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use proptest::prelude::*;
 use stratadb::prelude::*;
-use stratadb::RetentionPolicy;
+use stratadb::{ChangeKind, RetentionPolicy};
 
 fn ev(n: i64) -> Value {
     json!({ "n": n })
@@ -141,6 +141,7 @@ enum Op {
     Delete { run: usize, key: u8 },
     Fork { run: usize, back: usize },
     Check { run: usize, back: usize },
+    Diff { run: usize, back: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -149,6 +150,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..8usize, 0..6u8).prop_map(|(run, key)| Op::Delete { run, key }),
         1 => (0..8usize, 0..6usize).prop_map(|(run, back)| Op::Fork { run, back }),
         2 => (0..8usize, 0..6usize).prop_map(|(run, back)| Op::Check { run, back }),
+        1 => (0..8usize, 0..6usize).prop_map(|(run, back)| Op::Diff { run, back }),
     ]
 }
 
@@ -156,7 +158,7 @@ fn op() -> impl Strategy<Value = Op> {
 type State = BTreeMap<u8, i64>;
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
     #[test]
     fn forks_and_views_match_an_eager_model(ops in proptest::collection::vec(op(), 1..60)) {
         let db = Strata::ephemeral().unwrap();
@@ -201,6 +203,33 @@ proptest! {
                     history.insert(child, vec![(created, s)]);
                     versions.push(created);
                     runs.push(child);
+                }
+                Op::Diff { run, back } => {
+                    let r = runs[run % runs.len()];
+                    let v = versions[versions.len() - 1 - back % versions.len()];
+                    if let Some(then) = state_at(&history, &r, v) {
+                        let now = &history[&r].last().unwrap().1;
+                        let mut want = Vec::new();
+                        for k in 0..6u8 {
+                            let kind = match (then.get(&k), now.get(&k)) {
+                                (None, Some(_)) => Some(ChangeKind::Added),
+                                (Some(_), None) => Some(ChangeKind::Removed),
+                                (Some(a), Some(b)) if a != b => Some(ChangeKind::Changed),
+                                _ => None,
+                            };
+                            if let Some(kind) = kind {
+                                want.push((format!("k{k}"), kind));
+                            }
+                        }
+                        let got: Vec<(String, ChangeKind)> = db
+                            .runs
+                            .diff(&r, Version::Txn(v), None)
+                            .unwrap()
+                            .map(|c| c.map(|c| (c.key, c.kind)))
+                            .collect::<Result<_>>()
+                            .unwrap();
+                        prop_assert_eq!(got, want);
+                    }
                 }
                 Op::Check { run, back } => {
                     let r = runs[run % runs.len()];
