@@ -62,13 +62,16 @@ pub struct Change {
     pub after: Option<Versioned<Value>>,
 }
 
+/// A key (its part after the run id) and the entry a side sees.
+type Row = (Box<[u8]>, Entry);
+
 /// One side of a diff: a run read at a version.
 struct Side {
     run: RunId,
     version: u64,
     /// The key part after the run id of the last key read.
     after: Option<Box<[u8]>>,
-    buf: VecDeque<(Box<[u8]>, Entry)>,
+    buf: VecDeque<Row>,
     done: bool,
     _pin: SnapshotPin,
 }
@@ -86,7 +89,7 @@ impl Side {
     }
 
     /// The key part after the run id of the next key, reading a page if needed.
-    fn peek(&mut self, storage: &Storage) -> Result<Option<&(Box<[u8]>, Entry)>> {
+    fn peek(&mut self, storage: &Storage) -> Result<Option<&Row>> {
         if self.buf.is_empty() && !self.done {
             // Only the primitives' tags: under the default run, run and fork records
             // (tags 6 and 7) are not the run's data.
