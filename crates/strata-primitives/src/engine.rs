@@ -10,10 +10,15 @@ use crate::runs;
 
 pub use crate::gc::{Clock, GC_EVERY_COMMITS, GC_MIN_BYTES};
 
+/// A function told about a purged run (see [`Engine::on_purge`]).
+pub type PurgeHook = Arc<dyn Fn(&RunId) + Send + Sync>;
+
 /// Transactions, clock and garbage collection shared by all primitive handles.
 pub struct Engine {
     manager: TransactionManager,
     collector: Arc<Collector>,
+    /// Called with each run after it is purged (the vector indexes forget it).
+    purge_hooks: Arc<parking_lot::RwLock<Vec<PurgeHook>>>,
     /// For a view of the past ([`Engine::at_version`]): the version every read is made
     /// at. Such an engine refuses writes.
     at: Option<u64>,
@@ -36,6 +41,7 @@ impl Engine {
         let engine = Arc::new(Engine {
             manager: TransactionManager::new(storage),
             collector,
+            purge_hooks: Arc::default(),
             at: None,
         });
         if !engine.storage().is_read_only() {
@@ -58,8 +64,22 @@ impl Engine {
         Arc::new(Engine {
             manager: self.manager.clone(),
             collector: self.collector.clone(),
+            purge_hooks: self.purge_hooks.clone(),
             at: Some(version.min(self.storage().visible_version())),
         })
+    }
+
+    /// Registers a function called with each run right after it is purged (see
+    /// [`Runs::purge`](crate::Runs::purge)), for state kept outside the storage.
+    pub fn on_purge(&self, hook: PurgeHook) {
+        self.purge_hooks.write().push(hook);
+    }
+
+    pub(crate) fn purged(&self, run: &RunId) {
+        let hooks = self.purge_hooks.read().clone();
+        for h in hooks {
+            h(run);
+        }
     }
 
     /// The version this engine reads at, for a view of the past.
@@ -141,6 +161,11 @@ impl Engine {
     /// held at `at`.
     fn check_history_kept(&self, run_id: &RunId, at: u64) -> Result<()> {
         let storage = self.storage();
+        if storage.is_purged(run_id) {
+            return Err(Error::RunError(format!(
+                "run {run_id} was purged: its past cannot be read any more"
+            )));
+        }
         if at >= storage.visible_version() {
             return Ok(());
         }

@@ -139,6 +139,8 @@ impl Collector {
             runs_collected += 1;
             total.add(collect_run_at(storage, run, policy, &pins, horizon, now));
         }
+        // Purged runs: what no snapshot or fork still reads goes.
+        total.add(storage.collect_purged());
         let after = storage.stats();
         debug!(
             runs = runs_collected,

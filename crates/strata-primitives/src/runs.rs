@@ -331,6 +331,85 @@ impl Runs {
         Ok(child)
     }
 
+    /// Removes every version of every primitive of `run` — KV pairs, JSON documents,
+    /// events, state cells, vector collections and their index files — and the run
+    /// itself: afterwards it does not exist (a [`Error::RunError`] for every operation
+    /// on it, views of the past included). Returns the version of the purge.
+    ///
+    /// Forks made earlier keep exactly what they saw: the versions they read stay
+    /// (pinned) until they are purged too (see [`purge_with_forks`](Self::purge_with_forks)).
+    /// Everything else is freed from memory at once, and from the files by the next
+    /// full compaction (`Strata::compact`): after it, no file holds a byte of the run
+    /// that no fork still reads. Transactions already running when the purge commits
+    /// that read the run fail with a conflict.
+    ///
+    /// Errors: [`Error::RunError`] if the run does not exist or is the default run.
+    pub fn purge(&self, run: &RunId) -> Result<Version> {
+        self.purge_runs(run, false)
+    }
+
+    /// Like [`purge`](Self::purge), and purges every fork of `run` (and their forks)
+    /// in the same commit.
+    pub fn purge_with_forks(&self, run: &RunId) -> Result<Version> {
+        self.purge_runs(run, true)
+    }
+
+    fn purge_runs(&self, run: &RunId, cascade: bool) -> Result<Version> {
+        if run.is_default() {
+            return Err(Error::RunError(
+                "the default run cannot be purged (it always exists)".into(),
+            ));
+        }
+        let (targets, info) = self.engine.run(|txn| {
+            check_exists(txn, run)?;
+            let mut targets = vec![*run];
+            if cascade {
+                let prefix = encode_key(&RunId::DEFAULT, Primitive::Run, &[]);
+                let mut children: std::collections::HashMap<RunId, Vec<RunId>> =
+                    std::collections::HashMap::new();
+                for (_, e) in txn.scan_prefix(&prefix, None) {
+                    let info = decode_info(e.value.as_deref().unwrap_or_default())?;
+                    if let Some(o) = info.forked_from {
+                        children.entry(o.parent).or_default().push(info.run_id);
+                    }
+                }
+                let mut i = 0;
+                while i < targets.len() {
+                    if let Some(c) = children.get(&targets[i]) {
+                        targets.extend(c.iter().copied());
+                    }
+                    i += 1;
+                }
+            }
+            for t in &targets {
+                let info = check_exists(txn, t)?;
+                let fork = info
+                    .forked_from
+                    .map(|o| strata_storage::lineage::ForkPoint {
+                        parent: o.parent,
+                        at: o.version.as_u64(),
+                    });
+                txn.delete(run_key(t));
+                txn.put(
+                    strata_storage::lineage::fork_key(t),
+                    strata_storage::lineage::encode_purged(fork.as_ref()),
+                );
+            }
+            Ok(targets)
+        })?;
+        for t in &targets {
+            self.engine.purged(t);
+        }
+        let freed = self.engine.storage().collect_purged();
+        tracing::info!(
+            run = %run,
+            runs = targets.len(),
+            versions_freed = freed.entries_dropped,
+            "run purged"
+        );
+        crate::engine::committed_version(info)
+    }
+
     /// What changed in `run` from version `from` to version `to` (`None`: now), as a
     /// stream of [`Change`](crate::diff::Change)s in key order: keys added, removed
     /// and changed per primitive (KV pairs, JSON documents, events, state cells,

@@ -26,8 +26,19 @@
 //!
 //! ```text
 //! key:   [0; 16] | 0x07 | child run id (16 B)
-//! value: 0x01 (format) | parent run id (16 B) | at (u64 LE)
+//! value: 0x01 | parent run id (16 B) | at (u64 LE)                  a fork
+//!        0x02 | 0x00                                               a purged run
+//!        0x02 | 0x01 | parent run id (16 B) | at (u64 LE)          a purged fork
 //! ```
+//!
+//! # Purged runs
+//!
+//! A purge ([`Lineage`] notes it like a fork) marks a run whose every version is to be
+//! removed from the files, except what forks made earlier still read: garbage
+//! collection (memtable) and compaction (runs on disk) keep, of a purged run's keys,
+//! only the entries some pinned reader sees — an open snapshot, or a child's fork
+//! version — and drop the rest, keys included. A purged fork keeps its own fork point,
+//! so that its children still reach its parent through it.
 //!
 //! The storage keeps every fork record in memory ([`Lineage`]): it loads them when it
 //! opens (one range scan of the fork records only) and notes each one a commit writes,
@@ -40,7 +51,7 @@
 //! a run's children are added to the snapshot pins whenever that run's versions are
 //! collected ([`Lineage::pins_of`]). A delete in a forked run is never collected away
 //! either (it is what hides the parent's value).
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -52,6 +63,8 @@ use crate::mvcc::Write;
 
 /// The format byte of a fork record's value.
 const FORK_FORMAT: u8 = 1;
+/// The format byte of a purge record's value.
+const PURGE_FORMAT: u8 = 2;
 
 /// Where a forked run's past lives: its parent, read as of version `at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,19 +94,47 @@ pub fn encode_fork(point: &ForkPoint) -> Arc<[u8]> {
     Arc::from(v)
 }
 
-/// Decodes a fork record's value; `None` if it is not one this version understands.
-pub fn decode_fork(bytes: &[u8]) -> Option<ForkPoint> {
-    if bytes.len() != 25 || bytes[0] != FORK_FORMAT {
-        return None;
+/// The value of the record of a purged run (`fork`: its fork point, if it is a fork).
+pub fn encode_purged(fork: Option<&ForkPoint>) -> Arc<[u8]> {
+    let mut v = vec![PURGE_FORMAT];
+    match fork {
+        None => v.push(0),
+        Some(p) => {
+            v.push(1);
+            v.extend_from_slice(p.parent.as_bytes());
+            v.extend_from_slice(&p.at.to_le_bytes());
+        }
     }
-    let mut parent = [0u8; 16];
-    parent.copy_from_slice(&bytes[1..17]);
-    let mut at = [0u8; 8];
-    at.copy_from_slice(&bytes[17..25]);
+    Arc::from(v)
+}
+
+fn fork_point(bytes: &[u8]) -> Option<ForkPoint> {
+    let parent: [u8; 16] = bytes.get(..16)?.try_into().ok()?;
+    let at: [u8; 8] = bytes.get(16..24)?.try_into().ok()?;
     Some(ForkPoint {
         parent: RunId::from_bytes(parent),
         at: u64::from_le_bytes(at),
     })
+}
+
+/// Decodes a fork record's value; `None` if it is not a fork this version understands
+/// (a purged fork included: see [`decode_record`]).
+pub fn decode_fork(bytes: &[u8]) -> Option<ForkPoint> {
+    if bytes.len() != 25 || bytes[0] != FORK_FORMAT {
+        return None;
+    }
+    fork_point(&bytes[1..])
+}
+
+/// Decodes a lineage record: the fork point (if the run is a fork) and whether the run
+/// is purged; `None` if this version does not understand it.
+pub fn decode_record(bytes: &[u8]) -> Option<(Option<ForkPoint>, bool)> {
+    match bytes {
+        [FORK_FORMAT, ..] => decode_fork(bytes).map(|p| (Some(p), false)),
+        [PURGE_FORMAT, 0] => Some((None, true)),
+        [PURGE_FORMAT, 1, rest @ ..] if rest.len() == 24 => Some((Some(fork_point(rest)?), true)),
+        _ => None,
+    }
 }
 
 /// The child run a fork-record key names, if `key` is one.
@@ -126,6 +167,8 @@ pub(crate) fn rekey(key: &[u8], to: &RunId) -> Box<[u8]> {
 #[derive(Default)]
 pub(crate) struct Lineage {
     forks: RwLock<HashMap<RunId, ForkPoint>>,
+    /// Purged runs.
+    purged: RwLock<HashSet<RunId>>,
     /// `true` once any fork is known: reads skip the lineage entirely until then.
     any: AtomicBool,
 }
@@ -136,14 +179,10 @@ impl Lineage {
         records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Self {
         let l = Lineage::default();
-        {
-            let mut forks = l.forks.write();
-            for (k, v) in records {
-                if let (Some(child), Some(point)) = (child_of_fork_key(k), decode_fork(v)) {
-                    forks.insert(child, point);
-                }
+        for (k, v) in records {
+            if let Some(child) = child_of_fork_key(k) {
+                l.set(child, decode_record(v));
             }
-            l.any.store(!forks.is_empty(), Ordering::Release);
         }
         l
     }
@@ -151,27 +190,39 @@ impl Lineage {
     /// Replaces the whole lineage (read-only refresh, restore).
     pub(crate) fn replace(&self, other: Lineage) {
         let forks = other.forks.into_inner();
+        let purged = other.purged.into_inner();
         let mut mine = self.forks.write();
-        self.any.store(!forks.is_empty(), Ordering::Release);
+        let mut mine_purged = self.purged.write();
+        self.any
+            .store(!forks.is_empty() || !purged.is_empty(), Ordering::Release);
         *mine = forks;
+        *mine_purged = purged;
+    }
+
+    /// Records what the lineage record of `run` now says (`None`: no record).
+    fn set(&self, run: RunId, record: Option<(Option<ForkPoint>, bool)>) {
+        let mut forks = self.forks.write();
+        let mut purged = self.purged.write();
+        forks.remove(&run);
+        purged.remove(&run);
+        if let Some((point, is_purged)) = record {
+            if let Some(p) = point {
+                forks.insert(run, p);
+            }
+            if is_purged {
+                purged.insert(run);
+            }
+        }
+        self.any
+            .store(!forks.is_empty() || !purged.is_empty(), Ordering::Release);
     }
 
     /// Notes the fork records a commit writes (a delete of one removes the fork).
     /// Called before the commit is applied, under the commit lock.
     pub(crate) fn note(&self, writes: &[Write]) {
         for w in writes {
-            let Some(child) = child_of_fork_key(&w.key) else {
-                continue;
-            };
-            let mut forks = self.forks.write();
-            match w.value.as_deref().and_then(decode_fork) {
-                Some(point) => {
-                    forks.insert(child, point);
-                    self.any.store(true, Ordering::Release);
-                }
-                None => {
-                    forks.remove(&child);
-                }
+            if let Some(child) = child_of_fork_key(&w.key) {
+                self.set(child, w.value.as_deref().and_then(decode_record));
             }
         }
     }
@@ -197,23 +248,43 @@ impl Lineage {
         if !self.any() {
             return Vec::new();
         }
-        self.forks
-            .read()
-            .values()
-            .filter(|p| p.parent == *run)
-            .map(|p| p.at)
-            .collect()
+        self.all_pins().remove(run).unwrap_or_default()
     }
 
-    /// The runs forked from, each with the versions its children read.
+    /// The runs forked from, each with the versions its children read. A purged child
+    /// with no children of its own reads nothing any more and pins nothing.
     pub(crate) fn all_pins(&self) -> HashMap<RunId, Vec<u64>> {
         let mut out: HashMap<RunId, Vec<u64>> = HashMap::new();
         if self.any() {
-            for p in self.forks.read().values() {
+            let forks = self.forks.read();
+            let purged = self.purged.read();
+            let parents: HashSet<RunId> = forks.values().map(|p| p.parent).collect();
+            for (child, p) in forks.iter() {
+                if purged.contains(child) && !parents.contains(child) {
+                    continue;
+                }
                 out.entry(p.parent).or_default().push(p.at);
             }
         }
         out
+    }
+
+    /// `true` if `run` was purged.
+    pub(crate) fn is_purged(&self, run: &RunId) -> bool {
+        self.any() && self.purged.read().contains(run)
+    }
+
+    /// The purged runs.
+    pub(crate) fn purged(&self) -> Vec<RunId> {
+        if !self.any() {
+            return Vec::new();
+        }
+        self.purged.read().iter().copied().collect()
+    }
+
+    /// `true` if any run was purged.
+    pub(crate) fn any_purged(&self) -> bool {
+        self.any() && !self.purged.read().is_empty()
     }
 
     /// The read levels of `run` at `snapshot`: the run itself, then each ancestor with
@@ -252,6 +323,13 @@ mod tests {
         };
         assert_eq!(decode_fork(&encode_fork(&p)), Some(p));
         assert_eq!(decode_fork(b"short"), None);
+        assert_eq!(decode_record(&encode_fork(&p)), Some((Some(p), false)));
+        assert_eq!(decode_record(&encode_purged(None)), Some((None, true)));
+        assert_eq!(
+            decode_record(&encode_purged(Some(&p))),
+            Some((Some(p), true))
+        );
+        assert_eq!(decode_record(&[2, 7]), None);
         let mut bad = encode_fork(&p).to_vec();
         bad[0] = 9;
         assert_eq!(decode_fork(&bad), None);

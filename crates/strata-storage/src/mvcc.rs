@@ -695,6 +695,82 @@ impl MvccMap {
     }
 }
 
+/// Keeps, of a purged run's chain (ascending versions), only the entries a reader at
+/// one of `pins` sees; returns how many were dropped. An empty chain is left when no
+/// pin sees anything: the key goes.
+pub(crate) fn purge_entries(chain: &mut Vec<Entry>, pins: &[u64]) -> u64 {
+    let before = chain.len();
+    let seen: Vec<usize> = pins
+        .iter()
+        .filter_map(|&p| chain.iter().rposition(|e| e.version <= p))
+        .collect();
+    let mut i = 0usize;
+    chain.retain(|_| {
+        let keep = seen.contains(&i);
+        i += 1;
+        keep
+    });
+    (before - chain.len()) as u64
+}
+
+impl MvccMap {
+    /// Purges the keys in `[start, end)`: keeps of each chain only the entries a reader
+    /// at one of `pins` sees (see [`purge_entries`]) and removes keys left with none.
+    pub(crate) fn purge_range(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        pins: &[u64],
+    ) -> GcStats {
+        let mut stats = GcStats::default();
+        let mut cursor: Option<Box<[u8]>> = None;
+        loop {
+            let lo = cursor.as_deref().map_or(start, Bound::Excluded);
+            if is_empty_range(lo, end) {
+                break;
+            }
+            let mut map = self.inner.write();
+            let mut visited = 0usize;
+            let mut last: Option<Box<[u8]>> = None;
+            let mut empty = Vec::new();
+            let mut chunk = GcStats::default();
+            for (k, chain) in map.range_mut::<[u8], _>((lo, end)) {
+                if visited == GC_CHUNK_KEYS {
+                    break;
+                }
+                visited += 1;
+                last = Some(k.clone());
+                let mut entries: Vec<Entry> = std::mem::take(chain).into_vec();
+                let sizes: u64 = entries.iter().map(|e| entry_size(e.value.as_ref())).sum();
+                let dropped = purge_entries(&mut entries, pins);
+                let kept: u64 = entries.iter().map(|e| entry_size(e.value.as_ref())).sum();
+                *chain = Chain::from_vec(entries);
+                if chain.is_empty() {
+                    empty.push(k.clone());
+                }
+                chunk.entries_dropped += dropped;
+                chunk.bytes_freed += sizes - kept;
+            }
+            for k in empty {
+                if map.remove(&k).is_some() {
+                    chunk.keys_removed += 1;
+                    chunk.bytes_freed += key_size(&k);
+                }
+            }
+            self.counters
+                .shrink(chunk.entries_dropped, chunk.keys_removed, chunk.bytes_freed);
+            drop(map);
+            chunk.keys_visited = visited as u64;
+            stats.add(chunk);
+            if visited < GC_CHUNK_KEYS {
+                break;
+            }
+            cursor = last;
+        }
+        stats
+    }
+}
+
 /// Drops the entries of one chain no reader retains (see
 /// [`MvccMap::gc_range_pinned`]; `pins` are sorted and all below `horizon`); returns
 /// (entries dropped, bytes freed).

@@ -1304,7 +1304,10 @@ impl Storage {
         } else {
             crate::compaction::pick(&l.runs.iter().map(|r| r.meta).collect::<Vec<_>>())
         };
-        if n < 2 {
+        // A full compaction also rewrites a lone run that may still hold what purged
+        // runs no longer keep, so that afterwards no file holds it.
+        let lone_purge = all && n == 1 && self.inner.lineage.any_purged();
+        if n < 2 && !lone_purge {
             return Ok(false);
         }
         let span = info_span!("compaction", dir = %d.dir.display(), runs = n);
@@ -1327,6 +1330,9 @@ impl Storage {
         let (pins, horizon) = self.pins_and_visible();
         // The versions forks read count as pinned in their parents.
         let fork_pins = self.inner.lineage.all_pins();
+        // Purged runs keep only what a pinned reader sees.
+        let purged: std::collections::HashSet<strata_core::RunId> =
+            self.inner.lineage.purged().into_iter().collect();
         let hook = self.inner.retention_hook.read().clone();
         let retention = hook.and_then(|h| h(self));
         let mut dropped = 0u64;
@@ -1343,7 +1349,15 @@ impl Storage {
                 let Some((key, mut chain)) = merge.next()? else {
                     break;
                 };
-                if let Some(r) = &retention {
+                let run = crate::lineage::run_of(&key);
+                if let Some(run) = run.filter(|r| purged.contains(r)) {
+                    let mut all = pins.clone();
+                    all.extend(fork_pins.get(&run).into_iter().flatten());
+                    dropped += crate::mvcc::purge_entries(&mut chain, &all);
+                    if chain.is_empty() {
+                        continue;
+                    }
+                } else if let Some(r) = &retention {
                     let policy = (r.policy_of)(&key);
                     let forked = crate::lineage::run_of(&key).and_then(|run| fork_pins.get(&run));
                     dropped += match forked {
@@ -1435,6 +1449,41 @@ impl Storage {
             let keep = keep || m.keeps_tombstones();
             m.gc_range_pinned_keeping(start, end, policy, &pins, horizon, now, keep)
         })
+    }
+
+    /// Removes from the memtable what purged runs still hold and no reader needs: of
+    /// each key of a purged run, only the entries seen by an open snapshot or by a
+    /// fork of it are kept (see [`crate::lineage`]). Versions already in sorted runs go
+    /// when compaction merges them ([`compact`](Self::compact) with `all` reaches
+    /// every run).
+    pub fn collect_purged(&self) -> crate::mvcc::GcStats {
+        let mut total = crate::mvcc::GcStats::default();
+        let lineage = &self.inner.lineage;
+        if !lineage.any_purged() {
+            return total;
+        }
+        let (pins, _) = self.pins_and_visible();
+        for run in lineage.purged() {
+            let mut all = pins.clone();
+            all.extend(lineage.pins_of(&run));
+            let prefix = crate::key::run_prefix(&run);
+            let end = crate::key::prefix_successor(&prefix);
+            let end = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+            let stats = self
+                .inner
+                .tree
+                .with_active(|m| m.purge_range(Bound::Included(&prefix), end, &all));
+            if stats.entries_dropped > 0 {
+                debug!(run = %run, versions_dropped = stats.entries_dropped, "purged run collected");
+            }
+            total.add(stats);
+        }
+        total
+    }
+
+    /// `true` if `run` was purged (see [`crate::lineage`]).
+    pub fn is_purged(&self, run: &strata_core::RunId) -> bool {
+        self.inner.lineage.is_purged(run)
     }
 
     /// Garbage-collects the keys starting with `prefix` under `policy`, never dropping a

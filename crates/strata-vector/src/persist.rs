@@ -78,6 +78,33 @@ pub fn is_own_file(file_name: &str) -> bool {
     })
 }
 
+/// Removes the index files (ours only) of `run`, then its directory if that leaves it
+/// empty, durably.
+pub fn remove_run_files(dir: &Path, run: &RunId) -> std::io::Result<()> {
+    let root = root(dir);
+    let run_dir = root.join(run.to_string());
+    let files = match std::fs::read_dir(&run_dir) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for f in files {
+        let f = f?;
+        let name = f.file_name();
+        let ours = name
+            .to_str()
+            .is_some_and(|n| is_own_file(n) || n.ends_with(".tmp"));
+        if ours {
+            std::fs::remove_file(f.path())?;
+        }
+    }
+    sync_dir(&run_dir)?;
+    if std::fs::remove_dir(&run_dir).is_ok() {
+        sync_dir(&root)?;
+    }
+    Ok(())
+}
+
 /// `<dir>/vectors/<run uuid>/<file_name(name)>`.
 pub fn file_path(dir: &Path, run: &RunId, name: &str) -> PathBuf {
     root(dir).join(run.to_string()).join(file_name(name))

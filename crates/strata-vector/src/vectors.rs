@@ -347,12 +347,30 @@ impl Vectors {
     /// records. A bad index file is logged and ignored, never an error. So opening a
     /// database with thousands of runs and collections costs nothing per collection.
     pub(crate) fn open(engine: Arc<Engine>) -> Result<Vectors> {
-        Ok(Vectors {
+        let v = Vectors {
             engine,
             indexes: Arc::new(RwLock::new(HashMap::new())),
             loading: Arc::new(parking_lot::Mutex::new(())),
             deleted: Arc::new(parking_lot::Mutex::new(std::collections::HashSet::new())),
-        })
+        };
+        // A purged run's indexes are forgotten and their files removed at once: they
+        // hold its vectors.
+        let indexes = Arc::downgrade(&v.indexes);
+        let loading = Arc::downgrade(&v.loading);
+        let dir = v.engine.storage().dir().map(Path::to_path_buf);
+        v.engine.on_purge(Arc::new(move |run: &RunId| {
+            let (Some(indexes), Some(loading)) = (indexes.upgrade(), loading.upgrade()) else {
+                return;
+            };
+            let _one_at_a_time = loading.lock();
+            indexes.write().retain(|(r, _), _| r != run);
+            if let Some(dir) = &dir {
+                if let Err(e) = persist::remove_run_files(dir, run) {
+                    tracing::warn!(run = %run, error = %e, "vector index files of a purged run not removed");
+                }
+            }
+        }));
+        Ok(v)
     }
 
     /// Loads the index of a collection (see [`open`](Self::open)); `None` if the
