@@ -937,12 +937,50 @@ fn run_info(py: Python<'_>, v: &Versioned<RunInfo>) -> PyResult<PyVersioned> {
     )?;
     d.set_item("error", i.error.clone())?;
     d.set_item("retention", retention_dict(py, &i.retention)?)?;
+    match &i.forked_from {
+        Some(o) => {
+            let f = PyDict::new(py);
+            f.set_item("parent", o.parent.to_string())?;
+            f.set_item("version", o.version.as_u64())?;
+            d.set_item("forked_from", f)?;
+        }
+        None => d.set_item("forked_from", py.None())?,
+    }
     Ok(PyVersioned {
         value: d.into_any().unbind(),
         version: v.version.as_u64(),
         version_kind: crate::conv::version_kind(v.version),
         timestamp: v.timestamp.as_micros(),
     })
+}
+
+fn change_dict<'py>(py: Python<'py>, c: &stratadb::Change) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let primitive = match c.primitive {
+        stratadb::DiffPrimitive::Kv => "kv",
+        stratadb::DiffPrimitive::Json => "json",
+        stratadb::DiffPrimitive::Event => "event",
+        stratadb::DiffPrimitive::State => "state",
+        stratadb::DiffPrimitive::Vector => "vector",
+    };
+    let kind = match c.kind {
+        stratadb::ChangeKind::Added => "added",
+        stratadb::ChangeKind::Removed => "removed",
+        stratadb::ChangeKind::Changed => "changed",
+    };
+    d.set_item("primitive", primitive)?;
+    d.set_item("container", c.container.clone())?;
+    d.set_item("key", c.key.clone())?;
+    d.set_item("kind", kind)?;
+    let side = |v: &Option<Versioned<Value>>| -> PyResult<Py<PyAny>> {
+        Ok(match v {
+            Some(v) => Py::new(py, crate::conv::versioned(py, v)?)?.into_any(),
+            None => py.None(),
+        })
+    };
+    d.set_item("before", side(&c.before)?)?;
+    d.set_item("after", side(&c.after)?)?;
+    Ok(d)
 }
 
 /// Runs (`db.runs`): isolated namespaces with a lifecycle.
@@ -1076,6 +1114,66 @@ impl PyRuns {
         self.db
             .call(py, |db| db.runs.set_retention(&r, policy))
             .map(|v| v.as_u64())
+    }
+    /// Forks the run at commit version `at` (default: now): a new active run that sees
+    /// everything the run held then and diverges from there. Nothing is copied.
+    /// Returns the new run's id.
+    #[pyo3(signature = (run, at=None))]
+    fn fork(&self, py: Python<'_>, run: &str, at: Option<u64>) -> PyResult<String> {
+        let r = run_id(Some(run))?;
+        self.db
+            .call(py, |db| db.runs.fork(&r, at.map(stratadb::Version::Txn)))
+            .map(|id| id.to_string())
+    }
+    /// Removes every version of every primitive of the run, and the run itself (with
+    /// `with_forks=True`, its forks too); forks made earlier keep what they saw.
+    /// Returns the commit version of the purge.
+    #[pyo3(signature = (run, with_forks=false))]
+    fn purge(&self, py: Python<'_>, run: &str, with_forks: bool) -> PyResult<u64> {
+        let r = run_id(Some(run))?;
+        self.db
+            .call(py, |db| {
+                if with_forks {
+                    db.runs.purge_with_forks(&r)
+                } else {
+                    db.runs.purge(&r)
+                }
+            })
+            .map(|v| v.as_u64())
+    }
+    /// What changed in the run from commit version `from_version` to `to_version`
+    /// (default: now): a list of dicts with `primitive`, `container`, `key`, `kind`
+    /// (`"added"`, `"removed"`, `"changed"`), `before` and `after` (`Versioned` or `None`).
+    #[pyo3(signature = (run, from_version, to_version=None))]
+    fn diff<'py>(
+        &self,
+        py: Python<'py>,
+        run: &str,
+        from_version: u64,
+        to_version: Option<u64>,
+    ) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let r = run_id(Some(run))?;
+        let changes = self.db.call(py, |db| {
+            db.runs
+                .diff(
+                    &r,
+                    stratadb::Version::Txn(from_version),
+                    to_version.map(stratadb::Version::Txn),
+                )?
+                .collect::<stratadb::Result<Vec<_>>>()
+        })?;
+        changes.iter().map(|c| change_dict(py, c)).collect()
+    }
+    /// What differs between run `a` (`before`) and run `b` (`after`) now, e.g. a parent
+    /// and its fork; same dicts as `diff`.
+    fn diff_runs<'py>(&self, py: Python<'py>, a: &str, b: &str) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let (ra, rb) = (run_id(Some(a))?, run_id(Some(b))?);
+        let changes = self.db.call(py, |db| {
+            db.runs
+                .diff_runs(&ra, &rb)?
+                .collect::<stratadb::Result<Vec<_>>>()
+        })?;
+        changes.iter().map(|c| change_dict(py, c)).collect()
     }
     /// The run's retention policy as a dict.
     fn get_retention<'py>(&self, py: Python<'py>, run: &str) -> PyResult<Bound<'py, PyDict>> {

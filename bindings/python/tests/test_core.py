@@ -242,6 +242,32 @@ def test_runs(db):
     assert db.runs.get(stratadb.Strata.ephemeral().runs.create()) is None
 
 
+def test_fork_diff_and_purge(db):
+    run = db.runs.create()
+    v1 = db.kv.put(run, "plan", "draft")
+    db.kv.put(run, "plan", "final")
+    fork = db.runs.fork(run, at=v1)
+    assert db.runs.get(fork).value["forked_from"] == {"parent": run, "version": v1}
+    assert db.runs.get(run).value["forked_from"] is None
+    assert db.kv.get_in(fork, "plan").value == "draft"
+    db.kv.set_in(fork, "extra", 1)
+    assert db.kv.get_in(run, "extra") is None
+    changes = db.runs.diff_runs(run, fork)
+    assert [(c["key"], c["kind"]) for c in changes] == [("extra", "added"), ("plan", "changed")]
+    assert changes[1]["before"].value == "final" and changes[1]["after"].value == "draft"
+    own = db.runs.diff(fork, v1)
+    assert [(c["primitive"], c["key"], c["kind"]) for c in own] == [("kv", "extra", "added")]
+    with pytest.raises(ConstraintViolationError):
+        db.runs.fork(run, at=10**12)
+    db.runs.purge(run)
+    assert db.runs.get(run) is None
+    with pytest.raises(RunError):
+        db.kv.get_in(run, "plan")
+    assert db.kv.get_in(fork, "plan").value == "draft"
+    db.runs.purge(fork, with_forks=True)
+    assert not db.runs.exists(fork)
+
+
 def test_exception_hierarchy():
     for cls in (NotFoundError, ConflictError, RunError, InvalidKeyError, WrongTypeError,
                 ConstraintViolationError, ClosedError, stratadb.StorageError,
