@@ -1166,7 +1166,12 @@ impl PyRuns {
     }
     /// What differs between run `a` (`before`) and run `b` (`after`) now, e.g. a parent
     /// and its fork; same dicts as `diff`.
-    fn diff_runs<'py>(&self, py: Python<'py>, a: &str, b: &str) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    fn diff_runs<'py>(
+        &self,
+        py: Python<'py>,
+        a: &str,
+        b: &str,
+    ) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let (ra, rb) = (run_id(Some(a))?, run_id(Some(b))?);
         let changes = self.db.call(py, |db| {
             db.runs

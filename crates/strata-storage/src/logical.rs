@@ -208,3 +208,25 @@ fn move_bound(b: Bound<&[u8]>, from: &RunId, to: &RunId) -> Bound<Box<[u8]>> {
         Bound::Unbounded => Bound::Unbounded,
     }
 }
+
+/// The entries of keys in `[start, end)` visible at `snapshot` in the physical layers
+/// only (no lineage), deletes included, in key order.
+pub(crate) fn scan_own(
+    tree: &Tree,
+    start: Bound<&[u8]>,
+    end: Bound<&[u8]>,
+    snapshot: u64,
+) -> Result<Vec<(Box<[u8]>, Entry)>> {
+    let mut out = Vec::new();
+    if is_empty_range(start, end) {
+        return Ok(out);
+    }
+    let layers = tree.layers();
+    let mut merge = Merge::new(&layers, start, end, false, snapshot);
+    while let Some((k, chain)) = merge.next()? {
+        if let Some(e) = visible_at(&chain, snapshot) {
+            out.push((k, e.clone()));
+        }
+    }
+    Ok(out)
+}

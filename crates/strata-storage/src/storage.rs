@@ -678,6 +678,18 @@ impl Storage {
         crate::logical::scan(t, l, start, end, snapshot, limit, true)
     }
 
+    /// The entries of the keys in a range visible at `snapshot` that were written in
+    /// that range itself — deletes included, nothing read through the lineage of a
+    /// forked run — in key order. What a fork changed, as opposed to what it sees.
+    pub fn scan_own_range(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        snapshot: u64,
+    ) -> Result<Vec<(Box<[u8]>, Entry)>> {
+        crate::logical::scan_own(&self.inner.tree, start, end, snapshot)
+    }
+
     /// Versions of `key` visible at `snapshot`, newest first (see [`Tree::history`]).
     pub fn history(
         &self,

@@ -21,6 +21,7 @@
 //! **Metadata** may be any [`Value`]; filters look at the top-level fields of `Object`
 //! metadata, and never match other metadata.
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -88,6 +89,8 @@ struct CollectionDef {
 }
 
 struct IndexEntry {
+    /// The collection's vectors — for a forked collection, only those its run wrote
+    /// itself (see [`Base`]).
     index: CollectionIndex,
     /// Commit version that created the collection this index belongs to.
     created_version: u64,
@@ -99,6 +102,36 @@ struct IndexEntry {
     persisted: Option<u64>,
     /// How the index came to be.
     source: IndexSource,
+    /// Every change to the collection committed after this version is in `changelog`.
+    tracked_since: u64,
+    /// The keys changed after `tracked_since`, by commit version (bounded by
+    /// [`MAX_CHANGELOG`]: the oldest go first, moving `tracked_since` up). What a fork
+    /// of this collection must not take from this index.
+    changelog: std::collections::BTreeMap<u64, Vec<String>>,
+    changelog_len: usize,
+    /// For a forked collection: where its inherited vectors are searched.
+    base: Option<Base>,
+    /// For a forked collection: whether the parent held each key of `applied` at the
+    /// fork version (for the count).
+    base_had: HashMap<String, bool>,
+}
+
+/// The most keys a collection's changelog lists (see [`IndexEntry::changelog`]).
+const MAX_CHANGELOG: usize = 1 << 16;
+
+/// The parent side of a forked collection: the parent's index, read as of the fork.
+///
+/// A fork's collection shares its parent's index instead of copying it. A search asks
+/// the fork's own index (the vectors the fork wrote) and the parent's, drops the
+/// parent's hits the fork overwrote or deleted, and drops those the parent changed
+/// after the fork (from the parent's changelog) — those keys are scored exactly from
+/// the records as the fork sees them instead. The parent's index may itself be a fork's.
+struct Base {
+    entry: Arc<RwLock<IndexEntry>>,
+    parent: RunId,
+    at: u64,
+    /// Vectors the parent's collection held at `at`.
+    len_at: u64,
 }
 
 impl IndexEntry {
@@ -110,7 +143,60 @@ impl IndexEntry {
             changes: 0,
             persisted: None,
             source,
+            tracked_since: created_version,
+            changelog: std::collections::BTreeMap::new(),
+            changelog_len: 0,
+            base: None,
+            base_had: HashMap::new(),
         }
+    }
+
+    /// Lists a change of `key` at `version` in the changelog.
+    fn note_change(&mut self, key: &str, version: u64) {
+        if version <= self.tracked_since {
+            return;
+        }
+        self.changelog
+            .entry(version)
+            .or_default()
+            .push(key.to_owned());
+        self.changelog_len += 1;
+        while self.changelog_len > MAX_CHANGELOG {
+            let Some((v, keys)) = self.changelog.pop_first() else {
+                break;
+            };
+            self.changelog_len -= keys.len();
+            self.tracked_since = v;
+        }
+    }
+
+    /// The newest version this entry has applied.
+    fn applied_through(&self) -> u64 {
+        self.changelog
+            .last_key_value()
+            .map_or(self.tracked_since, |(v, _)| *v)
+            .max(self.tracked_since)
+    }
+
+    /// Keys changed after `at` (the caller checked `at >= tracked_since`).
+    fn changed_after(&self, at: u64) -> std::collections::HashSet<String> {
+        self.changelog
+            .range(at.saturating_add(1)..)
+            .flat_map(|(_, keys)| keys.iter().cloned())
+            .collect()
+    }
+
+    /// Number of vectors in the collection as its run sees it.
+    fn view_len(&self) -> u64 {
+        let Some(b) = &self.base else {
+            return self.index.len() as u64;
+        };
+        let mut n = b.len_at as i64;
+        for k in self.applied.keys() {
+            n += i64::from(self.index.contains(k));
+            n -= i64::from(self.base_had.get(k).copied().unwrap_or(false));
+        }
+        n.max(0) as u64
     }
 }
 
@@ -127,6 +213,12 @@ pub enum IndexSource {
         /// Records upserted or keys deleted because they changed after the file was
         /// written.
         replayed: usize,
+    },
+    /// A collection its run inherited from the run it was forked from: it searches the
+    /// parent's index as of the fork and holds only the vectors the fork wrote itself.
+    Forked {
+        /// Vectors (and deletes) the fork had written when its index was made.
+        own: usize,
     },
 }
 
@@ -377,19 +469,44 @@ impl Vectors {
     /// collection does not exist.
     fn load_entry(&self, run: &RunId, name: &str) -> Result<Option<Arc<RwLock<IndexEntry>>>> {
         let _one_at_a_time = self.loading.lock();
+        self.load_entry_locked(run, name)
+    }
+
+    /// [`load_entry`](Self::load_entry) with the loading lock held (a fork's load
+    /// loads its parent's index first).
+    fn load_entry_locked(
+        &self,
+        run: &RunId,
+        name: &str,
+    ) -> Result<Option<Arc<RwLock<IndexEntry>>>> {
         if let Some(e) = self.indexes.read().get(&(*run, name.to_owned())) {
             return Ok(Some(e.clone()));
         }
-        let (found, _) = self.engine.run(|txn| load_def(txn, run, name))?;
-        let Some((def, created_version)) = found else {
+        let (found, _) = self.engine.run(|txn| {
+            let def = load_def(txn, run, name)?;
+            let origin = runs::check_exists(txn, run)?.forked_from;
+            Ok((def, origin))
+        })?;
+        let (Some((def, created_version)), origin) = found else {
             return Ok(None);
         };
         let t = std::time::Instant::now();
-        let dir = self.engine.storage().dir().map(|d| d.to_path_buf());
-        let loaded = dir
-            .as_deref()
-            .and_then(|d| self.load_file(d, run, name, &def, created_version));
-        let entry = match loaded {
+        // A collection inherited from the run this one was forked from shares the
+        // parent's index (when the parent's index can tell what changed since).
+        let inherited = origin
+            .map(|o| (o.parent, o.version.as_u64()))
+            .filter(|(_, at)| created_version <= *at);
+        let mut entry = None;
+        if let Some((parent, at)) = inherited {
+            entry = self.overlay(run, name, &def, created_version, parent, at)?;
+        }
+        if entry.is_none() {
+            let dir = self.engine.storage().dir().map(|d| d.to_path_buf());
+            entry = dir
+                .as_deref()
+                .and_then(|d| self.load_file(d, run, name, &def, created_version));
+        }
+        let entry = match entry {
             Some(entry) => entry,
             None => self.rebuild(run, name, &def, created_version)?,
         };
@@ -397,6 +514,7 @@ impl Vectors {
         if n > 0 || entry.source != IndexSource::Rebuilt {
             let (how, replayed) = match entry.source {
                 IndexSource::Loaded { replayed } => ("loaded", replayed),
+                IndexSource::Forked { own } => ("shared with the parent run", own),
                 _ => ("rebuilt", 0),
             };
             tracing::info!(
@@ -415,10 +533,81 @@ impl Vectors {
         Ok(Some(entry))
     }
 
-    fn scan_records(&self, run: &RunId, name: &str) -> Result<Records> {
+    /// The records of a collection, and the version they were read at.
+    fn scan_records(&self, run: &RunId, name: &str) -> Result<(Records, u64)> {
         let prefix = records_prefix(run, name);
-        let (records, _) = self.engine.run(|txn| Ok(txn.scan_prefix(&prefix, None)))?;
-        Ok((prefix, records))
+        let ((records, at), _) = self
+            .engine
+            .run(|txn| Ok((txn.scan_prefix(&prefix, None), txn.snapshot_version())))?;
+        Ok(((prefix, records), at))
+    }
+
+    /// The index of a collection `run` inherited from `parent` (forked at `at`): the
+    /// parent's index, loaded if needed, plus the vectors `run` wrote itself. `None`
+    /// when the parent's index no longer lists every change since `at` (its changelog
+    /// starts later, e.g. after a reopen): the caller rebuilds instead.
+    fn overlay(
+        &self,
+        run: &RunId,
+        name: &str,
+        def: &CollectionDef,
+        created_version: u64,
+        parent: RunId,
+        at: u64,
+    ) -> Result<Option<IndexEntry>> {
+        let Some(base) = self.load_entry_locked(&parent, name)? else {
+            return Ok(None);
+        };
+        let storage = self.engine.storage();
+        let b = base.read();
+        if b.tracked_since > at || b.created_version != created_version {
+            return Ok(None);
+        }
+        let mut entry = IndexEntry::new(
+            CollectionIndex::new(CollectionConfig::new(def.dimension, def.metric))?,
+            created_version,
+            IndexSource::Forked { own: 0 },
+        );
+        // What the fork wrote itself, deletes included (they hide the parent's).
+        let prefix = records_prefix(run, name);
+        let end = strata_storage::key::prefix_successor(&prefix);
+        let end = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let snapshot = storage.visible_version();
+        let own = storage.scan_own_range(Bound::Included(&prefix), end, snapshot)?;
+        let parent_has = |key: &str, version: u64| -> Result<bool> {
+            Ok(storage
+                .get(&record_key(&parent, name, key), version)?
+                .is_some())
+        };
+        for (rk, re) in &own {
+            let key = String::from_utf8_lossy(&rk[prefix.len()..]).into_owned();
+            if let Some(bytes) = re.value.as_deref() {
+                let (vector, metadata) = decode_record(bytes)?;
+                entry
+                    .index
+                    .upsert(&key, &vector, metadata.filter(Value::is_object))?;
+            }
+            entry.base_had.insert(key.clone(), parent_has(&key, at)?);
+            entry.applied.insert(key, re.version);
+        }
+        entry.source = IndexSource::Forked { own: own.len() };
+        entry.tracked_since = snapshot;
+        // The parent's count at `at`: its count now, corrected by the keys it changed
+        // since.
+        let through = b.applied_through();
+        let mut len_at = b.view_len() as i64;
+        for k in b.changed_after(at) {
+            len_at -= i64::from(parent_has(&k, through)?);
+            len_at += i64::from(parent_has(&k, at)?);
+        }
+        drop(b);
+        entry.base = Some(Base {
+            entry: base,
+            parent,
+            at,
+            len_at: len_at.max(0) as u64,
+        });
+        Ok(Some(entry))
     }
 
     /// Builds a collection's index from its records.
@@ -434,7 +623,8 @@ impl Vectors {
             created_version,
             IndexSource::Rebuilt,
         );
-        let (prefix, records) = self.scan_records(run, name)?;
+        let ((prefix, records), snapshot) = self.scan_records(run, name)?;
+        entry.tracked_since = snapshot.max(created_version);
         // In batches, so that the graph is built on all cores.
         const BATCH: usize = 8192;
         let mut batch = Vec::with_capacity(BATCH.min(records.len()));
@@ -516,9 +706,19 @@ impl Vectors {
             applied: old,
             mut index,
         } = file;
-        let (prefix, records) = self.scan_records(run, name)?;
+        let ((prefix, records), snapshot) = self.scan_records(run, name)?;
         let mut applied = HashMap::with_capacity(records.len());
         let mut replayed = 0usize;
+        // Every change up to the newest the file applied is in the file; later ones
+        // are replayed below, at their versions — except deletes, whose versions are
+        // unknown: they make the changelog start at this scan.
+        let file_through = old
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(created_version);
+        let mut changed: Vec<(String, u64)> = Vec::new();
         for (rk, re) in records {
             let key = String::from_utf8_lossy(&rk[prefix.len()..]).into_owned();
             let current = old.get(&key) == Some(&re.version) && index.contains(&key);
@@ -526,6 +726,7 @@ impl Vectors {
                 let (vector, metadata) = decode_record(re.value.as_deref().unwrap_or_default())?;
                 index.upsert(&key, &vector, metadata.filter(Value::is_object))?;
                 replayed += 1;
+                changed.push((key.clone(), re.version));
             }
             applied.insert(key, re.version);
         }
@@ -534,19 +735,25 @@ impl Vectors {
             .filter(|(k, _, _)| !applied.contains_key(*k))
             .map(|(k, _, _)| k.to_owned())
             .collect();
+        let any_gone = !gone.is_empty();
         for k in gone {
             index.delete(&k);
             replayed += 1;
         }
         let changes = replayed as u64;
-        Ok(IndexEntry {
-            index,
-            created_version,
-            applied,
-            changes,
-            persisted: Some(0),
-            source: IndexSource::Loaded { replayed },
-        })
+        let mut entry = IndexEntry::new(index, created_version, IndexSource::Loaded { replayed });
+        entry.applied = applied;
+        entry.changes = changes;
+        entry.persisted = Some(0);
+        if any_gone {
+            entry.tracked_since = snapshot;
+        } else {
+            entry.tracked_since = file_through;
+            for (k, v) in changed {
+                entry.note_change(&k, v);
+            }
+        }
+        Ok(entry)
     }
 
     /// Writes the index file of every collection changed since its file was last
@@ -585,7 +792,9 @@ impl Vectors {
             }
             let encoded = {
                 let e = entry.read();
-                if e.persisted == Some(e.changes) {
+                // A forked collection's index holds only the fork's own vectors; it is
+                // made again from the parent's on the next open.
+                if e.persisted == Some(e.changes) || e.base.is_some() {
                     continue;
                 }
                 persist::encode_file(run, name, e.created_version, &e.applied, &e.index)
@@ -757,6 +966,19 @@ impl Vectors {
                 }
                 e.applied.insert(key.clone(), version);
                 e.changes += 1;
+                e.note_change(key, version);
+                let fork_of = e.base.as_ref().map(|b| (b.parent, b.at));
+                if let Some((parent, at)) = fork_of {
+                    if !e.base_had.contains_key(key) {
+                        let had = self
+                            .engine
+                            .storage()
+                            .get(&record_key(&parent, collection, key), at)
+                            .map(|r| r.is_some())
+                            .unwrap_or(false);
+                        e.base_had.insert(key.clone(), had);
+                    }
+                }
             }
             match op {
                 PendingIndexOp::Upsert {
@@ -854,9 +1076,7 @@ impl Vectors {
     }
 
     fn info_of(&self, run: &RunId, name: &str, def: &CollectionDef) -> CollectionInfo {
-        let count = self
-            .entry(run, name)
-            .map_or(0, |e| e.read().index.len() as u64);
+        let count = self.entry(run, name).map_or(0, |e| e.read().view_len());
         CollectionInfo {
             name: name.to_owned(),
             dimension: def.dimension,
@@ -1128,7 +1348,32 @@ impl Vectors {
             };
             let hits = {
                 let e = entry.read();
-                let mut hits = e.index.search_with_ef(query, k, ef, filter)?;
+                let mut hits = if e.base.is_none() {
+                    e.index.search_with_ef(query, k, ef, filter)?
+                } else {
+                    let mut found = HashMap::new();
+                    let mut exact = std::collections::HashSet::new();
+                    collect_hits(&e, query, k, ef, filter, &mut found, &mut exact)?;
+                    // Keys some parent changed after a fork: scored from the records
+                    // as this run sees them.
+                    for key in exact {
+                        let Some(rec) = txn.get(&record_key(run, collection, &key)) else {
+                            found.remove(&key);
+                            continue;
+                        };
+                        let (vector, metadata) =
+                            decode_record(rec.value.as_deref().unwrap_or_default())?;
+                        if filter.is_none_or(|f| f.matches(metadata.as_ref())) {
+                            found.insert(key, def.metric.score(query, &vector));
+                        } else {
+                            found.remove(&key);
+                        }
+                    }
+                    let mut hits: Vec<(String, f32)> = found.into_iter().collect();
+                    hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                    hits.truncate(k);
+                    hits
+                };
                 if let Some(t) = threshold {
                     hits.retain(|(_, s)| *s >= t);
                 }
@@ -1149,6 +1394,58 @@ impl Vectors {
             }
             Ok(out)
         })
+    }
+}
+
+/// The best `want` hits of a collection's index and, for a forked collection, of its
+/// parent's as of the fork (recursively), into `found`; keys some parent changed after
+/// the fork go to `exact`, to be scored from the records (see [`Base`]).
+fn collect_hits(
+    e: &IndexEntry,
+    query: &[f32],
+    want: usize,
+    ef: Option<usize>,
+    filter: Option<&SearchFilter>,
+    found: &mut HashMap<String, f32>,
+    exact: &mut std::collections::HashSet<String>,
+) -> Result<()> {
+    for (key, score) in e.index.search_with_ef(query, want, ef, filter)? {
+        found.entry(key).or_insert(score);
+    }
+    let Some(b) = &e.base else {
+        return Ok(());
+    };
+    let be = b.entry.read();
+    let changed = be.changed_after(b.at);
+    for k in &changed {
+        if !e.applied.contains_key(k) {
+            exact.insert(k.clone());
+        }
+    }
+    // Ask the parent for more than `want`: hits this fork hides do not count.
+    let total = be.view_len() as usize;
+    let mut ask = want.saturating_add(8);
+    loop {
+        let mut sub = HashMap::new();
+        let mut sub_exact = std::collections::HashSet::new();
+        collect_hits(&be, query, ask, ef, filter, &mut sub, &mut sub_exact)?;
+        let got = sub.len();
+        let kept: Vec<(String, f32)> = sub
+            .into_iter()
+            .filter(|(k, _)| !e.applied.contains_key(k) && !changed.contains(k))
+            .collect();
+        if kept.len() >= want || got < ask || ask >= total {
+            for (k, s) in kept {
+                found.entry(k).or_insert(s);
+            }
+            for k in sub_exact {
+                if !e.applied.contains_key(&k) {
+                    exact.insert(k);
+                }
+            }
+            return Ok(());
+        }
+        ask = ask.saturating_mul(2);
     }
 }
 

@@ -400,3 +400,202 @@ fn export_and_exact_import_keep_forks() {
     db.export(&mut again, None, |_| {}).unwrap();
     assert_eq!(dump, again, "export | import | export is byte-identical");
 }
+
+/// A deterministic pseudo-random vector.
+fn pseudo(seed: u64, dim: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..dim)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+/// The exact top `k` of `(key, vector)` for `query` under cosine, best first.
+fn exact_top(
+    items: &std::collections::BTreeMap<String, Vec<f32>>,
+    query: &[f32],
+    k: usize,
+) -> Vec<String> {
+    let cos = |a: &[f32], b: &[f32]| {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+        dot / (na * nb)
+    };
+    let mut scored: Vec<(f32, &String)> = items.iter().map(|(k, v)| (cos(v, query), k)).collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    scored.into_iter().take(k).map(|(_, k)| k.clone()).collect()
+}
+
+#[test]
+fn a_forked_collection_shares_the_parent_index_and_searches_its_own_view() {
+    let db = db();
+    let dim = 16;
+    let run = db.runs.create(None).unwrap();
+    db.vectors
+        .create_collection(&run, "mem", dim, DistanceMetric::Cosine)
+        .unwrap();
+    let mut parent: std::collections::BTreeMap<String, Vec<f32>> = Default::default();
+    for i in 0..2_000u64 {
+        let v = pseudo(i, dim);
+        db.vectors
+            .upsert(&run, "mem", &format!("p{i:04}"), &v, None)
+            .unwrap();
+        parent.insert(format!("p{i:04}"), v);
+    }
+    // The parent's index is loaded (it was written through): the fork shares it.
+    let fork = db.runs.fork(&run, None).unwrap();
+    let mut child = parent.clone();
+    // The fork changes 10 %: overwrites, deletes, additions.
+    for i in 0..100u64 {
+        let v = pseudo(10_000 + i, dim);
+        db.vectors
+            .upsert(&fork, "mem", &format!("p{i:04}"), &v, None)
+            .unwrap();
+        child.insert(format!("p{i:04}"), v);
+        db.vectors
+            .delete(&fork, "mem", &format!("p{:04}", 1_000 + i))
+            .unwrap();
+        child.remove(&format!("p{:04}", 1_000 + i));
+        let v = pseudo(20_000 + i, dim);
+        db.vectors
+            .upsert(&fork, "mem", &format!("f{i:04}"), &v, None)
+            .unwrap();
+        child.insert(format!("f{i:04}"), v);
+    }
+    // The parent changes after the fork too: the fork must not see it.
+    for i in 1_500..1_550u64 {
+        db.vectors
+            .upsert(
+                &run,
+                "mem",
+                &format!("p{i:04}"),
+                &pseudo(30_000 + i, dim),
+                None,
+            )
+            .unwrap();
+        db.vectors
+            .delete(&run, "mem", &format!("p{:04}", i + 100))
+            .unwrap();
+    }
+    assert!(matches!(
+        strata_vector::internal::index_source(&db.vectors, &fork, "mem"),
+        Some(strata_vector::IndexSource::Forked { .. })
+    ));
+    assert_eq!(db.vectors.count(&fork, "mem").unwrap(), child.len() as u64);
+    assert_eq!(db.vectors.count(&run, "mem").unwrap(), 1_950);
+    let mut hits = 0;
+    let mut total = 0;
+    for q in 0..50u64 {
+        let query = pseudo(50_000 + q, dim);
+        let want = exact_top(&child, &query, 10);
+        let got: Vec<String> = db
+            .vectors
+            .search(&fork, "mem", &query, 10, None)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        for k in &got {
+            assert!(child.contains_key(k), "{k} is not in the fork's view");
+        }
+        hits += got.iter().filter(|k| want.contains(k)).count();
+        total += want.len();
+    }
+    let recall = hits as f64 / total as f64;
+    assert!(recall >= 0.95, "recall@10 in the fork: {recall}");
+    // A stored vector the parent changed after the fork is found with the fork's copy.
+    let old = child.get("p1520").unwrap().clone();
+    let top = db.vectors.search(&fork, "mem", &old, 1, None).unwrap();
+    assert_eq!(top[0].key, "p1520");
+    assert_eq!(top[0].vector, None);
+    let deleted_in_parent = child.get("p1620").unwrap().clone();
+    let top = db
+        .vectors
+        .search(&fork, "mem", &deleted_in_parent, 1, None)
+        .unwrap();
+    assert_eq!(top[0].key, "p1620");
+    // A fork of the fork.
+    let grandchild = db.runs.fork(&fork, None).unwrap();
+    db.vectors.delete(&grandchild, "mem", "f0000").unwrap();
+    assert_eq!(
+        db.vectors.count(&grandchild, "mem").unwrap(),
+        child.len() as u64 - 1
+    );
+    let q = child.get("f0001").unwrap().clone();
+    let top = db.vectors.search(&grandchild, "mem", &q, 1, None).unwrap();
+    assert_eq!(top[0].key, "f0001");
+}
+
+#[test]
+fn forked_collections_after_reopen_and_with_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let dim = 8;
+    let (run, fork, quiet_fork) = {
+        let db = Strata::open(&path).unwrap();
+        let run = db.runs.create(None).unwrap();
+        db.vectors
+            .create_collection(&run, "mem", dim, DistanceMetric::Cosine)
+            .unwrap();
+        for i in 0..1_500u64 {
+            let kind = if i % 2 == 0 { "even" } else { "odd" };
+            db.vectors
+                .upsert(
+                    &run,
+                    "mem",
+                    &format!("k{i:04}"),
+                    &pseudo(i, dim),
+                    Some(json!({"kind": kind})),
+                )
+                .unwrap();
+        }
+        let quiet_fork = db.runs.fork(&run, None).unwrap();
+        let fork = db.runs.fork(&run, None).unwrap();
+        db.vectors.delete(&fork, "mem", "k0002").unwrap();
+        db.vectors
+            .upsert(&run, "mem", "k0004", &pseudo(99_999, dim), None)
+            .unwrap();
+        // Filtered search in the fork: only even keys, never the one it deleted.
+        let hits = db
+            .vectors
+            .search(
+                &fork,
+                "mem",
+                &pseudo(2, dim),
+                5,
+                Some(SearchFilter::eq("kind", "even")),
+            )
+            .unwrap();
+        assert_eq!(hits.len(), 5);
+        assert!(hits.iter().all(|h| h.key != "k0002"));
+        assert!(hits
+            .iter()
+            .all(|h| h.key[1..].parse::<u64>().unwrap() % 2 == 0));
+        db.close().unwrap();
+        (run, fork, quiet_fork)
+    };
+    let db = Strata::open(&path).unwrap();
+    assert_eq!(db.vectors.count(&fork, "mem").unwrap(), 1_499);
+    assert_eq!(db.vectors.count(&quiet_fork, "mem").unwrap(), 1_500);
+    assert_eq!(db.vectors.count(&run, "mem").unwrap(), 1_500);
+    let top = db
+        .vectors
+        .search(&fork, "mem", &pseudo(4, dim), 1, None)
+        .unwrap();
+    assert_eq!(top[0].key, "k0004", "the fork keeps its copy of k0004");
+    let top = db
+        .vectors
+        .search(&run, "mem", &pseudo(99_999, dim), 1, None)
+        .unwrap();
+    assert_eq!(top[0].key, "k0004");
+    let top = db
+        .vectors
+        .search(&quiet_fork, "mem", &pseudo(7, dim), 1, None)
+        .unwrap();
+    assert_eq!(top[0].key, "k0007");
+}
