@@ -1,0 +1,120 @@
+//! A forked vector collection: fork of a run holding 100,000 vectors (384-d, clustered),
+//! its first search (the fork's index is its parent's, shared), search QPS in a fork
+//! that changed 10 % of the vectors next to the unforked collection, and the fork's
+//! recall@10 against an exact scan of its own view (printed once).
+//!
+//! `cargo bench -p stratadb --bench vector_fork`
+//! (`VECTOR_FORK_N=20000` for a smaller parent.)
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use stratadb::prelude::*;
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+fn bench(c: &mut Criterion) {
+    let n: usize = std::env::var("VECTOR_FORK_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    let dim = 384;
+    let vectors = strata_vector::synthetic::clustered(n + 2_000, dim, 7);
+    let (base, rest) = vectors.split_at(n);
+    let db = Strata::ephemeral().expect("db");
+    let run = db.runs.create(None).expect("run");
+    db.vectors
+        .create_collection(&run, "mem", dim, DistanceMetric::Cosine)
+        .expect("collection");
+    let load = Instant::now();
+    for chunk in base.chunks(5_000).enumerate() {
+        let (i, vs) = chunk;
+        let items: Vec<(String, &[f32], Option<Value>)> = vs
+            .iter()
+            .enumerate()
+            .map(|(j, v)| (format!("v{:06}", i * 5_000 + j), v.as_slice(), None))
+            .collect();
+        db.vectors.upsert_batch(&run, "mem", items).expect("load");
+    }
+    eprintln!("loaded {n} vectors in {:.1} s", load.elapsed().as_secs_f64());
+
+    // A fork that changes 10 %: overwrites 5 %, deletes 2.5 %, adds 2.5 %.
+    let t = Instant::now();
+    let fork = db.runs.fork(&run, None).expect("fork");
+    let fork_us = t.elapsed().as_micros();
+    let q0 = &rest[0];
+    let t = Instant::now();
+    db.vectors.search(&fork, "mem", q0, 10, None).expect("first search");
+    eprintln!(
+        "fork of a {n}-vector run: {fork_us} µs; its first search: {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let mut view: HashMap<String, Vec<f32>> = base
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("v{i:06}"), v.clone()))
+        .collect();
+    let tenth = n / 10;
+    let overwrite: Vec<(String, &[f32], Option<Value>)> = (0..tenth / 2)
+        .map(|i| (format!("v{:06}", i * 2), base[(i * 2 + 1) % n].as_slice(), None))
+        .collect();
+    for (k, v, _) in &overwrite {
+        view.insert(k.clone(), v.to_vec());
+    }
+    for chunk in overwrite.chunks(5_000) {
+        db.vectors.upsert_batch(&fork, "mem", chunk.to_vec()).expect("overwrite");
+    }
+    for i in 0..tenth / 4 {
+        let k = format!("v{:06}", n - 1 - i * 3);
+        db.vectors.delete(&fork, "mem", &k).expect("delete");
+        view.remove(&k);
+    }
+    let added: Vec<(String, &[f32], Option<Value>)> = (0..tenth / 4)
+        .map(|i| (format!("new{i:06}"), rest[(i % 1_000) + 1_000].as_slice(), None))
+        .collect();
+    for (k, v, _) in &added {
+        view.insert(k.clone(), v.to_vec());
+    }
+    db.vectors.upsert_batch(&fork, "mem", added).expect("add");
+
+    // Recall@10 of the fork against an exact scan of its view.
+    let queries = &rest[..100];
+    let mut hits = 0;
+    for q in queries {
+        let mut exact: Vec<(f32, &String)> = view.iter().map(|(k, v)| (cosine(q, v), k)).collect();
+        exact.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let want: Vec<&String> = exact.iter().take(10).map(|(_, k)| *k).collect();
+        let got = db.vectors.search(&fork, "mem", q, 10, None).expect("search");
+        hits += got.iter().filter(|m| want.contains(&&m.key)).count();
+    }
+    eprintln!("fork recall@10 over 100 queries: {:.3}", hits as f64 / 1_000.0);
+
+    let mut g = c.benchmark_group("vector_fork");
+    g.measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1));
+    g.bench_function("fork_run_with_vectors", |b| {
+        b.iter(|| db.runs.fork(&run, None).expect("fork"))
+    });
+    let mut i = 0usize;
+    g.bench_function("search_k10_unforked", |b| {
+        b.iter(|| {
+            i = (i + 1) % queries.len();
+            db.vectors.search(&run, "mem", &queries[i], 10, None).expect("search")
+        })
+    });
+    g.bench_function("search_k10_fork_10pct_changed", |b| {
+        b.iter(|| {
+            i = (i + 1) % queries.len();
+            db.vectors.search(&fork, "mem", &queries[i], 10, None).expect("search")
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
