@@ -171,6 +171,53 @@ pub(crate) struct Lineage {
     purged: RwLock<HashSet<RunId>>,
     /// `true` once any fork is known: reads skip the lineage entirely until then.
     any: AtomicBool,
+    /// Per forked run, the keys it wrote itself, when known (see [`OwnKeys`]).
+    own: RwLock<HashMap<RunId, OwnKeys>>,
+}
+
+/// The most keys [`OwnKeys`] lists for one forked run; a fork that wrote more is
+/// always read level by level.
+pub(crate) const MAX_OWN_KEYS: usize = 1 << 16;
+
+/// The keys (after the run id) a forked run wrote itself, deletes included: a read
+/// that falls through a fork of depth `d` skips every level whose set shows it does
+/// not hold the key (or nothing in a scanned range), so it costs about one lookup
+/// instead of `d + 1`. A new fork starts with an empty, complete set; a fork found at
+/// open gets its set on first use (one scan of its own keys). Commits add their keys
+/// under the commit lock, so a set never misses a key a reader could see.
+pub(crate) enum OwnKeys {
+    /// Being filled by a scan; commits add to it; readers do not use it yet.
+    Building(std::collections::BTreeSet<Box<[u8]>>),
+    /// Complete.
+    Ready(std::collections::BTreeSet<Box<[u8]>>),
+    /// More than [`MAX_OWN_KEYS`]: not tracked.
+    TooMany,
+}
+
+impl OwnKeys {
+    fn insert(&mut self, rest: &[u8]) {
+        let full = match self {
+            OwnKeys::Building(set) | OwnKeys::Ready(set) => {
+                set.insert(rest.into());
+                set.len() > MAX_OWN_KEYS
+            }
+            OwnKeys::TooMany => false,
+        };
+        if full {
+            *self = OwnKeys::TooMany;
+        }
+    }
+}
+
+/// What a fork level's own-key set says about a key or range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Presence {
+    /// The level certainly holds nothing there: skip it.
+    Absent,
+    /// It may: read it.
+    Maybe,
+    /// No set yet (the caller may build one).
+    Unknown,
 }
 
 impl Lineage {
@@ -197,6 +244,7 @@ impl Lineage {
             .store(!forks.is_empty() || !purged.is_empty(), Ordering::Release);
         *mine = forks;
         *mine_purged = purged;
+        self.own.write().clear();
     }
 
     /// Records what the lineage record of `run` now says (`None`: no record).
@@ -222,9 +270,112 @@ impl Lineage {
     pub(crate) fn note(&self, writes: &[Write]) {
         for w in writes {
             if let Some(child) = child_of_fork_key(&w.key) {
-                self.set(child, w.value.as_deref().and_then(decode_record));
+                let record = w.value.as_deref().and_then(decode_record);
+                if matches!(record, Some((Some(_), false))) && self.parent_of(&child).is_none() {
+                    // A new fork: its own keyspace is empty.
+                    self.own
+                        .write()
+                        .insert(child, OwnKeys::Ready(Default::default()));
+                }
+                self.set(child, record);
             }
         }
+        if !self.any() {
+            return;
+        }
+        let own = self.own.read();
+        if own.is_empty() {
+            return;
+        }
+        let mut grown: Vec<RunId> = Vec::new();
+        for w in writes {
+            if let Some(run) = run_of(&w.key) {
+                if own.contains_key(&run) && !grown.contains(&run) {
+                    grown.push(run);
+                }
+            }
+        }
+        drop(own);
+        if grown.is_empty() {
+            return;
+        }
+        let mut own = self.own.write();
+        for w in writes {
+            let Some(run) = run_of(&w.key) else { continue };
+            if let Some(set) = own.get_mut(&run) {
+                set.insert(&w.key[16..]);
+            }
+        }
+    }
+
+    /// Whether fork level `run` may hold `rest` (a key after the run id).
+    pub(crate) fn presence(&self, run: &RunId, rest: &[u8]) -> Presence {
+        match self.own.read().get(run) {
+            Some(OwnKeys::Ready(set)) => {
+                if set.contains(rest) {
+                    Presence::Maybe
+                } else {
+                    Presence::Absent
+                }
+            }
+            Some(_) => Presence::Maybe,
+            None => Presence::Unknown,
+        }
+    }
+
+    /// Whether fork level `run` may hold a key (after the run id) in the range.
+    pub(crate) fn presence_in(
+        &self,
+        run: &RunId,
+        start: std::ops::Bound<&[u8]>,
+        end: std::ops::Bound<&[u8]>,
+    ) -> Presence {
+        match self.own.read().get(run) {
+            Some(OwnKeys::Ready(set)) => {
+                if crate::mvcc::is_empty_range(start, end) {
+                    return Presence::Absent;
+                }
+                if set.range::<[u8], _>((start, end)).next().is_some() {
+                    Presence::Maybe
+                } else {
+                    Presence::Absent
+                }
+            }
+            Some(_) => Presence::Maybe,
+            None => Presence::Unknown,
+        }
+    }
+
+    /// Starts the own-key set of `run` (under the commit lock: commits from now on add
+    /// to it); `false` if it already has one.
+    pub(crate) fn start_own(&self, run: &RunId) -> bool {
+        let mut own = self.own.write();
+        if own.contains_key(run) {
+            return false;
+        }
+        own.insert(*run, OwnKeys::Building(Default::default()));
+        true
+    }
+
+    /// Completes the own-key set of `run` with the keys a scan found (`None`: too many).
+    pub(crate) fn finish_own(&self, run: &RunId, scanned: Option<Vec<Box<[u8]>>>) {
+        let mut own = self.own.write();
+        let Some(entry) = own.get_mut(run) else {
+            return;
+        };
+        let next = match (std::mem::replace(entry, OwnKeys::TooMany), scanned) {
+            (OwnKeys::Building(mut set), Some(keys)) => {
+                set.extend(keys);
+                if set.len() > MAX_OWN_KEYS {
+                    OwnKeys::TooMany
+                } else {
+                    OwnKeys::Ready(set)
+                }
+            }
+            (OwnKeys::Ready(set), _) => OwnKeys::Ready(set),
+            _ => OwnKeys::TooMany,
+        };
+        *entry = next;
     }
 
     /// `true` if any run is a fork.
@@ -308,6 +459,49 @@ impl Lineage {
             out.push((cur, snap));
         }
         out
+    }
+
+    /// The levels a point read of `rest` (a key after the run id) in `run` at
+    /// `snapshot` must look at — the ancestry without the fork levels whose own-key
+    /// sets show they never wrote it — and whether some fork level has no set yet.
+    pub(crate) fn levels_for(
+        &self,
+        run: &RunId,
+        snapshot: u64,
+        rest: &[u8],
+    ) -> (smallvec::SmallVec<[(RunId, u64); 4]>, bool) {
+        let mut out = smallvec::SmallVec::new();
+        let mut unknown = false;
+        let forks = self.forks.read();
+        let own = self.own.read();
+        let mut cur = *run;
+        let mut snap = snapshot;
+        let mut steps = 0usize;
+        loop {
+            let parent = forks.get(&cur);
+            // The last level (not a fork) is always read; a fork level only when its
+            // set does not rule the key out.
+            let read = match (parent, own.get(&cur)) {
+                (None, _) => true,
+                (Some(_), Some(OwnKeys::Ready(set))) => set.contains(rest),
+                (Some(_), Some(_)) => true,
+                (Some(_), None) => {
+                    unknown = true;
+                    true
+                }
+            };
+            if read {
+                out.push((cur, snap));
+            }
+            let Some(p) = parent else { break };
+            steps += 1;
+            if steps > forks.len() {
+                break; // a cycle in a damaged database
+            }
+            snap = snap.min(p.at);
+            cur = p.parent;
+        }
+        (out, unknown)
     }
 }
 

@@ -11,21 +11,28 @@ use std::ops::Bound;
 use strata_core::{Result, RunId};
 
 use crate::key::prefix_successor;
-use crate::lineage::{rekey, run_of, Lineage};
+use crate::lineage::{rekey, run_of, Lineage, Presence};
 use crate::mvcc::{is_empty_range, Entry};
 use crate::tree::{visible_at, Merge, Tree};
 
-/// The live entry of `key` at `snapshot`, through the lineage.
+/// The live entry of `key` at `snapshot`, through the lineage; `prepare` gives fork
+/// levels without an own-key set one (see [`Lineage::levels_for`]).
 pub(crate) fn get(
     tree: &Tree,
     lineage: &Lineage,
     key: &[u8],
     snapshot: u64,
+    prepare: impl FnOnce() -> Result<()>,
 ) -> Result<Option<Entry>> {
     let Some(run) = run_of(key).filter(|r| lineage.parent_of(r).is_some()) else {
         return tree.get(key, snapshot);
     };
-    for (level, at) in lineage.ancestry(&run, snapshot) {
+    let (mut levels, unknown) = lineage.levels_for(&run, snapshot, &key[16..]);
+    if unknown {
+        prepare()?;
+        levels = lineage.levels_for(&run, snapshot, &key[16..]).0;
+    }
+    for (level, at) in levels {
         let found = if level == run {
             tree.get_entry(key, at)?
         } else {
@@ -56,6 +63,9 @@ pub(crate) fn history(
     for (level, at) in lineage.ancestry(&run, snapshot) {
         if out.len() >= limit {
             break;
+        }
+        if lineage.presence(&level, &key[16..]) == Presence::Absent {
+            continue;
         }
         let k = rekey(key, &level);
         let part = tree.history(&k, at, before, Some(limit - out.len()))?;
@@ -91,6 +101,10 @@ pub(crate) fn scan(
     let mut streams = Vec::with_capacity(levels.len());
     for (level, at) in &levels {
         let (s, e) = (move_bound(start, &run, level), move_bound(end, &run, level));
+        let (rs, re) = (rest_bound(&s), rest_bound(&e));
+        if lineage.presence_in(level, bref(&rs), bref(&re)) == Presence::Absent {
+            continue;
+        }
         let merge = Merge::new(&layers, bref(&s), bref(&e), reverse, *at);
         streams.push(LevelStream {
             merge,
@@ -190,6 +204,39 @@ pub(crate) fn single_run(start: Bound<&[u8]>, end: Bound<&[u8]>) -> Option<RunId
         Bound::Excluded(e) => inside(e).then_some(run),
         Bound::Unbounded => None,
     }
+}
+
+/// A bound on whole keys as a bound on their part after the run id (a bound shorter
+/// than a run id is the end of the run: unbounded).
+fn rest_bound(b: &Bound<Box<[u8]>>) -> Bound<Box<[u8]>> {
+    match b {
+        Bound::Included(k) if k.len() >= 16 => Bound::Included(k[16..].into()),
+        Bound::Excluded(k) if k.len() >= 16 => Bound::Excluded(k[16..].into()),
+        _ => Bound::Unbounded,
+    }
+}
+
+/// Up to `max` keys (after the run id) with any entry in `[start, end)`, in the
+/// physical layers.
+pub(crate) fn own_keys(
+    tree: &Tree,
+    start: Bound<&[u8]>,
+    end: Bound<&[u8]>,
+    max: usize,
+) -> Result<Vec<Box<[u8]>>> {
+    let mut out = Vec::new();
+    if is_empty_range(start, end) {
+        return Ok(out);
+    }
+    let layers = tree.layers();
+    let mut merge = Merge::new(&layers, start, end, false, u64::MAX);
+    while let Some((k, _)) = merge.next()? {
+        out.push(k[16..].into());
+        if out.len() >= max {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// A bound of a range inside `from`'s keyspace, moved to `to`'s.

@@ -639,7 +639,55 @@ impl Storage {
     /// of the fork version (see [`crate::lineage`]); so are the scans and histories
     /// below.
     pub fn get(&self, key: &[u8], snapshot: u64) -> Result<Option<Entry>> {
-        crate::logical::get(&self.inner.tree, &self.inner.lineage, key, snapshot)
+        crate::logical::get(&self.inner.tree, &self.inner.lineage, key, snapshot, || {
+            self.prepare_fork_levels(key)
+        })
+    }
+
+    /// Before a read of `key` (or a range starting there) through a forked run: gives
+    /// every fork level of its ancestry its own-key set, if it has none yet (see
+    /// [`crate::lineage::OwnKeys`]), so the read can skip the levels that do not hold it.
+    fn prepare_fork_levels(&self, key: &[u8]) -> Result<()> {
+        let lineage = &self.inner.lineage;
+        if !lineage.any() {
+            return Ok(());
+        }
+        let Some(run) = crate::lineage::run_of(key) else {
+            return Ok(());
+        };
+        if lineage.parent_of(&run).is_none() {
+            return Ok(());
+        }
+        let levels = lineage.ancestry(&run, u64::MAX);
+        // The last level is not a fork: it is always read.
+        for (level, _) in &levels[..levels.len() - 1] {
+            if lineage.presence(level, &[]) != crate::lineage::Presence::Unknown {
+                continue;
+            }
+            {
+                let _no_commit_in_between = self.inner.commit.lock();
+                if !lineage.start_own(level) {
+                    continue;
+                }
+            }
+            let prefix = crate::key::run_prefix(level);
+            let end = crate::key::prefix_successor(&prefix);
+            let end = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+            let max = crate::lineage::MAX_OWN_KEYS + 1;
+            let keys =
+                crate::logical::own_keys(&self.inner.tree, Bound::Included(&prefix), end, max);
+            match keys {
+                Ok(keys) => {
+                    let fits = keys.len() <= crate::lineage::MAX_OWN_KEYS;
+                    lineage.finish_own(level, fits.then_some(keys));
+                }
+                Err(e) => {
+                    lineage.finish_own(level, None);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Live entries with keys starting with `prefix` at `snapshot`, in key order.
@@ -662,6 +710,9 @@ impl Storage {
         snapshot: u64,
         limit: Option<usize>,
     ) -> Result<Vec<(Box<[u8]>, Entry)>> {
+        if let Bound::Included(k) | Bound::Excluded(k) = start {
+            self.prepare_fork_levels(k)?;
+        }
         let (t, l) = (&self.inner.tree, &self.inner.lineage);
         crate::logical::scan(t, l, start, end, snapshot, limit, false)
     }
@@ -674,6 +725,9 @@ impl Storage {
         snapshot: u64,
         limit: Option<usize>,
     ) -> Result<Vec<(Box<[u8]>, Entry)>> {
+        if let Bound::Included(k) | Bound::Excluded(k) = start {
+            self.prepare_fork_levels(k)?;
+        }
         let (t, l) = (&self.inner.tree, &self.inner.lineage);
         crate::logical::scan(t, l, start, end, snapshot, limit, true)
     }
@@ -698,6 +752,7 @@ impl Storage {
         before: Option<u64>,
         limit: Option<usize>,
     ) -> Result<Vec<Entry>> {
+        self.prepare_fork_levels(key)?;
         let (t, l) = (&self.inner.tree, &self.inner.lineage);
         crate::logical::history(t, l, key, snapshot, before, limit)
     }

@@ -555,7 +555,9 @@ impl Vectors {
         parent: RunId,
         at: u64,
     ) -> Result<Option<IndexEntry>> {
-        let Some(base) = self.load_entry_locked(&parent, name)? else {
+        // A parent that is gone (purged) has no index to share: rebuild from the
+        // records the fork still sees.
+        let Ok(Some(base)) = self.load_entry_locked(&parent, name) else {
             return Ok(None);
         };
         let storage = self.engine.storage();

@@ -41,7 +41,10 @@ fn bench(c: &mut Criterion) {
             .collect();
         db.vectors.upsert_batch(&run, "mem", items).expect("load");
     }
-    eprintln!("loaded {n} vectors in {:.1} s", load.elapsed().as_secs_f64());
+    eprintln!(
+        "loaded {n} vectors in {:.1} s",
+        load.elapsed().as_secs_f64()
+    );
 
     // A fork that changes 10 %: overwrites 5 %, deletes 2.5 %, adds 2.5 %.
     let t = Instant::now();
@@ -49,7 +52,9 @@ fn bench(c: &mut Criterion) {
     let fork_us = t.elapsed().as_micros();
     let q0 = &rest[0];
     let t = Instant::now();
-    db.vectors.search(&fork, "mem", q0, 10, None).expect("first search");
+    db.vectors
+        .search(&fork, "mem", q0, 10, None)
+        .expect("first search");
     eprintln!(
         "fork of a {n}-vector run: {fork_us} µs; its first search: {:.2} ms",
         t.elapsed().as_secs_f64() * 1e3
@@ -61,13 +66,21 @@ fn bench(c: &mut Criterion) {
         .collect();
     let tenth = n / 10;
     let overwrite: Vec<(String, &[f32], Option<Value>)> = (0..tenth / 2)
-        .map(|i| (format!("v{:06}", i * 2), base[(i * 2 + 1) % n].as_slice(), None))
+        .map(|i| {
+            (
+                format!("v{:06}", i * 2),
+                base[(i * 2 + 1) % n].as_slice(),
+                None,
+            )
+        })
         .collect();
     for (k, v, _) in &overwrite {
         view.insert(k.clone(), v.to_vec());
     }
     for chunk in overwrite.chunks(5_000) {
-        db.vectors.upsert_batch(&fork, "mem", chunk.to_vec()).expect("overwrite");
+        db.vectors
+            .upsert_batch(&fork, "mem", chunk.to_vec())
+            .expect("overwrite");
     }
     for i in 0..tenth / 4 {
         let k = format!("v{:06}", n - 1 - i * 3);
@@ -75,7 +88,13 @@ fn bench(c: &mut Criterion) {
         view.remove(&k);
     }
     let added: Vec<(String, &[f32], Option<Value>)> = (0..tenth / 4)
-        .map(|i| (format!("new{i:06}"), rest[(i % 1_000) + 1_000].as_slice(), None))
+        .map(|i| {
+            (
+                format!("new{i:06}"),
+                rest[(i % 1_000) + 1_000].as_slice(),
+                None,
+            )
+        })
         .collect();
     for (k, v, _) in &added {
         view.insert(k.clone(), v.to_vec());
@@ -89,10 +108,16 @@ fn bench(c: &mut Criterion) {
         let mut exact: Vec<(f32, &String)> = view.iter().map(|(k, v)| (cosine(q, v), k)).collect();
         exact.sort_by(|a, b| b.0.total_cmp(&a.0));
         let want: Vec<&String> = exact.iter().take(10).map(|(_, k)| *k).collect();
-        let got = db.vectors.search(&fork, "mem", q, 10, None).expect("search");
+        let got = db
+            .vectors
+            .search(&fork, "mem", q, 10, None)
+            .expect("search");
         hits += got.iter().filter(|m| want.contains(&&m.key)).count();
     }
-    eprintln!("fork recall@10 over 100 queries: {:.3}", hits as f64 / 1_000.0);
+    eprintln!(
+        "fork recall@10 over 100 queries: {:.3}",
+        hits as f64 / 1_000.0
+    );
 
     let mut g = c.benchmark_group("vector_fork");
     g.measurement_time(Duration::from_secs(5))
@@ -104,13 +129,17 @@ fn bench(c: &mut Criterion) {
     g.bench_function("search_k10_unforked", |b| {
         b.iter(|| {
             i = (i + 1) % queries.len();
-            db.vectors.search(&run, "mem", &queries[i], 10, None).expect("search")
+            db.vectors
+                .search(&run, "mem", &queries[i], 10, None)
+                .expect("search")
         })
     });
     g.bench_function("search_k10_fork_10pct_changed", |b| {
         b.iter(|| {
             i = (i + 1) % queries.len();
-            db.vectors.search(&fork, "mem", &queries[i], 10, None).expect("search")
+            db.vectors
+                .search(&fork, "mem", &queries[i], 10, None)
+                .expect("search")
         })
     });
     g.finish();
