@@ -52,6 +52,18 @@ fn bench(c: &mut Criterion) {
         });
     }
 
+    // Strict mode: the fork's commit waits for its fsync.
+    let strict_dir = tempfile::tempdir().expect("tempdir");
+    let strict = StrataBuilder::new()
+        .path(strict_dir.path().join("db"))
+        .strict()
+        .open()
+        .expect("open strict");
+    let strict_run = load(&strict, 1_000);
+    g.bench_function(BenchmarkId::new("fork_strict", "1k_keys"), |b| {
+        b.iter(|| strict.runs.fork(&strict_run, None).expect("fork"))
+    });
+
     // Forks of depth 1 and 8 of the large run, each with a write of its own.
     let mut chain = vec![large];
     for d in 0..8 {
