@@ -173,6 +173,37 @@ pub enum RunsCmd {
         #[arg(long)]
         at: Option<u64>,
     },
+    /// Remove a run and every version of its data (forks made earlier keep what they
+    /// saw). `strata compact` afterwards removes its bytes from the files too.
+    #[command(
+        after_help = "Examples:\n  strata runs purge ./db 3f2a1c9e-...\n  strata runs purge ./db 3f2a1c9e-... --with-forks && strata compact ./db"
+    )]
+    Purge {
+        #[command(flatten)]
+        target: RunArg,
+        /// Purge the run's forks (and theirs) too.
+        #[arg(long)]
+        with_forks: bool,
+    },
+    /// What changed in a run between two versions (`--from`, `--to`, default now), or
+    /// how it differs from another run (`--against`, e.g. a fork's parent): one line
+    /// per key added, removed or changed.
+    #[command(
+        after_help = "Examples:\n  strata runs diff ./db 3f2a1c9e-... --from 42\n  strata runs diff ./db FORK-ID --against PARENT-ID --json"
+    )]
+    Diff {
+        #[command(flatten)]
+        target: RunArg,
+        /// The version to compare from.
+        #[arg(long, conflicts_with = "against", required_unless_present = "against")]
+        from: Option<u64>,
+        /// The version to compare to (default: now).
+        #[arg(long, requires = "from")]
+        to: Option<u64>,
+        /// Another run to compare with (its state now, as `before`).
+        #[arg(long)]
+        against: Option<String>,
+    },
     /// Mark a run completed.
     #[command(after_help = "Examples:\n  strata runs close ./db 3f2a1c9e-...")]
     Close(RunArg),

@@ -527,12 +527,104 @@ fn runs(c: RunsCmd, json: bool) -> CliResult {
             }
             Ok(())
         }
+        RunsCmd::Purge { target, with_forks } => {
+            let db = open_existing(&target.path)?;
+            let id = run_id(&db, &target.path, &target.run)?;
+            let version = if with_forks {
+                db.runs.purge_with_forks(&id)
+            } else {
+                db.runs.purge(&id)
+            }
+            .or_fail(&target.path)?;
+            finish(db, &target.path)?;
+            if json {
+                print_json(
+                    &json!({"run_id": id.to_string(), "purged": true, "version": version.as_u64()}),
+                );
+            } else {
+                println!(
+                    "run {id} purged (run `strata compact` to remove its bytes from the files)"
+                );
+            }
+            Ok(())
+        }
+        RunsCmd::Diff {
+            target,
+            from,
+            to,
+            against,
+        } => {
+            let db = open_for_reading(&target.path)?;
+            let id = run_id(&db, &target.path, &target.run)?;
+            let changes = match (from, against) {
+                (_, Some(other)) => {
+                    let other = run_id(&db, &target.path, &other)?;
+                    db.runs.diff_runs(&other, &id)
+                }
+                (Some(f), None) => db.runs.diff(&id, Version::Txn(f), to.map(Version::Txn)),
+                (None, None) => {
+                    return Err(Failure::usage("give --from VERSION or --against RUN"));
+                }
+            }
+            .or_fail(&target.path)?;
+            for c in changes {
+                let c = c.or_fail(&target.path)?;
+                print_change(&c, json);
+            }
+            Ok(())
+        }
         RunsCmd::Archive(a) => transition(a, json, |db, id| db.runs.archive(id)),
         RunsCmd::Pause(a) => transition(a, json, |db, id| db.runs.pause(id)),
         RunsCmd::Resume(a) => transition(a, json, |db, id| db.runs.resume(id)),
         RunsCmd::Fail { target, error } => {
             transition(target, json, |db, id| db.runs.fail(id, &error))
         }
+    }
+}
+
+fn print_change(c: &stratadb::Change, json: bool) {
+    let primitive = match c.primitive {
+        stratadb::DiffPrimitive::Kv => "kv",
+        stratadb::DiffPrimitive::Json => "json",
+        stratadb::DiffPrimitive::Event => "event",
+        stratadb::DiffPrimitive::State => "state",
+        stratadb::DiffPrimitive::Vector => "vector",
+    };
+    let kind = match c.kind {
+        stratadb::ChangeKind::Added => "added",
+        stratadb::ChangeKind::Removed => "removed",
+        stratadb::ChangeKind::Changed => "changed",
+    };
+    let side = |v: &Option<Versioned<Value>>| {
+        v.as_ref()
+            .map(|v| json!({"value": value_json(&v.value), "version": v.version.as_u64()}))
+    };
+    if json {
+        println!(
+            "{}",
+            json!({
+                "primitive": primitive,
+                "container": c.container,
+                "key": c.key,
+                "kind": kind,
+                "before": side(&c.before),
+                "after": side(&c.after),
+            })
+        );
+    } else {
+        let name = match &c.container {
+            Some(container) => format!("{container}/{}", c.key),
+            None => c.key.clone(),
+        };
+        let show = |v: &Option<Versioned<Value>>| {
+            v.as_ref()
+                .map_or_else(|| "-".to_owned(), |v| value_json(&v.value).to_string())
+        };
+        println!(
+            "{kind:<8} {primitive:<6} {name}  {} -> {}",
+            show(&c.before),
+            show(&c.after)
+        );
     }
 }
 

@@ -34,6 +34,8 @@ fn help_has_examples_and_exit_codes() {
         vec!["runs", "list"],
         vec!["runs", "create"],
         vec!["runs", "fork"],
+        vec!["runs", "purge"],
+        vec!["runs", "diff"],
         vec!["kv", "get"],
         vec!["kv", "set"],
         vec!["json", "merge"],
@@ -302,6 +304,31 @@ fn runs_fork_command() {
         ok(&["kv", "get", &db, "plan", "--run", grandchild.trim()]).trim(),
         "\"other\""
     );
+    // What the fork changed against the default run, and across versions.
+    let diff = ok(&["runs", "diff", &db, &id, "--against", "default"]);
+    assert!(diff.contains("changed") && diff.contains("plan"), "{diff}");
+    let lines: Vec<serde_json::Value> =
+        ok(&["--json", "runs", "diff", &db, "default", "--from", &v1])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["kind"], "changed");
+    assert_eq!(lines[0]["before"]["value"], "draft");
+    assert_eq!(lines[0]["after"]["value"], "final");
+    strata().args(["runs", "diff", &db, &id]).assert().code(2);
+    // Purging the fork with its own fork.
+    ok(&["runs", "purge", &db, &id, "--with-forks"]);
+    strata()
+        .args(["kv", "get", &db, "plan", "--run", &id])
+        .assert()
+        .failure();
+    strata()
+        .args(["kv", "get", &db, "plan", "--run", grandchild.trim()])
+        .assert()
+        .failure();
+    assert_eq!(ok(&["kv", "get", &db, "plan"]).trim(), "\"final\"");
+    ok(&["compact", &db]);
     // Bad input: an unknown run, a version in the future.
     strata()
         .args(["runs", "fork", &db, "3f2a1c9e-0000-0000-0000-000000000000"])
