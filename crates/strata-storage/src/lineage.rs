@@ -46,10 +46,11 @@
 //!
 //! # What forks pin
 //!
-//! The child reads its parent at `at`, so what the parent held at `at` must survive
-//! garbage collection and compaction under any retention policy: the fork versions of
-//! a run's children are added to the snapshot pins whenever that run's versions are
-//! collected ([`Lineage::pins_of`]). A delete in a forked run is never collected away
+//! The child reads its parent's history up to `at` (under the child's own retention
+//! policy), so every version of the parent at or before its newest child's `at` must
+//! survive garbage collection and compaction under any retention policy: that version
+//! is the parent's *floor*, honoured whenever the parent's versions are
+//! collected ([`Lineage::floor_of`]). A delete in a forked run is never collected away
 //! either (it is what hides the parent's value).
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,6 +174,11 @@ pub(crate) struct Lineage {
     any: AtomicBool,
     /// Per forked run, the keys it wrote itself, when known (see [`OwnKeys`]).
     own: RwLock<HashMap<RunId, OwnKeys>>,
+    /// [`Lineage::floors`], until the lineage changes.
+    floors_cache: parking_lot::Mutex<Option<Arc<HashMap<RunId, u64>>>>,
+    /// Bumped when the whole lineage is replaced: an own-key set started before then
+    /// is never completed.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 /// The most keys [`OwnKeys`] lists for one forked run; a fork that wrote more is
@@ -244,11 +250,15 @@ impl Lineage {
             .store(!forks.is_empty() || !purged.is_empty(), Ordering::Release);
         *mine = forks;
         *mine_purged = purged;
+        // The epoch first: a set started after the clear below belongs to the new one.
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.own.write().clear();
+        *self.floors_cache.lock() = None;
     }
 
     /// Records what the lineage record of `run` now says (`None`: no record).
     fn set(&self, run: RunId, record: Option<(Option<ForkPoint>, bool)>) {
+        *self.floors_cache.lock() = None;
         let mut forks = self.forks.write();
         let mut purged = self.purged.write();
         forks.remove(&run);
@@ -348,18 +358,21 @@ impl Lineage {
 
     /// Starts the own-key set of `run` (under the commit lock: commits from now on add
     /// to it); `false` if it already has one.
-    pub(crate) fn start_own(&self, run: &RunId) -> bool {
+    pub(crate) fn start_own(&self, run: &RunId) -> Option<u64> {
         let mut own = self.own.write();
         if own.contains_key(run) {
-            return false;
+            return None;
         }
         own.insert(*run, OwnKeys::Building(Default::default()));
-        true
+        Some(self.epoch.load(Ordering::Acquire))
     }
 
     /// Completes the own-key set of `run` with the keys a scan found (`None`: too many).
-    pub(crate) fn finish_own(&self, run: &RunId, scanned: Option<Vec<Box<[u8]>>>) {
+    pub(crate) fn finish_own(&self, run: &RunId, epoch: u64, scanned: Option<Vec<Box<[u8]>>>) {
         let mut own = self.own.write();
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            return; // the lineage was replaced meanwhile: the scan read old layers
+        }
         let Some(entry) = own.get_mut(run) else {
             return;
         };
@@ -391,32 +404,49 @@ impl Lineage {
         self.forks.read().get(run).copied()
     }
 
-    /// The fork versions of `run`'s direct children: the versions of `run` they read,
-    /// which garbage collection and compaction must keep as if snapshots were open
-    /// there. (A grandchild reads this run only through its parent's fork version,
-    /// which is at or before its own, so direct children suffice.)
-    pub(crate) fn pins_of(&self, run: &RunId) -> Vec<u64> {
+    /// The newest version of `run` a fork still reads, if any: garbage collection and
+    /// compaction keep every version of `run` at or before it (a fork reads its
+    /// parent's history up to its fork version, under its own retention policy). A
+    /// purged fork counts only while a fork that is not purged reads through it.
+    pub(crate) fn floor_of(&self, run: &RunId) -> Option<u64> {
         if !self.any() {
-            return Vec::new();
+            return None;
         }
-        self.all_pins().remove(run).unwrap_or_default()
+        self.floors().remove(run)
     }
 
-    /// The runs forked from, each with the versions its children read. A purged child
-    /// with no children of its own reads nothing any more and pins nothing.
-    pub(crate) fn all_pins(&self) -> HashMap<RunId, Vec<u64>> {
-        let mut out: HashMap<RunId, Vec<u64>> = HashMap::new();
-        if self.any() {
-            let forks = self.forks.read();
-            let purged = self.purged.read();
-            let parents: HashSet<RunId> = forks.values().map(|p| p.parent).collect();
-            for (child, p) in forks.iter() {
-                if purged.contains(child) && !parents.contains(child) {
-                    continue;
+    /// [`floor_of`](Self::floor_of) of every run that has one.
+    pub(crate) fn floors(&self) -> HashMap<RunId, u64> {
+        let mut out: HashMap<RunId, u64> = HashMap::new();
+        if !self.any() {
+            return out;
+        }
+        if let Some(cached) = self.floors_cache.lock().as_ref() {
+            return (**cached).clone();
+        }
+        let forks = self.forks.read();
+        let purged = self.purged.read();
+        // Purged forks some live fork still reads through.
+        let mut needed: HashSet<RunId> = HashSet::new();
+        for child in forks.keys().filter(|c| !purged.contains(*c)) {
+            let mut cur = *child;
+            let mut steps = 0;
+            while let Some(p) = forks.get(&cur) {
+                steps += 1;
+                if steps > forks.len() || !needed.insert(p.parent) {
+                    break; // a cycle in a damaged database, or walked already
                 }
-                out.entry(p.parent).or_default().push(p.at);
+                cur = p.parent;
             }
         }
+        for (child, p) in forks.iter() {
+            if purged.contains(child) && !needed.contains(child) {
+                continue;
+            }
+            let f = out.entry(p.parent).or_insert(p.at);
+            *f = (*f).max(p.at);
+        }
+        *self.floors_cache.lock() = Some(Arc::new(out.clone()));
         out
     }
 
@@ -544,9 +574,9 @@ mod tests {
         l.note(&[w(&b, a, 10), w(&c, b, 20)]);
         assert_eq!(l.ancestry(&c, 100), vec![(c, 100), (b, 20), (a, 10)]);
         assert_eq!(l.ancestry(&c, 15), vec![(c, 15), (b, 15), (a, 10)]);
-        assert_eq!(l.pins_of(&a), vec![10]);
-        assert_eq!(l.pins_of(&b), vec![20]);
-        assert!(l.pins_of(&c).is_empty());
+        assert_eq!(l.floor_of(&a), Some(10));
+        assert_eq!(l.floor_of(&b), Some(20));
+        assert_eq!(l.floor_of(&c), None);
         l.note(&[Write {
             key: fork_key(&c),
             value: None,

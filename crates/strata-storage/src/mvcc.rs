@@ -107,12 +107,13 @@ pub(crate) fn gc_entries(
     pins: &[u64],
     horizon: u64,
     now: Timestamp,
+    floor: Option<u64>,
 ) -> u64 {
     if policy.keeps_all() || chain.len() <= 1 {
         return 0;
     }
     let mut c = Chain::from_vec(std::mem::take(chain));
-    let (dropped, _) = gc_chain(&mut c, policy, pins, horizon, now);
+    let (dropped, _) = gc_chain(&mut c, policy, pins, horizon, now, floor);
     *chain = c.into_vec();
     dropped
 }
@@ -620,7 +621,7 @@ impl MvccMap {
         now: Timestamp,
     ) -> GcStats {
         let keep = self.keep_tombstones.load(Ordering::Acquire);
-        self.gc_range_pinned_keeping(start, end, policy, pins, horizon, now, keep)
+        self.gc_range_pinned_keeping(start, end, policy, pins, horizon, now, keep, None)
     }
 
     /// [`gc_range_pinned`](Self::gc_range_pinned), removing a key whose only entry is
@@ -636,6 +637,7 @@ impl MvccMap {
         horizon: u64,
         now: Timestamp,
         keep_tombstones: bool,
+        floor: Option<u64>,
     ) -> GcStats {
         let mut stats = GcStats::default();
         if policy.keeps_all() || is_empty_range(start, end) {
@@ -662,7 +664,7 @@ impl MvccMap {
                 }
                 visited += 1;
                 last = Some(k);
-                let (dropped, freed) = gc_chain(chain, policy, &pins, horizon, now);
+                let (dropped, freed) = gc_chain(chain, policy, &pins, horizon, now, floor);
                 chunk.entries_dropped += dropped;
                 chunk.bytes_freed += freed;
                 if !keep_tombstones
@@ -696,17 +698,18 @@ impl MvccMap {
 }
 
 /// Keeps, of a purged run's chain (ascending versions), only the entries a reader at
-/// one of `pins` sees; returns how many were dropped. An empty chain is left when no
+/// one of `pins` sees and those at or before `floor` (what forks of the run read);
+/// returns how many were dropped. An empty chain is left when no
 /// pin sees anything: the key goes.
-pub(crate) fn purge_entries(chain: &mut Vec<Entry>, pins: &[u64]) -> u64 {
+pub(crate) fn purge_entries(chain: &mut Vec<Entry>, pins: &[u64], floor: Option<u64>) -> u64 {
     let before = chain.len();
     let seen: Vec<usize> = pins
         .iter()
         .filter_map(|&p| chain.iter().rposition(|e| e.version <= p))
         .collect();
     let mut i = 0usize;
-    chain.retain(|_| {
-        let keep = seen.contains(&i);
+    chain.retain(|e| {
+        let keep = seen.contains(&i) || floor.is_some_and(|f| e.version <= f);
         i += 1;
         keep
     });
@@ -721,6 +724,7 @@ impl MvccMap {
         start: Bound<&[u8]>,
         end: Bound<&[u8]>,
         pins: &[u64],
+        floor: Option<u64>,
     ) -> GcStats {
         let mut stats = GcStats::default();
         let mut cursor: Option<Box<[u8]>> = None;
@@ -742,7 +746,7 @@ impl MvccMap {
                 last = Some(k.clone());
                 let mut entries: Vec<Entry> = std::mem::take(chain).into_vec();
                 let sizes: u64 = entries.iter().map(|e| entry_size(e.value.as_ref())).sum();
-                let dropped = purge_entries(&mut entries, pins);
+                let dropped = purge_entries(&mut entries, pins, floor);
                 let kept: u64 = entries.iter().map(|e| entry_size(e.value.as_ref())).sum();
                 *chain = Chain::from_vec(entries);
                 if chain.is_empty() {
@@ -780,6 +784,7 @@ fn gc_chain(
     pins: &[u64],
     horizon: u64,
     now: Timestamp,
+    floor: Option<u64>,
 ) -> (u64, u64) {
     if chain.len() <= 1 {
         return (0, 0);
@@ -797,6 +802,14 @@ fn gc_chain(
         .min(policy.retained_from(&chain[..=h], now));
     // Each older pinned reader: what it retains, up to the entry it sees.
     let mut kept: SmallVec<[(usize, usize); 4]> = SmallVec::new();
+    // Versions at or before the floor (the newest fork version of this run) are read by
+    // forks, with their whole history: they all stay.
+    if let Some(f) = floor {
+        let protected = chain.iter().take_while(|e| e.version <= f).count();
+        if protected > 0 && suffix > 0 {
+            kept.push((0, protected.min(suffix) - 1));
+        }
+    }
     for &p in pins {
         if let Some(i) = seen(chain, p) {
             let from = policy.retained_from(&chain[..=i], now);

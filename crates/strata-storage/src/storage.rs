@@ -664,12 +664,13 @@ impl Storage {
             if lineage.presence(level, &[]) != crate::lineage::Presence::Unknown {
                 continue;
             }
-            {
+            let epoch = {
                 let _no_commit_in_between = self.inner.commit.lock();
-                if !lineage.start_own(level) {
-                    continue;
+                match lineage.start_own(level) {
+                    Some(e) => e,
+                    None => continue,
                 }
-            }
+            };
             let prefix = crate::key::run_prefix(level);
             let end = crate::key::prefix_successor(&prefix);
             let end = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
@@ -679,10 +680,10 @@ impl Storage {
             match keys {
                 Ok(keys) => {
                     let fits = keys.len() <= crate::lineage::MAX_OWN_KEYS;
-                    lineage.finish_own(level, fits.then_some(keys));
+                    lineage.finish_own(level, epoch, fits.then_some(keys));
                 }
                 Err(e) => {
-                    lineage.finish_own(level, None);
+                    lineage.finish_own(level, epoch, None);
                     return Err(e);
                 }
             }
@@ -916,9 +917,6 @@ impl Storage {
             let mut c = self.inner.commit.lock();
             self.check_writable()?;
             validate(&self.inner.tree)?;
-            // Before the commit is visible: no reader may see a child run without
-            // its lineage.
-            self.inner.lineage.note(&writes);
             let version = c.next_version;
             let timestamp = Timestamp::now().max(c.last_ts);
             if let (Some(d), Some(p)) = (disk, payload.as_mut()) {
@@ -948,6 +946,10 @@ impl Storage {
             }
             c.next_version += 1;
             c.last_ts = timestamp;
+            // Once the record is in the log (a failed append must not leave a fork or
+            // a purge noted) and before the commit is visible (no reader may see a
+            // child run without its lineage).
+            self.inner.lineage.note(&writes);
             let held = self.inner.tree.with_active(|m| {
                 m.apply_owned(version, timestamp, writes);
                 m.resident_bytes()
@@ -1395,8 +1397,8 @@ impl Storage {
         // first: a policy read later can only be newer). Everything else is kept,
         // deletes included: a delete is part of its key's history.
         let (pins, horizon) = self.pins_and_visible();
-        // The versions forks read count as pinned in their parents.
-        let fork_pins = self.inner.lineage.all_pins();
+        // What forks read of their parents stays (see `Lineage::floors`).
+        let floors = self.inner.lineage.floors();
         // Purged runs keep only what a pinned reader sees.
         let purged: std::collections::HashSet<strata_core::RunId> =
             self.inner.lineage.purged().into_iter().collect();
@@ -1417,23 +1419,15 @@ impl Storage {
                     break;
                 };
                 let run = crate::lineage::run_of(&key);
-                if let Some(run) = run.filter(|r| purged.contains(r)) {
-                    let mut all = pins.clone();
-                    all.extend(fork_pins.get(&run).into_iter().flatten());
-                    dropped += crate::mvcc::purge_entries(&mut chain, &all);
+                let floor = run.and_then(|r| floors.get(&r).copied());
+                if run.is_some_and(|r| purged.contains(&r)) {
+                    dropped += crate::mvcc::purge_entries(&mut chain, &pins, floor);
                     if chain.is_empty() {
                         continue;
                     }
                 } else if let Some(r) = &retention {
                     let policy = (r.policy_of)(&key);
-                    let forked = crate::lineage::run_of(&key).and_then(|run| fork_pins.get(&run));
-                    dropped += match forked {
-                        None => gc_entries(&mut chain, &policy, &pins, horizon, r.now),
-                        Some(extra) => {
-                            let all: Vec<u64> = pins.iter().chain(extra).copied().collect();
-                            gc_entries(&mut chain, &policy, &all, horizon, r.now)
-                        }
-                    };
+                    dropped += gc_entries(&mut chain, &policy, &pins, horizon, r.now, floor);
                 }
                 chunk.push((key, chain));
             }
@@ -1498,23 +1492,23 @@ impl Storage {
         // (see `crate::lineage`). A range that is not one run's is judged as if every
         // fork pinned it.
         let lineage = &self.inner.lineage;
-        let mut pins = pins.to_vec();
+        let mut floor = None;
         let mut keep = false;
         if lineage.any() {
             match crate::logical::single_run(start, end) {
                 Some(run) => {
-                    pins.extend(lineage.pins_of(&run));
+                    floor = lineage.floor_of(&run);
                     keep = lineage.parent_of(&run).is_some();
                 }
                 None => {
-                    pins.extend(lineage.all_pins().into_values().flatten());
+                    floor = lineage.floors().into_values().max();
                     keep = true;
                 }
             }
         }
         self.inner.tree.with_active(|m| {
             let keep = keep || m.keeps_tombstones();
-            m.gc_range_pinned_keeping(start, end, policy, &pins, horizon, now, keep)
+            m.gc_range_pinned_keeping(start, end, policy, pins, horizon, now, keep, floor)
         })
     }
 
@@ -1530,16 +1524,16 @@ impl Storage {
             return total;
         }
         let (pins, _) = self.pins_and_visible();
+        let floors = lineage.floors();
         for run in lineage.purged() {
-            let mut all = pins.clone();
-            all.extend(lineage.pins_of(&run));
+            let floor = floors.get(&run).copied();
             let prefix = crate::key::run_prefix(&run);
             let end = crate::key::prefix_successor(&prefix);
             let end = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
             let stats = self
                 .inner
                 .tree
-                .with_active(|m| m.purge_range(Bound::Included(&prefix), end, &all));
+                .with_active(|m| m.purge_range(Bound::Included(&prefix), end, &pins, floor));
             if stats.entries_dropped > 0 {
                 debug!(run = %run, versions_dropped = stats.entries_dropped, "purged run collected");
             }

@@ -232,7 +232,10 @@ pub fn collection_of_file_name(file_name: &str) -> Option<String> {
 
 /// Writes `bytes` to `path` atomically and durably: a temporary file in the same
 /// directory, fsynced, renamed over `path`, then the directory fsynced.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+///
+/// With `sync` false nothing is fsynced: the file is a cache the records can always
+/// rebuild, and its checksum rejects whatever a power loss leaves of it.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
     let dir = path.parent().expect("index files live in a directory");
     create_dir_all_private(dir)?;
     let mut tmp = path.as_os_str().to_owned();
@@ -247,10 +250,15 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     let mut f = opts.open(&tmp)?;
     f.write_all(bytes)?;
-    f.sync_all()?;
+    if sync {
+        f.sync_all()?;
+    }
     drop(f);
     std::fs::rename(&tmp, path)?;
-    sync_dir(dir)
+    if sync {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 fn create_dir_all_private(dir: &Path) -> std::io::Result<()> {

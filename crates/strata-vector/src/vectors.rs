@@ -799,12 +799,17 @@ impl Vectors {
                 if e.persisted == Some(e.changes) || e.base.is_some() {
                     continue;
                 }
+                // A collection small enough to be scanned exactly (no graph) is rebuilt
+                // from its records in no time if its file is lost: the file is written
+                // without fsyncs (its checksum rejects whatever a power loss leaves), so
+                // thousands of runs with a few vectors each do not pay two fsyncs each.
+                let sync = e.index.hnsw().is_some();
                 persist::encode_file(run, name, e.created_version, &e.applied, &e.index)
-                    .map(|b| (b, e.changes))
+                    .map(|b| (b, e.changes, sync))
             };
             // One collection failing does not keep the others from being written.
-            let result = encoded.and_then(|(bytes, changes)| {
-                persist::write_atomic(&path, &bytes).map_err(|e| {
+            let result = encoded.and_then(|(bytes, changes, sync)| {
+                persist::write_atomic(&path, &bytes, sync).map_err(|e| {
                     Error::Storage(format!(
                         "cannot write vector index file {}: {e}",
                         path.display()
