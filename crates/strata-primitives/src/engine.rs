@@ -169,12 +169,15 @@ impl Engine {
         if at >= storage.visible_version() {
             return Ok(());
         }
-        match runs::retention_now(storage, run_id)? {
-            Some(policy) if !policy.keeps_all() => Err(Error::ConstraintViolation(format!(
-                "run {run_id} keeps history under {policy:?}: what it held at version {at} \
-                 may have been removed, so it cannot be read as of then (only runs that \
-                 keep all history can)"
-            ))),
+        match runs::info_now(storage, run_id)? {
+            Some(info) if info.history_kept_from().is_none_or(|from| at < from) => {
+                Err(Error::ConstraintViolation(format!(
+                    "run {run_id} keeps history under {:?} (complete from {:?}): what it \
+                     held at version {at} may have been removed, so it cannot be read as of \
+                     then",
+                    info.retention, info.history_complete_from
+                )))
+            }
             _ => Ok(()),
         }
     }

@@ -100,14 +100,27 @@ pub(crate) fn get_at(
 ) -> Result<Versioned<Value>> {
     let at = require_txn(version, "the version of get_at")?;
     let now = engine.now();
-    let found = engine.read(run, |txn| {
+    let (found, thinned) = engine.read(run, |txn| {
+        // A past older than the run's complete history may have been thinned by a
+        // retention policy since relaxed: never answered from what is left.
+        let info = runs::check_exists(txn, run)?;
+        if info.history_kept_from().is_some_and(|from| at < from) {
+            return Ok((None, true));
+        }
         let (chain, from) = retained_chain(txn, run, key, now)?;
         // The newest write at or before `at` (the chain is clamped to the snapshot).
         match chain.iter().rposition(|e| e.version <= at) {
-            Some(i) if i >= from => decode(&chain[i]),
-            _ => Ok(None),
+            Some(i) if i >= from => Ok((decode(&chain[i])?, false)),
+            _ => Ok((None, false)),
         }
     })?;
+    if thinned {
+        return Err(Error::NotFound(format!(
+            "{} as of version {version}: the run's retention policy no longer keeps that \
+             version (its history is complete only from a later version)",
+            what()
+        )));
+    }
     found.ok_or_else(|| Error::NotFound(format!("{} did not exist at version {version}", what())))
 }
 

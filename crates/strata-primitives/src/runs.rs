@@ -87,6 +87,25 @@ pub struct RunInfo {
     /// run it started from. `None` for a run created empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<ForkOrigin>,
+    /// The oldest version from which the run's history is known complete, when it is
+    /// not complete from its creation: set when a retention policy that drops versions
+    /// is relaxed to `KeepAll` (the past may have been thinned), and for a fork of a
+    /// run whose policy dropped versions (its inherited past). Forks at, views of and
+    /// diffs from an older version are refused rather than answered from a thinned
+    /// history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_complete_from: Option<Version>,
+}
+
+impl RunInfo {
+    /// The oldest version a read of the past may be answered from exactly: `None` when
+    /// the current policy drops versions (no past is guaranteed).
+    pub fn history_kept_from(&self) -> Option<u64> {
+        if !self.retention.keeps_all() {
+            return None;
+        }
+        Some(self.history_complete_from.map_or(0, |v| v.as_u64()))
+    }
 }
 
 /// Where a forked run came from (see [`Runs::fork`]).
@@ -187,6 +206,7 @@ pub(crate) fn ensure_default_run(engine: &Engine) -> Result<()> {
                 error: None,
                 retention: RetentionPolicy::KeepAll,
                 forked_from: None,
+                history_complete_from: None,
             };
             txn.put(run_key(&RunId::DEFAULT), encode_info(&info)?);
         }
@@ -229,6 +249,7 @@ impl Runs {
                 error: None,
                 retention: RetentionPolicy::KeepAll,
                 forked_from: None,
+                history_complete_from: None,
             };
             txn.put(run_key(&id), encode_info(&info)?);
             Ok(())
@@ -290,12 +311,12 @@ impl Runs {
                 )));
             }
             if at < current {
-                if !parent.retention.keeps_all() {
+                if parent.history_kept_from().is_none_or(|from| at < from) {
                     return Err(Error::ConstraintViolation(format!(
                         "cannot fork run {run} at past version {at}: its retention policy \
-                         {:?} may have removed versions it held then (fork at its current \
-                         version, or keep all history)",
-                        parent.retention
+                         ({:?}, complete history from {:?}) may have removed versions it \
+                         held then (fork at its current version, or keep all history)",
+                        parent.retention, parent.history_complete_from
                     )));
                 }
                 if txn.get_at(&run_key(run), at).is_none() {
@@ -316,6 +337,13 @@ impl Runs {
                     parent: *run,
                     version: Version::Txn(at),
                 }),
+                // The inherited past is what the parent kept: complete only where the
+                // parent's is.
+                history_complete_from: match parent.history_kept_from() {
+                    None => Some(Version::Txn(at)),
+                    Some(0) => None,
+                    Some(from) => Some(Version::Txn(from)),
+                },
             };
             txn.put(run_key(&child), encode_info(&info)?);
             txn.put(
@@ -442,7 +470,11 @@ impl Runs {
     ) -> Result<crate::diff::Diff> {
         let storage = self.engine.storage();
         storage.check_open()?;
-        let now = storage.visible_version();
+        // "Now" is the view's version for a view of the past (`db.at`).
+        let now = self
+            .engine
+            .read_version()
+            .unwrap_or(storage.visible_version());
         let from = self.diff_version(run, from, now)?;
         let to = match to {
             Some(v) => self.diff_version(run, v, now)?,
@@ -470,7 +502,10 @@ impl Runs {
                 return Err(not_found(r));
             }
         }
-        let now = storage.visible_version();
+        let now = self
+            .engine
+            .read_version()
+            .unwrap_or(storage.visible_version());
         Ok(crate::diff::Diff::new(
             storage.clone(),
             (*a, now),
@@ -486,11 +521,13 @@ impl Runs {
             )));
         }
         if v < now {
-            if let Some(policy) = retention_now(self.engine.storage(), run)? {
-                if !policy.keeps_all() {
+            if let Some(info) = info_now(self.engine.storage(), run)? {
+                if info.history_kept_from().is_none_or(|from| v < from) {
                     return Err(Error::ConstraintViolation(format!(
-                        "run {run} keeps history under {policy:?}: what it held at version \
-                         {v} may have been removed, so it cannot be compared with"
+                        "run {run} keeps history under {:?} (complete from {:?}): what it \
+                         held at version {v} may have been removed, so it cannot be \
+                         compared with",
+                        info.retention, info.history_complete_from
                     )));
                 }
             }
@@ -619,10 +656,26 @@ impl Runs {
     /// Sets the run's version-history retention policy and applies it at once; returns
     /// the version of the change.
     pub fn set_retention(&self, run: &RunId, policy: RetentionPolicy) -> Result<Version> {
+        let mut relaxed = false;
         let version = self.update(run, |info| {
+            // Relaxing a policy that dropped versions: the past before this change may
+            // be thinned. No past is exact until the version of this change is known
+            // and recorded by the second update below.
+            relaxed = !info.retention.keeps_all() && policy.keeps_all();
+            if relaxed {
+                info.history_complete_from = Some(Version::Txn(u64::MAX));
+            }
             info.retention = policy;
             Ok(())
         })?;
+        if relaxed {
+            self.update(run, |info| {
+                if info.history_complete_from == Some(Version::Txn(u64::MAX)) {
+                    info.history_complete_from = Some(version);
+                }
+                Ok(())
+            })?;
+        }
         self.engine.collect_garbage(run, &policy);
         Ok(version)
     }
@@ -656,23 +709,23 @@ pub(crate) fn retention_policies(
     Ok(out)
 }
 
-/// The run's retention policy now (`None` if it does not exist), read directly from
-/// the storage.
-pub(crate) fn retention_now(
+/// The run's record now (`None` if it does not exist), read directly from the
+/// storage.
+pub(crate) fn info_now(
     storage: &strata_storage::Storage,
     run: &RunId,
-) -> Result<Option<RetentionPolicy>> {
+) -> Result<Option<Arc<RunInfo>>> {
     let Some(e) = storage.get(&run_key(run), storage.visible_version())? else {
         return Ok(None);
     };
     let Some(bytes) = e.value.as_ref() else {
         return Ok(None);
     };
-    Ok(Some(
-        DECODED_RUNS
-            .get_or_decode(run.as_bytes(), bytes, decode_info)?
-            .retention,
-    ))
+    Ok(Some(DECODED_RUNS.get_or_decode(
+        run.as_bytes(),
+        bytes,
+        decode_info,
+    )?))
 }
 
 /// Retention of the run, read inside a transaction.

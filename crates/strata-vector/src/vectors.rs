@@ -130,9 +130,11 @@ struct Base {
     entry: Arc<RwLock<IndexEntry>>,
     parent: RunId,
     at: u64,
-    /// Vectors the parent's collection held at `at`.
-    len_at: u64,
 }
+
+/// A forked collection whose parent's changelog no longer reaches back to the fork:
+/// its index must be made again (see [`Vectors::forget_overlays`]).
+struct Stale;
 
 impl IndexEntry {
     fn new(index: CollectionIndex, created_version: u64, source: IndexSource) -> Self {
@@ -186,17 +188,42 @@ impl IndexEntry {
             .collect()
     }
 
-    /// Number of vectors in the collection as its run sees it.
-    fn view_len(&self) -> u64 {
+    /// Number of vectors in the collection as its run sees it (`name`: the
+    /// collection's, to read records through `storage`). For a forked collection: the
+    /// parent's count as of the fork — its count now, corrected by the keys it changed
+    /// since, computed now so that a parent change applied late still counts — and the
+    /// fork's own changes. `Err(Stale)` when the parent's changelog no longer reaches
+    /// back to the fork.
+    fn view_len(
+        &self,
+        storage: &strata_storage::Storage,
+        name: &str,
+    ) -> Result<std::result::Result<u64, Stale>> {
         let Some(b) = &self.base else {
-            return self.index.len() as u64;
+            return Ok(Ok(self.index.len() as u64));
         };
-        let mut n = b.len_at as i64;
+        let be = b.entry.read();
+        if be.tracked_since > b.at {
+            return Ok(Err(Stale));
+        }
+        let mut n = match be.view_len(storage, name)? {
+            Ok(n) => n as i64,
+            Err(stale) => return Ok(Err(stale)),
+        };
+        let through = be.applied_through();
+        let has = |k: &str, v: u64| -> Result<bool> {
+            Ok(storage.get(&record_key(&b.parent, name, k), v)?.is_some())
+        };
+        for k in be.changed_after(b.at) {
+            n -= i64::from(has(&k, through)?);
+            n += i64::from(has(&k, b.at)?);
+        }
+        drop(be);
         for k in self.applied.keys() {
             n += i64::from(self.index.contains(k));
             n -= i64::from(self.base_had.get(k).copied().unwrap_or(false));
         }
-        n.max(0) as u64
+        Ok(Ok(n.max(0) as u64))
     }
 }
 
@@ -594,20 +621,11 @@ impl Vectors {
         }
         entry.source = IndexSource::Forked { own: own.len() };
         entry.tracked_since = snapshot;
-        // The parent's count at `at`: its count now, corrected by the keys it changed
-        // since.
-        let through = b.applied_through();
-        let mut len_at = b.view_len() as i64;
-        for k in b.changed_after(at) {
-            len_at -= i64::from(parent_has(&k, through)?);
-            len_at += i64::from(parent_has(&k, at)?);
-        }
         drop(b);
         entry.base = Some(Base {
             entry: base,
             parent,
             at,
-            len_at: len_at.max(0) as u64,
         });
         Ok(Some(entry))
     }
@@ -1082,15 +1100,39 @@ impl Vectors {
         Ok(existed)
     }
 
-    fn info_of(&self, run: &RunId, name: &str, def: &CollectionDef) -> CollectionInfo {
-        let count = self.entry(run, name).map_or(0, |e| e.read().view_len());
-        CollectionInfo {
+    fn info_of(&self, run: &RunId, name: &str, def: &CollectionDef) -> Result<CollectionInfo> {
+        let storage = self.engine.storage();
+        let mut count = 0;
+        for _ in 0..3 {
+            let Some(e) = self.entry(run, name) else {
+                break;
+            };
+            let counted = e.read().view_len(storage, name)?;
+            match counted {
+                Ok(n) => {
+                    count = n;
+                    break;
+                }
+                Err(Stale) => self.forget_overlays(name),
+            }
+        }
+        Ok(CollectionInfo {
             name: name.to_owned(),
             dimension: def.dimension,
             metric: def.metric,
             count,
             created_at: def.created_at,
-        }
+        })
+    }
+
+    /// Forgets the indexes of every forked collection named `name`, to be made again
+    /// on their next use: one of them found its parent's changelog no longer reaching
+    /// back to its fork (a busy parent), and the next load rebuilds it from its records.
+    fn forget_overlays(&self, name: &str) {
+        let _one_at_a_time = self.loading.lock();
+        self.indexes
+            .write()
+            .retain(|(_, n), e| n != name || e.read().base.is_none());
     }
 
     /// The collections of a run, sorted by name.
@@ -1108,14 +1150,14 @@ impl Vectors {
                 })
                 .collect::<Result<Vec<_>>>()
         })?;
-        Ok(defs.iter().map(|(n, d)| self.info_of(run, n, d)).collect())
+        defs.iter().map(|(n, d)| self.info_of(run, n, d)).collect()
     }
 
     /// A collection's definition and size, or `None` if it does not exist.
     pub fn collection_info(&self, run: &RunId, name: &str) -> Result<Option<CollectionInfo>> {
         limits::validate_key(name)?;
         let def = self.engine.read(run, |txn| load_def(txn, run, name))?;
-        Ok(def.map(|(d, _)| self.info_of(run, name, &d)))
+        def.map(|(d, _)| self.info_of(run, name, &d)).transpose()
     }
 
     /// Number of vectors in a collection; `NotFound` if it does not exist.
@@ -1360,7 +1402,13 @@ impl Vectors {
                 } else {
                     let mut found = HashMap::new();
                     let mut exact = std::collections::HashSet::new();
-                    collect_hits(&e, query, k, ef, filter, &mut found, &mut exact)?;
+                    if collect_hits(&e, query, k, ef, filter, &mut found, &mut exact)?.is_err() {
+                        drop(e);
+                        self.forget_overlays(collection);
+                        return Err(Error::Conflict(
+                            "the forked collection's index was made again; retry".into(),
+                        ));
+                    }
                     // Keys some parent changed after a fork: scored from the records
                     // as this run sees them.
                     for key in exact {
@@ -1415,14 +1463,17 @@ fn collect_hits(
     filter: Option<&SearchFilter>,
     found: &mut HashMap<String, f32>,
     exact: &mut std::collections::HashSet<String>,
-) -> Result<()> {
+) -> Result<std::result::Result<(), Stale>> {
     for (key, score) in e.index.search_with_ef(query, want, ef, filter)? {
         found.entry(key).or_insert(score);
     }
     let Some(b) = &e.base else {
-        return Ok(());
+        return Ok(Ok(()));
     };
     let be = b.entry.read();
+    if be.tracked_since > b.at {
+        return Ok(Err(Stale));
+    }
     let changed = be.changed_after(b.at);
     for k in &changed {
         if !e.applied.contains_key(k) {
@@ -1430,12 +1481,14 @@ fn collect_hits(
         }
     }
     // Ask the parent for more than `want`: hits this fork hides do not count.
-    let total = be.view_len() as usize;
+    let total = be.index.len() + be.applied.len();
     let mut ask = want.saturating_add(8);
     loop {
         let mut sub = HashMap::new();
         let mut sub_exact = std::collections::HashSet::new();
-        collect_hits(&be, query, ask, ef, filter, &mut sub, &mut sub_exact)?;
+        if collect_hits(&be, query, ask, ef, filter, &mut sub, &mut sub_exact)?.is_err() {
+            return Ok(Err(Stale));
+        }
         let got = sub.len();
         let kept: Vec<(String, f32)> = sub
             .into_iter()
@@ -1450,7 +1503,7 @@ fn collect_hits(
                     exact.insert(k);
                 }
             }
-            return Ok(());
+            return Ok(Ok(()));
         }
         ask = ask.saturating_mul(2);
     }

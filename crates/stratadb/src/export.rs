@@ -687,12 +687,43 @@ fn decode_entry(
     }
 }
 
+/// A merge import commits every version anew, so a fork's pointer to its parent's
+/// version would point elsewhere: forked runs are refused (their run records come
+/// before any data of a run other than the default one, so nothing of them is
+/// imported). An exact restore keeps them.
+fn refuse_fork_in_merge(key: &[u8], chain: &[Entry]) -> Result<()> {
+    let Some((_, p, user)) = decode_key(key) else {
+        return Ok(());
+    };
+    let forked = match p {
+        Primitive::Fork => true,
+        Primitive::Run => chain.iter().any(|e| {
+            e.value
+                .as_deref()
+                .and_then(|b| rmp_serde::from_slice::<RunInfo>(b).ok())
+                .is_some_and(|i| i.forked_from.is_some())
+        }),
+        _ => false,
+    };
+    if forked {
+        let run = <[u8; 16]>::try_from(user).map(RunId::from_bytes).ok();
+        return Err(Error::ConstraintViolation(format!(
+            "the dump holds a forked run ({}): a fork points at a version of its parent, \
+             which a merge import (into a database that is not empty) renumbers; import \
+             the dump into an empty database for an exact restore",
+            run.map_or_else(|| "?".to_owned(), |r| r.to_string())
+        )));
+    }
+    Ok(())
+}
+
 /// Imports a dump written by [`Strata::export`] into the database at `path` (created if
 /// missing), which must not be open elsewhere.
 ///
 /// Into an empty database this is an exact restore (the format is `docs/export-format.md`);
 /// otherwise every imported version is committed anew, in the dump's order, and
-/// [`ImportReport::exact`] is `false`. Bad input — a malformed line, a truncated dump —
+/// [`ImportReport::exact`] is `false` (a dump holding forked runs is refused then: see
+/// [`Runs::fork`](crate::Runs::fork)). Bad input — a malformed line, a truncated dump —
 /// fails with [`Error::ConstraintViolation`] naming the line; an exact restore that
 /// fails leaves the database empty, a merge keeps what it committed before the bad line.
 pub fn import(path: impl AsRef<Path>, input: impl BufRead) -> Result<ImportReport> {
@@ -712,6 +743,7 @@ pub fn import(path: impl AsRef<Path>, input: impl BufRead) -> Result<ImportRepor
     } else {
         for item in &mut reader {
             let (key, chain) = item?;
+            refuse_fork_in_merge(&key, &chain)?;
             for e in chain {
                 let write = strata_storage::Write {
                     key: key.clone(),

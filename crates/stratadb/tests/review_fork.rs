@@ -360,8 +360,18 @@ fn bug_merge_import_of_a_fork_reads_the_parent_at_a_wrong_version() {
         db.kv.put(&other, "x", i).unwrap();
     }
     db.close().unwrap();
-    let report = stratadb::import(&dst, &dump[..]).unwrap();
-    assert!(!report.exact);
+    // Chosen semantics: a merge renumbers versions, so forks are refused with a
+    // clear error before any of them is imported.
+    match stratadb::import(&dst, &dump[..]) {
+        Err(Error::ConstraintViolation(m)) => {
+            assert!(m.contains("fork"), "{m}");
+            let db = Strata::open(&dst).unwrap();
+            assert!(db.runs.get(&fork).unwrap().is_none());
+            return;
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(report) => assert!(!report.exact),
+    }
 
     let db = Strata::open(&dst).unwrap();
     let get = |r: &RunId, k: &str| db.kv.get_in(r, k).unwrap().map(|v| v.value);
@@ -725,10 +735,10 @@ fn deep_fork_chain_across_primitives() {
     let doc = db.json.get_in(&leaf, "doc").unwrap().unwrap().value;
     assert_eq!(
         doc,
-        Value::from(json!({
+        json!({
             "a": {"b": 4, "m1": true, "m2": true, "m3": true, "m4": true},
             "list": [1, 2], "l1": 1, "l2": 2, "l3": 3, "l4": 4
-        }))
+        })
     );
     let hist = values(db.state.history(&leaf, "cell", None).unwrap());
     assert_eq!(
@@ -740,15 +750,10 @@ fn deep_fork_chain_across_primitives() {
     );
     assert_eq!(db.events.count(&leaf, "s").unwrap(), 5);
     let lv: Vec<Value> = values(db.events.range(&leaf, "s", 1, u64::MAX).unwrap());
-    assert_eq!(
-        lv,
-        (0..=4)
-            .map(|l| Value::from(json!({ "lvl": l })))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(lv, (0..=4).map(|l| json!({ "lvl": l })).collect::<Vec<_>>());
     assert_eq!(
         db.events.head(&leaf, "s").unwrap().unwrap().value,
-        Value::from(json!({"lvl": 4}))
+        json!({"lvl": 4})
     );
     assert_eq!(db.events.streams(&leaf).unwrap(), vec!["s".to_owned()]);
     assert_eq!(db.events.read_in(&leaf, "s", 2).unwrap().len(), 2);
@@ -830,9 +835,7 @@ fn forked_collections_survive_deletes_and_recreations_on_both_sides() {
         .unwrap();
     assert_eq!(hits[0].key, "v003");
     assert_eq!(hits[0].vector.as_deref(), Some(&pseudo(3, dim)[..]));
-    assert!(hits
-        .iter()
-        .all(|h| h.metadata == Some(Value::from(json!({"t": "a"})))));
+    assert!(hits.iter().all(|h| h.metadata == Some(json!({"t": "a"}))));
     let t = db
         .vectors
         .search_with_threshold(&fork, "c", &pseudo(3, dim), 50, 0.999, None)
@@ -917,8 +920,10 @@ fn bug_fork_reads_thinned_ancestor_past_without_refusing() {
         }
         Err(e) => panic!("unexpected error {e}"),
     }
+    // `get_at` documents NotFound for a version retention no longer keeps.
     match db.kv.get_at(&fork, "k", v1) {
         Err(Error::ConstraintViolation(_)) => {}
+        Err(Error::NotFound(m)) => assert!(m.contains("no longer keeps"), "{m}"),
         Ok(v) => assert_eq!(v.value, Value::Int(1)),
         Err(e) => panic!("get_at(fork, k, v1) must answer 1 or refuse, got {e}"),
     }
