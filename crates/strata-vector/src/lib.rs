@@ -26,7 +26,10 @@ pub use exact::ExactIndex;
 pub use filter::SearchFilter;
 pub use hnsw::{HnswIndex, HnswParams};
 pub use index::{CollectionConfig, CollectionIndex, SearchStrategy, VectorIndex};
-pub use vectors::{CollectionInfo, IndexSource, PendingIndexOp, VectorData, VectorMatch, Vectors};
+pub use vectors::{
+    CollectionInfo, IndexSource, PendingIndexOp, VectorData, VectorMatch, Vectors,
+    MAX_UNPERSISTED_VECTORS,
+};
 
 /// Opening the vector primitive over an engine and the hooks the `stratadb` facade needs
 /// (applying a transaction's index changes, observing how an index was loaded). Not part

@@ -116,6 +116,11 @@ struct IndexEntry {
     base_had: HashMap<String, bool>,
 }
 
+/// Collections of at most this many vectors get no index file (see
+/// [`Vectors::persist_indexes`]): rebuilding them from their records costs less than
+/// writing and reading a file.
+pub const MAX_UNPERSISTED_VECTORS: usize = 32;
+
 /// The most keys a collection's changelog lists (see [`IndexEntry::changelog`]).
 const MAX_CHANGELOG: usize = 1 << 16;
 
@@ -777,8 +782,10 @@ impl Vectors {
     }
 
     /// Writes the index file of every collection changed since its file was last
-    /// written, and deletes the index files (and stale temporary files) of collections
-    /// that no longer exist. Returns the number of files written. Does nothing for an
+    /// written — except forked collections (made again from their parent's index) and
+    /// collections of at most [`MAX_UNPERSISTED_VECTORS`] vectors (rebuilt from their
+    /// records faster than a file is read) — and deletes the index files (and stale
+    /// temporary files) of collections that no longer exist. Returns the number of files written. Does nothing for an
     /// ephemeral database. `Strata::close` calls it; calling it at other times is safe
     /// (concurrent writes are picked up by the next call, or replayed on open). Fails
     /// with the "database is closed" error once the database was closed.
@@ -799,6 +806,7 @@ impl Vectors {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let mut keep = std::collections::HashSet::new();
+        let mut tiny = std::collections::HashSet::new();
         let mut written = 0usize;
         let mut bytes_written = 0usize;
         let mut first_error = None;
@@ -812,6 +820,14 @@ impl Vectors {
             }
             let encoded = {
                 let e = entry.read();
+                // A tiny collection is rebuilt from its records faster than its file
+                // is opened: it gets none (and an older one goes), so thousands of
+                // runs with a few vectors each close in milliseconds.
+                if e.base.is_none() && e.index.len() <= MAX_UNPERSISTED_VECTORS {
+                    keep.remove(&path);
+                    tiny.insert(path.clone());
+                    continue;
+                }
                 // A forked collection's index holds only the fork's own vectors; it is
                 // made again from the parent's on the next open.
                 if e.persisted == Some(e.changes) || e.base.is_some() {
@@ -861,6 +877,7 @@ impl Vectors {
                 ));
                 (legacy != persist::file_path(&dir, run, name)).then_some(legacy)
             }))
+            .chain(tiny)
             .filter(|p| !keep.contains(p))
             .collect();
         let root = persist::root(&dir);

@@ -6,6 +6,22 @@ use strata_vector::persist;
 use strata_vector::IndexSource;
 use stratadb::prelude::*;
 
+/// Vectors that keep a collection above `MAX_UNPERSISTED_VECTORS` (so it gets an index
+/// file) and away from the test's own vectors (pointing the other way).
+fn filler(db: &Strata, run: &RunId, name: &str) {
+    for i in 0..strata_vector::MAX_UNPERSISTED_VECTORS {
+        db.vectors
+            .upsert(
+                run,
+                name,
+                &format!("filler{i}"),
+                &[-1.0, -(i as f32) - 1.0],
+                None,
+            )
+            .unwrap();
+    }
+}
+
 #[test]
 fn foreign_tmp_files_survive_open_and_close() {
     let dir = tempfile::tempdir().unwrap();
@@ -21,6 +37,7 @@ fn foreign_tmp_files_survive_open_and_close() {
         db.vectors
             .upsert(&run, "c", "a", &[1.0, 0.0], None)
             .unwrap();
+        filler(&db, &run, "c");
         db.close().unwrap();
     }
     // A user file inside the vector index directory of the run is not ours either.
@@ -65,6 +82,7 @@ fn one_kib_collection_name_closes_and_reloads_its_index_file() {
             db.vectors
                 .upsert(&run, name, "a", &[1.0, 0.0], None)
                 .unwrap();
+            filler(&db, &run, name);
         }
         db.vectors
             .upsert(&run, &long, "b", &[0.0, 1.0], None)
@@ -82,7 +100,10 @@ fn one_kib_collection_name_closes_and_reloads_its_index_file() {
             "the index file must be loaded, not rebuilt"
         );
     }
-    assert_eq!(db.vectors.count(&run, &long).unwrap(), 2);
+    assert_eq!(
+        db.vectors.count(&run, &long).unwrap(),
+        2 + strata_vector::MAX_UNPERSISTED_VECTORS as u64
+    );
     let hits = db
         .vectors
         .search(&run, &long, &[0.0, 1.0], 1, None)
@@ -107,6 +128,7 @@ fn legacy_hex_named_index_file_of_a_long_name_is_rebuilt_then_removed() {
         db.vectors
             .upsert(&run, &name, "a", &[1.0, 0.0], None)
             .unwrap();
+        filler(&db, &run, &name);
         db.close().unwrap();
     }
     let new = persist::file_path(dir.path(), &run, &name);
@@ -118,7 +140,10 @@ fn legacy_hex_named_index_file_of_a_long_name_is_rebuilt_then_removed() {
             strata_vector::internal::index_source(&db.vectors, &run, &name),
             Some(IndexSource::Rebuilt)
         );
-        assert_eq!(db.vectors.count(&run, &name).unwrap(), 1);
+        assert_eq!(
+            db.vectors.count(&run, &name).unwrap(),
+            1 + strata_vector::MAX_UNPERSISTED_VECTORS as u64
+        );
         db.close().unwrap();
     }
     assert!(new.exists());

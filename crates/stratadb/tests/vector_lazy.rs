@@ -24,9 +24,10 @@ fn indexes_load_on_first_use() {
             db.vectors
                 .create_collection(&run, "mem", 4, DistanceMetric::Cosine)
                 .unwrap();
-            for i in 0..10 {
+            // More than `MAX_UNPERSISTED_VECTORS`: each collection gets a file.
+            for i in 0..40 {
                 db.vectors
-                    .upsert(&run, "mem", &format!("v{i}"), &vec_of(r * 10 + i), None)
+                    .upsert(&run, "mem", &format!("v{i}"), &vec_of(r * 40 + i), None)
                     .unwrap();
             }
             runs.push(run);
@@ -37,7 +38,7 @@ fn indexes_load_on_first_use() {
     assert_eq!(strata_vector::internal::loaded_indexes(&db.vectors), 0);
     let hits = db
         .vectors
-        .search(&runs[7], "mem", &vec_of(73), 1, None)
+        .search(&runs[7], "mem", &vec_of(7 * 40 + 3), 1, None)
         .unwrap();
     assert_eq!(hits[0].key, "v3");
     assert_eq!(strata_vector::internal::loaded_indexes(&db.vectors), 1);

@@ -309,7 +309,7 @@ fn a_recreated_collection_does_not_load_the_stale_file() {
     let run = RunId::DEFAULT;
     {
         let db = open(dir.path());
-        fill(&db, &run, "c", 30);
+        fill(&db, &run, "c", 60); // above MAX_UNPERSISTED_VECTORS: it gets a file
         db.close().unwrap();
     }
     let file = index_file(dir.path(), &run, "c");
