@@ -783,7 +783,7 @@ impl Vectors {
 
     /// Writes the index file of every collection changed since its file was last
     /// written — except forked collections (made again from their parent's index) and
-    /// collections of at most [`MAX_UNPERSISTED_VECTORS`] vectors (rebuilt from their
+    /// collections of at most `MAX_UNPERSISTED_VECTORS` (32) vectors (rebuilt from their
     /// records faster than a file is read) — and deletes the index files (and stale
     /// temporary files) of collections that no longer exist. Returns the number of files written. Does nothing for an
     /// ephemeral database. `Strata::close` calls it; calling it at other times is safe
