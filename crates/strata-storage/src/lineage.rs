@@ -412,17 +412,18 @@ impl Lineage {
         if !self.any() {
             return None;
         }
-        self.floors().remove(run)
+        self.floors().get(run).copied()
     }
 
-    /// [`floor_of`](Self::floor_of) of every run that has one.
-    pub(crate) fn floors(&self) -> HashMap<RunId, u64> {
+    /// [`floor_of`](Self::floor_of) of every run that has one (computed once per
+    /// change of the lineage).
+    pub(crate) fn floors(&self) -> Arc<HashMap<RunId, u64>> {
         let mut out: HashMap<RunId, u64> = HashMap::new();
         if !self.any() {
-            return out;
+            return Arc::new(out);
         }
         if let Some(cached) = self.floors_cache.lock().as_ref() {
-            return (**cached).clone();
+            return cached.clone();
         }
         let forks = self.forks.read();
         let purged = self.purged.read();
@@ -446,7 +447,8 @@ impl Lineage {
             let f = out.entry(p.parent).or_insert(p.at);
             *f = (*f).max(p.at);
         }
-        *self.floors_cache.lock() = Some(Arc::new(out.clone()));
+        let out = Arc::new(out);
+        *self.floors_cache.lock() = Some(out.clone());
         out
     }
 

@@ -1501,7 +1501,7 @@ impl Storage {
                     keep = lineage.parent_of(&run).is_some();
                 }
                 None => {
-                    floor = lineage.floors().into_values().max();
+                    floor = lineage.floors().values().copied().max();
                     keep = true;
                 }
             }
