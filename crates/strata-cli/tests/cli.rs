@@ -558,6 +558,24 @@ fn verify_checkpoint_compact_and_damage() {
         .assert()
         .success()
         .stdout(contains("database is sound"));
+    // Enough vectors for the collection to get an index file (more than
+    // `MAX_UNPERSISTED_VECTORS`), written by a close, to damage below.
+    {
+        let s = stratadb::Strata::open(&db).unwrap();
+        let run = stratadb::RunId::DEFAULT;
+        for i in 0..33 {
+            s.vectors
+                .upsert(
+                    &run,
+                    "docs",
+                    &format!("f{i}"),
+                    &[i as f32 / 10.0, 1.0],
+                    None,
+                )
+                .unwrap();
+        }
+        s.close().unwrap();
+    }
     ok(&["checkpoint", &db]);
     ok(&["kv", "set", &db, "after", "1"]);
     ok(&["kv", "set", &db, "after", "2"]);
