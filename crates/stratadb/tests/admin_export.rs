@@ -155,6 +155,21 @@ fn info_checkpoint_compact() {
     let dir = tempfile::tempdir().unwrap();
     let db = Strata::open(dir.path()).unwrap();
     populate(&db).unwrap();
+    // A collection above `MAX_UNPERSISTED_VECTORS`, so a checkpoint writes its file.
+    db.vectors
+        .create_collection(&RunId::DEFAULT, "big", 2, DistanceMetric::Cosine)
+        .unwrap();
+    for i in 0..=strata_vector::MAX_UNPERSISTED_VECTORS {
+        db.vectors
+            .upsert(
+                &RunId::DEFAULT,
+                "big",
+                &format!("v{i}"),
+                &[1.0, i as f32],
+                None,
+            )
+            .unwrap();
+    }
     let info = db.info().unwrap();
     assert_eq!(info.primitives["kv"].live_keys, 5);
     assert_eq!(info.primitives["kv"].deleted_keys, 1);
