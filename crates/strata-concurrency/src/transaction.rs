@@ -32,6 +32,9 @@ pub struct Transaction {
     /// (nothing) so that the caller's code runs on, and `commit` fails with this error:
     /// nothing decided on a failed read is ever written or reported as a result.
     read_error: Option<Error>,
+    /// The time reads of this transaction are judged at (time-to-live expiry): set when
+    /// it begins, so that its reads are repeatable.
+    read_time: strata_core::Timestamp,
 }
 
 impl Transaction {
@@ -51,7 +54,19 @@ impl Transaction {
             writes: BTreeMap::new(),
             finished: false,
             read_error: None,
+            read_time: strata_core::Timestamp::now(),
         }
+    }
+
+    /// The time this transaction's reads are judged at (time-to-live expiry).
+    pub fn read_time(&self) -> strata_core::Timestamp {
+        self.read_time
+    }
+
+    /// Sets the time this transaction's reads are judged at (the engine's clock, or
+    /// none for a view of the past).
+    pub fn set_read_time(&mut self, t: strata_core::Timestamp) {
+        self.read_time = t;
     }
 
     /// The snapshot version this transaction reads at.

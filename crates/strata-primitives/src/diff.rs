@@ -256,7 +256,7 @@ impl Shape {
                     key: text(key),
                 }
             }
-            Primitive::Run | Primitive::Fork => return None,
+            Primitive::Run | Primitive::Fork | Primitive::Ttl => return None,
         })
     }
 

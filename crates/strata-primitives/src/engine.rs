@@ -116,9 +116,22 @@ impl Engine {
     ) -> Result<(T, Option<CommitInfo>)> {
         self.manager.metrics().record_operations(1);
         if let Some(at) = self.at {
-            return self.manager.read_at(at, f).map(|v| (v, None));
+            // A view of the past judges no expiry by the clock: it sees the deletes
+            // garbage collection committed for expired records (see `crate::ttl`).
+            return self
+                .manager
+                .read_at(at, |txn| {
+                    txn.set_read_time(Timestamp(0));
+                    let mut f = f;
+                    f(txn)
+                })
+                .map(|v| (v, None));
         }
-        let out = self.manager.run(f)?;
+        let mut f = f;
+        let out = self.manager.run(|txn| {
+            txn.set_read_time(self.now());
+            f(txn)
+        })?;
         if out.1.is_some() {
             self.collector.maybe_collect(self.storage());
         }

@@ -141,6 +141,12 @@ impl Collector {
         }
         // Purged runs: what no snapshot or fork still reads goes.
         total.add(storage.collect_purged());
+        // Records whose time to live has passed are deleted (then freed by retention).
+        if let Ok(runs) = runs::ttl_runs(storage, horizon) {
+            for run in runs {
+                crate::ttl::sweep(storage, &run, now);
+            }
+        }
         let after = storage.stats();
         debug!(
             runs = runs_collected,

@@ -52,7 +52,7 @@ pub mod ops {
     /// Reads a document.
     pub fn get(txn: &mut Transaction, run: &RunId, key: &str) -> Result<Option<Versioned<Value>>> {
         let k = key_of(run, key)?;
-        let Some(e) = txn.get(&k) else {
+        let Some(e) = crate::ttl::live_get(txn, &k) else {
             return Ok(None);
         };
         let doc = shared_doc(&k, &e)?;
@@ -148,6 +148,43 @@ impl Json {
             .write(run, |txn| ops::set(txn, run, key, &doc))?;
         committed_version(info)
     }
+    /// Stores a document in `run` that expires `ttl` from now (see
+    /// [`KV::put_with_ttl`](crate::KV::put_with_ttl) for the semantics); returns its
+    /// version.
+    pub fn set_with_ttl(
+        &self,
+        run: &RunId,
+        key: &str,
+        value: impl Into<Value>,
+        ttl: std::time::Duration,
+    ) -> Result<Version> {
+        let doc = value.into();
+        let k = key_of(run, key)?;
+        let (_, info) = self.engine.write(run, |txn| {
+            ops::set(txn, run, key, &doc)?;
+            crate::ttl::set_with_record(txn, run, &k, ttl)
+        })?;
+        committed_version(info)
+    }
+
+    /// Sets (`Some`) or clears (`None`) the expiry of an existing document without
+    /// writing a new version of it; `false` if it does not exist (or already expired).
+    pub fn expire(&self, run: &RunId, key: &str, ttl: Option<std::time::Duration>) -> Result<bool> {
+        let k = key_of(run, key)?;
+        self.engine
+            .write(run, |txn| crate::ttl::expire(txn, run, &k, ttl))
+            .map(|(v, _)| v)
+    }
+
+    /// The time left before the document expires: `None` if it has no expiry;
+    /// `NotFound` if it does not exist (or already expired).
+    pub fn ttl(&self, run: &RunId, key: &str) -> Result<Option<std::time::Duration>> {
+        let k = key_of(run, key)?;
+        self.engine
+            .read(run, |txn| Ok(crate::ttl::remaining(txn, &k)))?
+            .ok_or_else(|| Error::NotFound(format!("document {key:?} does not exist")))
+    }
+
     /// Retrieves a document from `run`.
     pub fn get_in(&self, run: &RunId, key: &str) -> Result<Option<Versioned<Value>>> {
         self.engine.read(run, |txn| ops::get(txn, run, key))
@@ -185,7 +222,7 @@ impl Json {
         let (doc, version, timestamp) = self
             .engine
             .read(run, |txn| {
-                txn.get(&k)
+                crate::ttl::live_get(txn, &k)
                     .map(|e| Ok((shared_doc(&k, &e)?, e.version, e.timestamp)))
                     .transpose()
             })?

@@ -22,7 +22,24 @@ pub mod ops {
     /// Reads a key.
     pub fn get(txn: &mut Transaction, run: &RunId, key: &str) -> Result<Option<Versioned<Value>>> {
         let k = key_of(run, key)?;
-        txn.get(&k).as_ref().map(txn_versioned).transpose()
+        crate::ttl::live_get(txn, &k)
+            .as_ref()
+            .map(txn_versioned)
+            .transpose()
+    }
+
+    /// Writes a key that expires `ttl` after the transaction's read time (see
+    /// [`crate::ttl`]).
+    pub fn put_with_ttl(
+        txn: &mut Transaction,
+        run: &RunId,
+        key: &str,
+        value: &Value,
+        ttl: std::time::Duration,
+    ) -> Result<()> {
+        let k = key_of(run, key)?;
+        txn.put(k.clone(), encode_value(value)?);
+        crate::ttl::set_with_record(txn, run, &k, ttl)
     }
 
     /// Writes a key.
@@ -34,7 +51,7 @@ pub mod ops {
 
     /// Deletes a key; returns whether it existed.
     pub fn delete(txn: &mut Transaction, run: &RunId, key: &str) -> Result<bool> {
-        Ok(records::delete_in_txn(txn, key_of(run, key)?))
+        records::delete_in_txn(txn, key_of(run, key)?)
     }
 
     /// Adds `delta` to an integer (a missing key counts as 0); returns the new value.
@@ -115,6 +132,58 @@ impl KV {
             .engine
             .write(run, |txn| ops::put(txn, run, key, &value))?;
         committed_version(info)
+    }
+
+    /// Sets a value in `run` that expires `ttl` from now: from then on it reads as
+    /// absent, and garbage collection deletes it (see [`expire`](Self::expire) to
+    /// refresh). Returns the version written. A later write without a TTL clears the
+    /// expiry. Expiry is judged at each read's own time (the engine's clock when the
+    /// read's transaction began), so reads in one transaction are repeatable; history
+    /// reads and views of the past see the delete garbage collection commits once the
+    /// expiry has passed. `ConstraintViolation` for a zero `ttl`.
+    ///
+    /// ```
+    /// # use strata_primitives::{internal, Engine};
+    /// # use std::time::Duration;
+    /// # let engine = Engine::new(strata_storage::Storage::ephemeral())?;
+    /// # let kv = internal::kv(engine);
+    /// # let run = strata_core::RunId::DEFAULT;
+    /// kv.put_with_ttl(&run, "session", "token", Duration::from_secs(3600))?;
+    /// assert!(kv.get_in(&run, "session")?.is_some());
+    /// assert!(kv.ttl(&run, "session")?.unwrap() <= Duration::from_secs(3600));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn put_with_ttl(
+        &self,
+        run: &RunId,
+        key: &str,
+        value: impl Into<Value>,
+        ttl: std::time::Duration,
+    ) -> Result<Version> {
+        let value = value.into();
+        let (_, info) = self
+            .engine
+            .write(run, |txn| ops::put_with_ttl(txn, run, key, &value, ttl))?;
+        committed_version(info)
+    }
+
+    /// Sets (`Some`) or clears (`None`) the expiry of an existing key **without writing
+    /// a new version of it** (its value and version stay); returns `false` if the key
+    /// does not exist (or already expired).
+    pub fn expire(&self, run: &RunId, key: &str, ttl: Option<std::time::Duration>) -> Result<bool> {
+        let k = key_of(run, key)?;
+        self.engine
+            .write(run, |txn| crate::ttl::expire(txn, run, &k, ttl))
+            .map(|(v, _)| v)
+    }
+
+    /// The time left before the key expires: `None` if it has no expiry; `NotFound` if
+    /// the key does not exist (or already expired).
+    pub fn ttl(&self, run: &RunId, key: &str) -> Result<Option<std::time::Duration>> {
+        let k = key_of(run, key)?;
+        self.engine
+            .read(run, |txn| Ok(crate::ttl::remaining(txn, &k)))?
+            .ok_or_else(|| Error::NotFound(format!("key {key:?} does not exist")))
     }
 
     /// The value as of `version`: the newest write at or before it. `NotFound` if the

@@ -24,6 +24,7 @@ pub mod kv;
 mod records;
 pub mod runs;
 pub mod state;
+mod ttl;
 
 pub use engine::Engine;
 

@@ -59,18 +59,18 @@ pub(crate) fn txn_versioned(e: &Entry) -> Result<Versioned<Value>> {
 }
 
 /// Deletes the record if it exists; returns whether it did.
-pub(crate) fn delete_in_txn(txn: &mut Transaction, key: Box<[u8]>) -> bool {
-    let existed = txn.get(&key).is_some();
+pub(crate) fn delete_in_txn(txn: &mut Transaction, key: Box<[u8]>) -> Result<bool> {
+    let existed = crate::ttl::live_get(txn, &key).is_some();
     if existed {
         txn.delete(key);
     }
-    existed
+    Ok(existed)
 }
 
 /// Deletes a record in its own transaction; returns whether it existed.
 pub(crate) fn delete(engine: &Engine, run: &RunId, key: Box<[u8]>) -> Result<bool> {
     engine
-        .write(run, |txn| Ok(delete_in_txn(txn, key.clone())))
+        .write(run, |txn| delete_in_txn(txn, key.clone()))
         .map(|(v, _)| v)
 }
 
@@ -168,8 +168,16 @@ pub(crate) fn keys(
 ) -> Result<Vec<String>> {
     let p = encode_key(run, primitive, prefix.as_bytes());
     engine.read(run, |txn| {
-        Ok(txn
-            .scan_prefix(&p, limit)
+        let mut rows = txn.scan_prefix(&p, limit);
+        let listed = rows.len();
+        crate::ttl::retain_live(txn, &mut rows);
+        if rows.len() < listed && limit.is_some() {
+            // Expired records took places: list again, whole, and cut.
+            rows = txn.scan_prefix(&p, None);
+            crate::ttl::retain_live(txn, &mut rows);
+            rows.truncate(limit.unwrap_or(usize::MAX));
+        }
+        Ok(rows
             .into_iter()
             .map(|(k, _)| String::from_utf8_lossy(&k[KEY_HEADER_LEN..]).into_owned())
             .collect())

@@ -95,6 +95,11 @@ pub struct RunInfo {
     /// history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history_complete_from: Option<Version>,
+    /// `true` once a KV pair or JSON document of the run was written with a time to
+    /// live (`put_with_ttl`, `set_with_ttl`, `expire`): only then do reads look for
+    /// expiries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub uses_ttl: bool,
 }
 
 impl RunInfo {
@@ -181,6 +186,26 @@ pub fn check_exists(txn: &mut Transaction, run: &RunId) -> Result<Arc<RunInfo>> 
     DECODED_RUNS.get_or_decode(run.as_bytes(), bytes, decode_info)
 }
 
+/// The run's info if it exists (recording the read, like [`check_exists`]).
+pub(crate) fn info_in(txn: &mut Transaction, run: &RunId) -> Option<Arc<RunInfo>> {
+    let entry = txn.get(&run_key(run))?;
+    let bytes = entry.value.as_ref()?;
+    DECODED_RUNS
+        .get_or_decode(run.as_bytes(), bytes, decode_info)
+        .ok()
+}
+
+/// Marks `run` as using times to live (see [`RunInfo::uses_ttl`]), in the transaction.
+pub(crate) fn mark_uses_ttl(txn: &mut Transaction, run: &RunId) -> Result<()> {
+    let info = check_exists(txn, run)?;
+    if !info.uses_ttl {
+        let mut info = (*info).clone();
+        info.uses_ttl = true;
+        txn.put(run_key(run), encode_info(&info)?);
+    }
+    Ok(())
+}
+
 /// Fails unless `run` exists and is active; returns its info.
 pub fn check_writable(txn: &mut Transaction, run: &RunId) -> Result<Arc<RunInfo>> {
     let info = check_exists(txn, run)?;
@@ -207,6 +232,7 @@ pub(crate) fn ensure_default_run(engine: &Engine) -> Result<()> {
                 retention: RetentionPolicy::KeepAll,
                 forked_from: None,
                 history_complete_from: None,
+                uses_ttl: false,
             };
             txn.put(run_key(&RunId::DEFAULT), encode_info(&info)?);
         }
@@ -250,6 +276,7 @@ impl Runs {
                 retention: RetentionPolicy::KeepAll,
                 forked_from: None,
                 history_complete_from: None,
+                uses_ttl: false,
             };
             txn.put(run_key(&id), encode_info(&info)?);
             Ok(())
@@ -344,6 +371,7 @@ impl Runs {
                     Some(0) => None,
                     Some(from) => Some(Version::Txn(from)),
                 },
+                uses_ttl: parent.uses_ttl,
             };
             txn.put(run_key(&child), encode_info(&info)?);
             txn.put(
@@ -726,6 +754,25 @@ pub(crate) fn info_now(
         bytes,
         decode_info,
     )?))
+}
+
+/// The runs that use times to live, as of `snapshot`, read directly from the storage.
+pub(crate) fn ttl_runs(storage: &strata_storage::Storage, snapshot: u64) -> Result<Vec<RunId>> {
+    let prefix = encode_key(&RunId::DEFAULT, Primitive::Run, &[]);
+    let mut out = Vec::new();
+    for (k, e) in storage.scan_prefix(&prefix, snapshot, None)? {
+        let Some((_, _, id)) = decode_key(&k) else {
+            continue;
+        };
+        let Some(bytes) = e.value.as_ref() else {
+            continue;
+        };
+        let info = DECODED_RUNS.get_or_decode(id, bytes, decode_info)?;
+        if info.uses_ttl {
+            out.push(info.run_id);
+        }
+    }
+    Ok(out)
 }
 
 /// Retention of the run, read inside a transaction.

@@ -31,6 +31,9 @@ pub enum Primitive {
     /// Fork records: where a forked run's past lives (stored under the default run's
     /// id, keyed by the child's id; see [`crate::lineage`]).
     Fork = 7,
+    /// Time-to-live records of KV pairs and JSON documents (under the record's run;
+    /// the user part is the record's tag and user key).
+    Ttl = 8,
 }
 
 impl Primitive {
@@ -48,6 +51,7 @@ impl Primitive {
             5 => Primitive::Vector,
             6 => Primitive::Run,
             7 => Primitive::Fork,
+            8 => Primitive::Ttl,
             _ => return None,
         })
     }

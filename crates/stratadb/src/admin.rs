@@ -90,6 +90,7 @@ pub(crate) fn primitive_label(p: Primitive) -> &'static str {
         Primitive::Vector => "vector",
         Primitive::Run => "run",
         Primitive::Fork => "fork",
+        Primitive::Ttl => "ttl",
     }
 }
 

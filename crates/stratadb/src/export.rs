@@ -228,6 +228,7 @@ fn primitive_of(name: &str) -> Option<Primitive> {
         "vector" => Primitive::Vector,
         "run" => Primitive::Run,
         "fork" => Primitive::Fork,
+        "ttl" => Primitive::Ttl,
         _ => return None,
     })
 }
@@ -274,6 +275,8 @@ fn describe_key<V>(rec: &mut Record<V>, p: Primitive, user: &[u8]) {
                 return;
             }
         }
+        // A TTL record's key (the record's tag and key) is always given in hex.
+        Primitive::Ttl => {}
         Primitive::Event | Primitive::Vector => {
             let name_field = |rec: &mut Record<V>, name: &str| {
                 if p == Primitive::Event {
@@ -331,6 +334,7 @@ fn user_key_of<V>(rec: &Record<V>, p: Primitive) -> std::result::Result<Vec<u8>,
             let id: RunId = k.parse().map_err(|_| format!("{k:?} is not a run id"))?;
             Ok(id.as_bytes().to_vec())
         }
+        Primitive::Ttl => Err("a ttl record's key is given as \"key_hex\"".into()),
         Primitive::Event | Primitive::Vector => {
             let name = if p == Primitive::Event {
                 rec.stream.as_ref().ok_or("missing \"stream\"")?
