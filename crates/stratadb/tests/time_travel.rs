@@ -142,6 +142,7 @@ enum Op {
     Fork { run: usize, back: usize },
     Check { run: usize, back: usize },
     Diff { run: usize, back: usize },
+    Purge { run: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -151,6 +152,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..8usize, 0..6usize).prop_map(|(run, back)| Op::Fork { run, back }),
         2 => (0..8usize, 0..6usize).prop_map(|(run, back)| Op::Check { run, back }),
         1 => (0..8usize, 0..6usize).prop_map(|(run, back)| Op::Diff { run, back }),
+        1 => (0..8usize).prop_map(|run| Op::Purge { run }),
     ]
 }
 
@@ -171,8 +173,25 @@ proptest! {
         let state_at = |h: &HashMap<RunId, Vec<(u64, State)>>, run: &RunId, v: u64| -> Option<State> {
             h.get(run)?.iter().rev().find(|(at, _)| *at <= v).map(|(_, s)| s.clone())
         };
+        let mut purged: std::collections::HashSet<RunId> = Default::default();
         for op in ops {
+            // Every operation on a purged run fails; its forks carry on.
+            let target = match &op {
+                Op::Put { run, .. } | Op::Delete { run, .. } | Op::Fork { run, .. }
+                | Op::Check { run, .. } | Op::Diff { run, .. } | Op::Purge { run } => runs[run % runs.len()],
+            };
+            if purged.contains(&target) {
+                prop_assert!(db.kv.get_in(&target, "k0").is_err());
+                prop_assert!(db.kv.put(&target, "k0", 1).is_err());
+                prop_assert!(db.runs.fork(&target, None).is_err());
+                prop_assert!(db.runs.purge(&target).is_err());
+                continue;
+            }
             match op {
+                Op::Purge { .. } => {
+                    db.runs.purge(&target).unwrap();
+                    purged.insert(target);
+                }
                 Op::Put { run, key, value } => {
                     let r = runs[run % runs.len()];
                     let v = db.kv.put(&r, &format!("k{key}"), value).unwrap().as_u64();
@@ -251,7 +270,7 @@ proptest! {
             }
         }
         // The present of every run matches the model's newest state.
-        for r in &runs {
+        for r in runs.iter().filter(|r| !purged.contains(r)) {
             let expected = &history[r].last().unwrap().1;
             for k in 0..6u8 {
                 let got = db.kv.get_in(r, &format!("k{k}")).unwrap().map(|x| x.value);
