@@ -24,6 +24,17 @@ fn list_versioned(py: Python<'_>, v: Vec<Versioned<Value>>) -> PyResult<Vec<Py<P
     v.iter().map(|x| Py::new(py, versioned(py, x)?)).collect()
 }
 
+/// A time to live in seconds, checked.
+fn ttl_arg(seconds: f64) -> PyResult<Duration> {
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(PyValueError::new_err(
+            "a time to live must be a finite number of seconds > 0",
+        ));
+    }
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|e| PyValueError::new_err(format!("bad time to live: {e}")))
+}
+
 /// Key-value pairs (`db.kv`).
 #[pyclass(frozen, module = "stratadb", name = "KV")]
 pub struct PyKv {
@@ -88,6 +99,43 @@ impl PyKv {
     fn delete_in(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<bool> {
         let r = run_id(run)?;
         self.db.call(py, |db| db.kv.delete_in(&r, key))
+    }
+    /// Sets a key of `run` that expires `ttl_seconds` from now; returns its version.
+    fn put_with_ttl(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+        ttl_seconds: f64,
+    ) -> PyResult<u64> {
+        let r = run_id(run)?;
+        let v = to_value(value)?;
+        let ttl = ttl_arg(ttl_seconds)?;
+        self.db
+            .call(py, |db| db.kv.put_with_ttl(&r, key, v, ttl))
+            .map(|v| v.as_u64())
+    }
+    /// Sets (seconds) or clears (`None`) a key's expiry without a new version;
+    /// `False` if the key does not exist.
+    #[pyo3(signature = (run, key, ttl_seconds=None))]
+    fn expire(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        ttl_seconds: Option<f64>,
+    ) -> PyResult<bool> {
+        let r = run_id(run)?;
+        let ttl = ttl_seconds.map(ttl_arg).transpose()?;
+        self.db.call(py, |db| db.kv.expire(&r, key, ttl))
+    }
+    /// Seconds left before the key expires, or `None` if it has no expiry.
+    fn ttl(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<Option<f64>> {
+        let r = run_id(run)?;
+        self.db
+            .call(py, |db| db.kv.ttl(&r, key))
+            .map(|d| d.map(|d| d.as_secs_f64()))
     }
     /// Sets a key and returns the version it was written at.
     fn put(

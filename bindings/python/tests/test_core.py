@@ -268,6 +268,22 @@ def test_fork_diff_and_purge(db):
     assert not db.runs.exists(fork)
 
 
+def test_kv_time_to_live(db):
+    run = db.runs.create()
+    v = db.kv.put_with_ttl(run, "session", "token", 3600)
+    assert db.kv.get_in(run, "session").version == v
+    assert 3599 < db.kv.ttl(run, "session") <= 3600
+    assert db.kv.expire(run, "session", None)
+    assert db.kv.ttl(run, "session") is None
+    assert db.kv.get_in(run, "session").version == v
+    assert not db.kv.expire(run, "missing", 10)
+    with pytest.raises(ValueError):
+        db.kv.put_with_ttl(run, "k", 1, 0)
+    db.kv.put_with_ttl(run, "short", 1, 0.05)
+    time.sleep(0.1)
+    assert db.kv.get_in(run, "short") is None
+
+
 def test_exception_hierarchy():
     for cls in (NotFoundError, ConflictError, RunError, InvalidKeyError, WrongTypeError,
                 ConstraintViolationError, ClosedError, stratadb.StorageError,
