@@ -1004,18 +1004,7 @@ fn run_info(py: Python<'_>, v: &Versioned<RunInfo>) -> PyResult<PyVersioned> {
 
 fn change_dict<'py>(py: Python<'py>, c: &stratadb::Change) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    let primitive = match c.primitive {
-        stratadb::DiffPrimitive::Kv => "kv",
-        stratadb::DiffPrimitive::Json => "json",
-        stratadb::DiffPrimitive::Event => "event",
-        stratadb::DiffPrimitive::State => "state",
-        stratadb::DiffPrimitive::Vector => "vector",
-    };
-    let kind = match c.kind {
-        stratadb::ChangeKind::Added => "added",
-        stratadb::ChangeKind::Removed => "removed",
-        stratadb::ChangeKind::Changed => "changed",
-    };
+    let (primitive, kind) = (c.primitive.name(), c.kind.name());
     d.set_item("primitive", primitive)?;
     d.set_item("container", c.container.clone())?;
     d.set_item("key", c.key.clone())?;

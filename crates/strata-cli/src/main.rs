@@ -583,18 +583,7 @@ fn runs(c: RunsCmd, json: bool) -> CliResult {
 }
 
 fn print_change(c: &stratadb::Change, json: bool) {
-    let primitive = match c.primitive {
-        stratadb::DiffPrimitive::Kv => "kv",
-        stratadb::DiffPrimitive::Json => "json",
-        stratadb::DiffPrimitive::Event => "event",
-        stratadb::DiffPrimitive::State => "state",
-        stratadb::DiffPrimitive::Vector => "vector",
-    };
-    let kind = match c.kind {
-        stratadb::ChangeKind::Added => "added",
-        stratadb::ChangeKind::Removed => "removed",
-        stratadb::ChangeKind::Changed => "changed",
-    };
+    let (primitive, kind) = (c.primitive.name(), c.kind.name());
     let side = |v: &Option<Versioned<Value>>| {
         v.as_ref()
             .map(|v| json!({"value": value_json(&v.value), "version": v.version.as_u64()}))

@@ -31,6 +31,19 @@ pub enum DiffPrimitive {
     Vector,
 }
 
+impl DiffPrimitive {
+    /// The primitive's name in reports: `kv`, `json`, `event`, `state` or `vector`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DiffPrimitive::Kv => "kv",
+            DiffPrimitive::Json => "json",
+            DiffPrimitive::Event => "event",
+            DiffPrimitive::State => "state",
+            DiffPrimitive::Vector => "vector",
+        }
+    }
+}
+
 /// How a key differs between the two sides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChangeKind {
@@ -40,6 +53,17 @@ pub enum ChangeKind {
     Removed,
     /// Both have it, with different contents.
     Changed,
+}
+
+impl ChangeKind {
+    /// The kind's name in reports: `added`, `removed` or `changed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Removed => "removed",
+            ChangeKind::Changed => "changed",
+        }
+    }
 }
 
 /// One difference found by a [`Diff`].

@@ -170,19 +170,15 @@ impl Json {
     /// Sets (`Some`) or clears (`None`) the expiry of an existing document without
     /// writing a new version of it; `false` if it does not exist (or already expired).
     pub fn expire(&self, run: &RunId, key: &str, ttl: Option<std::time::Duration>) -> Result<bool> {
-        let k = key_of(run, key)?;
-        self.engine
-            .write(run, |txn| crate::ttl::expire(txn, run, &k, ttl))
-            .map(|(v, _)| v)
+        records::expire(&self.engine, run, &key_of(run, key)?, ttl)
     }
 
     /// The time left before the document expires: `None` if it has no expiry;
     /// `NotFound` if it does not exist (or already expired).
     pub fn ttl(&self, run: &RunId, key: &str) -> Result<Option<std::time::Duration>> {
-        let k = key_of(run, key)?;
-        self.engine
-            .read(run, |txn| Ok(crate::ttl::remaining(txn, &k)))?
-            .ok_or_else(|| Error::NotFound(format!("document {key:?} does not exist")))
+        records::ttl(&self.engine, run, &key_of(run, key)?, || {
+            format!("document {key:?}")
+        })
     }
 
     /// Retrieves a document from `run`.

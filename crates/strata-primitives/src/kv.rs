@@ -171,19 +171,15 @@ impl KV {
     /// a new version of it** (its value and version stay); returns `false` if the key
     /// does not exist (or already expired).
     pub fn expire(&self, run: &RunId, key: &str, ttl: Option<std::time::Duration>) -> Result<bool> {
-        let k = key_of(run, key)?;
-        self.engine
-            .write(run, |txn| crate::ttl::expire(txn, run, &k, ttl))
-            .map(|(v, _)| v)
+        records::expire(&self.engine, run, &key_of(run, key)?, ttl)
     }
 
     /// The time left before the key expires: `None` if it has no expiry; `NotFound` if
     /// the key does not exist (or already expired).
     pub fn ttl(&self, run: &RunId, key: &str) -> Result<Option<std::time::Duration>> {
-        let k = key_of(run, key)?;
-        self.engine
-            .read(run, |txn| Ok(crate::ttl::remaining(txn, &k)))?
-            .ok_or_else(|| Error::NotFound(format!("key {key:?} does not exist")))
+        records::ttl(&self.engine, run, &key_of(run, key)?, || {
+            format!("key {key:?}")
+        })
     }
 
     /// The value as of `version`: the newest write at or before it. `NotFound` if the

@@ -183,3 +183,29 @@ pub(crate) fn keys(
             .collect())
     })
 }
+
+/// Sets or clears the expiry of the record `key` of `run` without writing the record
+/// (see [`crate::ttl`]); `false` if it does not exist.
+pub(crate) fn expire(
+    engine: &Engine,
+    run: &RunId,
+    key: &[u8],
+    ttl: Option<std::time::Duration>,
+) -> Result<bool> {
+    engine
+        .write(run, |txn| crate::ttl::expire(txn, run, key, ttl))
+        .map(|(v, _)| v)
+}
+
+/// The time left before the record `key` of `run` expires (`None`: no expiry);
+/// `NotFound`, described by `what`, if it does not exist.
+pub(crate) fn ttl(
+    engine: &Engine,
+    run: &RunId,
+    key: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<Option<std::time::Duration>> {
+    engine
+        .read(run, |txn| Ok(crate::ttl::remaining(txn, key)))?
+        .ok_or_else(|| Error::NotFound(format!("{} does not exist", what())))
+}
