@@ -197,6 +197,7 @@ pub(crate) fn info_in(txn: &mut Transaction, run: &RunId) -> Option<Arc<RunInfo>
 
 /// Marks `run` as using times to live (see [`RunInfo::uses_ttl`]), in the transaction.
 pub(crate) fn mark_uses_ttl(txn: &mut Transaction, run: &RunId) -> Result<()> {
+    crate::ttl::seen();
     let info = check_exists(txn, run)?;
     if !info.uses_ttl {
         let mut info = (*info).clone();
@@ -769,6 +770,7 @@ pub(crate) fn ttl_runs(storage: &strata_storage::Storage, snapshot: u64) -> Resu
         };
         let info = DECODED_RUNS.get_or_decode(id, bytes, decode_info)?;
         if info.uses_ttl {
+            crate::ttl::seen();
             out.push(info.run_id);
         }
     }

@@ -86,8 +86,23 @@ fn expiry_of(record: &Entry, ttl: &Entry) -> Option<Timestamp> {
     applies.then_some(expires_at)
 }
 
+/// Set once any run of any database in this process is known to use a time to live
+/// (by [`runs::mark_uses_ttl`], or by garbage collection, which every engine runs when
+/// it opens, finding such a run): until then reads skip the run-record lookup below,
+/// which would otherwise cost every get a second read of its run's record.
+pub(crate) static TTL_SEEN: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Notes that a run using a time to live exists (see [`TTL_SEEN`]).
+pub(crate) fn seen() {
+    TTL_SEEN.store(true, std::sync::atomic::Ordering::Release);
+}
+
 /// `true` if the run of `record_key` ever used a time to live.
 fn run_uses_ttl(txn: &mut Transaction, record_key: &[u8]) -> bool {
+    if !TTL_SEEN.load(std::sync::atomic::Ordering::Acquire) {
+        return false;
+    }
     let Some(run) = record_key
         .get(..16)
         .and_then(|b| <[u8; 16]>::try_from(b).ok())

@@ -228,3 +228,58 @@ fn a_fork_inherits_expiries_and_views_see_the_sweep() {
     // expired by its own clock.
     assert!(db.kv.get_in(&fork, "k").unwrap().is_none());
 }
+
+const REOPEN_ENV: &str = "STRATADB_TTL_REOPEN_DIR";
+
+/// Run by `a_fresh_process_sees_expiries_of_a_reopened_database`.
+#[test]
+#[ignore = "run by a_fresh_process_sees_expiries_of_a_reopened_database"]
+fn ttl_reopen_child() {
+    let Ok(path) = std::env::var(REOPEN_ENV) else {
+        return;
+    };
+    let db = Strata::open(&path).unwrap();
+    let run = db
+        .runs
+        .list(None, None)
+        .unwrap()
+        .last()
+        .unwrap()
+        .value
+        .run_id;
+    // The key expires only now, after the open (whose collection deleted nothing).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(db.kv.get_in(&run, "plain").unwrap().is_some());
+    assert!(
+        db.kv.get_in(&run, "short").unwrap().is_none(),
+        "the expired key must read as absent in a process that never wrote a TTL"
+    );
+    println!("CHILD-OK");
+}
+
+/// A process that opens a database whose runs use TTLs judges expiry from its first
+/// read (the flag that lets other databases skip the lookup is set when it opens).
+#[test]
+fn a_fresh_process_sees_expiries_of_a_reopened_database() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Strata::open(dir.path()).unwrap();
+        let run = db.runs.create(None).unwrap();
+        db.kv.put(&run, "plain", 1).unwrap();
+        db.kv
+            .put_with_ttl(&run, "short", 1, Duration::from_millis(1000))
+            .unwrap();
+        db.close().unwrap();
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "ttl_reopen_child", "--ignored", "--nocapture"])
+        .env(REOPEN_ENV, dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("CHILD-OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
