@@ -125,9 +125,25 @@ pub fn check_snapshot(
     path: &Path,
     bytes: &[u8],
     name_version: u64,
+    on_chain: impl FnMut(&[u8], &[Entry]) -> Result<()>,
+) -> Result<SnapshotSummary> {
+    check_loaded(
+        path,
+        read_snapshot(path, bytes)?,
+        Some(name_version),
+        on_chain,
+    )
+}
+
+/// The checks of [`check_snapshot`] on a file already read (`name_version`: the
+/// version its name says, when it has one).
+fn check_loaded(
+    path: &Path,
+    snap: crate::snapshot::LoadedSnapshot,
+    name_version: Option<u64>,
     mut on_chain: impl FnMut(&[u8], &[Entry]) -> Result<()>,
 ) -> Result<SnapshotSummary> {
-    let snap = read_snapshot(path, bytes)?;
+    let name_version = name_version.unwrap_or(snap.version);
     let bad = |what: String| Error::Storage(format!("snapshot {}: {what}", path.display()));
     if snap.version != name_version {
         return Err(bad(format!(
@@ -173,8 +189,8 @@ pub fn check_run(
     bytes: &[u8],
     on_chain: impl FnMut(&[u8], &[Entry]) -> Result<()>,
 ) -> Result<SnapshotSummary> {
-    let version = read_snapshot(path, bytes)?.version;
-    check_snapshot(path, bytes, version, on_chain)
+    // Read once: the run's own header gives the version its entries are checked against.
+    check_loaded(path, read_snapshot(path, bytes)?, None, on_chain)
 }
 
 /// Checks the manifest and returns it.
