@@ -400,6 +400,43 @@ impl PyJson {
             .call(py, |db| db.json.set_in(&r, key, v))
             .map(|v| v.as_u64())
     }
+    /// Sets a document in `run` that expires `ttl_seconds` from now; returns its version.
+    fn set_with_ttl(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+        ttl_seconds: f64,
+    ) -> PyResult<u64> {
+        let r = run_id(run)?;
+        let v = to_value(value)?;
+        let ttl = ttl_arg(ttl_seconds)?;
+        self.db
+            .call(py, |db| db.json.set_with_ttl(&r, key, v, ttl))
+            .map(|v| v.as_u64())
+    }
+    /// Sets (seconds) or clears (`None`) a document's expiry without a new version;
+    /// `False` if the document does not exist.
+    #[pyo3(signature = (run, key, ttl_seconds=None))]
+    fn expire(
+        &self,
+        py: Python<'_>,
+        run: Option<&str>,
+        key: &str,
+        ttl_seconds: Option<f64>,
+    ) -> PyResult<bool> {
+        let r = run_id(run)?;
+        let ttl = ttl_seconds.map(ttl_arg).transpose()?;
+        self.db.call(py, |db| db.json.expire(&r, key, ttl))
+    }
+    /// Seconds left before the document expires, or `None` if it has no expiry.
+    fn ttl(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<Option<f64>> {
+        let r = run_id(run)?;
+        self.db
+            .call(py, |db| db.json.ttl(&r, key))
+            .map(|d| d.map(|d| d.as_secs_f64()))
+    }
     /// Reads a document of `run`.
     fn get_in(
         &self,
@@ -985,6 +1022,11 @@ fn run_info(py: Python<'_>, v: &Versioned<RunInfo>) -> PyResult<PyVersioned> {
     )?;
     d.set_item("error", i.error.clone())?;
     d.set_item("retention", retention_dict(py, &i.retention)?)?;
+    d.set_item(
+        "history_complete_from",
+        i.history_complete_from.map(|v| v.as_u64()),
+    )?;
+    d.set_item("uses_ttl", i.uses_ttl)?;
     match &i.forked_from {
         Some(o) => {
             let f = PyDict::new(py);

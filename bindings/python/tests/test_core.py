@@ -282,6 +282,11 @@ def test_kv_time_to_live(db):
     db.kv.put_with_ttl(run, "short", 1, 0.05)
     time.sleep(0.1)
     assert db.kv.get_in(run, "short") is None
+    assert db.runs.get(run).value["uses_ttl"] is True
+    db.json.set_with_ttl(run, "doc", {"a": 1}, 3600)
+    assert db.json.ttl(run, "doc") > 3599
+    assert db.json.expire(run, "doc", None)
+    assert db.json.ttl(run, "doc") is None
 
 
 def test_exception_hierarchy():

@@ -307,6 +307,8 @@ fn run_json(v: &Versioned<RunInfo>) -> Json {
         "metadata": r.metadata.as_ref().map(value_json),
         "error": r.error,
         "retention": format!("{:?}", r.retention),
+        "history_complete_from": r.history_complete_from.map(|v| v.as_u64()),
+        "uses_ttl": r.uses_ttl,
         "forked_from": r.forked_from.map(|o| json!({
             "parent": o.parent.to_string(),
             "version": o.version.as_u64(),
