@@ -123,7 +123,8 @@ impl Collector {
         // The readers first: a policy read later can only be newer.
         let (pins, horizon) = storage.pins_and_visible();
         let now = self.now();
-        let policies = match runs::retention_policies(storage, horizon) {
+        // One read of the run records gives the policies and the runs using TTLs.
+        let infos = match runs::run_infos(storage, horizon) {
             Ok(p) => p,
             Err(e) => {
                 warn!(error = %e, "garbage collection skipped: cannot read the runs' policies");
@@ -132,20 +133,25 @@ impl Collector {
         };
         let mut total = GcStats::default();
         let mut runs_collected = 0u64;
-        for (run, policy) in &policies {
-            if policy.keeps_all() {
+        for info in &infos {
+            if info.retention.keeps_all() {
                 continue;
             }
             runs_collected += 1;
-            total.add(collect_run_at(storage, run, policy, &pins, horizon, now));
+            total.add(collect_run_at(
+                storage,
+                &info.run_id,
+                &info.retention,
+                &pins,
+                horizon,
+                now,
+            ));
         }
         // Purged runs: what no snapshot or fork still reads goes.
         total.add(storage.collect_purged());
         // Records whose time to live has passed are deleted (then freed by retention).
-        if let Ok(runs) = runs::ttl_runs(storage, horizon) {
-            for run in runs {
-                crate::ttl::sweep(storage, &run, now);
-            }
+        for info in infos.iter().filter(|i| i.uses_ttl) {
+            crate::ttl::sweep(storage, &info.run_id, now);
         }
         let after = storage.stats();
         debug!(

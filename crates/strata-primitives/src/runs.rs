@@ -717,12 +717,13 @@ impl Runs {
     }
 }
 
-/// Every run's retention policy as of `snapshot`, read directly from the storage (no
-/// transaction: used by garbage collection, which must not depend on the engine).
-pub(crate) fn retention_policies(
+/// Every run's record as of `snapshot`, read directly from the storage (no
+/// transaction: used by garbage collection, which must not depend on the engine). Notes
+/// a run using a time to live (see `crate::ttl::TTL_SEEN`).
+pub(crate) fn run_infos(
     storage: &strata_storage::Storage,
     snapshot: u64,
-) -> Result<Vec<(RunId, RetentionPolicy)>> {
+) -> Result<Vec<Arc<RunInfo>>> {
     let prefix = encode_key(&RunId::DEFAULT, Primitive::Run, &[]);
     let mut out = Vec::new();
     for (k, e) in storage.scan_prefix(&prefix, snapshot, None)? {
@@ -733,9 +734,23 @@ pub(crate) fn retention_policies(
             continue;
         };
         let info = DECODED_RUNS.get_or_decode(id, bytes, decode_info)?;
-        out.push((info.run_id, info.retention));
+        if info.uses_ttl {
+            crate::ttl::seen();
+        }
+        out.push(info);
     }
     Ok(out)
+}
+
+/// Every run's retention policy as of `snapshot` (see [`run_infos`]).
+pub(crate) fn retention_policies(
+    storage: &strata_storage::Storage,
+    snapshot: u64,
+) -> Result<Vec<(RunId, RetentionPolicy)>> {
+    Ok(run_infos(storage, snapshot)?
+        .into_iter()
+        .map(|i| (i.run_id, i.retention))
+        .collect())
 }
 
 /// The run's record now (`None` if it does not exist), read directly from the
@@ -755,26 +770,6 @@ pub(crate) fn info_now(
         bytes,
         decode_info,
     )?))
-}
-
-/// The runs that use times to live, as of `snapshot`, read directly from the storage.
-pub(crate) fn ttl_runs(storage: &strata_storage::Storage, snapshot: u64) -> Result<Vec<RunId>> {
-    let prefix = encode_key(&RunId::DEFAULT, Primitive::Run, &[]);
-    let mut out = Vec::new();
-    for (k, e) in storage.scan_prefix(&prefix, snapshot, None)? {
-        let Some((_, _, id)) = decode_key(&k) else {
-            continue;
-        };
-        let Some(bytes) = e.value.as_ref() else {
-            continue;
-        };
-        let info = DECODED_RUNS.get_or_decode(id, bytes, decode_info)?;
-        if info.uses_ttl {
-            crate::ttl::seen();
-            out.push(info.run_id);
-        }
-    }
-    Ok(out)
 }
 
 /// Retention of the run, read inside a transaction.
