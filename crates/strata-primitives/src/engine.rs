@@ -22,6 +22,9 @@ pub struct Engine {
     /// For a view of the past ([`Engine::at_version`]): the version every read is made
     /// at. Such an engine refuses writes.
     at: Option<u64>,
+    /// For a view of the past: the time its reads judge expiries at (see
+    /// [`Engine::at_version`]).
+    at_time: Timestamp,
 }
 
 impl Engine {
@@ -43,6 +46,7 @@ impl Engine {
             collector,
             purge_hooks: Arc::default(),
             at: None,
+            at_time: Timestamp(0),
         });
         if !engine.storage().is_read_only() {
             runs::ensure_default_run(&engine)?;
@@ -60,13 +64,25 @@ impl Engine {
     /// [`Error::ConstraintViolation`] when `version` is in the past: retention may
     /// have removed what the run held then, and a view never answers with a newer
     /// value instead.
-    pub fn at_version(&self, version: u64) -> Arc<Engine> {
+    ///
+    /// Time-to-live expiries are judged at `time` (see [`crate::ttl`]): the commit
+    /// time of `version` for a view of a version, the chosen time for a view of a
+    /// time. `Timestamp(0)` judges none by the clock (only the deletes garbage
+    /// collection committed for expired records are seen), for versions older than the
+    /// storage's timeline.
+    pub fn at_version(&self, version: u64, time: Timestamp) -> Arc<Engine> {
         Arc::new(Engine {
             manager: self.manager.clone(),
             collector: self.collector.clone(),
             purge_hooks: self.purge_hooks.clone(),
             at: Some(version.min(self.storage().visible_version())),
+            at_time: time,
         })
+    }
+
+    /// The time a view of the past judges expiries at (see [`at_version`](Self::at_version)).
+    pub fn read_time(&self) -> Option<Timestamp> {
+        self.at.map(|_| self.at_time)
     }
 
     /// Registers a function called with each run right after it is purged (see
@@ -116,12 +132,13 @@ impl Engine {
     ) -> Result<(T, Option<CommitInfo>)> {
         self.manager.metrics().record_operations(1);
         if let Some(at) = self.at {
-            // A view of the past judges no expiry by the clock: it sees the deletes
-            // garbage collection committed for expired records (see `crate::ttl`).
+            // A view of the past judges expiries at its own time, not by the clock, so
+            // its answers never change (see `crate::ttl`).
+            let time = self.at_time;
             return self
                 .manager
                 .read_at(at, |txn| {
-                    txn.set_read_time(Timestamp(0));
+                    txn.set_read_time(time);
                     let mut f = f;
                     f(txn)
                 })

@@ -26,9 +26,14 @@
 //!
 //! **Expired records are deleted** by garbage collection ([`sweep`]): a delete committed
 //! once the expiry has passed, after which retention frees them like any deleted
-//! version. History reads (`history`, `get_at`) and views of the past (`db.at`) see
-//! those deletes, not the clock: a view shows a record as expired from the sweep that
-//! deleted it on (at most one collection after its expiry), so views stay repeatable.
+//! version. History reads (`history`, `get_at`) see those deletes, not the clock.
+//!
+//! **Views of the past** (`db.at(v)`, `db.at_time(t)`) judge expiries at their own
+//! time: the commit time of `v` (from the storage's timeline), or `t`. A record that
+//! had expired by then reads as absent there even if no sweep had deleted it yet, and
+//! one that had not expires in no view of that time, so views stay repeatable. For
+//! versions older than the timeline (a database created before it existed) a view sees
+//! only the sweeps' deletes.
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;

@@ -26,6 +26,8 @@ pub enum FileKind {
     Run(u64),
     /// The manifest.
     Manifest,
+    /// The timeline (commit times; see [`crate::timeline`]).
+    Timeline,
     /// Anything else (the lock file, temporary files, vector index files…).
     Other,
 }
@@ -38,6 +40,8 @@ pub fn file_kind(name: &str) -> FileKind {
         FileKind::Run(id)
     } else if name == crate::manifest::MANIFEST_NAME {
         FileKind::Manifest
+    } else if name == crate::timeline::TIMELINE_NAME {
+        FileKind::Timeline
     } else if let Some(b) = parse_segment_name(name) {
         FileKind::Segment(b)
     } else {
@@ -191,6 +195,44 @@ pub fn check_run(
 ) -> Result<SnapshotSummary> {
     // Read once: the run's own header gives the version its entries are checked against.
     check_loaded(path, read_snapshot(path, bytes)?, None, on_chain)
+}
+
+/// What a sound timeline file holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimelineSummary {
+    /// Commits whose times it records.
+    pub commits: u64,
+    /// The first and last of them.
+    pub versions: Option<(u64, u64)>,
+    /// The version it starts at (older commits' times were never recorded).
+    pub starts_at: u64,
+    /// Bytes after the length the manifest lists: left by a flush whose manifest never
+    /// landed, cut off by the next flush.
+    pub unlisted_bytes: u64,
+}
+
+/// Checks the timeline file (`bytes` read from `path`) up to the `listed_len` bytes
+/// the manifest lists, as the storage reads it. Errors are [`Error::Storage`] naming
+/// the file and the offset.
+pub fn check_timeline(path: &Path, bytes: &[u8], listed_len: u64) -> Result<TimelineSummary> {
+    let Some(valid) = usize::try_from(listed_len)
+        .ok()
+        .and_then(|l| bytes.get(..l))
+    else {
+        return Err(Error::Storage(format!(
+            "timeline {} is {} bytes long, shorter than the {listed_len} bytes the manifest \
+             lists",
+            path.display(),
+            bytes.len()
+        )));
+    };
+    let c = crate::timeline::parse(path, valid)?;
+    Ok(TimelineSummary {
+        commits: c.commits,
+        versions: c.versions(),
+        starts_at: c.starts_at,
+        unlisted_bytes: (bytes.len() - valid.len()) as u64,
+    })
 }
 
 /// Checks the manifest and returns it.

@@ -66,6 +66,7 @@ pub mod run;
 pub mod snapshot;
 mod storage;
 pub mod testing;
+pub mod timeline;
 pub mod tree;
 pub mod vfs;
 pub mod wal;
@@ -82,4 +83,5 @@ pub use mvcc::{
 pub use restore::RestoreReport;
 pub use retention::RetentionPolicy;
 pub use storage::{closed_error, CommitInfo, RecoveryReport, RunStats, SnapshotPin, Storage};
+pub use timeline::TimePoint;
 pub use tree::Tree;

@@ -9,14 +9,16 @@
 //! ```text
 //! header (48 B): magic "STRATMAN" | format u32 (= 1) | run_count u32 |
 //!                flushed_through u64 | last_timestamp_us u64 | next_run_id u64 |
-//!                reserved u64
+//!                timeline_len u64
 //! runs:          (id u64 | min_version u64 | max_version u64 | entries u64 |
 //!                 bytes u64) * run_count, newest first
 //! trailer:       crc32c(every byte before it) u32
 //! ```
 //!
 //! `flushed_through` is the newest version held by the runs: the log records up to it
-//! are no longer needed, and recovery replays only the ones after it. Runs hold
+//! are no longer needed, and recovery replays only the ones after it. `timeline_len` is
+//! the valid length of the `TIMELINE` file (see [`crate::timeline`]; 0: none yet — the
+//! field was reserved and written as 0 before the timeline existed). Runs hold
 //! disjoint version ranges, newest first, so that for any key the first run (in that
 //! order) holding a version visible to a reader holds the version it sees.
 use std::path::{Path, PathBuf};
@@ -65,6 +67,8 @@ pub struct Manifest {
     pub next_run_id: u64,
     /// The live runs, newest first.
     pub runs: Vec<RunMeta>,
+    /// Valid bytes of the timeline file (see [`crate::timeline`]); 0 if none.
+    pub timeline_len: u64,
 }
 
 impl Manifest {
@@ -77,7 +81,7 @@ impl Manifest {
         b.extend_from_slice(&self.flushed_through.to_le_bytes());
         b.extend_from_slice(&self.last_timestamp.0.to_le_bytes());
         b.extend_from_slice(&self.next_run_id.to_le_bytes());
-        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&self.timeline_len.to_le_bytes());
         for r in &self.runs {
             for v in [r.id, r.min_version, r.max_version, r.entries, r.bytes] {
                 b.extend_from_slice(&v.to_le_bytes());
@@ -132,6 +136,7 @@ impl Manifest {
             last_timestamp: Timestamp(u(24)),
             next_run_id: u(32),
             runs,
+            timeline_len: u(40),
         };
         // Newest first, disjoint, below the flushed version, ids below the next id.
         let ordered = m
@@ -233,6 +238,7 @@ mod tests {
                     bytes: 5000,
                 },
             ],
+            timeline_len: 321,
         }
     }
 

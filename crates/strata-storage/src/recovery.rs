@@ -41,6 +41,9 @@ pub(crate) struct Recovered {
     pub manifest: Manifest,
     pub last_version: u64,
     pub last_ts: Timestamp,
+    /// The version and timestamp of every commit replayed from the log, in order (for
+    /// the timeline).
+    pub replayed: Vec<(u64, Timestamp)>,
     /// `None` when opened read-only.
     pub wal: Option<WalWriter>,
     pub report: RecoveryReport,
@@ -260,6 +263,7 @@ fn replay(
     } = base;
     let snapshot_version = last;
     let read_only = options.read_only;
+    let mut times: Vec<(u64, Timestamp)> = Vec::new();
     let missing = |first_base: u64| first_base > snapshot_version.saturating_add(1);
 
     // 3. Segments wholly covered by the snapshot: never read, deleted.
@@ -367,6 +371,7 @@ fn replay(
                 return Ok(());
             }
             last_ts = last_ts.max(rec.timestamp);
+            times.push((rec.version, rec.timestamp));
             map.apply_owned(rec.version, rec.timestamp, rec.writes);
             replayed += 1;
             Ok(())
@@ -383,6 +388,7 @@ fn replay(
                 }
                 applied_to = rec.version;
                 last_ts = last_ts.max(rec.timestamp);
+                times.push((rec.version, rec.timestamp));
                 map.apply_owned(rec.version, rec.timestamp, rec.writes);
                 replayed += 1;
             }
@@ -459,6 +465,7 @@ fn replay(
             manifest,
             last_version: last,
             last_ts,
+            replayed: times,
             wal: None,
             report,
         });
@@ -497,6 +504,7 @@ fn replay(
         manifest,
         last_version: last,
         last_ts,
+        replayed: times,
         wal: Some(wal),
         report,
     })

@@ -40,6 +40,7 @@ use crate::recovery::Recovered;
 use crate::retention::RetentionPolicy;
 use crate::run::{parse_run_name, run_name, Run, RUN_BLOCK_TARGET};
 use crate::snapshot::{parse_snapshot_name, write_sorted_file};
+use crate::timeline::{TimePoint, Timeline};
 use crate::tree::{Layers, Merge, RunHandle, Tree};
 use crate::vfs::{join, Vfs, VfsFile};
 use crate::wal::{io_err, parse_segment_name, WalWriter};
@@ -169,6 +170,8 @@ pub(crate) struct Inner {
     pub(crate) tree: Tree,
     /// The fork records (see [`crate::lineage`]).
     pub(crate) lineage: Lineage,
+    /// When each version was committed (see [`crate::timeline`]).
+    timeline: Timeline,
     gc_hook: parking_lot::RwLock<Option<GcHook>>,
     retention_hook: parking_lot::RwLock<Option<RetentionHook>>,
     pub(crate) visible: AtomicU64,
@@ -278,6 +281,7 @@ impl Storage {
         Storage::for_caller(Arc::new(Inner {
             tree: Tree::new(MvccMap::new(), Vec::new()),
             lineage: Lineage::default(),
+            timeline: Timeline::in_memory(),
             gc_hook: parking_lot::RwLock::new(None),
             retention_hook: parking_lot::RwLock::new(None),
             visible: AtomicU64::new(0),
@@ -393,9 +397,20 @@ impl Storage {
             manifest,
             last_version: last,
             last_ts,
+            replayed,
             wal,
             report,
         } = recovered;
+        // A timeline file not yet written starts after what the runs (or a legacy
+        // snapshot) hold: those commits' times were never recorded.
+        let timeline = Timeline::on_disk(
+            &dir,
+            manifest.timeline_len,
+            manifest.flushed_through.max(report.snapshot_version) + 1,
+        );
+        for (v, t) in replayed {
+            timeline.note(v, t);
+        }
         info!(
             last_version = last,
             snapshot_version = report.snapshot_version,
@@ -436,6 +451,7 @@ impl Storage {
         let inner = Arc::new(Inner {
             tree,
             lineage,
+            timeline,
             gc_hook: parking_lot::RwLock::new(None),
             retention_hook: parking_lot::RwLock::new(None),
             visible: AtomicU64::new(last),
@@ -517,6 +533,51 @@ impl Storage {
     /// The newest published commit version: a reader starting now uses it as snapshot.
     pub fn visible_version(&self) -> u64 {
         self.inner.visible.load(Ordering::Acquire)
+    }
+
+    /// The time `version` was committed: the timestamp of the newest commit at or
+    /// before it (exact for a version a commit made; see [`crate::timeline`]). `None`
+    /// for version 0 and for versions older than the timeline (a database created
+    /// before it existed). Reads the timeline file on first use.
+    ///
+    /// Errors: [`Error::Storage`] naming the file and offset if the timeline file is
+    /// damaged.
+    pub fn commit_time(&self, version: u64) -> Result<Option<Timestamp>> {
+        self.check_open()?;
+        let vfs = self.inner.disk.as_ref().map(|d| &d.vfs);
+        self.inner.timeline.commit_time(vfs, version)
+    }
+
+    /// The newest version committed at or before `ts` (see [`TimePoint`]), among the
+    /// commits applied so far (which may run ahead of
+    /// [`visible_version`](Self::visible_version) while strict commits wait for their
+    /// fsync). Reads the timeline file on first use.
+    ///
+    /// Errors: as [`commit_time`](Self::commit_time).
+    pub fn version_at_time(&self, ts: Timestamp) -> Result<TimePoint> {
+        self.check_open()?;
+        let vfs = self.inner.disk.as_ref().map(|d| &d.vfs);
+        self.inner.timeline.version_at(vfs, ts)
+    }
+
+    /// Notes the commits of a restore in the timeline: every distinct version with its
+    /// newest timestamp, in version order, times made non-decreasing.
+    pub(crate) fn note_restored_times(&self, mut times: Vec<(u64, Timestamp)>) {
+        times.sort_unstable();
+        let mut last: Option<(u64, Timestamp)> = None;
+        for (v, t) in times {
+            match last {
+                Some((lv, lt)) if lv == v => last = Some((v, lt.max(t))),
+                Some((lv, lt)) => {
+                    self.inner.timeline.note(lv, lt);
+                    last = Some((v, t.max(lt)));
+                }
+                None => last = Some((v, t)),
+            }
+        }
+        if let Some((v, t)) = last {
+            self.inner.timeline.note(v, t);
+        }
     }
 
     /// The newest commit applied to the map. It runs ahead of
@@ -841,6 +902,11 @@ impl Storage {
                 runs: Arc::new(r.runs),
             });
             self.inner.lineage.replace(load_lineage(&self.inner.tree)?);
+            self.inner.timeline.reset(
+                r.manifest.timeline_len,
+                r.manifest.flushed_through.max(r.report.snapshot_version) + 1,
+                &r.replayed,
+            );
             c.next_version = r.last_version + 1;
             c.last_ts = r.last_ts;
             self.inner.applied.store(r.last_version, Ordering::Release);
@@ -946,6 +1012,7 @@ impl Storage {
             }
             c.next_version += 1;
             c.last_ts = timestamp;
+            self.inner.timeline.note(version, timestamp);
             // Once the record is in the log (a failed append must not leave a fork or
             // a purge noted) and before the commit is visible (no reader may see a
             // child run without its lineage).
@@ -1296,6 +1363,8 @@ impl Storage {
         manifest.runs = metas;
         manifest.flushed_through = version;
         manifest.last_timestamp = manifest.last_timestamp.max(last_ts);
+        // Durable before the manifest that lets the log records go (see `timeline`).
+        manifest.timeline_len = self.inner.timeline.persist_through(&d.vfs, version)?;
         self.write_manifest(d, &manifest)?;
         *d.manifest.lock() = manifest;
         self.inner

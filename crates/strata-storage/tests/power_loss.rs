@@ -205,6 +205,25 @@ fn verify(s: &Storage, journal: &Journal, mode: DurabilityMode, ctx: &str) -> u6
                 "{ctx}: two transactions at version {}",
                 e.version
             );
+            // The timeline knows every recovered commit's time exactly, and places
+            // that time at this commit (or a later one sharing its timestamp).
+            assert_eq!(
+                s.commit_time(e.version).unwrap(),
+                Some(e.timestamp),
+                "{ctx}: commit time of version {}",
+                e.version
+            );
+            match s.version_at_time(e.timestamp).unwrap() {
+                strata_storage::TimePoint::Version(at) => {
+                    assert!(
+                        at >= e.version && at <= last,
+                        "{ctx}: {at} for {}",
+                        e.version
+                    );
+                    assert_eq!(s.commit_time(at).unwrap(), Some(e.timestamp), "{ctx}");
+                }
+                other => panic!("{ctx}: {other:?} for version {}", e.version),
+            }
         }
     }
     let versions: Vec<u64> = by_version.keys().copied().collect();

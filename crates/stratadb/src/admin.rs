@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use strata_core::{codec, Error, Result, RunId};
 use strata_primitives::RunState;
 use strata_storage::inspect::{
-    check_manifest, check_run, check_segment, check_snapshot, file_kind, FileKind,
+    check_manifest, check_run, check_segment, check_snapshot, check_timeline, file_kind, FileKind,
 };
 use strata_storage::key::decode_key;
 use strata_storage::{DurabilityMode, Primitive, RetentionPolicy};
@@ -40,7 +40,7 @@ pub struct PrimitiveStats {
 pub struct FileInfo {
     /// Path relative to the database directory.
     pub name: String,
-    /// `log`, `run`, `manifest`, `snapshot` (before sorted runs), `vector-index`, `lock` or
+    /// `log`, `run`, `manifest`, `timeline`, `snapshot` (before sorted runs), `vector-index`, `lock` or
     /// `other`.
     pub kind: &'static str,
     /// Size in bytes.
@@ -123,6 +123,7 @@ fn list_files(dir: &Path) -> Result<Vec<(PathBuf, FileInfo)>> {
                 FileKind::Snapshot(_) => "snapshot",
                 FileKind::Run(_) => "run",
                 FileKind::Manifest => "manifest",
+                FileKind::Timeline => "timeline",
                 FileKind::Other if file_name == strata_storage::LOCK_FILE => "lock",
                 FileKind::Other if file_name.ends_with(".vidx") => "vector-index",
                 FileKind::Other => "other",
@@ -247,7 +248,7 @@ impl Strata {
 pub struct FileCheck {
     /// The file, relative to the database directory.
     pub name: String,
-    /// `log`, `run`, `manifest`, `snapshot` (before sorted runs), `vector-index`, `lock` or
+    /// `log`, `run`, `manifest`, `timeline`, `snapshot` (before sorted runs), `vector-index`, `lock` or
     /// `other`.
     pub kind: &'static str,
     /// Size in bytes.
@@ -403,6 +404,24 @@ pub fn verify(path: impl AsRef<Path>, mut progress: impl FnMut(u64)) -> Result<V
                     m.runs.len(),
                     m.flushed_through
                 ))
+            }),
+            ("timeline", _) => read().and_then(|bytes| {
+                let listed = manifest.as_ref().map_or(0, |m| m.timeline_len);
+                let t = check_timeline(full, &bytes, listed).map_err(|e| e.to_string())?;
+                let mut summary = match t.versions {
+                    Some((a, b)) => {
+                        format!("commit times of {} commits, versions {a}..={b}", t.commits)
+                    }
+                    None => "no commit times".to_owned(),
+                };
+                if t.unlisted_bytes > 0 {
+                    summary.push_str(&format!(
+                        "; {} bytes past the manifest's length (an interrupted flush, cut off \
+                         by the next one)",
+                        t.unlisted_bytes
+                    ));
+                }
+                Ok(summary)
             }),
             ("vector-index", _) => read().and_then(|bytes| check_vector_file(dir, full, &bytes)),
             ("lock", _) => Ok(match strata_storage::lock_holder(dir) {

@@ -1,16 +1,23 @@
 //! [`AtVersion`]: the database as it was at an earlier version (time travel).
-use strata_core::{Error, Result, Version};
+use strata_core::{Error, Result, Timestamp, Version};
 use strata_primitives::{internal, Events, Json, Runs, State, KV};
+use strata_storage::TimePoint;
 
 use crate::Strata;
 
-/// A read-only view of the whole database as of one version, from [`Strata::at`].
+/// A read-only view of the whole database as of one version, from [`Strata::at`] or
+/// [`Strata::at_time`].
 ///
 /// Every read method of `kv`, `json`, `events`, `state` and `runs` answers as the
 /// database stood right after the commit of that version — consistent across
 /// primitives and runs, and repeatable: the answers never change, whatever is written
 /// later. History reads (`get_at`, `history`) see the versions up to it. Every write
 /// method fails with [`Error::ConstraintViolation`].
+///
+/// Time-to-live expiries are judged at the view's [`time`](AtVersion::time): the commit
+/// time of the version for [`Strata::at`], the chosen time for [`Strata::at_time`]. A
+/// record whose expiry had passed by then reads as absent even before garbage
+/// collection deleted it.
 ///
 /// A run that did not exist yet at that version is a [`Error::RunError`]. Reading a
 /// run whose retention policy is not `KeepAll` as of a past version fails with
@@ -47,12 +54,22 @@ pub struct AtVersion {
     /// Runs (their records and states) as of the version.
     pub runs: Runs,
     version: Version,
+    time: Option<Timestamp>,
 }
 
 impl AtVersion {
-    /// The version this view reads at.
+    /// The version this view reads at: every commit up to it, none after it.
     pub fn version(&self) -> Version {
         self.version
+    }
+
+    /// The time this view stands at: the time asked of [`Strata::at_time`], or the
+    /// commit time of the version asked of [`Strata::at`]. `None` for version 0 (before
+    /// the first commit) and for versions older than the database's timeline (a
+    /// database created before StrataDB recorded commit times); such a view judges no
+    /// expiry by time.
+    pub fn time(&self) -> Option<Timestamp> {
+        self.time
     }
 }
 
@@ -60,6 +77,7 @@ impl std::fmt::Debug for AtVersion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AtVersion")
             .field("version", &self.version)
+            .field("time", &self.time)
             .finish_non_exhaustive()
     }
 }
@@ -91,14 +109,82 @@ impl Strata {
                 "version {v} is in the future: the database is at version {current}"
             )));
         }
-        let engine = self.engine.at_version(v);
-        Ok(AtVersion {
+        let time = if v == 0 {
+            None
+        } else {
+            storage.commit_time(v)?
+        };
+        Ok(self.view(v, time))
+    }
+
+    /// The database as it was at `time`: a read-only view ([`AtVersion`]) of every
+    /// commit made at or before `time` — commit timestamps never go back, so that is a
+    /// version, [`AtVersion::version`] — whose reads judge time-to-live expiries at
+    /// `time`. Use it with the timestamps StrataDB hands out ([`Versioned::timestamp`],
+    /// [`Timestamp::now`]): a view at a record's timestamp sees that record.
+    ///
+    /// A time before the first commit gives the empty database (version 0, where not
+    /// even the default run exists yet).
+    ///
+    /// Errors: [`Error::ConstraintViolation`] if `time` is later than now (the view
+    /// would change as commits arrive), or earlier than the first commit the database
+    /// recorded the time of while older ones exist (a database created before
+    /// StrataDB kept commit times: use [`at`](Self::at) with a version); an
+    /// [`Error::Storage`] naming file and offset if the timeline file is damaged.
+    ///
+    /// ```
+    /// use stratadb::prelude::*;
+    ///
+    /// let db = Strata::ephemeral()?;
+    /// let first = db.kv.put(&db.runs.default_run(), "goal", "draft")?;
+    /// let then = db.kv.get("goal")?.unwrap().timestamp;
+    /// std::thread::sleep(std::time::Duration::from_millis(2));
+    /// db.kv.set("goal", "final")?;
+    ///
+    /// let past = db.at_time(then)?;
+    /// assert_eq!(past.version(), first);
+    /// assert_eq!(past.kv.get("goal")?.unwrap().value, "draft");
+    /// # Ok::<(), stratadb::Error>(())
+    /// ```
+    ///
+    /// [`Versioned::timestamp`]: strata_core::Versioned::timestamp
+    pub fn at_time(&self, time: Timestamp) -> Result<AtVersion> {
+        let storage = self.engine.storage();
+        storage.check_open()?;
+        let now = Timestamp::now();
+        if time > now {
+            return Err(Error::ConstraintViolation(format!(
+                "time {} µs is in the future (now is {} µs): a view of it would change as \
+                 commits arrive",
+                time.as_micros(),
+                now.as_micros()
+            )));
+        }
+        let v = match storage.version_at_time(time)? {
+            // A commit still waiting for its fsync is not visible yet.
+            TimePoint::Version(v) => v.min(storage.visible_version()),
+            TimePoint::Unknown { starts_at } => {
+                return Err(Error::ConstraintViolation(format!(
+                    "no commit time is recorded before version {starts_at} (the database \
+                     is older than its timeline), so time {} µs cannot be placed; read \
+                     an older state by version with `at`",
+                    time.as_micros()
+                )))
+            }
+        };
+        Ok(self.view(v, Some(time)))
+    }
+
+    fn view(&self, v: u64, time: Option<Timestamp>) -> AtVersion {
+        let engine = self.engine.at_version(v, time.unwrap_or(Timestamp(0)));
+        AtVersion {
             kv: internal::kv(engine.clone()),
             json: internal::json(engine.clone()),
             events: internal::events(engine.clone()),
             state: internal::state(engine.clone()),
             runs: internal::runs(engine),
-            version,
-        })
+            version: Version::Txn(v),
+            time,
+        }
     }
 }
