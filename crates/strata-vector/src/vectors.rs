@@ -1481,10 +1481,10 @@ fn collect_hits(
     found: &mut HashMap<String, f32>,
     exact: &mut std::collections::HashSet<String>,
 ) -> Result<std::result::Result<(), Stale>> {
-    for (key, score) in e.index.search_with_ef(query, want, ef, filter)? {
-        found.entry(key).or_insert(score);
-    }
     let Some(b) = &e.base else {
+        for (key, score) in e.index.search_with_ef(query, want, ef, filter)? {
+            found.entry(key).or_insert(score);
+        }
         return Ok(Ok(()));
     };
     let be = b.entry.read();
@@ -1497,9 +1497,11 @@ fn collect_hits(
             exact.insert(k.clone());
         }
     }
-    // Ask the parent for more than `want`: hits this fork hides do not count.
+    // The parent's hits first. Ask for more than `want`: hits this fork hides do not
+    // count.
     let total = be.index.len() + be.applied.len();
     let mut ask = want.saturating_add(8);
+    let mut inherited: Vec<(String, f32)>;
     loop {
         let mut sub = HashMap::new();
         let mut sub_exact = std::collections::HashSet::new();
@@ -1507,23 +1509,52 @@ fn collect_hits(
             return Ok(Err(Stale));
         }
         let got = sub.len();
-        let kept: Vec<(String, f32)> = sub
+        inherited = sub
             .into_iter()
             .filter(|(k, _)| !e.applied.contains_key(k) && !changed.contains(k))
             .collect();
-        if kept.len() >= want || got < ask || ask >= total {
-            for (k, s) in kept {
-                found.entry(k).or_insert(s);
-            }
+        if inherited.len() >= want || got < ask || ask >= total {
             for k in sub_exact {
                 if !e.applied.contains_key(&k) {
                     exact.insert(k);
                 }
             }
-            return Ok(Ok(()));
+            break;
         }
         ask = ask.saturating_mul(2);
     }
+    // Then the fork's own vectors, with a search budget (`ef`) sized to their share of
+    // the collection: the walk costs about `ef`, whatever the index's size, and a fork
+    // that changed a tenth of its parent would otherwise pay a second full search. If
+    // every own hit the small walk found ranks among the best `want` overall, the own
+    // vectors may hold more of the answer (a query about what the fork wrote): walk
+    // again with the full budget.
+    let own = e.index.len();
+    let full_ef = ef.unwrap_or(e.index.config().hnsw.ef_search).max(want);
+    let share = own as f64 / (own + total).max(1) as f64;
+    let small_ef = ((full_ef as f64 * share * 2.0).ceil() as usize).clamp(want, full_ef);
+    let mut own_hits = e
+        .index
+        .search_with_ef(query, want, Some(small_ef), filter)?;
+    if small_ef < full_ef && own_hits.len() == want {
+        let mut scores: Vec<f32> = inherited
+            .iter()
+            .map(|(_, s)| *s)
+            .chain(own_hits.iter().map(|(_, s)| *s))
+            .collect();
+        scores.sort_by(|a, b| b.total_cmp(a));
+        let cutoff = scores.get(want - 1).copied().unwrap_or(f32::NEG_INFINITY);
+        if own_hits.last().is_some_and(|(_, s)| *s >= cutoff) {
+            own_hits = e.index.search_with_ef(query, want, Some(full_ef), filter)?;
+        }
+    }
+    for (key, score) in own_hits {
+        found.entry(key).or_insert(score);
+    }
+    for (k, s) in inherited {
+        found.entry(k).or_insert(s);
+    }
+    Ok(Ok(()))
 }
 
 /// Largest `ef_search` accepted.
