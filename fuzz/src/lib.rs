@@ -39,13 +39,19 @@ fn bit_identical(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Target `codec`: `strata_core::codec::decode` of arbitrary bytes never panics; what
-/// decodes and is within the nesting limit encodes, and decodes back to the same value
-/// bit for bit, and its encoding is a fixed point.
+/// Target `codec`: `strata_core::codec::decode` of arbitrary bytes never panics;
+/// `codec::validate` accepts exactly what it decodes; what decodes and is within the
+/// nesting limit encodes, and decodes back to the same value bit for bit, and its encoding
+/// is a fixed point.
 pub fn codec(data: &[u8]) {
+    let valid = codec::validate(data);
     let Ok(value) = codec::decode(data) else {
+        assert!(valid.is_err(), "validate accepts bytes that decode refuses");
         return;
     };
+    if let Err(e) = valid {
+        panic!("validate refuses bytes that decode accepts: {e}");
+    }
     // Values deeper than the limit are refused by `encode` (documented); that is fine.
     let Ok(bytes) = codec::encode(&value) else {
         assert!(

@@ -156,6 +156,218 @@ pub fn decode(bytes: &[u8]) -> Result<Value> {
     Ok(value)
 }
 
+/// Checks that [`decode`] would accept `bytes`, without building the [`Value`]: no
+/// string, byte array, vector or map is allocated, nothing is copied.
+///
+/// It exists for `verify`, which must show that every stored value decodes but has no use
+/// for the values themselves: decoding each one into a `Value` only to drop it spent most
+/// of verify's time allocating and freeing. Tools that only need a yes/no (or the reason)
+/// should call this instead of `decode`.
+///
+/// It accepts exactly the byte strings `decode` accepts (a differential property test and
+/// the `codec` fuzz target hold it to that), including `decode`'s leniencies:
+///
+/// - bytes after the first complete value are ignored;
+/// - a MessagePack `str` whose bytes are not UTF-8 is accepted (`decode` makes it a
+///   [`Value::Bytes`]); only map keys must be valid UTF-8;
+/// - a map key may be a `str` or a `bin` holding UTF-8; any other key type is refused;
+/// - integers must fit in an `i64` (a `uint 64` above `i64::MAX` is refused); any float
+///   is accepted, NaN included; `float 32` too;
+/// - extension types and the reserved marker `0xc1` are refused;
+/// - nesting deeper than [`MAX_NESTING_DEPTH`] arrays and maps is refused, as the
+///   walk meets it, so hostile bytes cannot make it recurse deeply;
+/// - there is no size limit beyond the input itself (as in `decode`: the
+///   [`MAX_VALUE_BYTES`](crate::limits::MAX_VALUE_BYTES) bound is enforced on writes).
+///
+/// Errors with [`Error::Serialization`], whose message names what was wrong and the byte
+/// offset where it was found (the wording differs from `decode`'s, which comes from
+/// rmp-serde and carries no offset). Never panics.
+pub fn validate(bytes: &[u8]) -> Result<()> {
+    Validator { bytes, pos: 0 }.value(0)
+}
+
+/// A cursor over the bytes being validated; `pos` is the offset of the next unread byte.
+struct Validator<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Validator<'a> {
+    /// One value at `self.pos`, inside `depth` arrays or maps. Recursion is bounded by
+    /// [`MAX_NESTING_DEPTH`], the same bound `decode` recurses to.
+    fn value(&mut self, depth: usize) -> Result<()> {
+        let at = self.pos;
+        let marker = self.marker()?;
+        match marker {
+            // positive and negative fixint, nil, false, true
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => Ok(()),
+            0xcc | 0xd0 => self.skip(at, 1, "integer").map(drop),
+            0xcd | 0xd1 => self.skip(at, 2, "integer").map(drop),
+            0xce | 0xd2 => self.skip(at, 4, "integer").map(drop),
+            0xd3 => self.skip(at, 8, "integer").map(drop),
+            0xcf => {
+                let b = self.skip(at, 8, "integer")?;
+                let mut be = [0u8; 8];
+                be.copy_from_slice(b);
+                let v = u64::from_be_bytes(be);
+                if i64::try_from(v).is_err() {
+                    return Err(fail(at, format_args!("integer {v} does not fit in i64")));
+                }
+                Ok(())
+            }
+            0xca => self.skip(at, 4, "float 32").map(drop),
+            0xcb => self.skip(at, 8, "float 64").map(drop),
+            // Strings need not be UTF-8 here: `decode` turns the others into `Bytes`.
+            0xa0..=0xbf | 0xd9..=0xdb => {
+                let len = self.str_len(at, marker)?;
+                self.skip(at, len, "string").map(drop)
+            }
+            0xc4..=0xc6 => {
+                let len = self.bin_len(at, marker)?;
+                self.skip(at, len, "byte array").map(drop)
+            }
+            0x90..=0x9f | 0xdc | 0xdd => {
+                let len = match marker {
+                    0xdc => self.len_field(at, 2, "array")?,
+                    0xdd => self.len_field(at, 4, "array")?,
+                    _ => usize::from(marker & 0x0f),
+                };
+                self.enter(at, depth)?;
+                for _ in 0..len {
+                    self.value(depth + 1)?;
+                }
+                Ok(())
+            }
+            0x80..=0x8f | 0xde | 0xdf => {
+                let len = match marker {
+                    0xde => self.len_field(at, 2, "map")?,
+                    0xdf => self.len_field(at, 4, "map")?,
+                    _ => usize::from(marker & 0x0f),
+                };
+                self.enter(at, depth)?;
+                for _ in 0..len {
+                    self.key()?;
+                    self.value(depth + 1)?;
+                }
+                Ok(())
+            }
+            // 0xc1 (reserved) and the extension types
+            _ => Err(fail(
+                at,
+                format_args!("{} is not a StrataDB value", describe(marker)),
+            )),
+        }
+    }
+
+    /// A map key: a `str` or `bin` holding UTF-8, as `decode` reads keys into `String`s.
+    fn key(&mut self) -> Result<()> {
+        let at = self.pos;
+        let marker = self.marker()?;
+        let len = match marker {
+            0xa0..=0xbf | 0xd9..=0xdb => self.str_len(at, marker)?,
+            0xc4..=0xc6 => self.bin_len(at, marker)?,
+            _ => {
+                return Err(fail(
+                    at,
+                    format_args!("a map key is {}, not a string", describe(marker)),
+                ))
+            }
+        };
+        let key = self.skip(at, len, "map key")?;
+        std::str::from_utf8(key)
+            .map(drop)
+            .map_err(|e| fail(at, format_args!("a map key is not valid UTF-8: {e}")))
+    }
+
+    /// Refuses a container that would nest deeper than [`MAX_NESTING_DEPTH`].
+    fn enter(&self, at: usize, depth: usize) -> Result<()> {
+        if depth >= MAX_NESTING_DEPTH {
+            return Err(fail(
+                at,
+                format_args!("nested more than {MAX_NESTING_DEPTH} levels deep"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn marker(&mut self) -> Result<u8> {
+        let Some(&m) = self.bytes.get(self.pos) else {
+            return Err(fail(
+                self.pos,
+                format_args!("the input ends where a value was expected"),
+            ));
+        };
+        self.pos += 1;
+        Ok(m)
+    }
+
+    /// The next `len` bytes, the payload (or length field) of the item starting at `at`.
+    fn skip(&mut self, at: usize, len: usize, what: &str) -> Result<&'a [u8]> {
+        let rest = &self.bytes[self.pos..];
+        if rest.len() < len {
+            return Err(fail(
+                at,
+                format_args!(
+                    "the {what} needs {len} bytes from byte {}, but only {} remain",
+                    self.pos,
+                    rest.len()
+                ),
+            ));
+        }
+        self.pos += len;
+        Ok(&rest[..len])
+    }
+
+    /// A big-endian length field of `width` (1, 2 or 4) bytes.
+    fn len_field(&mut self, at: usize, width: usize, what: &str) -> Result<usize> {
+        let b = self.skip(at, width, what)?;
+        let n = b.iter().fold(0u32, |n, &x| (n << 8) | u32::from(x));
+        // A u32 always fits in a 32- or 64-bit usize; the input bounds every length.
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn str_len(&mut self, at: usize, marker: u8) -> Result<usize> {
+        match marker {
+            0xd9 => self.len_field(at, 1, "string"),
+            0xda => self.len_field(at, 2, "string"),
+            0xdb => self.len_field(at, 4, "string"),
+            _ => Ok(usize::from(marker & 0x1f)),
+        }
+    }
+
+    fn bin_len(&mut self, at: usize, marker: u8) -> Result<usize> {
+        match marker {
+            0xc4 => self.len_field(at, 1, "byte array"),
+            0xc5 => self.len_field(at, 2, "byte array"),
+            _ => self.len_field(at, 4, "byte array"),
+        }
+    }
+}
+
+/// What a MessagePack marker byte introduces, for error messages.
+fn describe(marker: u8) -> &'static str {
+    match marker {
+        0x00..=0x7f | 0xe0..=0xff | 0xcc..=0xd3 => "an integer",
+        0xc0 => "nil",
+        0xc2 | 0xc3 => "a boolean",
+        0xca | 0xcb => "a float",
+        0xa0..=0xbf | 0xd9..=0xdb => "a string",
+        0xc4..=0xc6 => "a byte array",
+        0x90..=0x9f | 0xdc | 0xdd => "an array",
+        0x80..=0x8f | 0xde | 0xdf => "a map",
+        0xc7..=0xc9 | 0xd4..=0xd8 => "a MessagePack extension type",
+        0xc1 => "the reserved marker 0xc1",
+    }
+}
+
+/// The error for a problem found in the item starting at byte `at`. Cold: only reached
+/// on damaged bytes, so the walk itself never formats or allocates.
+#[cold]
+#[inline(never)]
+fn fail(at: usize, what: fmt::Arguments<'_>) -> Error {
+    Error::Serialization(format!("cannot decode value: at byte {at}: {what}"))
+}
+
 /// Levels of nesting a record may add around the values it holds (a struct, an
 /// `Option`, a map of fields) for [`decode_record`].
 pub const RECORD_NESTING_LEVELS: usize = 8;
@@ -282,5 +494,319 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    /// `validate` and `decode` agree on `bytes`; returns whether they accepted it.
+    fn agree(bytes: &[u8]) -> bool {
+        let v = validate(bytes);
+        let d = decode(bytes);
+        assert_eq!(
+            v.is_ok(),
+            d.is_ok(),
+            "validate and decode disagree on {bytes:02x?}: validate {v:?}, decode {d:?}"
+        );
+        v.is_ok()
+    }
+
+    /// Asserts that both refuse `bytes` and that validate's message contains every part.
+    fn refused(bytes: &[u8], parts: &[&str]) {
+        assert!(decode(bytes).is_err(), "decode accepted {bytes:02x?}");
+        match validate(bytes) {
+            Err(Error::Serialization(m)) => {
+                assert!(m.starts_with("cannot decode value: "), "{m}");
+                for p in parts {
+                    assert!(m.contains(p), "{m:?} lacks {p:?}");
+                }
+            }
+            other => panic!("validate gave {other:?} for {bytes:02x?}"),
+        }
+    }
+
+    fn accepted(bytes: &[u8]) {
+        decode(bytes).unwrap();
+        validate(bytes).unwrap();
+    }
+
+    #[test]
+    fn validate_refuses_truncated_input() {
+        refused(&[], &["at byte 0", "ends where a value was expected"]);
+        // every strict prefix of a value fails, at every level of nesting
+        let mut o = HashMap::new();
+        o.insert(
+            "key".to_owned(),
+            Value::Array(vec![Value::Int(-300), 1.5.into()]),
+        );
+        o.insert("b".to_owned(), Value::Bytes(vec![1, 2, 3]));
+        o.insert("s".to_owned(), Value::from("x".repeat(40)));
+        o.insert("big".to_owned(), Value::Int(i64::MAX));
+        let bytes = encode(&Value::Object(o)).unwrap();
+        for cut in 0..bytes.len() {
+            refused(&bytes[..cut], &["cannot decode value"]);
+        }
+        accepted(&bytes);
+        refused(
+            &[0x92, 0x01],
+            &["at byte 2", "ends where a value was expected"],
+        );
+        refused(
+            &[0xcd, 0x01],
+            &["at byte 0", "integer needs 2 bytes from byte 1"],
+        );
+        refused(
+            &[0xa5, b'a', b'b'],
+            &["at byte 0", "string needs 5 bytes", "only 2"],
+        );
+        refused(&[0xc5, 0x01], &["byte array needs 2 bytes"]);
+        refused(&[0xdc, 0x00], &["array needs 2 bytes"]);
+        // an array announcing 4 billion elements fails quickly at the end of the input
+        refused(&[0xdd, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02], &["at byte 7"]);
+        refused(&[0xdf, 0xff, 0xff, 0xff, 0xff], &["at byte 5"]);
+    }
+
+    #[test]
+    fn validate_refuses_integers_beyond_i64() {
+        let mut b = vec![0xcf];
+        b.extend_from_slice(&(i64::MAX as u64).to_be_bytes());
+        accepted(&b);
+        b[1..].copy_from_slice(&(i64::MAX as u64 + 1).to_be_bytes());
+        refused(
+            &b,
+            &[
+                "at byte 0",
+                "integer 9223372036854775808 does not fit in i64",
+            ],
+        );
+        let nested = [&[0x91u8, 0x91][..], &b].concat();
+        refused(&nested, &["at byte 2", "does not fit"]);
+        for b in [
+            &[0xcc, 0xff][..],
+            &[0xcd, 0xff, 0xff],
+            &[0xce, 0xff, 0xff, 0xff, 0xff],
+            &[0xd0, 0x80],
+            &[0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0],
+            &[0xe0],
+            &[0x7f],
+        ] {
+            accepted(b);
+        }
+    }
+
+    #[test]
+    fn validate_refuses_extensions_and_the_reserved_marker() {
+        refused(&[0xc1], &["at byte 0", "reserved marker 0xc1"]);
+        refused(&[0x91, 0xd4, 0x01, 0x00], &["at byte 1", "extension"]);
+        refused(&[0xc7, 0x01, 0x05, 0x00], &["extension"]);
+        for m in [0xc8u8, 0xc9, 0xd5, 0xd6, 0xd7, 0xd8] {
+            let mut b = vec![m];
+            b.extend_from_slice(&[0; 20]);
+            refused(&b, &["extension"]);
+        }
+    }
+
+    #[test]
+    fn validate_map_keys_like_decode() {
+        // str and bin keys holding UTF-8 are accepted, duplicates too (the last one wins)
+        accepted(&[0x81, 0xa1, b'k', 0x01]);
+        accepted(&[0x81, 0xc4, 0x02, 0xc3, 0xa9, 0x01]);
+        accepted(&[0x82, 0xa1, b'k', 0x01, 0xa1, b'k', 0x02]);
+        accepted(&[0x81, 0xd9, 0x00, 0xc0]);
+        refused(
+            &[0x81, 0x01, 0x01],
+            &["at byte 1", "map key is an integer, not a string"],
+        );
+        refused(&[0x81, 0xc0, 0x01], &["map key is nil"]);
+        refused(&[0x81, 0xc3, 0x01], &["map key is a boolean"]);
+        refused(&[0x81, 0xca, 0, 0, 0, 0, 0x01], &["map key is a float"]);
+        refused(&[0x81, 0x90, 0x01], &["map key is an array"]);
+        refused(&[0x81, 0x80, 0x01], &["map key is a map"]);
+        refused(
+            &[0x81, 0xd4, 0, 0, 0x01],
+            &["map key is a MessagePack extension"],
+        );
+        refused(&[0x81, 0xc1, 0x01], &["map key is the reserved marker"]);
+        refused(
+            &[0x92, 0x01, 0x81, 0xa2, 0xff, 0xfe, 0x01],
+            &["at byte 3", "map key is not valid UTF-8"],
+        );
+        refused(
+            &[0x81, 0xc4, 0x01, 0xff, 0x01],
+            &["map key is not valid UTF-8"],
+        );
+        refused(
+            &[0x81, 0xa1, b'k'],
+            &["at byte 3", "ends where a value was expected"],
+        );
+    }
+
+    /// `decode`'s leniencies, which `validate` must share.
+    #[test]
+    fn validate_accepts_what_decode_accepts() {
+        // trailing bytes after the first value are ignored
+        accepted(&[0x01, 0xc1, 0xff]);
+        // a str that is not UTF-8 decodes as bytes, outside map keys
+        accepted(&[0xa2, 0xff, 0xfe]);
+        assert_eq!(
+            decode(&[0xa2, 0xff, 0xfe]).unwrap(),
+            Value::Bytes(vec![0xff, 0xfe])
+        );
+        accepted(&[0x81, 0xa1, b'k', 0xa1, 0x80]);
+        // float 32, NaN, infinities, -0.0
+        accepted(&[0xca, 0x7f, 0xc0, 0x00, 0x01]);
+        for f in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+            f64::MIN_POSITIVE,
+        ] {
+            accepted(&encode(&Value::Float(f)).unwrap());
+        }
+        // non-minimal widths
+        accepted(&[0xdc, 0x00, 0x01, 0xc0]);
+        accepted(&[0xdf, 0x00, 0x00, 0x00, 0x01, 0xdb, 0, 0, 0, 1, b'k', 0xc2]);
+        accepted(&[0xc6, 0, 0, 0, 0]);
+        // a value larger than MAX_VALUE_BYTES: decode has no size limit, nor has validate
+        let big = encode(&Value::Bytes(vec![7; crate::limits::MAX_VALUE_BYTES + 1])).unwrap();
+        accepted(&big);
+    }
+
+    /// The walk recurses at most [`MAX_NESTING_DEPTH`] levels, however deep the bytes
+    /// nest: 100,000 nested arrays are refused on a thread with the default 2 MiB stack.
+    #[test]
+    fn validate_refuses_nesting_deeper_than_the_limit() {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(|| {
+                let mut ok = vec![0x91u8; MAX_NESTING_DEPTH];
+                ok.push(0x01);
+                validate(&ok).unwrap();
+                let mut over = vec![0x91u8; MAX_NESTING_DEPTH + 1];
+                over.push(0x01);
+                let err = validate(&over).unwrap_err().to_string();
+                assert!(err.contains("at byte 128"), "{err}");
+                assert!(err.contains("nested more than 128 levels deep"), "{err}");
+                // an empty container counts as a level too
+                let mut empty = vec![0x91u8; MAX_NESTING_DEPTH];
+                empty.push(0x90);
+                assert!(validate(&empty).is_err());
+                let mut huge = vec![0x91u8; 100_000];
+                huge.push(0x01);
+                assert!(validate(&huge).is_err());
+                // maps count as arrays do
+                let mut maps = [0x81u8, 0xa1, b'k'].repeat(MAX_NESTING_DEPTH);
+                maps.push(0xc0);
+                validate(&maps).unwrap();
+                let mut maps = [0x81u8, 0xa1, b'k'].repeat(MAX_NESTING_DEPTH + 1);
+                maps.push(0xc0);
+                assert!(validate(&maps).is_err());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let mut v = Value::Int(1);
+        for _ in 0..MAX_NESTING_DEPTH {
+            v = Value::Array(vec![v]);
+        }
+        let mut bytes = encode(&v).unwrap();
+        agree(&bytes);
+        bytes.insert(0, 0x91);
+        assert!(!agree(&bytes));
+    }
+
+    /// Pieces of MessagePack likely to meet every rule: containers of a few items, deep
+    /// prefixes, strings and byte arrays with and without UTF-8, integers around
+    /// `i64::MAX`, floats, extensions, and raw bytes.
+    fn msgpack_piece() -> impl Strategy<Value = Vec<u8>> {
+        let text = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..5),
+            "[a-zé]{0,4}".prop_map(String::into_bytes),
+        ];
+        prop_oneof![
+            any::<u8>().prop_map(|b| vec![b]),
+            (0u8..4).prop_map(|n| vec![0x90 | n]),
+            (0u8..4).prop_map(|n| vec![0x80 | n]),
+            (0u8..3, any::<bool>()).prop_map(|(n, m)| vec![if m { 0xde } else { 0xdc }, 0, n]),
+            (text.clone(), 0u8..3).prop_map(|(t, kind)| {
+                let mut b = match kind {
+                    0 => vec![0xa0 | t.len() as u8],
+                    1 => vec![0xd9, t.len() as u8],
+                    _ => vec![0xc4, t.len() as u8],
+                };
+                b.extend_from_slice(&t);
+                b
+            }),
+            prop_oneof![
+                Just(i64::MAX as u64),
+                Just(i64::MAX as u64 + 1),
+                Just(u64::MAX),
+                any::<u64>()
+            ]
+            .prop_map(|n| [&[0xcf][..], &n.to_be_bytes()].concat()),
+            any::<u64>().prop_map(|n| [&[0xd3][..], &n.to_be_bytes()].concat()),
+            any::<u64>().prop_map(|n| [&[0xcb][..], &n.to_be_bytes()].concat()),
+            any::<u32>().prop_map(|n| [&[0xca][..], &n.to_be_bytes()].concat()),
+            (any::<u8>(), any::<u8>()).prop_map(|(t, d)| vec![0xd4, t, d]),
+            // nesting around the limit, ending in an empty container or not
+            (126usize..131, 0u8..3).prop_map(|(k, end)| {
+                let mut b = vec![0x91; k];
+                b.extend_from_slice(match end {
+                    0 => &[][..],
+                    1 => &[0x90],
+                    _ => &[0x80],
+                });
+                b
+            }),
+            (126usize..131).prop_map(|k| [0x81u8, 0xa1, b'k'].repeat(k)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn validate_accepts_every_encoded_value(v in arb_value()) {
+            let bytes = encode(&v).unwrap();
+            prop_assert!(validate(&bytes).is_ok(), "{:?}", validate(&bytes));
+        }
+
+        /// Encoded values with a few bytes overwritten, one inserted or removed, and cut.
+        #[test]
+        fn validate_agrees_with_decode_on_damaged_values(
+            v in arb_value(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            insert in proptest::option::of((any::<prop::sample::Index>(), any::<u8>())),
+            remove in proptest::option::of(any::<prop::sample::Index>()),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+        ) {
+            let mut bytes = encode(&v).unwrap();
+            for (i, b) in edits {
+                let i = i.index(bytes.len());
+                bytes[i] = b;
+            }
+            if let Some((i, b)) = insert {
+                bytes.insert(i.index(bytes.len() + 1), b);
+            }
+            if let Some(i) = remove {
+                bytes.remove(i.index(bytes.len()));
+            }
+            if let Some(i) = cut {
+                bytes.truncate(i.index(bytes.len() + 1));
+            }
+            agree(&bytes);
+        }
+
+        #[test]
+        fn validate_agrees_with_decode_on_random_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            agree(&bytes);
+        }
+
+        #[test]
+        fn validate_agrees_with_decode_on_msgpack_pieces(
+            pieces in proptest::collection::vec(msgpack_piece(), 0..24),
+        ) {
+            agree(&pieces.concat());
+        }
     }
 }

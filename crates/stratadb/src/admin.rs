@@ -469,7 +469,8 @@ fn strata_segment_name(base: u64) -> String {
     format!("wal-{base:020}.log")
 }
 
-/// Values of KV pairs, JSON documents and events must decode.
+/// Values of KV pairs, JSON documents and events must decode ([`codec::validate`]: the
+/// same check as [`codec::decode`] without building the value).
 fn check_values(key: &[u8], chain: &[strata_storage::Entry]) -> Result<()> {
     let Some((_, p, user)) = decode_key(key) else {
         return Ok(());
@@ -484,7 +485,7 @@ fn check_values(key: &[u8], chain: &[strata_storage::Entry]) -> Result<()> {
     }
     for e in chain {
         if let Some(v) = &e.value {
-            codec::decode(v).map_err(|err| {
+            codec::validate(v).map_err(|err| {
                 Error::Storage(format!(
                     "key {key:02x?} version {}: the value does not decode: {err}",
                     e.version
@@ -525,3 +526,48 @@ pub const RUN_STATES: [RunState; 6] = [
     RunState::Cancelled,
     RunState::Archived,
 ];
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use strata_core::{Timestamp, Value};
+    use strata_storage::key::encode_key;
+    use strata_storage::Entry;
+
+    use super::*;
+
+    fn entry(version: u64, value: Option<&[u8]>) -> Entry {
+        Entry {
+            version,
+            timestamp: Timestamp::from_micros(version),
+            value: value.map(Arc::from),
+        }
+    }
+
+    #[test]
+    fn check_values_reports_the_value_that_does_not_decode() {
+        let run = RunId::default_run();
+        let good = codec::encode(&Value::from("fine")).unwrap();
+        let kv = encode_key(&run, Primitive::Kv, b"k");
+        // a `uint 64` beyond i64::MAX at byte 2, inside an array of two
+        let bad = [
+            0x92, 0x01, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ];
+        assert!(check_values(&kv, &[entry(1, Some(&good)), entry(2, None)]).is_ok());
+        let err = check_values(&kv, &[entry(1, Some(&good)), entry(3, Some(&bad))])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("version 3: the value does not decode"),
+            "{err}"
+        );
+        assert!(err.contains("at byte 2"), "{err}");
+        assert!(err.contains("does not fit in i64"), "{err}");
+        let json = encode_key(&run, Primitive::Json, b"doc");
+        assert!(check_values(&json, &[entry(1, Some(&[0xc1]))]).is_err());
+        // state cells are not checked as values
+        let state = encode_key(&run, Primitive::State, b"cell");
+        assert!(check_values(&state, &[entry(1, Some(&[0xc1]))]).is_ok());
+    }
+}
