@@ -226,6 +226,15 @@ pub fn check_timeline(path: &Path, bytes: &[u8], listed_len: u64) -> Result<Time
             bytes.len()
         )));
     };
+    if valid.is_empty() {
+        // No byte listed: the whole file was written by a first flush whose manifest
+        // never landed (the storage ignores it and the next flush recreates it), not
+        // damage. Parsing the empty prefix would report a bad magic.
+        return Ok(TimelineSummary {
+            unlisted_bytes: bytes.len() as u64,
+            ..TimelineSummary::default()
+        });
+    }
     let c = crate::timeline::parse(path, valid)?;
     Ok(TimelineSummary {
         commits: c.commits,

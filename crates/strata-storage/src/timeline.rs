@@ -467,10 +467,23 @@ impl Timeline {
     /// Reads the file, if that is still to do. A damaged file is an error for the
     /// lookup that needed it, not for the storage.
     fn load(&self, vfs: Option<&Arc<dyn Vfs>>) -> Result<()> {
+        // A flush may append (and drop the flushed commits from memory) while the file
+        // is read: then the read is stale and is made again, since returning with the
+        // file still unread would answer as if it held no commit at all.
+        loop {
+            if self.try_load(vfs)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One attempt of [`load`](Self::load): `false` if a flush changed the file's valid
+    /// length meanwhile.
+    fn try_load(&self, vfs: Option<&Arc<dyn Vfs>>) -> Result<bool> {
         let (path, len) = {
             let s = self.state.lock();
             match (&s.persisted, &s.file) {
-                (Persisted::Read { .. }, _) | (_, None) => return Ok(()),
+                (Persisted::Read { .. }, _) | (_, None) => return Ok(true),
                 (Persisted::Unread, Some(path)) => (path.clone(), s.file_len),
             }
         };
@@ -488,19 +501,23 @@ impl Timeline {
             )
         };
         let mut s = self.state.lock();
-        if matches!(s.persisted, Persisted::Unread) && s.file_len == len {
-            s.persisted = match contents {
-                Some(c) => Persisted::Read {
-                    starts_at: c.starts_at,
-                    chunks: c.chunks,
-                },
-                None => Persisted::Read {
-                    starts_at: s.starts_at_if_new,
-                    chunks: Vec::new(),
-                },
-            };
+        if !matches!(s.persisted, Persisted::Unread) {
+            return Ok(true);
         }
-        Ok(())
+        if s.file_len != len {
+            return Ok(false);
+        }
+        s.persisted = match contents {
+            Some(c) => Persisted::Read {
+                starts_at: c.starts_at,
+                chunks: c.chunks,
+            },
+            None => Persisted::Read {
+                starts_at: s.starts_at_if_new,
+                chunks: Vec::new(),
+            },
+        };
+        Ok(true)
     }
 
     /// The commit time of `version`: the timestamp of the newest commit at or before it

@@ -89,7 +89,9 @@ impl Strata {
     /// every primitive answers as of then (see [`AtVersion`]).
     ///
     /// Errors: [`Error::ConstraintViolation`] if `version` is not a `Version::Txn` or
-    /// is newer than the database's current version.
+    /// is newer than the database's current version; an [`Error::Storage`] naming file
+    /// and offset if the timeline file is damaged (the view needs the version's commit
+    /// time to judge expiries at it).
     ///
     /// [`Versioned::version`]: strata_core::Versioned::version
     pub fn at(&self, version: Version) -> Result<AtVersion> {
