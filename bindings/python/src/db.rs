@@ -21,7 +21,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use stratadb::{Strata, StrataBuilder, Txn};
+use stratadb::{AtVersion, Strata, StrataBuilder, Timestamp, Txn, Version};
 
 use crate::conv::{opt_versioned, run_id, to_value, vector_arg, PyVersioned};
 use crate::errors::{ClosedError, IntoPy, StrataError};
@@ -71,6 +71,59 @@ thread_local! {
 
 fn closed() -> PyErr {
     ClosedError::new_err("the database is closed")
+}
+
+/// A read-only view of the database as of one version (`db.at`, `db.at_time`).
+#[pyclass(frozen, module = "stratadb", name = "View")]
+pub struct PyView {
+    /// Key-value pairs as of the view.
+    #[pyo3(get)]
+    kv: Py<PyKv>,
+    /// JSON documents as of the view.
+    #[pyo3(get)]
+    json: Py<PyJson>,
+    /// Event streams as of the view.
+    #[pyo3(get)]
+    events: Py<PyEvents>,
+    /// State cells as of the view.
+    #[pyo3(get)]
+    state: Py<PyState>,
+    /// Runs as of the view.
+    #[pyo3(get)]
+    runs: Py<PyRuns>,
+    /// The version the view reads at.
+    #[pyo3(get)]
+    version: u64,
+    /// The time the view stands at (µs since the Unix epoch), or `None` when unknown.
+    #[pyo3(get)]
+    time: Option<u64>,
+}
+
+impl PyView {
+    fn new(py: Python<'_>, shared: Db, view: AtVersion) -> PyResult<PyView> {
+        let version = view.version().as_u64();
+        let time = view.time().map(|t| t.as_micros());
+        let view = Arc::new(view);
+        Ok(PyView {
+            kv: Py::new(py, PyKv::in_view(shared.clone(), view.clone()))?,
+            json: Py::new(py, PyJson::in_view(shared.clone(), view.clone()))?,
+            events: Py::new(py, PyEvents::in_view(shared.clone(), view.clone()))?,
+            state: Py::new(py, PyState::in_view(shared.clone(), view.clone()))?,
+            runs: Py::new(py, PyRuns::in_view(shared, view))?,
+            version,
+            time,
+        })
+    }
+}
+
+#[pymethods]
+impl PyView {
+    fn __repr__(&self) -> String {
+        match self.time {
+            Some(t) => format!("View(version={}, time={t})", self.version),
+            None => format!("View(version={})", self.version),
+        }
+    }
 }
 
 /// An open StrataDB database. Use it as a context manager to close it at the end:
@@ -161,6 +214,22 @@ impl PyStrata {
             Some(db) => py.detach(|| db.close()).py(),
             None => Ok(()),
         }
+    }
+
+    /// The database as it was right after the commit of `version` (an `int` version
+    /// returned by writes): a read-only `View` whose `kv`, `json`, `events`, `state` and
+    /// `runs` answer every read as of then; writes raise `ConstraintError`.
+    fn at(&self, py: Python<'_>, version: u64) -> PyResult<PyView> {
+        let view = self.shared.call(py, |db| db.at(Version::Txn(version)))?;
+        PyView::new(py, self.shared.clone(), view)
+    }
+
+    /// The database as it was at `timestamp` (µs since the Unix epoch, as in
+    /// `Versioned.timestamp`): a read-only `View` of every commit made by then, judging
+    /// expiries at that time. A time in the future raises `ConstraintError`.
+    fn at_time(&self, py: Python<'_>, timestamp: u64) -> PyResult<PyView> {
+        let view = self.shared.call(py, |db| db.at_time(Timestamp(timestamp)))?;
+        PyView::new(py, self.shared.clone(), view)
     }
 
     /// `True` once `close()` was called.

@@ -23,6 +23,7 @@ fn _stratadb(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<db::PyStrata>()?;
     m.add_class::<db::PyBuilder>()?;
     m.add_class::<db::PyTxn>()?;
+    m.add_class::<db::PyView>()?;
     m.add_class::<conv::PyVersioned>()?;
     m.add_class::<prims::PyKv>()?;
     m.add_class::<prims::PyJson>()?;

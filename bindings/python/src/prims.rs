@@ -8,8 +8,11 @@ use std::time::Duration;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
+use std::sync::Arc;
+
 use stratadb::{
-    CollectionInfo, DistanceMetric, RetentionPolicy, RunInfo, RunState, Value, Version, Versioned,
+    AtVersion, CollectionInfo, DistanceMetric, Events, Json, RetentionPolicy, RunInfo, RunState,
+    Runs, State, Strata, Value, Version, Versioned, KV,
 };
 
 use crate::conv::{
@@ -39,11 +42,29 @@ fn ttl_arg(seconds: f64) -> PyResult<Duration> {
 #[pyclass(frozen, module = "stratadb", name = "KV")]
 pub struct PyKv {
     db: Db,
+    /// For a view of the past (`db.at`): the view's handle, used instead of the
+    /// database's.
+    view: Option<Arc<AtVersion>>,
 }
 
 impl PyKv {
     pub(crate) fn new(db: Db) -> Self {
-        PyKv { db }
+        PyKv { db, view: None }
+    }
+
+    pub(crate) fn in_view(db: Db, view: Arc<AtVersion>) -> Self {
+        PyKv {
+            db,
+            view: Some(view),
+        }
+    }
+
+    /// The handle calls go to: the view's, or the database's.
+    fn h<'a>(&'a self, db: &'a Strata) -> &'a KV {
+        match &self.view {
+            Some(v) => &v.kv,
+            None => &db.kv,
+        }
     }
 }
 
@@ -52,20 +73,20 @@ impl PyKv {
     /// Sets a key in the default run.
     fn set(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = to_value(value)?;
-        self.db.call(py, |db| db.kv.set(key, v))
+        self.db.call(py, |db| self.h(db).set(key, v))
     }
     /// Reads a key of the default run: a `Versioned` or `None`.
     fn get(&self, py: Python<'_>, key: &str) -> PyResult<Option<Py<PyVersioned>>> {
-        let r = self.db.call(py, |db| db.kv.get(key))?;
+        let r = self.db.call(py, |db| self.h(db).get(key))?;
         opt_versioned(py, r)
     }
     /// `True` if the key exists in the default run.
     fn exists(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
-        self.db.call(py, |db| db.kv.exists(key))
+        self.db.call(py, |db| self.h(db).exists(key))
     }
     /// Deletes a key of the default run; returns whether it existed.
     fn delete(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
-        self.db.call(py, |db| db.kv.delete(key))
+        self.db.call(py, |db| self.h(db).delete(key))
     }
     /// Sets a key in `run`.
     fn set_in(
@@ -77,7 +98,7 @@ impl PyKv {
     ) -> PyResult<()> {
         let r = run_id(run)?;
         let v = to_value(value)?;
-        self.db.call(py, |db| db.kv.set_in(&r, key, v))
+        self.db.call(py, |db| self.h(db).set_in(&r, key, v))
     }
     /// Reads a key of `run`.
     fn get_in(
@@ -87,18 +108,18 @@ impl PyKv {
         key: &str,
     ) -> PyResult<Option<Py<PyVersioned>>> {
         let r = run_id(run)?;
-        let v = self.db.call(py, |db| db.kv.get_in(&r, key))?;
+        let v = self.db.call(py, |db| self.h(db).get_in(&r, key))?;
         opt_versioned(py, v)
     }
     /// `True` if the key exists in `run`.
     fn exists_in(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<bool> {
         let r = run_id(run)?;
-        self.db.call(py, |db| db.kv.exists_in(&r, key))
+        self.db.call(py, |db| self.h(db).exists_in(&r, key))
     }
     /// Deletes a key of `run`; returns whether it existed.
     fn delete_in(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<bool> {
         let r = run_id(run)?;
-        self.db.call(py, |db| db.kv.delete_in(&r, key))
+        self.db.call(py, |db| self.h(db).delete_in(&r, key))
     }
     /// Sets a key of `run` that expires `ttl_seconds` from now; returns its version.
     fn put_with_ttl(
@@ -113,7 +134,7 @@ impl PyKv {
         let v = to_value(value)?;
         let ttl = ttl_arg(ttl_seconds)?;
         self.db
-            .call(py, |db| db.kv.put_with_ttl(&r, key, v, ttl))
+            .call(py, |db| self.h(db).put_with_ttl(&r, key, v, ttl))
             .map(|v| v.as_u64())
     }
     /// Sets (seconds) or clears (`None`) a key's expiry without a new version;
@@ -128,13 +149,13 @@ impl PyKv {
     ) -> PyResult<bool> {
         let r = run_id(run)?;
         let ttl = ttl_seconds.map(ttl_arg).transpose()?;
-        self.db.call(py, |db| db.kv.expire(&r, key, ttl))
+        self.db.call(py, |db| self.h(db).expire(&r, key, ttl))
     }
     /// Seconds left before the key expires, or `None` if it has no expiry.
     fn ttl(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<Option<f64>> {
         let r = run_id(run)?;
         self.db
-            .call(py, |db| db.kv.ttl(&r, key))
+            .call(py, |db| self.h(db).ttl(&r, key))
             .map(|d| d.map(|d| d.as_secs_f64()))
     }
     /// Sets a key and returns the version it was written at.
@@ -148,7 +169,7 @@ impl PyKv {
         let r = run_id(run)?;
         let v = to_value(value)?;
         self.db
-            .call(py, |db| db.kv.put(&r, key, v))
+            .call(py, |db| self.h(db).put(&r, key, v))
             .map(|v| v.as_u64())
     }
     /// The value as of `version` (`NotFoundError` if the key did not exist then).
@@ -162,7 +183,7 @@ impl PyKv {
         let r = run_id(run)?;
         let v = self
             .db
-            .call(py, |db| db.kv.get_at(&r, key, Version::Txn(version)))?;
+            .call(py, |db| self.h(db).get_at(&r, key, Version::Txn(version)))?;
         versioned(py, &v)
     }
     /// Versions of a key, newest first, at most `limit`, older than `before`.
@@ -177,7 +198,7 @@ impl PyKv {
     ) -> PyResult<Vec<Py<PyVersioned>>> {
         let r = run_id(run)?;
         let v = self.db.call(py, |db| {
-            db.kv.history(&r, key, limit, before.map(Version::Txn))
+            self.h(db).history(&r, key, limit, before.map(Version::Txn))
         })?;
         list_versioned(py, v)
     }
@@ -185,7 +206,7 @@ impl PyKv {
     #[pyo3(signature = (run, key, delta=1))]
     fn incr(&self, py: Python<'_>, run: Option<&str>, key: &str, delta: i64) -> PyResult<i64> {
         let r = run_id(run)?;
-        self.db.call(py, |db| db.kv.incr(&r, key, delta))
+        self.db.call(py, |db| self.h(db).incr(&r, key, delta))
     }
     /// Writes `value` only if the key's version is `expected` (`None`: only if absent).
     fn cas(
@@ -199,7 +220,7 @@ impl PyKv {
         let r = run_id(run)?;
         let v = to_value(value)?;
         self.db
-            .call(py, |db| db.kv.cas(&r, key, expected.map(Version::Txn), v))
+            .call(py, |db| self.h(db).cas(&r, key, expected.map(Version::Txn), v))
     }
     /// Reads several keys from one snapshot; `None` for missing keys.
     fn mget(
@@ -211,7 +232,7 @@ impl PyKv {
         let r = run_id(run)?;
         let v = self.db.call(py, |db| {
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            db.kv.mget(&r, &refs)
+            self.h(db).mget(&r, &refs)
         })?;
         v.into_iter().map(|x| opt_versioned(py, x)).collect()
     }
@@ -235,7 +256,7 @@ impl PyKv {
         self.db
             .call(py, |db| {
                 let refs: Vec<(&str, Value)> = keys.iter().map(String::as_str).zip(vals).collect();
-                db.kv.mset(&r, &refs)
+                self.h(db).mset(&r, &refs)
             })
             .map(|v| v.as_u64())
     }
@@ -244,7 +265,7 @@ impl PyKv {
         let r = run_id(run)?;
         self.db.call(py, |db| {
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            db.kv.mdelete(&r, &refs)
+            self.h(db).mdelete(&r, &refs)
         })
     }
     /// Keys starting with `prefix`, sorted, at most `limit`.
@@ -257,7 +278,7 @@ impl PyKv {
         limit: Option<usize>,
     ) -> PyResult<Vec<String>> {
         let r = run_id(run)?;
-        self.db.call(py, |db| db.kv.keys(&r, prefix, limit))
+        self.db.call(py, |db| self.h(db).keys(&r, prefix, limit))
     }
     /// Keys and values starting with `prefix`, sorted by key, from one snapshot of the
     /// values (a binding convenience: `keys` then `mget` in one call).
@@ -271,9 +292,9 @@ impl PyKv {
     ) -> PyResult<Pairs<'py>> {
         let r = run_id(run)?;
         let (keys, vals) = self.db.call(py, |db| {
-            let keys = db.kv.keys(&r, prefix, limit)?;
+            let keys = self.h(db).keys(&r, prefix, limit)?;
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let vals = db.kv.mget(&r, &refs)?;
+            let vals = self.h(db).mget(&r, &refs)?;
             Ok((keys, vals))
         })?;
         let mut out = Vec::with_capacity(keys.len());
@@ -295,12 +316,12 @@ impl PyKv {
         let found = self.db.call(py, |db| {
             let mut out = Vec::with_capacity(prefixes.len());
             for p in &prefixes {
-                let keys = db.kv.keys(&r, p, None)?;
+                let keys = self.h(db).keys(&r, p, None)?;
                 let vals = if keys.is_empty() {
                     Vec::new()
                 } else {
                     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-                    db.kv.mget(&r, &refs)?
+                    self.h(db).mget(&r, &refs)?
                 };
                 out.push((keys, vals));
             }
@@ -329,7 +350,7 @@ impl PyKv {
     ) -> PyResult<u64> {
         let r = run_id(run)?;
         self.db.call(py, |db| {
-            let keys = db.kv.keys(&r, src_prefix, None)?;
+            let keys = self.h(db).keys(&r, src_prefix, None)?;
             if keys.is_empty() {
                 return Ok(0);
             }
@@ -350,12 +371,12 @@ impl PyKv {
     fn delete_prefix(&self, py: Python<'_>, run: Option<&str>, prefix: &str) -> PyResult<u64> {
         let r = run_id(run)?;
         self.db.call(py, |db| {
-            let keys = db.kv.keys(&r, prefix, None)?;
+            let keys = self.h(db).keys(&r, prefix, None)?;
             if keys.is_empty() {
                 return Ok(0);
             }
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            db.kv.mdelete(&r, &refs)
+            self.h(db).mdelete(&r, &refs)
         })
     }
 }
@@ -364,11 +385,29 @@ impl PyKv {
 #[pyclass(frozen, module = "stratadb", name = "Json")]
 pub struct PyJson {
     db: Db,
+    /// For a view of the past (`db.at`): the view's handle, used instead of the
+    /// database's.
+    view: Option<Arc<AtVersion>>,
 }
 
 impl PyJson {
     pub(crate) fn new(db: Db) -> Self {
-        PyJson { db }
+        PyJson { db, view: None }
+    }
+
+    pub(crate) fn in_view(db: Db, view: Arc<AtVersion>) -> Self {
+        PyJson {
+            db,
+            view: Some(view),
+        }
+    }
+
+    /// The handle calls go to: the view's, or the database's.
+    fn h<'a>(&'a self, db: &'a Strata) -> &'a Json {
+        match &self.view {
+            Some(v) => &v.json,
+            None => &db.json,
+        }
     }
 }
 
@@ -378,12 +417,12 @@ impl PyJson {
     fn set(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<u64> {
         let v = to_value(value)?;
         self.db
-            .call(py, |db| db.json.set(key, v))
+            .call(py, |db| self.h(db).set(key, v))
             .map(|v| v.as_u64())
     }
     /// Reads a document of the default run.
     fn get(&self, py: Python<'_>, key: &str) -> PyResult<Option<Py<PyVersioned>>> {
-        let v = self.db.call(py, |db| db.json.get(key))?;
+        let v = self.db.call(py, |db| self.h(db).get(key))?;
         opt_versioned(py, v)
     }
     /// Sets a document in `run`; returns its version.
@@ -397,7 +436,7 @@ impl PyJson {
         let r = run_id(run)?;
         let v = to_value(value)?;
         self.db
-            .call(py, |db| db.json.set_in(&r, key, v))
+            .call(py, |db| self.h(db).set_in(&r, key, v))
             .map(|v| v.as_u64())
     }
     /// Sets a document in `run` that expires `ttl_seconds` from now; returns its version.
@@ -413,7 +452,7 @@ impl PyJson {
         let v = to_value(value)?;
         let ttl = ttl_arg(ttl_seconds)?;
         self.db
-            .call(py, |db| db.json.set_with_ttl(&r, key, v, ttl))
+            .call(py, |db| self.h(db).set_with_ttl(&r, key, v, ttl))
             .map(|v| v.as_u64())
     }
     /// Sets (seconds) or clears (`None`) a document's expiry without a new version;
@@ -428,13 +467,13 @@ impl PyJson {
     ) -> PyResult<bool> {
         let r = run_id(run)?;
         let ttl = ttl_seconds.map(ttl_arg).transpose()?;
-        self.db.call(py, |db| db.json.expire(&r, key, ttl))
+        self.db.call(py, |db| self.h(db).expire(&r, key, ttl))
     }
     /// Seconds left before the document expires, or `None` if it has no expiry.
     fn ttl(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<Option<f64>> {
         let r = run_id(run)?;
         self.db
-            .call(py, |db| db.json.ttl(&r, key))
+            .call(py, |db| self.h(db).ttl(&r, key))
             .map(|d| d.map(|d| d.as_secs_f64()))
     }
     /// Reads a document of `run`.
@@ -445,18 +484,18 @@ impl PyJson {
         key: &str,
     ) -> PyResult<Option<Py<PyVersioned>>> {
         let r = run_id(run)?;
-        let v = self.db.call(py, |db| db.json.get_in(&r, key))?;
+        let v = self.db.call(py, |db| self.h(db).get_in(&r, key))?;
         opt_versioned(py, v)
     }
     /// `True` if the document exists.
     fn exists(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<bool> {
         let r = run_id(run)?;
-        self.db.call(py, |db| db.json.exists(&r, key))
+        self.db.call(py, |db| self.h(db).exists(&r, key))
     }
     /// Deletes a document; returns whether it existed.
     fn delete(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<bool> {
         let r = run_id(run)?;
-        self.db.call(py, |db| db.json.delete(&r, key))
+        self.db.call(py, |db| self.h(db).delete(&r, key))
     }
     /// The value at a JSONPath.
     fn get_path(
@@ -467,7 +506,7 @@ impl PyJson {
         path: &str,
     ) -> PyResult<Option<Py<PyVersioned>>> {
         let r = run_id(run)?;
-        let v = self.db.call(py, |db| db.json.get_path(&r, key, path))?;
+        let v = self.db.call(py, |db| self.h(db).get_path(&r, key, path))?;
         opt_versioned(py, v)
     }
     /// Sets the value at a JSONPath; returns the version.
@@ -482,7 +521,7 @@ impl PyJson {
         let r = run_id(run)?;
         let v = to_value(value)?;
         self.db
-            .call(py, |db| db.json.set_path(&r, key, path, v))
+            .call(py, |db| self.h(db).set_path(&r, key, path, v))
             .map(|v| v.as_u64())
     }
     /// Deletes what a JSONPath selects; returns how many values were removed.
@@ -494,7 +533,7 @@ impl PyJson {
         path: &str,
     ) -> PyResult<u64> {
         let r = run_id(run)?;
-        self.db.call(py, |db| db.json.delete_path(&r, key, path))
+        self.db.call(py, |db| self.h(db).delete_path(&r, key, path))
     }
     /// Merges a patch (RFC 7396) at a JSONPath; returns the version.
     fn merge(
@@ -508,7 +547,7 @@ impl PyJson {
         let r = run_id(run)?;
         let v = to_value(patch)?;
         self.db
-            .call(py, |db| db.json.merge(&r, key, path, v))
+            .call(py, |db| self.h(db).merge(&r, key, path, v))
             .map(|v| v.as_u64())
     }
     /// The document as of `version`.
@@ -522,7 +561,7 @@ impl PyJson {
         let r = run_id(run)?;
         let v = self
             .db
-            .call(py, |db| db.json.get_at(&r, key, Version::Txn(version)))?;
+            .call(py, |db| self.h(db).get_at(&r, key, Version::Txn(version)))?;
         versioned(py, &v)
     }
     /// Versions of a document, newest first.
@@ -537,7 +576,7 @@ impl PyJson {
     ) -> PyResult<Vec<Py<PyVersioned>>> {
         let r = run_id(run)?;
         let v = self.db.call(py, |db| {
-            db.json.history(&r, key, limit, before.map(Version::Txn))
+            self.h(db).history(&r, key, limit, before.map(Version::Txn))
         })?;
         list_versioned(py, v)
     }
@@ -551,7 +590,7 @@ impl PyJson {
         limit: Option<usize>,
     ) -> PyResult<Vec<String>> {
         let r = run_id(run)?;
-        self.db.call(py, |db| db.json.keys(&r, prefix, limit))
+        self.db.call(py, |db| self.h(db).keys(&r, prefix, limit))
     }
 }
 
@@ -559,11 +598,29 @@ impl PyJson {
 #[pyclass(frozen, module = "stratadb", name = "Events")]
 pub struct PyEvents {
     db: Db,
+    /// For a view of the past (`db.at`): the view's handle, used instead of the
+    /// database's.
+    view: Option<Arc<AtVersion>>,
 }
 
 impl PyEvents {
     pub(crate) fn new(db: Db) -> Self {
-        PyEvents { db }
+        PyEvents { db, view: None }
+    }
+
+    pub(crate) fn in_view(db: Db, view: Arc<AtVersion>) -> Self {
+        PyEvents {
+            db,
+            view: Some(view),
+        }
+    }
+
+    /// The handle calls go to: the view's, or the database's.
+    fn h<'a>(&'a self, db: &'a Strata) -> &'a Events {
+        match &self.view {
+            Some(v) => &v.events,
+            None => &db.events,
+        }
     }
 }
 
@@ -573,12 +630,12 @@ impl PyEvents {
     fn append(&self, py: Python<'_>, stream: &str, payload: &Bound<'_, PyAny>) -> PyResult<u64> {
         let v = to_value(payload)?;
         self.db
-            .call(py, |db| db.events.append(stream, v))
+            .call(py, |db| self.h(db).append(stream, v))
             .map(|v| v.as_u64())
     }
     /// The first `limit` events of a stream of the default run.
     fn read(&self, py: Python<'_>, stream: &str, limit: usize) -> PyResult<Vec<Py<PyVersioned>>> {
-        let v = self.db.call(py, |db| db.events.read(stream, limit))?;
+        let v = self.db.call(py, |db| self.h(db).read(stream, limit))?;
         list_versioned(py, v)
     }
     /// Appends an event to a stream of `run`.
@@ -592,7 +649,7 @@ impl PyEvents {
         let r = run_id(run)?;
         let v = to_value(payload)?;
         self.db
-            .call(py, |db| db.events.append_in(&r, stream, v))
+            .call(py, |db| self.h(db).append_in(&r, stream, v))
             .map(|v| v.as_u64())
     }
     /// The first `limit` events of a stream of `run`.
@@ -606,7 +663,7 @@ impl PyEvents {
         let r = run_id(run)?;
         let v = self
             .db
-            .call(py, |db| db.events.read_in(&r, stream, limit))?;
+            .call(py, |db| self.h(db).read_in(&r, stream, limit))?;
         list_versioned(py, v)
     }
     /// Events with sequence numbers in `start..=end`.
@@ -621,7 +678,7 @@ impl PyEvents {
         let r = run_id(run)?;
         let v = self
             .db
-            .call(py, |db| db.events.range(&r, stream, start, end))?;
+            .call(py, |db| self.h(db).range(&r, stream, start, end))?;
         list_versioned(py, v)
     }
     /// The latest event of a stream.
@@ -632,18 +689,18 @@ impl PyEvents {
         stream: &str,
     ) -> PyResult<Option<Py<PyVersioned>>> {
         let r = run_id(run)?;
-        let v = self.db.call(py, |db| db.events.head(&r, stream))?;
+        let v = self.db.call(py, |db| self.h(db).head(&r, stream))?;
         opt_versioned(py, v)
     }
     /// The number of events in a stream.
     fn count(&self, py: Python<'_>, run: Option<&str>, stream: &str) -> PyResult<u64> {
         let r = run_id(run)?;
-        self.db.call(py, |db| db.events.count(&r, stream))
+        self.db.call(py, |db| self.h(db).count(&r, stream))
     }
     /// Names of the streams of `run`, sorted.
     fn streams(&self, py: Python<'_>, run: Option<&str>) -> PyResult<Vec<String>> {
         let r = run_id(run)?;
-        self.db.call(py, |db| db.events.streams(&r))
+        self.db.call(py, |db| self.h(db).streams(&r))
     }
 }
 
@@ -651,11 +708,29 @@ impl PyEvents {
 #[pyclass(frozen, module = "stratadb", name = "State")]
 pub struct PyState {
     db: Db,
+    /// For a view of the past (`db.at`): the view's handle, used instead of the
+    /// database's.
+    view: Option<Arc<AtVersion>>,
 }
 
 impl PyState {
     pub(crate) fn new(db: Db) -> Self {
-        PyState { db }
+        PyState { db, view: None }
+    }
+
+    pub(crate) fn in_view(db: Db, view: Arc<AtVersion>) -> Self {
+        PyState {
+            db,
+            view: Some(view),
+        }
+    }
+
+    /// The handle calls go to: the view's, or the database's.
+    fn h<'a>(&'a self, db: &'a Strata) -> &'a State {
+        match &self.view {
+            Some(v) => &v.state,
+            None => &db.state,
+        }
     }
 }
 
@@ -665,12 +740,12 @@ impl PyState {
     fn set(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<u64> {
         let v = to_value(value)?;
         self.db
-            .call(py, |db| db.state.set(key, v))
+            .call(py, |db| self.h(db).set(key, v))
             .map(|v| v.as_u64())
     }
     /// Reads a cell of the default run.
     fn get(&self, py: Python<'_>, key: &str) -> PyResult<Option<Py<PyVersioned>>> {
-        let v = self.db.call(py, |db| db.state.get(key))?;
+        let v = self.db.call(py, |db| self.h(db).get(key))?;
         opt_versioned(py, v)
     }
     /// Sets a cell of `run`.
@@ -684,7 +759,7 @@ impl PyState {
         let r = run_id(run)?;
         let v = to_value(value)?;
         self.db
-            .call(py, |db| db.state.set_in(&r, key, v))
+            .call(py, |db| self.h(db).set_in(&r, key, v))
             .map(|v| v.as_u64())
     }
     /// Reads a cell of `run`.
@@ -695,7 +770,7 @@ impl PyState {
         key: &str,
     ) -> PyResult<Option<Py<PyVersioned>>> {
         let r = run_id(run)?;
-        let v = self.db.call(py, |db| db.state.get_in(&r, key))?;
+        let v = self.db.call(py, |db| self.h(db).get_in(&r, key))?;
         opt_versioned(py, v)
     }
     /// Writes only if the cell's counter is `expected_counter` (`None`: only if absent);
@@ -711,18 +786,18 @@ impl PyState {
         let r = run_id(run)?;
         let v = to_value(value)?;
         self.db
-            .call(py, |db| db.state.cas(&r, key, expected_counter, v))
+            .call(py, |db| self.h(db).cas(&r, key, expected_counter, v))
             .map(|o| o.map(|v| v.as_u64()))
     }
     /// Deletes a cell; returns whether it existed.
     fn delete(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<bool> {
         let r = run_id(run)?;
-        self.db.call(py, |db| db.state.delete(&r, key))
+        self.db.call(py, |db| self.h(db).delete(&r, key))
     }
     /// `True` if the cell exists.
     fn exists(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<bool> {
         let r = run_id(run)?;
-        self.db.call(py, |db| db.state.exists(&r, key))
+        self.db.call(py, |db| self.h(db).exists(&r, key))
     }
     /// Versions of a cell, newest first.
     #[pyo3(signature = (run, key, limit=None))]
@@ -734,7 +809,7 @@ impl PyState {
         limit: Option<u64>,
     ) -> PyResult<Vec<Py<PyVersioned>>> {
         let r = run_id(run)?;
-        let v = self.db.call(py, |db| db.state.history(&r, key, limit))?;
+        let v = self.db.call(py, |db| self.h(db).history(&r, key, limit))?;
         list_versioned(py, v)
     }
 }
@@ -1066,11 +1141,29 @@ fn change_dict<'py>(py: Python<'py>, c: &stratadb::Change) -> PyResult<Bound<'py
 #[pyclass(frozen, module = "stratadb", name = "Runs")]
 pub struct PyRuns {
     db: Db,
+    /// For a view of the past (`db.at`): the view's handle, used instead of the
+    /// database's.
+    view: Option<Arc<AtVersion>>,
 }
 
 impl PyRuns {
     pub(crate) fn new(db: Db) -> Self {
-        PyRuns { db }
+        PyRuns { db, view: None }
+    }
+
+    pub(crate) fn in_view(db: Db, view: Arc<AtVersion>) -> Self {
+        PyRuns {
+            db,
+            view: Some(view),
+        }
+    }
+
+    /// The handle calls go to: the view's, or the database's.
+    fn h<'a>(&'a self, db: &'a Strata) -> &'a Runs {
+        match &self.view {
+            Some(v) => &v.runs,
+            None => &db.runs,
+        }
     }
 }
 
@@ -1085,13 +1178,13 @@ impl PyRuns {
     fn create(&self, py: Python<'_>, metadata: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
         let m = metadata.map(to_value).transpose()?;
         self.db
-            .call(py, |db| db.runs.create(m))
+            .call(py, |db| self.h(db).create(m))
             .map(|r| r.to_string())
     }
     /// The run's information (`Versioned` of a dict), or `None`.
     fn get(&self, py: Python<'_>, run: &str) -> PyResult<Option<PyVersioned>> {
         let r = run_id(Some(run))?;
-        let v = self.db.call(py, |db| db.runs.get(&r))?;
+        let v = self.db.call(py, |db| self.h(db).get(&r))?;
         v.map(|v| run_info(py, &v)).transpose()
     }
     /// Runs in creation order, optionally only those in `state`, at most `limit`.
@@ -1103,55 +1196,55 @@ impl PyRuns {
         limit: Option<u64>,
     ) -> PyResult<Vec<PyVersioned>> {
         let s = state.map(parse_state).transpose()?;
-        let v = self.db.call(py, |db| db.runs.list(s, limit))?;
+        let v = self.db.call(py, |db| self.h(db).list(s, limit))?;
         v.iter().map(|x| run_info(py, x)).collect()
     }
     /// `True` if the run exists.
     fn exists(&self, py: Python<'_>, run: &str) -> PyResult<bool> {
         let r = run_id(Some(run))?;
-        self.db.call(py, |db| db.runs.exists(&r))
+        self.db.call(py, |db| self.h(db).exists(&r))
     }
     /// `True` if the run exists and is active.
     fn is_active(&self, py: Python<'_>, run: &str) -> PyResult<bool> {
         let r = run_id(Some(run))?;
-        self.db.call(py, |db| db.runs.is_active(&r))
+        self.db.call(py, |db| self.h(db).is_active(&r))
     }
     /// Marks the run completed.
     fn close(&self, py: Python<'_>, run: &str) -> PyResult<u64> {
         let r = run_id(Some(run))?;
-        self.db.call(py, |db| db.runs.close(&r)).map(|v| v.as_u64())
+        self.db.call(py, |db| self.h(db).close(&r)).map(|v| v.as_u64())
     }
     /// Pauses an active run.
     fn pause(&self, py: Python<'_>, run: &str) -> PyResult<u64> {
         let r = run_id(Some(run))?;
-        self.db.call(py, |db| db.runs.pause(&r)).map(|v| v.as_u64())
+        self.db.call(py, |db| self.h(db).pause(&r)).map(|v| v.as_u64())
     }
     /// Resumes a paused run.
     fn resume(&self, py: Python<'_>, run: &str) -> PyResult<u64> {
         let r = run_id(Some(run))?;
         self.db
-            .call(py, |db| db.runs.resume(&r))
+            .call(py, |db| self.h(db).resume(&r))
             .map(|v| v.as_u64())
     }
     /// Marks the run failed with an error message.
     fn fail(&self, py: Python<'_>, run: &str, error: &str) -> PyResult<u64> {
         let r = run_id(Some(run))?;
         self.db
-            .call(py, |db| db.runs.fail(&r, error))
+            .call(py, |db| self.h(db).fail(&r, error))
             .map(|v| v.as_u64())
     }
     /// Cancels the run.
     fn cancel(&self, py: Python<'_>, run: &str) -> PyResult<u64> {
         let r = run_id(Some(run))?;
         self.db
-            .call(py, |db| db.runs.cancel(&r))
+            .call(py, |db| self.h(db).cancel(&r))
             .map(|v| v.as_u64())
     }
     /// Archives the run (terminal).
     fn archive(&self, py: Python<'_>, run: &str) -> PyResult<u64> {
         let r = run_id(Some(run))?;
         self.db
-            .call(py, |db| db.runs.archive(&r))
+            .call(py, |db| self.h(db).archive(&r))
             .map(|v| v.as_u64())
     }
     /// Replaces the run's metadata.
@@ -1164,7 +1257,7 @@ impl PyRuns {
         let r = run_id(Some(run))?;
         let m = to_value(metadata)?;
         self.db
-            .call(py, |db| db.runs.update_metadata(&r, m))
+            .call(py, |db| self.h(db).update_metadata(&r, m))
             .map(|v| v.as_u64())
     }
     /// Sets the version-history retention: keep everything (no argument), the newest
@@ -1191,7 +1284,7 @@ impl PyRuns {
             }
         };
         self.db
-            .call(py, |db| db.runs.set_retention(&r, policy))
+            .call(py, |db| self.h(db).set_retention(&r, policy))
             .map(|v| v.as_u64())
     }
     /// Forks the run at commit version `at` (default: now): a new active run that sees
@@ -1201,7 +1294,7 @@ impl PyRuns {
     fn fork(&self, py: Python<'_>, run: &str, at: Option<u64>) -> PyResult<String> {
         let r = run_id(Some(run))?;
         self.db
-            .call(py, |db| db.runs.fork(&r, at.map(stratadb::Version::Txn)))
+            .call(py, |db| self.h(db).fork(&r, at.map(stratadb::Version::Txn)))
             .map(|id| id.to_string())
     }
     /// Removes every version of every primitive of the run, and the run itself (with
@@ -1213,9 +1306,9 @@ impl PyRuns {
         self.db
             .call(py, |db| {
                 if with_forks {
-                    db.runs.purge_with_forks(&r)
+                    self.h(db).purge_with_forks(&r)
                 } else {
-                    db.runs.purge(&r)
+                    self.h(db).purge(&r)
                 }
             })
             .map(|v| v.as_u64())
@@ -1262,7 +1355,7 @@ impl PyRuns {
     /// The run's retention policy as a dict.
     fn get_retention<'py>(&self, py: Python<'py>, run: &str) -> PyResult<Bound<'py, PyDict>> {
         let r = run_id(Some(run))?;
-        let p = self.db.call(py, |db| db.runs.get_retention(&r))?;
+        let p = self.db.call(py, |db| self.h(db).get_retention(&r))?;
         retention_dict(py, &p)
     }
 }

@@ -268,6 +268,34 @@ def test_fork_diff_and_purge(db):
     assert not db.runs.exists(fork)
 
 
+def test_views_of_the_past_by_version_and_by_time(db):
+    run = db.runs.create()
+    v1 = db.kv.put(run, "plan", "draft")
+    t1 = db.kv.get_in(run, "plan").timestamp
+    time.sleep(0.002)
+    db.kv.put(run, "plan", "final")
+    db.json.set_in(run, "doc", {"step": 2})
+    past = db.at(v1)
+    assert past.version == v1 and past.time == t1
+    assert past.kv.get_in(run, "plan").value == "draft"
+    assert past.json.get_in(run, "doc") is None
+    assert past.runs.exists(run)
+    with pytest.raises(ConstraintViolationError):
+        past.kv.set_in(run, "plan", "x")
+    by_time = db.at_time(t1)
+    assert by_time.version == v1 and by_time.time == t1
+    assert by_time.kv.get_in(run, "plan").value == "draft"
+    assert db.at_time(t1 + 1).kv.get_in(run, "plan").value == "draft"
+    now = db.at_time(db.kv.get_in(run, "plan").timestamp)
+    assert now.kv.get_in(run, "plan").value == "final"
+    assert now.json.get_in(run, "doc").value == {"step": 2}
+    with pytest.raises(ConstraintViolationError):
+        db.at_time(int(time.time() * 1e6) + 60_000_000)
+    with pytest.raises(ConstraintViolationError):
+        db.at(10**12)
+    assert "View(version=" in repr(past)
+
+
 def test_kv_time_to_live(db):
     run = db.runs.create()
     v = db.kv.put_with_ttl(run, "session", "token", 3600)

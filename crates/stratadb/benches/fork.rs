@@ -1,7 +1,8 @@
 //! Runs as branches through the facade, on disk in the default (buffered) mode: the
 //! time to fork a run of 1,000 and 1,000,000 keys, reads in forks of depth 1 and 8
 //! next to the same reads in the unforked run (inherited point hits, misses, prefix
-//! listings), and a read through `db.at(version)` next to a current read.
+//! listings), and a read through `db.at(version)` and `db.at_time(t)` next to a current
+//! read.
 //!
 //! `cargo bench -p stratadb --bench fork`
 //! (`FORK_BENCH_KEYS=100000` for a smaller parent.)
@@ -123,6 +124,18 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             db.at(v)
                 .expect("at")
+                .kv
+                .get_in(&large, "timeline")
+                .expect("get")
+        })
+    });
+    // db.at_time(t): the version found in the timeline (over every commit the bench
+    // made; each fork above is one), then the same read.
+    let t = db.at(v).expect("at").time().expect("commit time");
+    g.bench_function("at_time_then_get", |b| {
+        b.iter(|| {
+            db.at_time(t)
+                .expect("at_time")
                 .kv
                 .get_in(&large, "timeline")
                 .expect("get")
