@@ -228,7 +228,9 @@ impl PyStrata {
     /// `Versioned.timestamp`): a read-only `View` of every commit made by then, judging
     /// expiries at that time. A time in the future raises `ConstraintError`.
     fn at_time(&self, py: Python<'_>, timestamp: u64) -> PyResult<PyView> {
-        let view = self.shared.call(py, |db| db.at_time(Timestamp(timestamp)))?;
+        let view = self
+            .shared
+            .call(py, |db| db.at_time(Timestamp(timestamp)))?;
         PyView::new(py, self.shared.clone(), view)
     }
 

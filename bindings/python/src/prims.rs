@@ -219,8 +219,9 @@ impl PyKv {
     ) -> PyResult<bool> {
         let r = run_id(run)?;
         let v = to_value(value)?;
-        self.db
-            .call(py, |db| self.h(db).cas(&r, key, expected.map(Version::Txn), v))
+        self.db.call(py, |db| {
+            self.h(db).cas(&r, key, expected.map(Version::Txn), v)
+        })
     }
     /// Reads several keys from one snapshot; `None` for missing keys.
     fn mget(
@@ -1212,12 +1213,16 @@ impl PyRuns {
     /// Marks the run completed.
     fn close(&self, py: Python<'_>, run: &str) -> PyResult<u64> {
         let r = run_id(Some(run))?;
-        self.db.call(py, |db| self.h(db).close(&r)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| self.h(db).close(&r))
+            .map(|v| v.as_u64())
     }
     /// Pauses an active run.
     fn pause(&self, py: Python<'_>, run: &str) -> PyResult<u64> {
         let r = run_id(Some(run))?;
-        self.db.call(py, |db| self.h(db).pause(&r)).map(|v| v.as_u64())
+        self.db
+            .call(py, |db| self.h(db).pause(&r))
+            .map(|v| v.as_u64())
     }
     /// Resumes a paused run.
     fn resume(&self, py: Python<'_>, run: &str) -> PyResult<u64> {

@@ -274,6 +274,7 @@ def test_views_of_the_past_by_version_and_by_time(db):
     t1 = db.kv.get_in(run, "plan").timestamp
     time.sleep(0.002)
     db.kv.put(run, "plan", "final")
+    time.sleep(0.002)
     db.json.set_in(run, "doc", {"step": 2})
     past = db.at(v1)
     assert past.version == v1 and past.time == t1
@@ -286,9 +287,13 @@ def test_views_of_the_past_by_version_and_by_time(db):
     assert by_time.version == v1 and by_time.time == t1
     assert by_time.kv.get_in(run, "plan").value == "draft"
     assert db.at_time(t1 + 1).kv.get_in(run, "plan").value == "draft"
-    now = db.at_time(db.kv.get_in(run, "plan").timestamp)
+    now = db.at_time(db.json.get_in(run, "doc").timestamp)
     assert now.kv.get_in(run, "plan").value == "final"
     assert now.json.get_in(run, "doc").value == {"step": 2}
+    # The "final" write came before the document: a view at its time has no document.
+    final = db.at_time(db.kv.get_in(run, "plan").timestamp)
+    assert final.kv.get_in(run, "plan").value == "final"
+    assert final.json.get_in(run, "doc") is None
     with pytest.raises(ConstraintViolationError):
         db.at_time(int(time.time() * 1e6) + 60_000_000)
     with pytest.raises(ConstraintViolationError):

@@ -186,6 +186,167 @@ pub fn validate(bytes: &[u8]) -> Result<()> {
     Validator { bytes, pos: 0 }.value(0)
 }
 
+/// Encodes JSON text to the binary form of the [`Value`] it denotes — the bytes
+/// [`encode`] gives for `serde_json::from_str::<Value>(json)` up to the order of object
+/// members, so [`decode`] returns exactly that value — without building the `Value`:
+/// the parser's events are written straight out as MessagePack. Bulk loads (`strata
+/// import` reads every value of a dump as JSON) spend most of their time building and
+/// dropping `Value`s otherwise.
+///
+/// The same input is refused as by that path: text that is not one JSON value, an
+/// integer outside `i64`, nesting deeper than [`MAX_NESTING_DEPTH`]
+/// ([`Error::ConstraintViolation`], as [`encode`]); other errors are
+/// [`Error::Serialization`]. Duplicate object members are all written and the last one
+/// wins on decoding, as it does when parsing into a `Value`.
+pub fn encode_json_into(json: &str, buf: &mut Vec<u8>) -> Result<()> {
+    let start = buf.len();
+    let mut de = serde_json::Deserializer::from_str(json);
+    let mut too_deep = false;
+    let seed = JsonTranscoder {
+        out: buf,
+        depth: 0,
+        too_deep: &mut too_deep,
+    };
+    let outcome = de::DeserializeSeed::deserialize(seed, &mut de).and_then(|()| de.end());
+    if let Err(e) = outcome {
+        buf.truncate(start);
+        return Err(if too_deep {
+            Error::ConstraintViolation(format!(
+                "value nests more than {MAX_NESTING_DEPTH} levels deep, the limit"
+            ))
+        } else {
+            Error::Serialization(format!("cannot encode JSON value: {e}"))
+        });
+    }
+    Ok(())
+}
+
+/// Writes the JSON value it is given as MessagePack (see [`encode_json_into`]).
+struct JsonTranscoder<'a> {
+    out: &'a mut Vec<u8>,
+    /// Arrays and objects around the value.
+    depth: usize,
+    too_deep: &'a mut bool,
+}
+
+impl JsonTranscoder<'_> {
+    fn child(&mut self) -> JsonTranscoder<'_> {
+        JsonTranscoder {
+            out: self.out,
+            depth: self.depth,
+            too_deep: self.too_deep,
+        }
+    }
+
+    /// Starts a container: its marker and a 4-byte count patched by [`Self::close`]
+    /// (the parser does not say how many members come; a 32-bit header reads the same
+    /// for any count). Returns where the count goes.
+    fn open<E: de::Error>(&mut self, marker: u8) -> std::result::Result<usize, E> {
+        self.depth += 1;
+        // Containers count as levels, empty ones too (as `Value::deeper_than`).
+        if self.depth > MAX_NESTING_DEPTH {
+            *self.too_deep = true;
+            return Err(E::custom("too deep"));
+        }
+        self.out.push(marker);
+        let at = self.out.len();
+        self.out.extend_from_slice(&[0; 4]);
+        Ok(at)
+    }
+
+    fn close(&mut self, at: usize, count: u32) {
+        self.out[at..at + 4].copy_from_slice(&count.to_be_bytes());
+    }
+
+    fn write_str(&mut self, v: &str) {
+        // Writing to a Vec cannot fail.
+        let _ = rmp::encode::write_str(self.out, v);
+    }
+}
+
+/// Writes an object member's name (a string) as MessagePack.
+struct KeyWriter<'a>(&'a mut Vec<u8>);
+
+impl<'de> de::DeserializeSeed<'de> for KeyWriter<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyWriter<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<(), E> {
+        let _ = rmp::encode::write_str(self.0, v);
+        Ok(())
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for JsonTranscoder<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for JsonTranscoder<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        self.out.push(0xc0);
+        Ok(())
+    }
+    fn visit_none<E>(self) -> std::result::Result<(), E> {
+        self.out.push(0xc0);
+        Ok(())
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<(), E> {
+        self.out.push(if v { 0xc3 } else { 0xc2 });
+        Ok(())
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<(), E> {
+        let _ = rmp::encode::write_sint(self.out, v);
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<(), E> {
+        let v =
+            i64::try_from(v).map_err(|_| E::custom(format!("integer {v} does not fit in i64")))?;
+        self.visit_i64(v)
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<(), E> {
+        let _ = rmp::encode::write_f64(self.out, v);
+        Ok(())
+    }
+    fn visit_str<E>(mut self, v: &str) -> std::result::Result<(), E> {
+        self.write_str(v);
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> std::result::Result<(), A::Error> {
+        let at = self.open(0xdd)?;
+        let mut n = 0u32;
+        while seq.next_element_seed(self.child())?.is_some() {
+            n += 1;
+        }
+        self.close(at, n);
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> std::result::Result<(), A::Error> {
+        let at = self.open(0xdf)?;
+        let mut n = 0u32;
+        while map.next_key_seed(KeyWriter(self.out))?.is_some() {
+            map.next_value_seed(self.child())?;
+            n += 1;
+        }
+        self.close(at, n);
+        Ok(())
+    }
+}
+
 /// A cursor over the bytes being validated; `pos` is the offset of the next unread byte.
 struct Validator<'a> {
     bytes: &'a [u8],
@@ -807,6 +968,128 @@ mod tests {
             pieces in proptest::collection::vec(msgpack_piece(), 0..24),
         ) {
             agree(&pieces.concat());
+        }
+    }
+}
+
+#[cfg(test)]
+mod json_transcode_tests {
+    use super::tests::arb_value;
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The path `encode_json_into` replaces: parse into a `Value`, then encode it.
+    fn through_value(json: &str) -> Option<Value> {
+        let v: Value = serde_json::from_str(json).ok()?;
+        encode(&v).ok()?;
+        Some(v)
+    }
+
+    fn transcoded(json: &str) -> Option<Value> {
+        let mut buf = vec![0xee]; // bytes already in the buffer stay
+        let r = encode_json_into(json, &mut buf);
+        assert_eq!(buf[0], 0xee);
+        match r {
+            Ok(()) => Some(decode(&buf[1..]).expect("transcoded bytes decode")),
+            Err(_) => {
+                assert_eq!(
+                    buf.len(),
+                    1,
+                    "a failed transcode leaves the buffer as it was"
+                );
+                None
+            }
+        }
+    }
+
+    /// Makes a value JSON-safe: bytes become strings, non-finite floats zero.
+    fn json_safe(v: Value) -> Value {
+        match &v {
+            Value::Bytes(b) => Value::String(b.iter().map(|x| format!("{x:02x}")).collect()),
+            Value::Float(f) if !f.is_finite() => Value::Float(0.0),
+            Value::Array(a) => Value::Array(a.iter().cloned().map(json_safe).collect()),
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), json_safe(v.clone())))
+                    .collect(),
+            ),
+            _ => v,
+        }
+    }
+
+    #[test]
+    fn edge_cases_agree_with_parsing_into_a_value() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let deep_obj = |n: usize| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n));
+        let cases = [
+            "null".to_owned(),
+            "true".into(),
+            " false ".into(),
+            "0".into(),
+            "-1".into(),
+            "9223372036854775807".into(),
+            "9223372036854775808".into(),
+            "18446744073709551615".into(),
+            "-9223372036854775808".into(),
+            "-9223372036854775809".into(),
+            "1.5".into(),
+            "1e308".into(),
+            "1e400".into(),
+            "-0.0".into(),
+            r#""""#.into(),
+            r#""\u00e9\n\"x\\""#.into(),
+            r#""\ud83d\ude00""#.into(),
+            r#""\ud800""#.into(),
+            "[]".into(),
+            "{}".into(),
+            r#"{"a":1,"a":2}"#.into(),
+            r#"{"a":{"b":[1,{"c":null}]},"é":"x"}"#.into(),
+            deep(MAX_NESTING_DEPTH),
+            deep(MAX_NESTING_DEPTH + 1),
+            deep_obj(MAX_NESTING_DEPTH),
+            deep_obj(MAX_NESTING_DEPTH + 1),
+            "1 2".into(),
+            "[1,]".into(),
+            "{\"a\"}".into(),
+            "".into(),
+            "nul".into(),
+            "\"open".into(),
+            "[1, 2".into(),
+        ];
+        for json in &cases {
+            assert_eq!(transcoded(json), through_value(json), "{json:.60}");
+        }
+        let err = encode_json_into("18446744073709551615", &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("does not fit in i64"), "{err}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+        #[test]
+        fn json_of_any_value_transcodes_to_that_value(v in arb_value().prop_map(json_safe)) {
+            let json = serde_json::to_string(&v).unwrap();
+            let got = transcoded(&json);
+            prop_assert_eq!(&got, &through_value(&json));
+            prop_assert!(got.is_some(), "{json}");
+        }
+
+        #[test]
+        fn damaged_json_is_refused_exactly_when_parsing_refuses_it(
+            v in arb_value().prop_map(json_safe),
+            cut in any::<prop::sample::Index>(),
+            byte in prop::sample::select(vec![b'[', b']', b'{', b'}', b',', b':', b'"', b'1', b'-', b'e', b'\\', b' ']),
+            mode in 0..3u8,
+        ) {
+            let mut json = serde_json::to_string(&v).unwrap().into_bytes();
+            let at = cut.index(json.len() + 1);
+            match mode {
+                0 => json.truncate(at),
+                1 => json.insert(at, byte),
+                _ => { if at < json.len() { json[at] = byte; } }
+            }
+            if let Ok(json) = String::from_utf8(json) {
+                prop_assert_eq!(transcoded(&json), through_value(&json), "{}", json);
+            }
         }
     }
 }

@@ -9,17 +9,20 @@
 //!   chunk at a time under the map's read lock, with the snapshot pinned so that garbage
 //!   collection cannot remove what is being read.
 //! - [`Storage::restore_chains`] loads chains into an **empty** storage and makes them
-//!   durable with one snapshot at the restored version. Writing the log would need one
+//!   durable as one sorted run at the restored version. Writing the log would need one
 //!   record per version, dense from 1, which a history thinned by retention does not
-//!   have; a snapshot has no such constraint and is what recovery starts from anyway.
-//!   Until that snapshot is written nothing is durable: a crash mid-restore leaves the
-//!   empty database it started from.
+//!   have; a run has no such constraint and is what recovery starts from anyway. On
+//!   disk, chains in ascending key order (an export's) are written straight into the
+//!   run a chunk at a time, so memory stays flat; a key out of order sends what was
+//!   written, and the rest, through the memtable instead, flushed at the end. Until the
+//!   manifest listing the run is written nothing is durable: a crash mid-restore
+//!   leaves the empty database it started from.
 use std::sync::atomic::Ordering;
 
 use strata_core::{Error, Result, Timestamp};
 
 use crate::mvcc::Entry;
-use crate::storage::Storage;
+use crate::storage::{RunRestore, Storage};
 
 /// How many chains [`Storage::for_each_chain`] copies per lock acquisition.
 const CHUNK: usize = 1024;
@@ -78,24 +81,50 @@ impl Storage {
     where
         I: IntoIterator<Item = Result<(Box<[u8]>, Vec<Entry>)>>,
     {
-        let mut report = RestoreReport {
-            version,
-            ..RestoreReport::default()
-        };
         {
-            let mut c = self.inner.commit.lock();
+            let c = self.inner.commit.lock();
             if c.next_version != 1 || self.inner.tree.key_count()? != 0 {
                 return Err(Error::ConstraintViolation(format!(
                     "an exact restore needs an empty database, but this one is at version {}",
                     c.next_version - 1
                 )));
             }
-            let mut last_ts = Timestamp(0);
-            // Every restored commit's time, for the timeline (16 bytes per entry, beside
-            // the entries themselves in the memtable).
-            let mut times: Vec<(u64, Timestamp)> = Vec::new();
+        }
+        let mut chains = chains.into_iter();
+        let mut report = RestoreReport {
+            version,
+            ..RestoreReport::default()
+        };
+        let mut last_ts = Timestamp(0);
+        // Every restored commit's time, for the timeline (16 bytes per entry, beside
+        // the entries themselves in the memtable).
+        let mut times: Vec<(u64, Timestamp)> = Vec::new();
+        let mut first: Option<(Box<[u8]>, Vec<Entry>)> = None;
+        if self.streams_restores() && version > 0 {
+            // Sorted input (an export's) goes straight into a run: flat memory.
+            match self.restore_into_run(version, &mut chains, |k, c| check_chain(k, c, version)) {
+                Ok(RunRestore::Done(r)) => return Ok(r),
+                Ok(RunRestore::OutOfOrder {
+                    report: r,
+                    next,
+                    times: t,
+                    last_ts: l,
+                }) => {
+                    report = r;
+                    times = t;
+                    last_ts = l;
+                    first = Some(next);
+                }
+                Err(e) => {
+                    self.poison(format!("a restore failed half-way: {e}"));
+                    return Err(e);
+                }
+            }
+        }
+        {
+            let mut c = self.inner.commit.lock();
             let loaded = (|| {
-                for item in chains {
+                for item in first.take().map(Ok).into_iter().chain(chains) {
                     let (key, chain) = item?;
                     check_chain(&key, &chain, version)?;
                     for e in &chain {
@@ -259,5 +288,91 @@ mod tests {
         ];
         let err = s.restore_chains(5, twice).unwrap_err();
         assert!(err.to_string().contains("twice"), "{err}");
+    }
+
+    fn sorted_chains(n: usize) -> Vec<(Vec<u8>, Vec<Entry>)> {
+        (0..n)
+            .map(|i| {
+                let v = 2 * i as u64 + 1;
+                (
+                    format!("k{i:06}").into_bytes(),
+                    vec![e(v, 1000 + v, Some("x")), e(v + 1, 1001 + v, None)],
+                )
+            })
+            .collect()
+    }
+
+    fn feed(
+        chains: &[(Vec<u8>, Vec<Entry>)],
+    ) -> impl Iterator<Item = Result<(Box<[u8]>, Vec<Entry>)>> + '_ {
+        chains
+            .iter()
+            .map(|(k, c)| Ok((k.clone().into_boxed_slice(), c.clone())))
+    }
+
+    #[test]
+    fn a_sorted_restore_on_disk_goes_straight_into_one_run() {
+        let fs = FaultyVfs::new();
+        let s = Storage::open("/db", opts(&fs)).unwrap();
+        let chains = sorted_chains(10_000);
+        let r = s.restore_chains(20_000, feed(&chains)).unwrap();
+        assert_eq!((r.keys, r.entries, r.version), (10_000, 20_000, 20_000));
+        // Nothing went through the memtable: the run holds it all.
+        let l = s.inner.tree.layers();
+        assert_eq!(l.active.key_count(), 0);
+        assert_eq!(l.runs.len(), 1);
+        assert_eq!(s.visible_version(), 20_000);
+        assert_eq!(dump(&s), chains);
+        assert_eq!(s.commit_time(7).unwrap(), Some(Timestamp(1007)));
+        let w = Write {
+            key: b"z".to_vec().into(),
+            value: Some(Arc::from(&b"after"[..])),
+        };
+        assert_eq!(s.commit(vec![w], |_| Ok(())).unwrap().version, 20_001);
+        drop(s);
+        // Durable when it returned: a power loss keeps the restore and the strict commit.
+        fs.power_loss(3);
+        let s = Storage::open("/db", opts(&fs)).unwrap();
+        assert_eq!(s.visible_version(), 20_001);
+        assert_eq!(&dump(&s)[..10_000], &chains[..]);
+        assert_eq!(s.commit_time(20_000).unwrap(), Some(Timestamp(21_000)));
+    }
+
+    #[test]
+    fn keys_out_of_order_fall_back_to_the_memtable() {
+        let fs = FaultyVfs::new();
+        let s = Storage::open("/db", opts(&fs)).unwrap();
+        let sorted = sorted_chains(5_000);
+        // A sorted stretch long enough to be written, then one key out of order.
+        let mut input = sorted[..4_500].to_vec();
+        input.push(sorted[10].clone());
+        input.splice(10..11, std::iter::empty());
+        input.extend_from_slice(&sorted[4_500..]);
+        let r = s.restore_chains(10_000, feed(&input)).unwrap();
+        assert_eq!((r.keys, r.entries), (5_000, 10_000));
+        assert_eq!(dump(&s), sorted);
+        let names = crate::vfs::Vfs::list(&fs, std::path::Path::new("/db")).unwrap();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+        drop(s);
+        fs.power_loss(5);
+        let s = Storage::open("/db", opts(&fs)).unwrap();
+        assert_eq!(dump(&s), sorted);
+        assert_eq!(s.commit_time(9_999).unwrap(), Some(Timestamp(10_999)));
+    }
+
+    #[test]
+    fn a_key_twice_in_a_sorted_restore_is_refused() {
+        let fs = FaultyVfs::new();
+        let s = Storage::open("/db", opts(&fs)).unwrap();
+        let mut input = sorted_chains(100);
+        input.insert(50, input[49].clone());
+        let err = s.restore_chains(1_000, feed(&input)).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+        assert!(s.is_poisoned());
+        drop(s);
+        // Nothing became durable: the database reopens empty.
+        let s = Storage::open("/db", opts(&fs)).unwrap();
+        assert_eq!(s.visible_version(), 0);
+        assert!(dump(&s).is_empty());
     }
 }

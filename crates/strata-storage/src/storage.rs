@@ -1809,6 +1809,202 @@ fn unpark_flusher(d: &Disk) {
     }
 }
 
+/// What [`Storage::restore_into_run`] did with the chains it was given.
+pub(crate) enum RunRestore {
+    /// Every chain is in the new run and the storage stands at the restored version.
+    Done(crate::restore::RestoreReport),
+    /// A key came out of order: the chains before it were read back into the memtable
+    /// and the run file removed. The rest goes the memtable way too, starting with
+    /// `next`; `times` and `last_ts` cover what was loaded so far.
+    OutOfOrder {
+        report: crate::restore::RestoreReport,
+        next: KeyChain,
+        times: Vec<(u64, Timestamp)>,
+        last_ts: Timestamp,
+    },
+}
+
+impl Storage {
+    /// `true` if restores go straight into a sorted run (a writable storage on disk).
+    pub(crate) fn streams_restores(&self) -> bool {
+        self.inner
+            .disk
+            .as_ref()
+            .is_some_and(|d| !d.options.read_only)
+    }
+
+    /// The streaming half of an exact restore into an empty storage on disk: chains in
+    /// ascending key order (as an export writes them) go straight into one sorted run,
+    /// a chunk at a time, with no memtable in between, so memory stays flat whatever
+    /// the size of the dump. The run is listed by a manifest at `version` (with the
+    /// timeline of the restored commits), the log rolls to `version + 1`, and readers
+    /// switch to the run — the same end state, file for file, as a flush of the
+    /// restored memtable.
+    ///
+    /// A key out of order cannot be written to a sorted file: what was written is then
+    /// read back into the memtable ([`RunRestore::OutOfOrder`]) and the caller loads the
+    /// rest as before. Errors leave the storage empty (the caller poisons it).
+    pub(crate) fn restore_into_run<I>(
+        &self,
+        version: u64,
+        chains: &mut I,
+        check: impl Fn(&[u8], &[Entry]) -> Result<()>,
+    ) -> Result<RunRestore>
+    where
+        I: Iterator<Item = Result<KeyChain>>,
+    {
+        let Some(d) = self.inner.disk.as_ref() else {
+            return Err(Error::Internal(
+                "a run restore needs a storage on disk".into(),
+            ));
+        };
+        let _one_at_a_time = d.snapshot_lock.lock();
+        self.check_writable()?;
+        let span = info_span!("restore", dir = %d.dir.display(), version);
+        let _entered = span.enter();
+        let started = Instant::now();
+        let mut report = crate::restore::RestoreReport {
+            version,
+            ..Default::default()
+        };
+        // Every restored commit's time, for the timeline (16 bytes per entry).
+        let mut times: Vec<(u64, Timestamp)> = Vec::new();
+        let mut last_ts = Timestamp(0);
+        let mut min_version = u64::MAX;
+        let mut prev: Option<Box<[u8]>> = None;
+        let mut out_of_order: Option<KeyChain> = None;
+        let mut next = || -> Result<Option<Vec<KeyChain>>> {
+            if out_of_order.is_some() {
+                return Ok(None);
+            }
+            let mut chunk = Vec::new();
+            for item in chains.by_ref() {
+                let (key, chain) = item?;
+                check(&key, &chain)?;
+                match prev.as_deref().map(|p| p.cmp(&key[..])) {
+                    Some(std::cmp::Ordering::Equal) => {
+                        return Err(Error::ConstraintViolation(format!(
+                            "key {key:02x?} appears twice"
+                        )));
+                    }
+                    Some(std::cmp::Ordering::Greater) => {
+                        out_of_order = Some((key, chain));
+                        break;
+                    }
+                    _ => {}
+                }
+                for e in &chain {
+                    last_ts = last_ts.max(e.timestamp);
+                    min_version = min_version.min(e.version);
+                    times.push((e.version, e.timestamp));
+                }
+                report.keys += 1;
+                report.entries += chain.len() as u64;
+                prev = Some(key.clone());
+                chunk.push((key, chain));
+                if chunk.len() == 4096 {
+                    break;
+                }
+            }
+            Ok((!chunk.is_empty()).then_some(chunk))
+        };
+        let id = d.next_run_id.fetch_add(1, Ordering::AcqRel);
+        let name = run_name(id);
+        let w = write_sorted_file(&d.vfs, &d.dir, &name, version, RUN_BLOCK_TARGET, &mut next)?;
+        let run = Arc::new(Run::open(&d.vfs, &w.path, id)?);
+        if let Some(first_out) = out_of_order {
+            // Read the sorted prefix back into the memtable; the file goes.
+            let mut cursor = crate::run::RunCursor::new(
+                run,
+                std::ops::Bound::Unbounded,
+                std::ops::Bound::Unbounded,
+                false,
+            );
+            while let Some((key, chain)) = cursor.next_chain()? {
+                self.inner.tree.with_active(|m| m.insert_chain(key, chain));
+            }
+            d.vfs.remove(&w.path).map_err(|e| io_err(&w.path, e))?;
+            return Ok(RunRestore::OutOfOrder {
+                report,
+                next: first_out,
+                times,
+                last_ts,
+            });
+        }
+        self.note_restored_times(times);
+        let mut c = self.inner.commit.lock();
+        let mut manifest = d.manifest.lock().clone();
+        let mut runs = Vec::new();
+        if w.entries > 0 {
+            runs.push(RunHandle {
+                run,
+                meta: RunMeta {
+                    id,
+                    min_version: min_version.min(version),
+                    max_version: version,
+                    entries: w.entries,
+                    bytes: w.size,
+                },
+            });
+        } else {
+            d.vfs.remove(&w.path).map_err(|e| io_err(&w.path, e))?;
+        }
+        manifest.next_run_id = d.next_run_id.load(Ordering::Acquire);
+        manifest.runs = runs.iter().map(|r| r.meta).collect();
+        manifest.flushed_through = version;
+        manifest.last_timestamp = manifest.last_timestamp.max(last_ts);
+        manifest.timeline_len = self.inner.timeline.persist_through(&d.vfs, version)?;
+        self.write_manifest(d, &manifest)?;
+        *d.manifest.lock() = manifest;
+        // From here on the restore is durable: the log continues after it.
+        let Some(wal) = c.wal.as_mut() else {
+            return Err(Error::Internal("disk storage without a log writer".into()));
+        };
+        if wal.base() != version + 1 {
+            self.sync_log_file(d, &wal.current_file())?;
+            if let Err(e) = wal.start_segment(version + 1, 0) {
+                if e.fatal {
+                    self.poison(e.error.to_string());
+                }
+                return Err(e.error);
+            }
+        }
+        let l = self.inner.tree.layers();
+        let active = l.active.successor();
+        active.set_keep_tombstones(!runs.is_empty());
+        self.inner.tree.set_layers(Layers {
+            active: Arc::new(active),
+            frozen: None,
+            runs: Arc::new(runs),
+        });
+        self.inner.lineage.replace(load_lineage(&self.inner.tree)?);
+        c.next_version = version + 1;
+        c.last_ts = c.last_ts.max(last_ts);
+        self.inner
+            .snapshot_version
+            .store(version, Ordering::Release);
+        self.inner.applied.store(version, Ordering::Release);
+        {
+            let mut s = d.sync.lock();
+            s.written = version;
+            s.file = c.wal.as_ref().map(|w| w.current_file());
+            self.mark_durable(d, &mut s, version);
+        }
+        self.inner.visible.store(version, Ordering::Release);
+        drop(c);
+        self.remove_obsolete_files(d, version + 1)?;
+        info!(
+            version,
+            keys = report.keys,
+            entries = report.entries,
+            bytes = w.size,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "restored into a sorted run"
+        );
+        Ok(RunRestore::Done(report))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

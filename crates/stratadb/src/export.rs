@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use strata_core::{codec, Error, Result, RunId, Timestamp, Value};
 use strata_primitives::RunInfo;
 use strata_storage::key::{decode_key, encode_key};
@@ -601,7 +602,9 @@ impl<R: BufRead> DumpReader<R> {
             self.done = true;
             return Ok(None);
         }
-        let rec: Record<Value> =
+        // Values stay JSON text here: `decode_entry` writes them straight to their
+        // binary form, without building a `Value`.
+        let rec: Record<Box<RawValue>> =
             serde_json::from_str(text).map_err(|e| bad_line(self.line_no, e))?;
         let run: RunId = rec
             .run
@@ -648,7 +651,7 @@ impl<R: BufRead> Iterator for DumpReader<R> {
 
 fn decode_entry(
     p: Primitive,
-    e: EntryLine<Value>,
+    e: EntryLine<Box<RawValue>>,
 ) -> std::result::Result<Option<Arc<[u8]>>, String> {
     let EntryLine {
         deleted,
@@ -667,21 +670,19 @@ fn decode_entry(
             Ok(Some(Arc::from(&n.to_le_bytes()[..])))
         }
         (None, Some(v), None, None) if p == Primitive::Run => {
-            let info: RunInfo = serde_json::from_value(serde_json::Value::from(v))
-                .map_err(|e| format!("not a run record: {e}"))?;
+            let info: RunInfo =
+                serde_json::from_str(v.get()).map_err(|e| format!("not a run record: {e}"))?;
             let b = rmp_serde::to_vec_named(&info).map_err(|e| e.to_string())?;
             Ok(Some(Arc::from(b)))
         }
         (None, Some(v), None, None) => {
-            let encoded = codec::encode(&v).map_err(|e| e.to_string())?;
+            let mut b = Vec::with_capacity(v.get().len() + 8);
             if p == Primitive::State {
                 let c = counter.ok_or("a state value needs its \"counter\"")?;
-                let mut b = c.to_le_bytes().to_vec();
-                b.extend_from_slice(&encoded);
-                Ok(Some(Arc::from(b)))
-            } else {
-                Ok(Some(Arc::from(encoded)))
+                b.extend_from_slice(&c.to_le_bytes());
             }
+            codec::encode_json_into(v.get(), &mut b).map_err(|e| e.to_string())?;
+            Ok(Some(Arc::from(b)))
         }
         _ => Err(
             "needs exactly one of \"deleted\": true, \"value\", \"count\" (event stream \
