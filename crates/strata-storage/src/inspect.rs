@@ -111,6 +111,18 @@ pub fn check_segment(
     })
 }
 
+/// Maps an immutable file (a sorted run) for one pass from start to end, reading ahead
+/// (see [`check_run`]). An empty file gives no bytes.
+pub fn map_for_scan(path: &Path) -> std::io::Result<crate::vfs::FileBytes> {
+    let f = std::fs::File::open(path)?;
+    if f.metadata()?.len() == 0 {
+        return Ok(std::sync::Arc::new(Vec::new()));
+    }
+    Ok(std::sync::Arc::new(crate::mapped::ReadOnlyMap::sequential(
+        &f,
+    )?))
+}
+
 /// What a sound snapshot holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SnapshotSummary {
@@ -122,6 +134,28 @@ pub struct SnapshotSummary {
     pub entries: u64,
 }
 
+/// One version of a key as the file checks hand it over: slices of the file's bytes,
+/// so that checking every value of a large file allocates nothing per entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// The commit version.
+    pub version: u64,
+    /// The commit timestamp.
+    pub timestamp: strata_core::Timestamp,
+    /// The value, or `None` for a deletion.
+    pub value: Option<&'a [u8]>,
+}
+
+impl<'a> From<&'a Entry> for EntryRef<'a> {
+    fn from(e: &'a Entry) -> Self {
+        EntryRef {
+            version: e.version,
+            timestamp: e.timestamp,
+            value: e.value.as_deref(),
+        }
+    }
+}
+
 /// Checks one snapshot file: every checksum, the version in its header against the one
 /// in its name, and the invariants of every chain. `on_chain` sees each chain (to check
 /// the values, for example).
@@ -129,8 +163,12 @@ pub fn check_snapshot(
     path: &Path,
     bytes: &[u8],
     name_version: u64,
-    on_chain: impl FnMut(&[u8], &[Entry]) -> Result<()>,
+    mut on_chain: impl FnMut(&[u8], &[EntryRef<'_>]) -> Result<()>,
 ) -> Result<SnapshotSummary> {
+    let on_chain = |key: &[u8], chain: &[Entry]| {
+        let refs: Vec<EntryRef<'_>> = chain.iter().map(EntryRef::from).collect();
+        on_chain(key, &refs)
+    };
     check_loaded(
         path,
         read_snapshot(path, bytes)?,
@@ -188,13 +226,47 @@ fn check_loaded(
 /// Checks one sorted run file like [`check_snapshot`] (every checksum, key order, chain
 /// invariants, no version newer than the run's header says), calling `on_chain` for
 /// each chain. Returns the run's newest version, keys and entries.
+///
+/// One pass over `bytes` (which may be the file mapped in place), a chain at a time:
+/// memory does not grow with the file, and no entry is copied.
 pub fn check_run(
     path: &Path,
     bytes: &[u8],
-    on_chain: impl FnMut(&[u8], &[Entry]) -> Result<()>,
+    mut on_chain: impl FnMut(&[u8], &[EntryRef<'_>]) -> Result<()>,
 ) -> Result<SnapshotSummary> {
-    // Read once: the run's own header gives the version its entries are checked against.
-    check_loaded(path, read_snapshot(path, bytes)?, None, on_chain)
+    let bad = |what: String| Error::Storage(format!("snapshot {}: {what}", path.display()));
+    let mut s = SnapshotSummary::default();
+    let mut key: &[u8] = &[];
+    let mut chain: Vec<EntryRef<'_>> = Vec::new();
+    // The walk checks checksums, key order and ascending versions no newer than the
+    // header's; what is left per chain is the key's shape and the caller's check.
+    let mut finish = |key: &[u8], chain: &[EntryRef<'_>], s: &mut SnapshotSummary| {
+        if decode_key(key).is_none() {
+            return Err(bad(format!("key {key:02x?} is malformed")));
+        }
+        on_chain(key, chain)?;
+        s.keys += 1;
+        s.entries += chain.len() as u64;
+        Ok(())
+    };
+    let (version, _) = crate::snapshot::for_each_entry_ref(path, bytes, |k, v, ts, value| {
+        if k != key && !chain.is_empty() {
+            finish(key, &chain, &mut s)?;
+            chain.clear();
+        }
+        key = k;
+        chain.push(EntryRef {
+            version: v,
+            timestamp: ts,
+            value,
+        });
+        Ok(())
+    })?;
+    if !chain.is_empty() {
+        finish(key, &chain, &mut s)?;
+    }
+    s.version = version;
+    Ok(s)
 }
 
 /// What a sound timeline file holds.

@@ -180,6 +180,18 @@ impl ReadOnlyMap {
         let _ = map.advise(memmap2::Advice::Random);
         Ok(ReadOnlyMap(map))
     }
+
+    /// A mapping to be read once from start to end (a whole-file check): the kernel
+    /// reads ahead and drops pages behind. With the point lookups' `Random` advice, a
+    /// cold file would be read one page per fault — measured on a 944 MB run, 17.5 s
+    /// against 0.4 s warm.
+    pub(crate) fn sequential(file: &File) -> io::Result<ReadOnlyMap> {
+        // SAFETY: see the type's documentation: the file is immutable while mapped.
+        let map = unsafe { MmapOptions::new().map(file)? };
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Ok(ReadOnlyMap(map))
+    }
 }
 
 impl AsRef<[u8]> for ReadOnlyMap {
@@ -187,3 +199,22 @@ impl AsRef<[u8]> for ReadOnlyMap {
         &self.0
     }
 }
+
+/// `madvise(MADV_WILLNEED)` over the pages holding `bytes` (see [`crate::run::Run::read_ahead`]).
+#[cfg(unix)]
+pub(crate) fn advise_will_need(bytes: &[u8]) {
+    const PAGE: usize = 4096;
+    let start = bytes.as_ptr() as usize;
+    let aligned = start & !(PAGE - 1);
+    let len = bytes.len() + (start - aligned);
+    // SAFETY: `madvise` with `MADV_WILLNEED` only schedules reads of pages already
+    // mapped into this process (the run's mapping, or a heap buffer holding a file read
+    // whole); it changes no memory and no mapping, and its error (e.g. for a range that
+    // starts before a heap buffer's first page) is ignored.
+    unsafe {
+        libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_WILLNEED);
+    }
+}
+
+#[cfg(not(unix))]
+pub(crate) fn advise_will_need(_bytes: &[u8]) {}

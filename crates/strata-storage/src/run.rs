@@ -321,6 +321,42 @@ impl Run {
     /// file never changes, and verifying 4 KiB on every read was a quarter of the cost
     /// of a point read. Damage that appears later, under an open run, is found by the
     /// next open or by `strata verify`.
+    /// Asks the kernel to read blocks `blocks` (a range of block indexes) ahead of a
+    /// scan. The mapping is advised `Random` for point lookups, so without this a scan
+    /// of a cold run faults one page at a time (a full export of a 944 MB run: 23 s
+    /// cold against 6 s warm). Only a hint: errors are ignored.
+    pub(crate) fn read_ahead(&self, blocks: std::ops::Range<usize>) {
+        let (Some(first), Some(last)) = (
+            self.index.get(blocks.start),
+            blocks.end.checked_sub(1).and_then(|i| self.index.get(i)),
+        ) else {
+            return;
+        };
+        let buf: &[u8] = (*self.bytes).as_ref();
+        let end = (last.offset + 8 + last.len as usize).min(buf.len());
+        if first.offset >= end {
+            return;
+        }
+        crate::mapped::advise_will_need(&buf[first.offset..end]);
+    }
+
+    /// The index of the first block at or after `from` (forward) or at or before it
+    /// (reverse) such that the blocks in between span about `bytes`.
+    pub(crate) fn blocks_spanning(&self, from: usize, bytes: usize, reverse: bool) -> usize {
+        let Some(start) = self.index.get(from) else {
+            return from;
+        };
+        if reverse {
+            let floor = start.offset.saturating_sub(bytes);
+            self.index[..=from].partition_point(|b| b.offset < floor)
+        } else {
+            let ceil = start.offset.saturating_add(bytes);
+            self.index
+                .partition_point(|b| b.offset < ceil)
+                .max(from + 1)
+        }
+    }
+
     fn block(&self, i: usize) -> Result<&[u8]> {
         use std::sync::atomic::Ordering;
         let b = &self.index[i];
@@ -571,6 +607,10 @@ impl Run {
 
 /// A cursor over a run's key chains in key order (or reverse key order), one block
 /// decoded at a time.
+/// How far ahead of a scan a run cursor asks the kernel to read (see
+/// [`Run::read_ahead`]).
+const READ_AHEAD_BYTES: usize = 2 << 20;
+
 pub(crate) struct RunCursor {
     run: Arc<Run>,
     reverse: bool,
@@ -582,6 +622,8 @@ pub(crate) struct RunCursor {
     bound: std::ops::Bound<Box<[u8]>>,
     /// Stop at keys after (forward) or before (reverse) this one.
     stop: std::ops::Bound<Box<[u8]>>,
+    /// Blocks before this index (forward; after it, reverse) were asked for ahead.
+    read_ahead_to: Option<usize>,
 }
 
 impl RunCursor {
@@ -613,6 +655,7 @@ impl RunCursor {
             pending: Default::default(),
             bound,
             stop,
+            read_ahead_to: None,
         }
     }
 
@@ -639,11 +682,37 @@ impl RunCursor {
         }
     }
 
+    /// Keeps the kernel reading [`READ_AHEAD_BYTES`] of blocks ahead of block `i`, in
+    /// windows: a scan past the first window's second half asks for the next one.
+    fn read_ahead(&mut self, i: usize) {
+        let due = match self.read_ahead_to {
+            None => true,
+            Some(to) if self.reverse => {
+                i < to.saturating_add(READ_AHEAD_BYTES / RUN_BLOCK_TARGET / 2)
+            }
+            Some(to) => i + READ_AHEAD_BYTES / RUN_BLOCK_TARGET / 2 >= to,
+        };
+        if !due {
+            return;
+        }
+        let from = self.read_ahead_to.unwrap_or(i);
+        let to = self
+            .run
+            .blocks_spanning(from, READ_AHEAD_BYTES, self.reverse);
+        if self.reverse {
+            self.run.read_ahead(to..from + 1);
+        } else {
+            self.run.read_ahead(from..to);
+        }
+        self.read_ahead_to = Some(to);
+    }
+
     fn fill(&mut self) -> Result<bool> {
         while self.pending.is_empty() {
             let Some(i) = self.next_block else {
                 return Ok(false);
             };
+            self.read_ahead(i);
             self.next_block = if self.reverse {
                 i.checked_sub(1)
             } else {

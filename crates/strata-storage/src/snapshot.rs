@@ -358,6 +358,26 @@ fn for_each_entry(
     buf: &[u8],
     mut on_entry: impl FnMut(&[u8], Entry) -> Result<()>,
 ) -> Result<(u64, u64)> {
+    for_each_entry_ref(path, buf, |key, version, timestamp, value| {
+        on_entry(
+            key,
+            Entry {
+                version,
+                timestamp,
+                value: value.map(Arc::from),
+            },
+        )
+    })
+}
+
+/// Checks a format-2 snapshot or run like [`for_each_entry`], handing each entry over
+/// as slices of `buf` (key, version, timestamp, value or `None` for a deletion): no
+/// allocation per entry, for a check that reads every byte of a large file.
+pub(crate) fn for_each_entry_ref<'b>(
+    path: &Path,
+    buf: &'b [u8],
+    mut on_entry: impl FnMut(&'b [u8], u64, Timestamp, Option<&'b [u8]>) -> Result<()>,
+) -> Result<(u64, u64)> {
     let name = path.display();
     let corrupt = |what: String| Error::Storage(format!("snapshot {name} is corrupt: {what}"));
     if buf.len() < HEADER_LEN + FOOTER_LEN {
@@ -391,7 +411,7 @@ fn for_each_entry(
     let mut blocks = 0u64;
     let mut entries = 0u64;
     let mut ip = 0usize;
-    let mut prev: Option<(Vec<u8>, u64)> = None;
+    let mut prev: Option<(&'b [u8], u64)> = None;
     while pos < index_off {
         let len = le_u32(buf, pos).unwrap_or(u32::MAX) as usize;
         let crc = le_u32(buf, pos + 4).unwrap_or(0);
@@ -417,7 +437,7 @@ fn for_each_entry(
             ))
         })?;
         let mut p = 0usize;
-        let mut block_key: Option<Vec<u8>> = None;
+        let mut block_key: Option<&'b [u8]> = None;
         while p < block.len() {
             let entry_start = p;
             let bad = || {
@@ -427,14 +447,14 @@ fn for_each_entry(
             };
             let klen = le_u32(block, p).ok_or_else(bad)?;
             p += 4;
-            let key = if klen == SAME_KEY {
-                block_key.clone().ok_or_else(bad)?
+            let key: &'b [u8] = if klen == SAME_KEY {
+                block_key.ok_or_else(bad)?
             } else {
                 let klen = klen as usize;
                 if klen > MAX_STORED_KEY_BYTES {
                     return Err(bad());
                 }
-                let k = block.get(p..p + klen).ok_or_else(bad)?.to_vec();
+                let k = block.get(p..p + klen).ok_or_else(bad)?;
                 p += klen;
                 k
             };
@@ -449,7 +469,7 @@ fn for_each_entry(
                     if vlen > MAX_STORED_VALUE_BYTES {
                         return Err(bad());
                     }
-                    let val: Arc<[u8]> = Arc::from(block.get(p + 4..p + 4 + vlen).ok_or_else(bad)?);
+                    let val = block.get(p + 4..p + 4 + vlen).ok_or_else(bad)?;
                     p += 4 + vlen;
                     Some(val)
                 }
@@ -457,7 +477,7 @@ fn for_each_entry(
             };
             let in_order = match &prev {
                 None => true,
-                Some((pk, pv)) => match pk.as_slice().cmp(&key) {
+                Some((pk, pv)) => match pk.cmp(&key) {
                     std::cmp::Ordering::Less => true,
                     std::cmp::Ordering::Equal => *pv < v,
                     std::cmp::Ordering::Greater => false,
@@ -468,16 +488,9 @@ fn for_each_entry(
                     "block at offset {pos}: entry of version {v} is out of order"
                 )));
             }
-            on_entry(
-                &key,
-                Entry {
-                    version: v,
-                    timestamp: Timestamp(ts),
-                    value,
-                },
-            )?;
+            on_entry(key, v, Timestamp(ts), value)?;
             entries += 1;
-            prev = Some((key.clone(), v));
+            prev = Some((key, v));
             block_key = Some(key);
         }
         blocks += 1;

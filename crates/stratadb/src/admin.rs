@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use strata_core::{codec, Error, Result, RunId};
 use strata_primitives::RunState;
 use strata_storage::inspect::{
-    check_manifest, check_run, check_segment, check_snapshot, check_timeline, file_kind, FileKind,
+    check_manifest, check_run, check_segment, check_snapshot, check_timeline, file_kind,
+    map_for_scan, EntryRef, FileKind,
 };
 use strata_storage::key::decode_key;
 use strata_storage::{DurabilityMode, Primitive, RetentionPolicy};
@@ -385,18 +386,23 @@ pub fn verify(path: impl AsRef<Path>, mut progress: impl FnMut(u64)) -> Result<V
                     s.keys, s.entries
                 ))
             }),
-            ("run", FileKind::Run(id)) => read().and_then(|bytes| {
-                let s = check_run(full, &bytes, check_values).map_err(|e| e.to_string())?;
-                let listed = if listed_runs.contains(&id) {
-                    ""
-                } else {
-                    " (not in the manifest: left by an interrupted flush, deleted on open)"
-                };
-                Ok(format!(
-                    "versions up to {}, {} keys, {} versions{listed}",
-                    s.version, s.keys, s.entries
-                ))
-            }),
+            // Runs are immutable once named: read in place through a mapping, with no
+            // copy of the file and no memory growing with it.
+            ("run", FileKind::Run(id)) => map_for_scan(full)
+                .map_err(|e| format!("cannot read {}: {e}", full.display()))
+                .and_then(|bytes| {
+                    let bytes: &[u8] = (*bytes).as_ref();
+                    let s = check_run(full, bytes, check_values).map_err(|e| e.to_string())?;
+                    let listed = if listed_runs.contains(&id) {
+                        ""
+                    } else {
+                        " (not in the manifest: left by an interrupted flush, deleted on open)"
+                    };
+                    Ok(format!(
+                        "versions up to {}, {} keys, {} versions{listed}",
+                        s.version, s.keys, s.entries
+                    ))
+                }),
             ("manifest", _) => read().and_then(|bytes| {
                 let m = check_manifest(full, &bytes).map_err(|e| e.to_string())?;
                 Ok(format!(
@@ -471,7 +477,7 @@ fn strata_segment_name(base: u64) -> String {
 
 /// Values of KV pairs, JSON documents and events must decode ([`codec::validate`]: the
 /// same check as [`codec::decode`] without building the value).
-fn check_values(key: &[u8], chain: &[strata_storage::Entry]) -> Result<()> {
+fn check_values(key: &[u8], chain: &[EntryRef<'_>]) -> Result<()> {
     let Some((_, p, user)) = decode_key(key) else {
         return Ok(());
     };
@@ -484,7 +490,7 @@ fn check_values(key: &[u8], chain: &[strata_storage::Entry]) -> Result<()> {
         return Ok(());
     }
     for e in chain {
-        if let Some(v) = &e.value {
+        if let Some(v) = e.value {
             codec::validate(v).map_err(|err| {
                 Error::Storage(format!(
                     "key {key:02x?} version {}: the value does not decode: {err}",
@@ -529,19 +535,17 @@ pub const RUN_STATES: [RunState; 6] = [
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use strata_core::{Timestamp, Value};
     use strata_storage::key::encode_key;
-    use strata_storage::Entry;
 
     use super::*;
 
-    fn entry(version: u64, value: Option<&[u8]>) -> Entry {
-        Entry {
+    fn entry(version: u64, value: Option<&[u8]>) -> EntryRef<'_> {
+        EntryRef {
             version,
             timestamp: Timestamp::from_micros(version),
-            value: value.map(Arc::from),
+            value,
         }
     }
 
