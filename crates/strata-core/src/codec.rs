@@ -183,7 +183,12 @@ pub fn decode(bytes: &[u8]) -> Result<Value> {
 /// offset where it was found (the wording differs from `decode`'s, which comes from
 /// rmp-serde and carries no offset). Never panics.
 pub fn validate(bytes: &[u8]) -> Result<()> {
-    Validator { bytes, pos: 0 }.value(0)
+    Validator {
+        bytes,
+        pos: 0,
+        json: false,
+    }
+    .value(0)
 }
 
 /// Encodes JSON text to the binary form of the [`Value`] it denotes — the bytes
@@ -347,10 +352,186 @@ impl<'de> Visitor<'de> for JsonTranscoder<'_> {
     }
 }
 
+/// The stored value `bytes` as JSON, if JSON carries it without loss: a value
+/// [`decode`] accepts holding no byte arrays (strings that are not UTF-8 decode to
+/// bytes), no NaN and no infinity. Serializing the view writes the JSON of the value
+/// `decode` would return, with object members sorted by name (so the output is
+/// deterministic) and, for a member name written twice, the last one — exactly what
+/// serializing the decoded [`Value`] with sorted members writes, without building it:
+/// `strata export` writes every stored value this way.
+pub fn json_view(bytes: &[u8]) -> Option<JsonView<'_>> {
+    let mut check = Validator {
+        bytes,
+        pos: 0,
+        json: true,
+    };
+    check.value(0).ok()?;
+    Some(JsonView {
+        bytes: &bytes[..check.pos],
+    })
+}
+
+/// A stored value known to be lossless in JSON (see [`json_view`]).
+#[derive(Debug, Clone, Copy)]
+pub struct JsonView<'a> {
+    bytes: &'a [u8],
+}
+
+impl Serialize for JsonView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut r = PackedReader {
+            bytes: self.bytes,
+            pos: 0,
+        };
+        r.write(s)
+    }
+}
+
+/// Reads values [`json_view`] checked (so lengths are in bounds and markers known).
+struct PackedReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> PackedReader<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let b = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        b
+    }
+
+    fn uint(&mut self, width: usize) -> u64 {
+        self.take(width)
+            .iter()
+            .fold(0u64, |n, &x| (n << 8) | u64::from(x))
+    }
+
+    /// The length of a string, byte array, array or map whose marker was just read.
+    fn len(&mut self, marker: u8) -> usize {
+        let n = match marker {
+            0xd9 | 0xc4 => self.uint(1),
+            0xda | 0xc5 | 0xdc | 0xde => self.uint(2),
+            0xdb | 0xc6 | 0xdd | 0xdf => self.uint(4),
+            0xa0..=0xbf => u64::from(marker & 0x1f),
+            _ => u64::from(marker & 0x0f),
+        };
+        usize::try_from(n).unwrap_or(usize::MAX)
+    }
+
+    /// A string or (as a map key) UTF-8 byte array.
+    fn text(&mut self) -> &'a str {
+        let marker = self.take(1)[0];
+        let len = self.len(marker);
+        std::str::from_utf8(self.take(len)).unwrap_or_default()
+    }
+
+    /// Moves past one value.
+    fn skip(&mut self) {
+        let marker = self.take(1)[0];
+        match marker {
+            0xcc | 0xd0 => self.pos += 1,
+            0xcd | 0xd1 => self.pos += 2,
+            0xce | 0xd2 | 0xca => self.pos += 4,
+            0xcf | 0xd3 | 0xcb => self.pos += 8,
+            0xa0..=0xbf | 0xd9..=0xdb | 0xc4..=0xc6 => {
+                let n = self.len(marker);
+                self.pos += n;
+            }
+            0x90..=0x9f | 0xdc | 0xdd => {
+                for _ in 0..self.len(marker) {
+                    self.skip();
+                }
+            }
+            0x80..=0x8f | 0xde | 0xdf => {
+                for _ in 0..self.len(marker) {
+                    self.skip();
+                    self.skip();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn write<S: Serializer>(&mut self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let marker = self.take(1)[0];
+        match marker {
+            0x00..=0x7f => s.serialize_i64(i64::from(marker)),
+            0xe0..=0xff => s.serialize_i64(i64::from(marker as i8)),
+            0xc0 => s.serialize_unit(),
+            0xc2 => s.serialize_bool(false),
+            0xc3 => s.serialize_bool(true),
+            0xcc => s.serialize_i64(self.uint(1) as i64),
+            0xcd => s.serialize_i64(self.uint(2) as i64),
+            0xce => s.serialize_i64(self.uint(4) as i64),
+            // Checked to fit in an i64.
+            0xcf => s.serialize_i64(self.uint(8) as i64),
+            0xd0 => s.serialize_i64(i64::from(self.uint(1) as u8 as i8)),
+            0xd1 => s.serialize_i64(i64::from(self.uint(2) as u16 as i16)),
+            0xd2 => s.serialize_i64(i64::from(self.uint(4) as u32 as i32)),
+            0xd3 => s.serialize_i64(self.uint(8) as i64),
+            0xca => s.serialize_f64(f64::from(f32::from_bits(self.uint(4) as u32))),
+            0xcb => s.serialize_f64(f64::from_bits(self.uint(8))),
+            0xa0..=0xbf | 0xd9..=0xdb => {
+                let len = self.len(marker);
+                s.serialize_str(std::str::from_utf8(self.take(len)).unwrap_or_default())
+            }
+            0x90..=0x9f | 0xdc | 0xdd => {
+                let len = self.len(marker);
+                let mut seq = s.serialize_seq(Some(len))?;
+                for _ in 0..len {
+                    let start = self.pos;
+                    self.skip();
+                    seq.serialize_element(&JsonView {
+                        bytes: &self.bytes[start..self.pos],
+                    })?;
+                }
+                seq.end()
+            }
+            0x80..=0x8f | 0xde | 0xdf => {
+                let len = self.len(marker);
+                let mut members: Vec<(&str, usize, usize)> = Vec::with_capacity(len);
+                for _ in 0..len {
+                    let key = self.text();
+                    let start = self.pos;
+                    self.skip();
+                    members.push((key, start, self.pos));
+                }
+                // Sorted by name; of a name written twice the last counts, as when
+                // decoding into a map (a stable sort keeps them in written order).
+                members.sort_by(|a, b| a.0.cmp(b.0));
+                let mut kept: Vec<(&str, usize, usize)> = Vec::with_capacity(members.len());
+                for m in members {
+                    match kept.last_mut() {
+                        Some(last) if last.0 == m.0 => *last = m,
+                        _ => kept.push(m),
+                    }
+                }
+                let mut map = s.serialize_map(Some(kept.len()))?;
+                for (key, start, end) in kept {
+                    map.serialize_entry(
+                        key,
+                        &JsonView {
+                            bytes: &self.bytes[start..end],
+                        },
+                    )?;
+                }
+                map.end()
+            }
+            _ => Err(serde::ser::Error::custom(format_args!(
+                "{} cannot be written as JSON",
+                describe(marker)
+            ))),
+        }
+    }
+}
+
 /// A cursor over the bytes being validated; `pos` is the offset of the next unread byte.
 struct Validator<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Also refuse what JSON cannot carry without loss (see [`json_view`]): byte
+    /// arrays, strings that are not UTF-8 (they decode to bytes), NaN and infinities.
+    json: bool,
 }
 
 impl<'a> Validator<'a> {
@@ -376,16 +557,33 @@ impl<'a> Validator<'a> {
                 }
                 Ok(())
             }
-            0xca => self.skip(at, 4, "float 32").map(drop),
-            0xcb => self.skip(at, 8, "float 64").map(drop),
+            0xca => {
+                let b = self.skip(at, 4, "float 32")?;
+                let f = f32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                self.finite(at, f.is_finite())
+            }
+            0xcb => {
+                let b = self.skip(at, 8, "float 64")?;
+                let mut be = [0u8; 8];
+                be.copy_from_slice(b);
+                self.finite(at, f64::from_be_bytes(be).is_finite())
+            }
             // Strings need not be UTF-8 here: `decode` turns the others into `Bytes`.
             0xa0..=0xbf | 0xd9..=0xdb => {
                 let len = self.str_len(at, marker)?;
-                self.skip(at, len, "string").map(drop)
+                let b = self.skip(at, len, "string")?;
+                if self.json && std::str::from_utf8(b).is_err() {
+                    return Err(fail(at, format_args!("a string is not UTF-8 (bytes)")));
+                }
+                Ok(())
             }
             0xc4..=0xc6 => {
                 let len = self.bin_len(at, marker)?;
-                self.skip(at, len, "byte array").map(drop)
+                self.skip(at, len, "byte array")?;
+                if self.json {
+                    return Err(fail(at, format_args!("JSON has no byte arrays")));
+                }
+                Ok(())
             }
             0x90..=0x9f | 0xdc | 0xdd => {
                 let len = match marker {
@@ -438,6 +636,14 @@ impl<'a> Validator<'a> {
         std::str::from_utf8(key)
             .map(drop)
             .map_err(|e| fail(at, format_args!("a map key is not valid UTF-8: {e}")))
+    }
+
+    /// Refuses NaN and infinities when checking for JSON.
+    fn finite(&self, at: usize, finite: bool) -> Result<()> {
+        if self.json && !finite {
+            return Err(fail(at, format_args!("JSON has no NaN or infinity")));
+        }
+        Ok(())
     }
 
     /// Refuses a container that would nest deeper than [`MAX_NESTING_DEPTH`].
@@ -1090,6 +1296,96 @@ mod json_transcode_tests {
             if let Ok(json) = String::from_utf8(json) {
                 prop_assert_eq!(transcoded(&json), through_value(&json), "{}", json);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod json_view_tests {
+    use super::tests::arb_value;
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What the view replaces: decode, keep only values JSON carries, and write the
+    /// value with sorted object members (a `serde_json::Value` map is sorted).
+    fn through_value(bytes: &[u8]) -> Option<String> {
+        fn lossless(v: &Value) -> Option<serde_json::Value> {
+            Some(match v {
+                Value::Null => serde_json::Value::Null,
+                Value::Bool(b) => (*b).into(),
+                Value::Int(i) => (*i).into(),
+                Value::Float(f) => serde_json::Number::from_f64(*f)?.into(),
+                Value::String(s) => s.clone().into(),
+                Value::Bytes(_) => return None,
+                Value::Array(a) => a.iter().map(lossless).collect::<Option<Vec<_>>>()?.into(),
+                Value::Object(o) => serde_json::Value::Object(
+                    o.iter()
+                        .map(|(k, v)| Some((k.clone(), lossless(v)?)))
+                        .collect::<Option<serde_json::Map<_, _>>>()?,
+                ),
+            })
+        }
+        let v = decode(bytes).ok()?;
+        Some(serde_json::to_string(&lossless(&v)?).unwrap())
+    }
+
+    fn viewed(bytes: &[u8]) -> Option<String> {
+        json_view(bytes).map(|v| serde_json::to_string(&v).unwrap())
+    }
+
+    #[test]
+    fn edge_cases_match_decoding() {
+        let cases: Vec<Vec<u8>> = vec![
+            vec![0xc0],
+            vec![0x7f],
+            vec![0xe0],
+            vec![0xd0, 0x80],
+            vec![0xcf, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            vec![0xcf, 0x80, 0, 0, 0, 0, 0, 0, 0],
+            vec![0xca, 0x3f, 0xc0, 0, 0],
+            vec![0xca, 0x7f, 0xc0, 0, 0],             // NaN as f32
+            vec![0xcb, 0x7f, 0xf0, 0, 0, 0, 0, 0, 0], // infinity
+            vec![0xa2, 0xc3, 0xa9],                   // "é"
+            vec![0xa1, 0xff],                         // not UTF-8: bytes
+            vec![0xc4, 0x01, 0x41],                   // bytes
+            vec![0x82, 0xa1, b'b', 0x01, 0xa1, b'a', 0x02],
+            vec![0x82, 0xa1, b'a', 0x01, 0xa1, b'a', 0x02], // a name twice: the last
+            vec![0x81, 0xc4, 0x01, b'k', 0xc3],             // a byte-array name
+            vec![0x81, 0x01, 0xc3],                         // a number as name
+            vec![0x92, 0x01],                               // truncated
+            vec![0xc1],
+            vec![0xd4, 0x01, 0x02],
+            vec![0x91, 0xc0, 0xff, 0xff], // trailing bytes are ignored
+        ];
+        for b in &cases {
+            assert_eq!(viewed(b), through_value(b), "{b:02x?}");
+        }
+        assert_eq!(viewed(&cases[13]).as_deref(), Some(r#"{"a":2}"#));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+        #[test]
+        fn the_view_writes_what_decoding_writes(v in arb_value()) {
+            let bytes = encode(&v).unwrap();
+            prop_assert_eq!(viewed(&bytes), through_value(&bytes));
+        }
+
+        #[test]
+        fn damaged_bytes_view_as_decoding_does(
+            v in arb_value(),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            mode in 0..3u8,
+        ) {
+            let mut b = encode(&v).unwrap();
+            let i = at.index(b.len() + 1);
+            match mode {
+                0 => b.truncate(i),
+                1 => b.insert(i, byte),
+                _ => { if i < b.len() { b[i] = byte; } }
+            }
+            prop_assert_eq!(viewed(&b), through_value(&b));
         }
     }
 }

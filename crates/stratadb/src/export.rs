@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use strata_core::{codec, Error, Result, RunId, Timestamp, Value};
+use strata_core::{codec, Error, Result, RunId, Timestamp};
 use strata_primitives::RunInfo;
 use strata_storage::key::{decode_key, encode_key};
 use strata_storage::{DurabilityMode, Entry, Primitive, Storage, StorageOptions};
@@ -108,8 +108,9 @@ struct Record<V> {
 /// present (`counter` goes with `value` for state cells; `count` is an event stream
 /// head's number of events).
 ///
-/// `V` is [`OutValue`] when writing and [`Value`] when reading (parsed straight into a
-/// `Value`, with no intermediate JSON tree).
+/// `V` is [`OutValue`] when writing (stored bytes written as JSON, no `Value` built)
+/// and a [`RawValue`] when reading (the JSON text, encoded straight to its binary form
+/// by [`codec::encode_json_into`]).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields, bound(deserialize = "V: Deserialize<'de>"))]
 struct EntryLine<V> {
@@ -157,66 +158,19 @@ impl<V> Default for EntryLine<V> {
     }
 }
 
-/// A value as written: a stored `Value` (objects with sorted members), or a run record.
-enum OutValue {
-    Value(Value),
+/// A value as written: a stored value (written from its bytes, objects with sorted
+/// members), or a run record.
+enum OutValue<'a> {
+    Value(codec::JsonView<'a>),
     Json(serde_json::Value),
 }
 
-impl Serialize for OutValue {
+impl Serialize for OutValue<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match self {
-            OutValue::Value(v) => Sorted(v).serialize(s),
+            OutValue::Value(v) => v.serialize(s),
             OutValue::Json(j) => j.serialize(s),
         }
-    }
-}
-
-/// Serializes a `Value` as JSON with object members sorted by name, so that output is
-/// deterministic (a `Value` object is a `HashMap`). Only used on values that passed
-/// [`json_safe`].
-struct Sorted<'a>(&'a Value);
-
-impl Serialize for Sorted<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeMap, SerializeSeq};
-        match self.0 {
-            Value::Null => s.serialize_unit(),
-            Value::Bool(b) => s.serialize_bool(*b),
-            Value::Int(i) => s.serialize_i64(*i),
-            Value::Float(f) => s.serialize_f64(*f),
-            Value::String(t) => s.serialize_str(t),
-            Value::Bytes(b) => s.serialize_bytes(b),
-            Value::Array(a) => {
-                let mut seq = s.serialize_seq(Some(a.len()))?;
-                for v in a {
-                    seq.serialize_element(&Sorted(v))?;
-                }
-                seq.end()
-            }
-            Value::Object(o) => {
-                let mut members: Vec<(&String, &Value)> = o.iter().collect();
-                members.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                let mut map = s.serialize_map(Some(members.len()))?;
-                for (k, v) in members {
-                    map.serialize_entry(k, &Sorted(v))?;
-                }
-                map.end()
-            }
-        }
-    }
-}
-
-/// `true` when JSON carries `v` without loss: no bytes, no NaN or infinity. (Integers
-/// are written as JSON integers and floats always with a fraction or exponent, so each
-/// reads back as the same variant.)
-fn json_safe(v: &Value) -> bool {
-    match v {
-        Value::Bytes(_) => false,
-        Value::Float(f) => f.is_finite(),
-        Value::Array(a) => a.iter().all(json_safe),
-        Value::Object(o) => o.values().all(json_safe),
-        _ => true,
     }
 }
 
@@ -361,9 +315,9 @@ fn user_key_of<V>(rec: &Record<V>, p: Primitive) -> std::result::Result<Vec<u8>,
     }
 }
 
-/// A stored `Value`, when JSON carries it without loss.
-fn lossless_value(bytes: &[u8]) -> Option<Value> {
-    codec::decode(bytes).ok().filter(json_safe)
+/// A stored value, when JSON carries it without loss.
+fn lossless_value(bytes: &[u8]) -> Option<codec::JsonView<'_>> {
+    codec::json_view(bytes)
 }
 
 /// A run record as JSON, when JSON carries it without loss.
@@ -374,7 +328,7 @@ fn run_info_json(bytes: &[u8]) -> Option<serde_json::Value> {
     (back == info).then_some(j)
 }
 
-fn entry_line(p: Primitive, user: &[u8], e: &Entry) -> EntryLine<OutValue> {
+fn entry_line<'a>(p: Primitive, user: &[u8], e: &'a Entry) -> EntryLine<OutValue<'a>> {
     let mut line = EntryLine {
         v: e.version,
         ts: e.timestamp.as_micros(),
@@ -768,6 +722,7 @@ pub fn import(path: impl AsRef<Path>, input: impl BufRead) -> Result<ImportRepor
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strata_core::Value;
 
     #[test]
     fn hex_round_trip() {
@@ -820,7 +775,9 @@ mod tests {
             .into_iter()
             .collect::<std::collections::BTreeMap<String, Value>>(),
         );
-        let text = serde_json::to_string(&OutValue::Value(v.clone())).unwrap();
+        let bytes = codec::encode(&v).unwrap();
+        let text =
+            serde_json::to_string(&OutValue::Value(lossless_value(&bytes).unwrap())).unwrap();
         assert_eq!(text, r#"{"a":1,"b":1.0,"c":-0.0,"d":1e+300}"#);
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), v);
     }
