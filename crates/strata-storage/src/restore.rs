@@ -375,4 +375,43 @@ mod tests {
         assert_eq!(s.visible_version(), 0);
         assert!(dump(&s).is_empty());
     }
+
+    #[test]
+    fn a_restore_cut_by_a_failed_sync_and_a_power_loss_is_all_or_nothing() {
+        let chains = sorted_chains(3_000);
+        // The syncs a clean restore makes (run, timeline, manifest, log roll, directory).
+        let fs = FaultyVfs::new();
+        let s = Storage::open("/db", opts(&fs)).unwrap();
+        let before = fs.sync_count();
+        s.restore_chains(6_000, feed(&chains)).unwrap();
+        let total = fs.sync_count() - before;
+        drop(s);
+        assert!(total >= 4, "{total}");
+        let (mut empty, mut whole) = (0, 0);
+        for k in 1..=total {
+            for seed in [1u64, 2] {
+                let fs = FaultyVfs::new();
+                let s = Storage::open("/db", opts(&fs)).unwrap();
+                fs.fail_sync_after(k);
+                let ok = s.restore_chains(6_000, feed(&chains)).is_ok();
+                drop(s);
+                fs.power_loss(seed * 1_000 + k);
+                let s = Storage::open("/db", opts(&fs))
+                    .unwrap_or_else(|e| panic!("sync {k}, seed {seed}: {e}"));
+                let got = dump(&s);
+                if got.is_empty() {
+                    assert!(!ok, "sync {k}: an acknowledged restore was lost");
+                    assert_eq!(s.visible_version(), 0);
+                    empty += 1;
+                } else {
+                    assert_eq!(got, chains, "sync {k}, seed {seed}: a partial restore");
+                    assert_eq!(s.visible_version(), 6_000);
+                    assert_eq!(s.commit_time(6_000).unwrap(), Some(Timestamp(7_000)));
+                    whole += 1;
+                }
+            }
+        }
+        // Both outcomes were reached: the cut points straddle the manifest.
+        assert!(empty > 0 && whole > 0, "{empty} empty, {whole} whole");
+    }
 }
