@@ -5,7 +5,8 @@
 //! cargo run --release -p stratadb --example vector_ingest -- [MODE] [N] [DATA]
 //! ```
 //! - `MODE`: `single` (one `db.vectors.upsert` per vector), `batch` (`upsert_batch` of
-//!   1,000), or `both` (default);
+//!   1,000), `both` (default), or `memory` (batches, a checkpoint, then the process's
+//!   anonymous memory with the input dropped, against the raw vector bytes);
 //! - `N`: vectors (default 100000);
 //! - `DATA`: `synthetic` (default: 384-d clustered, `strata_vector::synthetic`) or the path
 //!   of a raw little-endian `f32` file of 384-d rows (`tools/gen_embeddings.py`).
@@ -179,7 +180,8 @@ fn main() {
     let mode = args.first().map_or("both", String::as_str);
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let source = args.get(2).map_or("synthetic", String::as_str);
-    let mut data = load(source, n);
+    // The memory mode generates its vectors as it goes; it needs only the queries.
+    let mut data = load(source, if mode == "memory" { 0 } else { n });
     let queries = data.split_off(data.len().saturating_sub(NQ));
     println!(
         "# {} x {DIM} from {source}, {} queries, {} (wall clock; machine shared with other builds)",
@@ -203,4 +205,57 @@ fn main() {
         ingest(&db, &run, &data, 1000);
         quality(&db, &run, &data, &queries);
     }
+    if mode == "memory" {
+        // Anonymous memory held for the collection: vectors generated and upserted
+        // 10,000 at a time (so the input never sits in memory whole), a checkpoint
+        // (records move from the memtable to a mapped run on disk), then `RssAnon`.
+        drop(data);
+        let (db, _dir) = open();
+        let run = db.runs.default_run();
+        db.vectors
+            .create_collection(&run, "docs", DIM, DistanceMetric::Cosine)
+            .expect("create");
+        let started = Instant::now();
+        let mut done = 0;
+        while done < n {
+            let m = (n - done).min(10_000);
+            let chunk = strata_vector::synthetic::clustered(m, DIM, 1_000 + done as u64);
+            for (b, part) in chunk.chunks(1_000).enumerate() {
+                let items: Vec<(String, &[f32], Option<Value>)> = part
+                    .iter()
+                    .enumerate()
+                    .map(|(j, v)| (key(done + b * 1_000 + j), v.as_slice(), None))
+                    .collect();
+                db.vectors.upsert_batch(&run, "docs", items).expect("upsert");
+            }
+            done += m;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        db.checkpoint().expect("checkpoint");
+        let hits = db.vectors.search(&run, "docs", &queries[0], 10, None).expect("search");
+        assert_eq!(hits.len(), 10);
+        let raw = (n * DIM * 4) as f64;
+        let anon = rss_anon_bytes();
+        println!(
+            "memory: {n} vectors in {secs:.1} s; RssAnon {:.0} MiB for {:.0} MiB of raw \
+             vectors = {:.2}x raw, {:.2}x after a 64 MiB allowance",
+            anon / 1048576.0,
+            raw / 1048576.0,
+            anon / raw,
+            (anon - 64.0 * 1048576.0) / raw
+        );
+    }
+}
+
+/// `RssAnon` of this process, from `/proc/self/status` (0 where unavailable).
+fn rss_anon_bytes() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("RssAnon:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb * 1024.0)
 }
