@@ -376,7 +376,7 @@ impl Timeline {
     /// commit newer than the log has made durable. Returns the file's new valid length,
     /// for the manifest. Callers serialize calls (the flush lock).
     pub(crate) fn persist_through(&self, vfs: &Arc<dyn Vfs>, through: u64) -> Result<u64> {
-        let (path, file_len, starts_at_if_new, pairs) = {
+        let (path, mut file_len, mut starts_at_if_new, pairs) = {
             let s = self.state.lock();
             let Some(path) = s.file.clone() else {
                 return Ok(0);
@@ -394,6 +394,18 @@ impl Timeline {
         };
         if pairs.is_empty() {
             return Ok(file_len);
+        }
+        // A timeline file someone deleted must not stop every flush: a new one starts
+        // here, and times before it are unknown (lookups say so).
+        let restarted = file_len > 0 && !vfs.exists(&path);
+        if restarted {
+            warn!(
+                file = %path.display(),
+                starts_at = pairs[0].0,
+                "the timeline file is missing: a new one starts, earlier commit times are lost"
+            );
+            file_len = 0;
+            starts_at_if_new = pairs[0].0;
         }
         let chunks: Vec<Chunk> = pairs.chunks(CHUNK_ENTRIES).map(Chunk::encode).collect();
         let mut bytes = Vec::new();
@@ -427,6 +439,9 @@ impl Timeline {
         let mut s = self.state.lock();
         s.file_len = new_len;
         if file_len == 0 {
+            if restarted {
+                s.starts_at_if_new = starts_at_if_new;
+            }
             let starts_at = s.starts_at_if_new;
             s.persisted = Persisted::Read {
                 starts_at,
@@ -758,5 +773,30 @@ mod tests {
         );
         let t = Timeline::on_disk(&dir(), len, 11);
         assert!(t.commit_time(Some(&vfs), 5).is_err());
+    }
+
+    #[test]
+    fn a_deleted_timeline_file_restarts_instead_of_failing_flushes() {
+        let fs = Arc::new(FaultyVfs::new());
+        let vfs: Arc<dyn Vfs> = fs.clone();
+        vfs.create_dir_all(&dir()).unwrap();
+        let t = Timeline::on_disk(&dir(), 0, 1);
+        for v in 1..=10u64 {
+            t.note(v, Timestamp(v * 10));
+        }
+        let len = t.persist_through(&vfs, 10).unwrap();
+        vfs.remove(&dir().join(TIMELINE_NAME)).unwrap();
+        let t = Timeline::on_disk(&dir(), len, 11);
+        for v in 11..=20u64 {
+            t.note(v, Timestamp(v * 10));
+        }
+        let len = t.persist_through(&vfs, 20).unwrap();
+        let t = Timeline::on_disk(&dir(), len, 21);
+        assert_eq!(
+            t.version_at(Some(&vfs), Timestamp(50)).unwrap(),
+            TimePoint::Unknown { starts_at: 11 }
+        );
+        assert_eq!(t.commit_time(Some(&vfs), 15).unwrap(), Some(Timestamp(150)));
+        assert_eq!(t.commit_time(Some(&vfs), 5).unwrap(), None);
     }
 }
