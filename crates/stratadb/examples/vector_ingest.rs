@@ -226,13 +226,18 @@ fn main() {
                     .enumerate()
                     .map(|(j, v)| (key(done + b * 1_000 + j), v.as_slice(), None))
                     .collect();
-                db.vectors.upsert_batch(&run, "docs", items).expect("upsert");
+                db.vectors
+                    .upsert_batch(&run, "docs", items)
+                    .expect("upsert");
             }
             done += m;
         }
         let secs = started.elapsed().as_secs_f64();
         db.checkpoint().expect("checkpoint");
-        let hits = db.vectors.search(&run, "docs", &queries[0], 10, None).expect("search");
+        let hits = db
+            .vectors
+            .search(&run, "docs", &queries[0], 10, None)
+            .expect("search");
         assert_eq!(hits.len(), 10);
         let raw = (n * DIM * 4) as f64;
         let anon = rss_anon_bytes();
