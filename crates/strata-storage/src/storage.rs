@@ -1931,8 +1931,18 @@ impl Storage {
                 last_ts,
             });
         }
-        self.note_restored_times(times);
         let mut c = self.inner.commit.lock();
+        // The commit lock was not held while the run was written, so a commit may have
+        // landed meanwhile: going on would drop it (the memtable is replaced, the log
+        // rolls past it) and note its version twice in the timeline. Refuse instead.
+        if c.next_version != 1 {
+            drop(c);
+            d.vfs.remove(&w.path).map_err(|e| io_err(&w.path, e))?;
+            return Err(Error::ConstraintViolation(
+                "an exact restore needs an empty database, but a commit landed during it".into(),
+            ));
+        }
+        self.note_restored_times(times);
         let mut manifest = d.manifest.lock().clone();
         let mut runs = Vec::new();
         if w.entries > 0 {

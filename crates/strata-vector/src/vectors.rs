@@ -1536,7 +1536,8 @@ fn collect_hits(
     let mut own_hits = e
         .index
         .search_with_ef(query, want, Some(small_ef), filter)?;
-    if small_ef < full_ef && own_hits.len() == want {
+    // `want > 0`: for `k = 0` no hit ranks, and `want - 1` below would underflow.
+    if small_ef < full_ef && want > 0 && own_hits.len() == want {
         let mut scores: Vec<f32> = inherited
             .iter()
             .map(|(_, s)| *s)

@@ -108,3 +108,39 @@ fn a_fork_with_thousands_of_own_vectors_keeps_its_recall() {
         .unwrap();
     assert!(p.iter().all(|m| m.key.starts_with('p')));
 }
+
+/// `k = 0` on a forked collection answers nothing (as on an unforked one) instead of
+/// underflowing `want - 1` in the budgeted own walk.
+#[test]
+fn a_search_for_zero_hits_in_a_fork_answers_nothing() {
+    let dim = 8;
+    let vectors = strata_vector::synthetic::clustered(400, dim, 5);
+    let db = Strata::ephemeral().unwrap();
+    let run = db.runs.create(None).unwrap();
+    db.vectors
+        .create_collection(&run, "mem", dim, DistanceMetric::Cosine)
+        .unwrap();
+    let items: Vec<(String, &[f32], Option<Value>)> = vectors[..300]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("p{i:05}"), v.as_slice(), None))
+        .collect();
+    db.vectors.upsert_batch(&run, "mem", items).unwrap();
+    let fork = db.runs.fork(&run, None).unwrap();
+    let own: Vec<(String, &[f32], Option<Value>)> = vectors[300..]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("f{i:05}"), v.as_slice(), None))
+        .collect();
+    db.vectors.upsert_batch(&fork, "mem", own).unwrap();
+    assert!(db
+        .vectors
+        .search(&run, "mem", &vectors[0], 0, None)
+        .unwrap()
+        .is_empty());
+    assert!(db
+        .vectors
+        .search(&fork, "mem", &vectors[0], 0, None)
+        .unwrap()
+        .is_empty());
+}
