@@ -243,9 +243,9 @@ impl JsonTranscoder<'_> {
         }
     }
 
-    /// Starts a container: its marker and a 4-byte count patched by [`Self::close`]
-    /// (the parser does not say how many members come; a 32-bit header reads the same
-    /// for any count). Returns where the count goes.
+    /// Starts a container: its 32-bit marker and room for a 4-byte count, which
+    /// [`Self::close`] shrinks to fit once the members are written (the parser does
+    /// not say how many come). Returns where the count goes.
     fn open<E: de::Error>(&mut self, marker: u8) -> std::result::Result<usize, E> {
         self.depth += 1;
         // Containers count as levels, empty ones too (as `Value::deeper_than`).
@@ -259,8 +259,35 @@ impl JsonTranscoder<'_> {
         Ok(at)
     }
 
+    /// Ends the container whose count goes at `at`: writes the smallest header that
+    /// holds `count` (as `encode` does) and moves the members up to it, so the stored
+    /// bytes are as compact as the parsed value's — and stay within the stored-value
+    /// limit whenever its encoding would.
     fn close(&mut self, at: usize, count: u32) {
-        self.out[at..at + 4].copy_from_slice(&count.to_be_bytes());
+        let marker_at = at - 1;
+        let long = self.out[marker_at];
+        let (header, len): ([u8; 5], usize) = match count {
+            0..=15 => {
+                let fix = if long == 0xdd { 0x90 } else { 0x80 };
+                ([fix | count as u8, 0, 0, 0, 0], 1)
+            }
+            16..=0xffff => {
+                let m = if long == 0xdd { 0xdc } else { 0xde };
+                let c = (count as u16).to_be_bytes();
+                ([m, c[0], c[1], 0, 0], 3)
+            }
+            _ => {
+                let c = count.to_be_bytes();
+                ([long, c[0], c[1], c[2], c[3]], 5)
+            }
+        };
+        let body = at + 4;
+        if len < 5 {
+            let end = self.out.len();
+            self.out.copy_within(body..end, marker_at + len);
+            self.out.truncate(end - (5 - len));
+        }
+        self.out[marker_at..marker_at + len].copy_from_slice(&header[..len]);
     }
 
     fn write_str(&mut self, v: &str) {
@@ -1265,6 +1292,14 @@ mod json_transcode_tests {
         for json in &cases {
             assert_eq!(transcoded(json), through_value(json), "{json:.60}");
         }
+        // Headers of every size, nested: the same bytes as `encode`.
+        for n in [0usize, 1, 15, 16, 65_535, 65_536] {
+            let json = format!("[{}]", vec!["[1]"; n].join(","));
+            let mut b = Vec::new();
+            encode_json_into(&json, &mut b).unwrap();
+            let v: Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(b, encode(&v).unwrap(), "{n} members");
+        }
         let err = encode_json_into("18446744073709551615", &mut Vec::new()).unwrap_err();
         assert!(err.to_string().contains("does not fit in i64"), "{err}");
     }
@@ -1277,6 +1312,11 @@ mod json_transcode_tests {
             let got = transcoded(&json);
             prop_assert_eq!(&got, &through_value(&json));
             prop_assert!(got.is_some(), "{json}");
+            // As compact as `encode` (the same size; only the order of members may
+            // differ, a map's being its iteration order).
+            let mut b = Vec::new();
+            encode_json_into(&json, &mut b).unwrap();
+            prop_assert_eq!(b.len(), encode(&got.unwrap()).unwrap().len());
         }
 
         #[test]

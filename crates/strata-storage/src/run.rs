@@ -348,7 +348,10 @@ impl Run {
         };
         if reverse {
             let floor = start.offset.saturating_sub(bytes);
-            self.index[..=from].partition_point(|b| b.offset < floor)
+            // At least one block further, so that a window always moves on.
+            self.index[..=from]
+                .partition_point(|b| b.offset < floor)
+                .min(from.saturating_sub(1))
         } else {
             let ceil = start.offset.saturating_add(bytes);
             self.index

@@ -556,8 +556,18 @@ impl Storage {
     /// Errors: as [`commit_time`](Self::commit_time).
     pub fn version_at_time(&self, ts: Timestamp) -> Result<TimePoint> {
         self.check_open()?;
+        // A commit takes its timestamp and notes it in the timeline under the commit
+        // lock: taking the lock once orders this lookup after every commit that has
+        // taken its timestamp already.
+        drop(self.inner.commit.lock());
         let vfs = self.inner.disk.as_ref().map(|d| &d.vfs);
         self.inner.timeline.version_at(vfs, ts)
+    }
+
+    /// The timestamp of the newest commit (0 before the first). Commit timestamps never
+    /// go back: every later commit's is at least this one and at least the clock's.
+    pub fn last_commit_timestamp(&self) -> Timestamp {
+        self.inner.commit.lock().last_ts
     }
 
     /// Notes the commits of a restore in the timeline: every distinct version with its

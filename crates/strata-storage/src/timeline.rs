@@ -350,7 +350,21 @@ impl Timeline {
     /// for commits, which take both under the commit lock).
     pub(crate) fn note(&self, version: u64, ts: Timestamp) {
         let mut s = self.state.lock();
-        s.pending.push((version, ts.0));
+        // Chunks store deltas: a pair out of order would make them undecodable. The
+        // callers never note one; if a bug did, the pair is dropped (or its time raised
+        // to the previous one) rather than the timeline damaged.
+        let mut ts = ts.0;
+        if let Some(&(last_v, last_ts)) = s.pending.last().or(s.sealed.last().map(|c| &c.last)) {
+            if version <= last_v {
+                warn!(
+                    version,
+                    last_v, "a commit time out of version order, not noted"
+                );
+                return;
+            }
+            ts = ts.max(last_ts);
+        }
+        s.pending.push((version, ts));
         if s.pending.len() == CHUNK_ENTRIES {
             let chunk = Chunk::encode(&s.pending);
             s.pending.clear();
@@ -798,5 +812,31 @@ mod tests {
         );
         assert_eq!(t.commit_time(Some(&vfs), 15).unwrap(), Some(Timestamp(150)));
         assert_eq!(t.commit_time(Some(&vfs), 5).unwrap(), None);
+    }
+
+    #[test]
+    fn a_pair_out_of_order_is_not_noted_and_times_never_go_back() {
+        let t = Timeline::in_memory();
+        t.note(5, Timestamp(100));
+        t.note(4, Timestamp(50)); // dropped: the version goes back
+        t.note(5, Timestamp(120)); // dropped: the same version again
+        t.note(6, Timestamp(90)); // noted at 100: the time may not go back
+        assert_eq!(t.commit_time(None, 6).unwrap(), Some(Timestamp(100)));
+        assert_eq!(
+            t.version_at(None, Timestamp(100)).unwrap(),
+            TimePoint::Version(6)
+        );
+        assert_eq!(t.commit_time(None, 4).unwrap(), None);
+        // Across a sealed chunk too, and the chunk still decodes.
+        for v in 7..(7 + CHUNK_ENTRIES as u64) {
+            t.note(v, Timestamp(200 + v));
+        }
+        t.note(3, Timestamp(1));
+        t.note(10_000, Timestamp(5));
+        assert_eq!(
+            t.commit_time(None, 10_000).unwrap(),
+            Some(Timestamp(200 + 6 + CHUNK_ENTRIES as u64))
+        );
+        assert_eq!(t.commit_time(None, 7).unwrap(), Some(Timestamp(207)));
     }
 }

@@ -128,8 +128,9 @@ impl Strata {
     /// A time before the first commit gives the empty database (version 0, where not
     /// even the default run exists yet).
     ///
-    /// Errors: [`Error::ConstraintViolation`] if `time` is later than now (the view
-    /// would change as commits arrive), or earlier than the first commit the database
+    /// Errors: [`Error::ConstraintViolation`] if `time` is later than now and not before
+    /// the newest commit's timestamp (commits still to come could be stamped at or
+    /// before it, so the view would change), or earlier than the first commit the database
     /// recorded the time of while older ones exist (a database created before
     /// StrataDB kept commit times: use [`at`](Self::at) with a version); an
     /// [`Error::Storage`] naming file and offset if the timeline file is damaged.
@@ -153,18 +154,41 @@ impl Strata {
     pub fn at_time(&self, time: Timestamp) -> Result<AtVersion> {
         let storage = self.engine.storage();
         storage.check_open()?;
+        // Commit timestamps are `max(clock, previous)`: every commit from now on gets
+        // one at or after both the clock and the newest commit's. A view is stable —
+        // the same answers whenever it is asked — when no later commit can get a
+        // timestamp at or before `time`: when `time` is before the newest commit's
+        // timestamp (which may lead the clock, after a clock step back or a restore from
+        // a machine whose clock ran ahead), or not after the clock (waited out below).
+        let last = storage.last_commit_timestamp();
         let now = Timestamp::now();
-        if time > now {
+        if time > now && time >= last {
             return Err(Error::ConstraintViolation(format!(
-                "time {} µs is in the future (now is {} µs): a view of it would change as \
-                 commits arrive",
+                "time {} µs is in the future, not over yet (the clock is at {} µs, the \
+                 newest commit at {} µs): commits made from now on may still be stamped at \
+                 or before it, so a view of it would change",
                 time.as_micros(),
-                now.as_micros()
+                now.as_micros(),
+                last.as_micros()
             )));
         }
+        // A time of "now": once the clock has passed it, every later commit's timestamp
+        // is above it (at most a microsecond's wait).
+        let mut spins = 0u32;
+        while Timestamp::now() <= time && spins < 1_000 {
+            std::thread::yield_now();
+            spins += 1;
+        }
         let v = match storage.version_at_time(time)? {
-            // A commit still waiting for its fsync is not visible yet.
-            TimePoint::Version(v) => v.min(storage.visible_version()),
+            TimePoint::Version(v) => {
+                // A strict commit waiting for its fsync is not visible yet: wait for it
+                // (one fsync), so that a view never leaves out a commit made by then
+                // that a later view of the same time would include.
+                if v > storage.visible_version() {
+                    storage.wait_until_applied_visible(std::time::Duration::from_secs(5));
+                }
+                v.min(storage.visible_version())
+            }
             TimePoint::Unknown { starts_at } => {
                 return Err(Error::ConstraintViolation(format!(
                     "no commit time is recorded before version {starts_at} (the database \

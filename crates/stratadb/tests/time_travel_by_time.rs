@@ -318,6 +318,9 @@ fn commits_sharing_a_timestamp() {
         db.at_time(future),
         Err(Error::ConstraintViolation(_))
     ));
+    // A time before theirs is over already, though the clock has not reached it: every
+    // commit to come gets their timestamp or a later one.
+    assert_eq!(view_version(&db, minus(future, micros(1))), before);
     // Their views by version are fine, and stand at their (future) time.
     assert_eq!(time_of(&db, shared[5].0), Some(future));
     while Timestamp::now() <= future {
