@@ -427,24 +427,6 @@ mod tests {
         // Both outcomes were reached: the cut points straddle the manifest.
         assert!(empty > 0 && whole > 0, "{empty} empty, {whole} whole");
     }
-}
-
-#[cfg(test)]
-mod review_tests {
-    use super::*;
-    use crate::durability::{DurabilityMode, StorageOptions};
-    use crate::mvcc::Write;
-    use crate::testing::FaultyVfs;
-    use std::sync::Arc;
-
-    fn opts(fs: &FaultyVfs) -> StorageOptions {
-        StorageOptions {
-            durability: DurabilityMode::Strict,
-            vfs: Arc::new(fs.clone()),
-            lock_directory: false,
-            ..StorageOptions::default()
-        }
-    }
 
     fn chain(i: u64) -> Result<(Box<[u8]>, Vec<Entry>)> {
         Ok((
