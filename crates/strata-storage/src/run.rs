@@ -90,9 +90,38 @@ fn key_head(key: &[u8], skip: usize) -> u64 {
 #[inline]
 fn cmp_after(a: &[u8], b: &[u8], skip: usize, a_head: u64, b_head: u64) -> std::cmp::Ordering {
     match a_head.cmp(&b_head) {
-        std::cmp::Ordering::Equal => a[skip.min(a.len())..].cmp(&b[skip.min(b.len())..]),
+        std::cmp::Ordering::Equal => cmp_bytes(&a[skip.min(a.len())..], &b[skip.min(b.len())..]),
         o => o,
     }
+}
+
+/// Orders two byte strings like `<[u8]>::cmp`, eight bytes at a time. Keys are short
+/// (tens of bytes), where a call to the C library's `memcmp` cost more than the
+/// comparison itself (12 % of a point read's profile).
+#[inline]
+pub(crate) fn cmp_bytes(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let n = a.len().min(b.len());
+    let (mut ca, mut cb) = (a[..n].chunks_exact(8), b[..n].chunks_exact(8));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        let (x, y) = (be_u64(x), be_u64(y));
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// A big-endian integer of an 8-byte chunk.
+#[inline]
+fn be_u64(chunk: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(chunk);
+    u64::from_be_bytes(b)
 }
 
 /// One open run. Cheap to share (`Arc<Run>`); the mapping lives as long as the run.
@@ -614,6 +643,13 @@ impl Run {
 /// [`Run::read_ahead`]).
 const READ_AHEAD_BYTES: usize = 2 << 20;
 
+/// Blocks a run cursor reads before it starts asking for read-ahead. Most scans are
+/// short (a listing of a hundred keys spans a block or two per run), and advising
+/// [`READ_AHEAD_BYTES`] makes the kernel walk 512 pages of its page cache even when
+/// they are all cached: that walk was most of the time of a 100-key listing over five
+/// runs (4,400 listings/s). A long scan starts its read-ahead at its third block.
+const READ_AHEAD_AFTER_BLOCKS: usize = 2;
+
 pub(crate) struct RunCursor {
     run: Arc<Run>,
     reverse: bool,
@@ -627,6 +663,8 @@ pub(crate) struct RunCursor {
     stop: std::ops::Bound<Box<[u8]>>,
     /// Blocks before this index (forward; after it, reverse) were asked for ahead.
     read_ahead_to: Option<usize>,
+    /// Blocks decoded so far (see [`READ_AHEAD_AFTER_BLOCKS`]).
+    blocks_read: usize,
 }
 
 impl RunCursor {
@@ -659,6 +697,7 @@ impl RunCursor {
             bound,
             stop,
             read_ahead_to: None,
+            blocks_read: 0,
         }
     }
 
@@ -715,7 +754,10 @@ impl RunCursor {
             let Some(i) = self.next_block else {
                 return Ok(false);
             };
-            self.read_ahead(i);
+            self.blocks_read += 1;
+            if self.blocks_read > READ_AHEAD_AFTER_BLOCKS {
+                self.read_ahead(i);
+            }
             self.next_block = if self.reverse {
                 i.checked_sub(1)
             } else {
