@@ -88,6 +88,37 @@ impl TransactionManager {
         }
     }
 
+    /// Runs the read-only `f` once on a snapshot of the current visible version whose
+    /// reads are judged at `read_time` (time-to-live expiry). A read-only transaction
+    /// never conflicts (its reads were consistent by construction), so this keeps no
+    /// read set and never retries: the cheapest way to make a one-shot read. If `f`
+    /// writes anything, nothing is committed and the result is an
+    /// [`Error::Internal`]. Once the storage is closed, fails at once with
+    /// [`strata_storage::closed_error`].
+    pub fn read<T>(
+        &self,
+        read_time: strata_core::Timestamp,
+        f: impl FnOnce(&mut Transaction) -> Result<T>,
+    ) -> Result<T> {
+        self.storage.check_open()?;
+        let pin = self.storage.pin();
+        let mut txn = Transaction::begin_with(
+            self.storage.clone(),
+            self.metrics.clone(),
+            pin,
+            read_time,
+            false,
+        );
+        match f(&mut txn) {
+            Ok(value) => txn.commit().map(|_| value),
+            Err(e) => {
+                let e = txn.take_read_error().unwrap_or(e);
+                txn.abort();
+                Err(e)
+            }
+        }
+    }
+
     /// Runs `f` in a transaction and commits it, retrying the whole closure on
     /// [`Error::Conflict`] up to the configured number of attempts with a short
     /// randomized backoff. Any other error from `f` or from the commit aborts and is

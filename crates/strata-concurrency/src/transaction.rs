@@ -35,6 +35,11 @@ pub struct Transaction {
     /// The time reads of this transaction are judged at (time-to-live expiry): set when
     /// it begins, so that its reads are repeatable.
     read_time: strata_core::Timestamp,
+    /// `false` for a read-only snapshot ([`TransactionManager::read`]): it never
+    /// validates, so it keeps no read set.
+    ///
+    /// [`TransactionManager::read`]: crate::TransactionManager::read
+    track_reads: bool,
 }
 
 impl Transaction {
@@ -44,6 +49,18 @@ impl Transaction {
     }
 
     pub(crate) fn begin_pinned(storage: Storage, metrics: Arc<Metrics>, pin: SnapshotPin) -> Self {
+        Self::begin_with(storage, metrics, pin, strata_core::Timestamp::now(), true)
+    }
+
+    /// A transaction over `pin` whose reads are judged at `read_time`; `track_reads`
+    /// `false` for a read-only snapshot that never commits writes (no read set).
+    pub(crate) fn begin_with(
+        storage: Storage,
+        metrics: Arc<Metrics>,
+        pin: SnapshotPin,
+        read_time: strata_core::Timestamp,
+        track_reads: bool,
+    ) -> Self {
         metrics.begun();
         Transaction {
             storage,
@@ -54,7 +71,8 @@ impl Transaction {
             writes: BTreeMap::new(),
             finished: false,
             read_error: None,
-            read_time: strata_core::Timestamp::now(),
+            read_time,
+            track_reads,
         }
     }
 
@@ -115,7 +133,9 @@ impl Transaction {
                 value: Some(v.clone()),
             });
         }
-        self.point_reads.insert(key.into());
+        if self.track_reads {
+            self.point_reads.insert(key.into());
+        }
         let r = self.storage.get(key, self.snapshot_version());
         self.noted(r)
     }
@@ -130,7 +150,9 @@ impl Transaction {
     /// Versions of `key` at the snapshot, newest first (tombstones included), with
     /// version `< before` when given. Records a read of the key.
     pub fn history(&mut self, key: &[u8], before: Option<u64>, limit: Option<usize>) -> Vec<Entry> {
-        self.point_reads.insert(key.into());
+        if self.track_reads {
+            self.point_reads.insert(key.into());
+        }
         let r = self
             .storage
             .history(key, self.snapshot_version(), before, limit);
@@ -158,7 +180,9 @@ impl Transaction {
             // panics on such bounds).
             return Vec::new();
         }
-        self.range_reads.push((own(start), own(end)));
+        if self.track_reads {
+            self.range_reads.push((own(start), own(end)));
+        }
         let snapshot = self.snapshot_version();
         if self.writes.range::<[u8], _>((start, end)).next().is_none() {
             // Nothing of our own to merge: the snapshot's rows are the answer.
@@ -218,7 +242,9 @@ impl Transaction {
             all.truncate(limit.unwrap_or(usize::MAX));
             return all;
         }
-        self.range_reads.push((own(start), own(end)));
+        if self.track_reads {
+            self.range_reads.push((own(start), own(end)));
+        }
         let r = self
             .storage
             .scan_range_rev(start, end, self.snapshot_version(), limit);
@@ -271,6 +297,14 @@ impl Transaction {
         if self.writes.is_empty() {
             self.metrics.committed();
             return Ok(None);
+        }
+        if !self.track_reads {
+            // A read-only snapshot kept no read set, so it cannot validate: writing
+            // through one is a bug of the caller, and nothing is committed.
+            self.metrics.aborted();
+            return Err(Error::Internal(
+                "a read-only snapshot wrote; nothing was committed".into(),
+            ));
         }
         let writes: Vec<Write> = std::mem::take(&mut self.writes)
             .into_iter()

@@ -278,3 +278,25 @@ fn every_way_a_transaction_ends_releases_its_pin() {
     assert_eq!(metrics.transactions_aborted, 7);
     assert_eq!(m.storage().visible_version(), 4);
 }
+
+/// A one-shot read (`TransactionManager::read`) keeps no read set, so it cannot
+/// validate: a write through it commits nothing and fails, and it leaves nothing
+/// pinned or active.
+#[test]
+fn a_read_only_snapshot_refuses_to_commit_a_write() {
+    let m = TransactionManager::new(Storage::ephemeral());
+    m.run(|t| {
+        put_u64(t, "a", 1);
+        Ok(())
+    })
+    .unwrap();
+    let now = strata_core::Timestamp::now();
+    assert_eq!(m.read(now, |t| Ok(get_u64(t, "a"))).unwrap(), 1);
+    let r = m.read(now, |t| {
+        put_u64(t, "a", 2);
+        Ok(())
+    });
+    assert!(matches!(r, Err(Error::Internal(_))), "{r:?}");
+    assert_eq!(m.read(now, |t| Ok(get_u64(t, "a"))).unwrap(), 1);
+    assert_idle(&m);
+}

@@ -25,6 +25,44 @@ pub struct Engine {
     /// For a view of the past: the time its reads judge expiries at (see
     /// [`Engine::at_version`]).
     at_time: Timestamp,
+    /// Runs known to exist, so that a read need not read its run's record again.
+    runs_seen: Arc<RunsSeen>,
+}
+
+/// Runs known to exist, each with a snapshot version at which its record was read
+/// (see [`Engine::read`]). An entry answers for a reader at snapshot `S` while no
+/// commit wrote any run record after `min(S, as_of)`
+/// ([`Storage::last_write_to`]`(Primitive::Run)` at most that): the record is then
+/// the same at `S` as at `as_of`. Creating, closing, forking, deleting or purging any
+/// run writes a run record, after which each run's next read reads its record again.
+/// Unknown runs are not remembered: their reads read the (absent) record each time.
+#[derive(Default)]
+struct RunsSeen {
+    map: parking_lot::RwLock<std::collections::HashMap<RunId, u64>>,
+}
+
+/// Runs [`RunsSeen`] remembers at most (it starts over when full).
+const RUNS_SEEN_MAX: usize = 4096;
+
+impl RunsSeen {
+    /// `true` if `run` is known to exist at `snapshot`, given the storage's newest
+    /// run-record write `changed`.
+    fn exists(&self, run: &RunId, snapshot: u64, changed: u64) -> bool {
+        self.map
+            .read()
+            .get(run)
+            .is_some_and(|&as_of| changed <= as_of.min(snapshot))
+    }
+
+    /// Notes that `run`'s record existed at `snapshot`.
+    fn note(&self, run: &RunId, snapshot: u64) {
+        let mut map = self.map.write();
+        if map.len() >= RUNS_SEEN_MAX && !map.contains_key(run) {
+            map.clear();
+        }
+        let as_of = map.entry(*run).or_insert(snapshot);
+        *as_of = (*as_of).max(snapshot);
+    }
 }
 
 impl Engine {
@@ -47,6 +85,7 @@ impl Engine {
             purge_hooks: Arc::default(),
             at: None,
             at_time: Timestamp(0),
+            runs_seen: Arc::default(),
         });
         if !engine.storage().is_read_only() {
             runs::ensure_default_run(&engine)?;
@@ -77,6 +116,7 @@ impl Engine {
             purge_hooks: self.purge_hooks.clone(),
             at: Some(version.min(self.storage().visible_version())),
             at_time: time,
+            runs_seen: self.runs_seen.clone(),
         })
     }
 
@@ -171,7 +211,14 @@ impl Engine {
         })
     }
 
-    /// Runs a read-only operation on `run_id` (which must exist).
+    /// Runs a read-only operation on `run_id` (which must exist): `f` reads one
+    /// snapshot, taken now, and must not write (a write fails with
+    /// [`Error::Internal`] and nothing is committed).
+    ///
+    /// The cheapest transaction there is: no read set (a read-only transaction never
+    /// conflicts), no retry, one clock reading, and the run's existence checked
+    /// against [`RunsSeen`] instead of reading its record again when no run record
+    /// changed since it was last read.
     pub fn read<T>(
         &self,
         run_id: &RunId,
@@ -179,12 +226,35 @@ impl Engine {
     ) -> Result<T> {
         if let Some(at) = self.at {
             self.check_history_kept(run_id, at)?;
+            return self
+                .run(|txn| {
+                    self.check_run_exists(txn, run_id)?;
+                    f(txn)
+                })
+                .map(|(v, _)| v);
         }
-        self.run(|txn| {
-            runs::check_exists(txn, run_id)?;
+        self.manager.metrics().record_operations(1);
+        self.manager.read(self.now(), |txn| {
+            self.check_run_exists(txn, run_id)?;
             f(txn)
         })
-        .map(|(v, _)| v)
+    }
+
+    /// Fails unless `run` exists at the transaction's snapshot (as
+    /// [`runs::check_exists`], without reading its record when [`RunsSeen`] knows).
+    fn check_run_exists(&self, txn: &mut Transaction, run: &RunId) -> Result<()> {
+        let snapshot = txn.snapshot_version();
+        let changed = self
+            .storage()
+            .last_write_to(strata_storage::Primitive::Run);
+        if self.runs_seen.exists(run, snapshot, changed) {
+            return Ok(());
+        }
+        runs::check_exists(txn, run)?;
+        if changed <= snapshot {
+            self.runs_seen.note(run, snapshot);
+        }
+        Ok(())
     }
 
     /// For a view at `at`: fails if `run`'s retention policy may have removed what it

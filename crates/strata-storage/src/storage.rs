@@ -166,6 +166,46 @@ pub(crate) struct Disk {
     lock: Mutex<Option<DirLock>>,
 }
 
+/// The newest version that wrote each primitive tag (see [`Storage::last_write_to`]);
+/// tags without a slot share the last one.
+struct TagWrites([AtomicU64; TAG_SLOTS]);
+
+/// Slots of [`TagWrites`]: the tags in use (1..=8) have their own.
+const TAG_SLOTS: usize = 16;
+
+impl TagWrites {
+    fn new(version: u64) -> TagWrites {
+        TagWrites(std::array::from_fn(|_| AtomicU64::new(version)))
+    }
+
+    fn slot(tag: u8) -> usize {
+        usize::from(tag).min(TAG_SLOTS - 1)
+    }
+
+    /// Notes a commit at `version` of `writes` (called before it becomes visible).
+    fn note(&self, version: u64, writes: &[Write]) {
+        for w in writes {
+            if let Some(&tag) = w.key.get(crate::key::KEY_HEADER_LEN - 1) {
+                self.0[Self::slot(tag)].fetch_max(version, Ordering::AcqRel);
+            } else {
+                // A key too short for a tag: count it as a write to every primitive.
+                self.note_all(version);
+            }
+        }
+    }
+
+    /// Notes that any key may have changed at `version`.
+    fn note_all(&self, version: u64) {
+        for slot in &self.0 {
+            slot.fetch_max(version, Ordering::AcqRel);
+        }
+    }
+
+    fn get(&self, tag: u8) -> u64 {
+        self.0[Self::slot(tag)].load(Ordering::Acquire)
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) tree: Tree,
     /// The fork records (see [`crate::lineage`]).
@@ -178,6 +218,9 @@ pub(crate) struct Inner {
     /// Newest version applied to the map (ahead of `visible` while a strict commit
     /// waits for its fsync).
     pub(crate) applied: AtomicU64,
+    /// Per primitive tag (see [`Storage::last_write_to`]): a version at least as new as
+    /// every applied commit that wrote a key of that primitive.
+    tag_writes: TagWrites,
     /// Newest version known fsynced: the durable mark written into every log frame.
     durable: AtomicU64,
     /// Newest version held by sorted runs (or, before the first flush of an upgraded
@@ -286,6 +329,7 @@ impl Storage {
             retention_hook: parking_lot::RwLock::new(None),
             visible: AtomicU64::new(0),
             applied: AtomicU64::new(0),
+            tag_writes: TagWrites::new(0),
             durable: AtomicU64::new(0),
             snapshot_version: AtomicU64::new(0),
             commit: Mutex::new(CommitState {
@@ -456,6 +500,7 @@ impl Storage {
             retention_hook: parking_lot::RwLock::new(None),
             visible: AtomicU64::new(last),
             applied: AtomicU64::new(last),
+            tag_writes: TagWrites::new(last),
             durable: AtomicU64::new(last),
             snapshot_version: AtomicU64::new(report.snapshot_version),
             commit: Mutex::new(CommitState {
@@ -533,6 +578,17 @@ impl Storage {
     /// The newest published commit version: a reader starting now uses it as snapshot.
     pub fn visible_version(&self) -> u64 {
         self.inner.visible.load(Ordering::Acquire)
+    }
+
+    /// A version at least as new as every applied commit that wrote a key of
+    /// `primitive` (in any run), and as every replacement of the whole state (a restore,
+    /// a [`refresh`](Self::refresh)). It is raised before such a commit becomes visible,
+    /// so a reader at snapshot `S` that finds it `<= S` knows that no key of `primitive`
+    /// changed after it up to `S`: a value of such a key read at any snapshot at or
+    /// after it is still the value at `S`. The layer above caches run records on this
+    /// (each read checks its run exists without reading the record again).
+    pub fn last_write_to(&self, primitive: crate::key::Primitive) -> u64 {
+        self.inner.tag_writes.get(primitive.tag())
     }
 
     /// The time `version` was committed: the timestamp of the newest commit at or
@@ -904,6 +960,8 @@ impl Storage {
         }
         {
             let mut c = self.inner.commit.lock();
+            // The whole state is replaced: any key may change (see `last_write_to`).
+            self.inner.tag_writes.note_all(r.last_version);
             let active = r.map;
             active.set_keep_tombstones(!r.runs.is_empty());
             self.inner.tree.set_layers(Layers {
@@ -1027,6 +1085,8 @@ impl Storage {
             // a purge noted) and before the commit is visible (no reader may see a
             // child run without its lineage).
             self.inner.lineage.note(&writes);
+            // Before the commit is visible (see `last_write_to`).
+            self.inner.tag_writes.note(version, &writes);
             let held = self.inner.tree.with_active(|m| {
                 m.apply_owned(version, timestamp, writes);
                 m.resident_bytes()
@@ -1989,6 +2049,9 @@ impl Storage {
                 return Err(e.error);
             }
         }
+        // The restored state replaces the whole state: any key may change (see
+        // `last_write_to`).
+        self.inner.tag_writes.note_all(version);
         let l = self.inner.tree.layers();
         let active = l.active.successor();
         active.set_keep_tombstones(!runs.is_empty());
