@@ -244,9 +244,7 @@ impl Engine {
     /// [`runs::check_exists`], without reading its record when [`RunsSeen`] knows).
     fn check_run_exists(&self, txn: &mut Transaction, run: &RunId) -> Result<()> {
         let snapshot = txn.snapshot_version();
-        let changed = self
-            .storage()
-            .last_write_to(strata_storage::Primitive::Run);
+        let changed = self.storage().last_write_to(strata_storage::Primitive::Run);
         if self.runs_seen.exists(run, snapshot, changed) {
             return Ok(());
         }

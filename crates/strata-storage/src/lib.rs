@@ -50,6 +50,7 @@
 
 pub mod compaction;
 mod durability;
+mod filter;
 pub mod inspect;
 pub mod key;
 pub mod lineage;

@@ -41,6 +41,7 @@ use std::sync::Arc;
 use strata_core::limits::{MAX_STORED_KEY_BYTES, MAX_STORED_VALUE_BYTES};
 use strata_core::{Error, Result, Timestamp};
 
+use crate::filter::{Filter, FilterBuilder};
 #[cfg(test)]
 use crate::mvcc::MvccMap;
 use crate::mvcc::{Chain, Entry, KeyChain};
@@ -51,9 +52,11 @@ use crate::wal::{io_err, le_u32, le_u64};
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"STRATSNP";
 /// Magic bytes at the end of a snapshot.
 pub const SNAPSHOT_END_MAGIC: &[u8; 8] = b"STRATEND";
-/// Format version of the snapshots this build writes.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// Format version of the sorted files (runs) this build writes: 3 adds the optional key
+/// filter (see [`crate::filter`]) to format 2, whose files are still read.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 const FORMAT_V1: u32 = 1;
+const FORMAT_V2: u32 = 2;
 const HEADER_LEN: usize = 32;
 const FOOTER_LEN: usize = 48;
 const V1_FOOTER_LEN: usize = 32;
@@ -125,6 +128,7 @@ pub(crate) fn write_snapshot(
         &snapshot_name(version),
         version,
         BLOCK_TARGET,
+        None,
         &mut next,
     )?;
     Ok((w.path, w.size))
@@ -144,22 +148,27 @@ pub(crate) type ChunkSource<'a> = dyn FnMut() -> Result<Option<Vec<KeyChain>>> +
 /// Writes a sorted file (a snapshot or a run) named `name` in `dir` from `next`, as
 /// `name.tmp`: fsynced, read back and verified, then renamed into place and the
 /// directory fsynced. On failure the temporary file is removed and nothing changed.
+/// With `filter_keys` (at least the number of distinct keys `next` yields), the file
+/// gets a key filter sized for that many (see [`crate::filter`]).
 pub(crate) fn write_sorted_file(
     vfs: &Arc<dyn Vfs>,
     dir: &Path,
     name: &str,
     version: u64,
     block_target: usize,
+    filter_keys: Option<u64>,
     next: &mut ChunkSource<'_>,
 ) -> Result<WrittenFile> {
     let final_path = join(dir, name);
     let tmp_path = join(dir, &format!("{name}.tmp"));
-    let result = write_verified(vfs, &tmp_path, version, block_target, next).and_then(|w| {
-        vfs.rename(&tmp_path, &final_path)
-            .map_err(|e| io_err(&final_path, e))?;
-        vfs.sync_dir(dir).map_err(|e| io_err(dir, e))?;
-        Ok(w)
-    });
+    let filter = filter_keys.and_then(FilterBuilder::new);
+    let result =
+        write_verified(vfs, &tmp_path, version, block_target, filter, next).and_then(|w| {
+            vfs.rename(&tmp_path, &final_path)
+                .map_err(|e| io_err(&final_path, e))?;
+            vfs.sync_dir(dir).map_err(|e| io_err(dir, e))?;
+            Ok(w)
+        });
     match result {
         Ok((size, entries)) => Ok(WrittenFile {
             path: final_path,
@@ -178,6 +187,7 @@ fn write_verified(
     tmp_path: &Path,
     version: u64,
     block_target: usize,
+    mut filter: Option<FilterBuilder>,
     next: &mut ChunkSource<'_>,
 ) -> Result<(u64, u64)> {
     let file = vfs
@@ -226,6 +236,9 @@ fn write_verified(
                     key.len()
                 )));
             }
+            if let Some(f) = filter.as_mut() {
+                f.add(&key);
+            }
             for e in &chain {
                 if block_first.is_none() {
                     block_first = Some(key.clone());
@@ -255,12 +268,21 @@ fn write_verified(
         }
     }
     flush_block(&mut block, &mut block_first, &mut prev_key)?;
+    // The key filter, between the blocks and the index (its length in the footer).
+    let mut filter_len = 0u32;
+    if let Some(f) = filter {
+        let section = f.finish(offset);
+        filter_len = u32::try_from(section.len())
+            .map_err(|_| Error::Internal(format!("a key filter of {} bytes", section.len())))?;
+        write(&section)?;
+        offset += section.len() as u64;
+    }
     write(&index)?;
     let mut footer = Vec::with_capacity(FOOTER_LEN);
     footer.extend_from_slice(&offset.to_le_bytes());
     footer.extend_from_slice(&(index.len() as u64).to_le_bytes());
     footer.extend_from_slice(&crc32c::crc32c(&index).to_le_bytes());
-    footer.extend_from_slice(&0u32.to_le_bytes());
+    footer.extend_from_slice(&filter_len.to_le_bytes());
     footer.extend_from_slice(&block_count.to_le_bytes());
     footer.extend_from_slice(&entry_count.to_le_bytes());
     footer.extend_from_slice(SNAPSHOT_END_MAGIC);
@@ -342,10 +364,10 @@ fn format_of(path: &Path, buf: &[u8]) -> Result<u32> {
         )));
     }
     match le_u32(buf, 8) {
-        Some(f @ (FORMAT_V1 | SNAPSHOT_FORMAT_VERSION)) => Ok(f),
+        Some(f @ (FORMAT_V1 | FORMAT_V2 | SNAPSHOT_FORMAT_VERSION)) => Ok(f),
         other => Err(Error::Storage(format!(
             "snapshot {name} has format version {}; this build reads versions {FORMAT_V1} \
-             and {SNAPSHOT_FORMAT_VERSION}",
+             to {SNAPSHOT_FORMAT_VERSION}",
             other.unwrap_or(0)
         ))),
     }
@@ -407,15 +429,36 @@ pub(crate) fn for_each_entry_ref<'b>(
         )));
     }
     let index_off = index_off as usize;
+    // Format 3: the key filter lies between the blocks and the index.
+    let filter_len = if le_u32(buf, 8) == Some(SNAPSHOT_FORMAT_VERSION) {
+        le_u32(buf, f + 20).unwrap_or(0) as usize
+    } else {
+        0
+    };
+    let blocks_end = index_off
+        .checked_sub(filter_len)
+        .filter(|&e| e >= HEADER_LEN)
+        .ok_or_else(|| corrupt(format!("key filter of {filter_len} bytes is out of bounds")))?;
+    let filter = if filter_len > 0 {
+        let filter = Filter::parse(buf, blocks_end, index_off, corrupt)?;
+        filter.verify_all(buf).map_err(|at| {
+            corrupt(format!(
+                "key filter chunk at offset {at} fails its checksum"
+            ))
+        })?;
+        Some(filter)
+    } else {
+        None
+    };
     let mut pos = HEADER_LEN;
     let mut blocks = 0u64;
     let mut entries = 0u64;
     let mut ip = 0usize;
     let mut prev: Option<(&'b [u8], u64)> = None;
-    while pos < index_off {
+    while pos < blocks_end {
         let len = le_u32(buf, pos).unwrap_or(u32::MAX) as usize;
         let crc = le_u32(buf, pos + 4).unwrap_or(0);
-        if len > MAX_BLOCK_LEN || pos + 8 + len > index_off {
+        if len > MAX_BLOCK_LEN || pos + 8 + len > blocks_end {
             return Err(corrupt(format!(
                 "block at offset {pos} has a bad length ({len} bytes)"
             )));
@@ -488,6 +531,16 @@ pub(crate) fn for_each_entry_ref<'b>(
                     "block at offset {pos}: entry of version {v} is out of order"
                 )));
             }
+            // Every key must pass the filter (a key it turned away would read as
+            // absent).
+            let new_key = prev.is_none_or(|(pk, _)| pk != key);
+            if let (Some(fl), true) = (&filter, new_key) {
+                if fl.may_contain(buf, crate::filter::key_hash(key)) != Ok(true) {
+                    return Err(corrupt(format!(
+                        "block at offset {pos}: a key is missing from the key filter"
+                    )));
+                }
+            }
             on_entry(key, v, Timestamp(ts), value)?;
             entries += 1;
             prev = Some((key, v));
@@ -496,7 +549,7 @@ pub(crate) fn for_each_entry_ref<'b>(
         blocks += 1;
         pos += 8 + len;
     }
-    if pos != index_off || blocks != block_count || entries != entry_count || ip != index.len() {
+    if pos != blocks_end || blocks != block_count || entries != entry_count || ip != index.len() {
         return Err(corrupt(format!(
             "the footer counts {block_count} blocks and {entry_count} entries, the file holds \
              {blocks} and {entries}"

@@ -1403,13 +1403,15 @@ impl Storage {
         let min_version = manifest.flushed_through + 1;
         let mut new_runs: Vec<RunHandle> = Vec::new();
         let mut size = 0;
-        if frozen.key_count() > 0 {
+        let keys = frozen.key_count() as u64;
+        if keys > 0 {
             let w = write_sorted_file(
                 &d.vfs,
                 &d.dir,
                 &run_name(id),
                 version,
                 RUN_BLOCK_TARGET,
+                Some(keys),
                 &mut next,
             )?;
             size = w.size;
@@ -1572,12 +1574,15 @@ impl Storage {
             }
             Ok((!chunk.is_empty()).then_some(chunk))
         };
+        // The merged run holds at most as many keys as the inputs hold entries.
+        let keys = chosen.iter().map(|r| r.meta.entries).sum();
         let w = write_sorted_file(
             &d.vfs,
             &d.dir,
             &run_name(id),
             max_version,
             RUN_BLOCK_TARGET,
+            Some(keys),
             &mut next,
         )?;
         let run = Arc::new(Run::open(&d.vfs, &w.path, id)?);
@@ -1980,7 +1985,17 @@ impl Storage {
         };
         let id = d.next_run_id.fetch_add(1, Ordering::AcqRel);
         let name = run_name(id);
-        let w = write_sorted_file(&d.vfs, &d.dir, &name, version, RUN_BLOCK_TARGET, &mut next)?;
+        // The number of keys is not known ahead: the restored run has no key filter
+        // (the first compaction that merges it writes one).
+        let w = write_sorted_file(
+            &d.vfs,
+            &d.dir,
+            &name,
+            version,
+            RUN_BLOCK_TARGET,
+            None,
+            &mut next,
+        )?;
         let run = Arc::new(Run::open(&d.vfs, &w.path, id)?);
         if let Some(first_out) = out_of_order {
             // Read the sorted prefix back into the memtable; the file goes.

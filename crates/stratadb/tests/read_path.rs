@@ -78,7 +78,10 @@ fn reads_racing_a_purge_fail_from_the_purge_on() {
     let db = Arc::new(open(dir.path()));
     let run = db.runs.create(None).unwrap();
     db.kv.set_in(&run, "k", 1).unwrap();
-    let (purging, purged) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (purging, purged) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let readers: Vec<_> = (0..2)
         .map(|_| {
             let (db, purging, purged) = (db.clone(), purging.clone(), purged.clone());

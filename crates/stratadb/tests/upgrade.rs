@@ -96,3 +96,61 @@ fn a_closed_v0_1_database_opens_and_upgrades() {
 fn a_crashed_v0_1_database_opens_and_upgrades() {
     upgrade("v0.1-crashed", "95586609-4815-42e1-b8b7-ab873d87656d");
 }
+
+/// The format of each run file in `dir` (the header's u32 at offset 8).
+fn run_formats(dir: &Path) -> Vec<u32> {
+    let mut formats: Vec<(String, u32)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sst"))
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, u32::from_le_bytes(b[8..12].try_into().unwrap()))
+        })
+        .collect();
+    formats.sort();
+    formats.into_iter().map(|(_, f)| f).collect()
+}
+
+fn check_runs_format2(db: &Strata) {
+    let run = RunId::from_str("d24c10f0-ee59-4a2a-963e-81b2edcc5041").unwrap();
+    for i in 0..200i64 {
+        let v = db.kv.get(&format!("key{i:04}")).unwrap().unwrap();
+        assert_eq!(v.value, Value::Int(i));
+    }
+    assert!(db.kv.get("key0200").unwrap().is_none());
+    assert!(db.kv.get("absent").unwrap().is_none());
+    assert_eq!(
+        db.kv.keys(&RunId::DEFAULT, "key019", None).unwrap().len(),
+        10
+    );
+    let a = db.kv.history(&run, "a", None, None).unwrap();
+    let values: Vec<Value> = a.into_iter().map(|v| v.value).collect();
+    assert_eq!(values, vec![Value::from("second"), Value::from("first")]);
+    assert!(db.kv.get_in(&run, "gone").unwrap().is_none());
+    assert_eq!(db.kv.history(&run, "gone", None, None).unwrap().len(), 1);
+}
+
+/// A database whose runs were written before key filters (run format 2) reads as it
+/// is; a compaction rewrites its runs in format 3 (with a key filter), after which it
+/// reads the same, also after a reopen.
+#[test]
+fn runs_of_format_2_read_and_compact_into_format_3() {
+    let (_tmp, dir) = copy_fixture("runs-format2");
+    assert_eq!(run_formats(&dir), vec![2]);
+    let db = Strata::open(&dir).unwrap();
+    check_runs_format2(&db);
+    db.kv.set("after", 1).unwrap();
+    db.compact().unwrap();
+    check_runs_format2(&db);
+    db.close().unwrap();
+    assert!(
+        run_formats(&dir).iter().all(|&f| f == 3),
+        "{:?}",
+        run_formats(&dir)
+    );
+    let db = Strata::open(&dir).unwrap();
+    check_runs_format2(&db);
+    assert!(db.kv.get("after").unwrap().is_some());
+}
