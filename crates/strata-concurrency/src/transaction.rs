@@ -168,12 +168,36 @@ impl Transaction {
         self.scan_range(Bound::Included(prefix), end_b, limit)
     }
 
+    /// Like [`scan_prefix`](Self::scan_prefix) for a listing of keys: entries the
+    /// snapshot's sorted runs hold come without their values (an empty value for a live
+    /// entry; versions and timestamps kept), so nothing is copied that the listing
+    /// would drop. Records the prefix as read, like `scan_prefix`.
+    pub fn scan_prefix_keys(
+        &mut self,
+        prefix: &[u8],
+        limit: Option<usize>,
+    ) -> Vec<(Box<[u8]>, Entry)> {
+        let end = prefix_successor(prefix);
+        let end_b = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        self.scan_range_with(Bound::Included(prefix), end_b, limit, true)
+    }
+
     /// Like [`scan_prefix`](Self::scan_prefix) over an arbitrary key range.
     pub fn scan_range(
         &mut self,
         start: Bound<&[u8]>,
         end: Bound<&[u8]>,
         limit: Option<usize>,
+    ) -> Vec<(Box<[u8]>, Entry)> {
+        self.scan_range_with(start, end, limit, false)
+    }
+
+    fn scan_range_with(
+        &mut self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: Option<usize>,
+        keys_only: bool,
     ) -> Vec<(Box<[u8]>, Entry)> {
         if is_empty_range(start, end) {
             // No key can be inside: nothing to read or validate (and `BTreeMap::range`
@@ -186,7 +210,11 @@ impl Transaction {
         let snapshot = self.snapshot_version();
         if self.writes.range::<[u8], _>((start, end)).next().is_none() {
             // Nothing of our own to merge: the snapshot's rows are the answer.
-            let r = self.storage.scan_range(start, end, snapshot, limit);
+            let r = if keys_only {
+                self.storage.scan_range_keys(start, end, snapshot, limit)
+            } else {
+                self.storage.scan_range(start, end, snapshot, limit)
+            };
             return self.noted(r);
         }
         // Ask storage for enough rows that our own deletes cannot starve the limit.

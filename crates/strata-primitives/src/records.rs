@@ -168,18 +168,18 @@ pub(crate) fn keys(
 ) -> Result<Vec<String>> {
     let p = encode_key(run, primitive, prefix.as_bytes());
     engine.read(run, |txn| {
-        let mut rows = txn.scan_prefix(&p, limit);
+        let mut rows = txn.scan_prefix_keys(&p, limit);
         let listed = rows.len();
         crate::ttl::retain_live(txn, &mut rows);
         if rows.len() < listed && limit.is_some() {
             // Expired records took places: list again, whole, and cut.
-            rows = txn.scan_prefix(&p, None);
+            rows = txn.scan_prefix_keys(&p, None);
             crate::ttl::retain_live(txn, &mut rows);
             rows.truncate(limit.unwrap_or(usize::MAX));
         }
         Ok(rows
             .into_iter()
-            .map(|(k, _)| String::from_utf8_lossy(&k[KEY_HEADER_LEN..]).into_owned())
+            .map(|(k, _)| user_key_string(&k[KEY_HEADER_LEN..]))
             .collect())
     })
 }
@@ -208,4 +208,13 @@ pub(crate) fn ttl(
     engine
         .read(run, |txn| Ok(crate::ttl::remaining(txn, key)))?
         .ok_or_else(|| Error::NotFound(format!("{} does not exist", what())))
+}
+
+/// A user key as a `String`: keys are written from `&str`, so they are UTF-8 (a
+/// damaged one is shown lossily rather than failing the listing).
+fn user_key_string(k: &[u8]) -> String {
+    match std::str::from_utf8(k) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(k).into_owned(),
+    }
 }

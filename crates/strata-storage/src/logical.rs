@@ -86,10 +86,11 @@ pub(crate) fn scan(
     snapshot: u64,
     limit: Option<usize>,
     reverse: bool,
+    keys_only: bool,
 ) -> Result<Vec<(Box<[u8]>, Entry)>> {
     let levels = match single_run(start, end) {
         Some(run) if lineage.parent_of(&run).is_some() => lineage.ancestry(&run, snapshot),
-        _ => return tree.scan(start, end, snapshot, limit, reverse),
+        _ => return tree.scan_with(start, end, snapshot, limit, reverse, keys_only),
     };
     let limit = limit.unwrap_or(usize::MAX);
     let mut out = Vec::new();
@@ -105,7 +106,10 @@ pub(crate) fn scan(
         if lineage.presence_in(level, bref(&rs), bref(&re)) == Presence::Absent {
             continue;
         }
-        let merge = Merge::new(&layers, bref(&s), bref(&e), reverse, *at);
+        let mut merge = Merge::new(&layers, bref(&s), bref(&e), reverse, *at);
+        if keys_only {
+            merge.keys_only();
+        }
         streams.push(LevelStream {
             merge,
             at: *at,

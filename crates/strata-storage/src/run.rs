@@ -544,21 +544,6 @@ impl Run {
         start..end
     }
 
-    /// The number of leading blocks whose first key satisfies `pred` (which must hold
-    /// for a prefix of the blocks).
-    fn partition_point(&self, pred: impl Fn(&[u8]) -> bool) -> usize {
-        let (mut lo, mut hi) = (0usize, self.index.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if pred(self.first_key(mid)) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
-    }
-
     /// `false` if `key` is certainly not in this run (its key filter says so); `true`
     /// if it may be, or the run has no filter. A filter chunk that fails its checksum
     /// is an error naming the file and offset, as a damaged block is.
@@ -632,12 +617,41 @@ impl Run {
 
     /// The index of the first block that may hold keys at or after `key`.
     pub(crate) fn seek(&self, key: &[u8]) -> usize {
-        self.partition_point(|k| k < key).saturating_sub(1)
+        self.partition_by(key, std::cmp::Ordering::is_lt)
+            .saturating_sub(1)
+    }
+
+    /// The number of leading blocks whose first key `k` satisfies `keep(k.cmp(key))`
+    /// (which must hold for a prefix of the blocks). Like [`blocks_of`](Self::blocks_of),
+    /// compares the blocks' heads first: a scan's seek then reads the mapped index only
+    /// where heads tie (each read there was a cache miss: most of a short listing's
+    /// seek).
+    fn partition_by(&self, key: &[u8], keep: impl Fn(std::cmp::Ordering) -> bool) -> usize {
+        let common = self.common;
+        let head = (!self.index.is_empty()
+            && key.len() >= common
+            && key[..common] == self.first_key(0)[..common])
+            .then(|| key_head(key, common));
+        let (mut lo, mut hi) = (0usize, self.index.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let o = match head {
+                Some(h) => cmp_after(self.first_key(mid), key, common, self.index[mid].head, h),
+                None => cmp_bytes(self.first_key(mid), key),
+            };
+            if keep(o) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 
     /// The index of the last block that may hold keys at or before `key`.
     pub(crate) fn seek_rev(&self, key: &[u8]) -> Option<usize> {
-        self.partition_point(|k| k <= key).checked_sub(1)
+        self.partition_by(key, std::cmp::Ordering::is_le)
+            .checked_sub(1)
     }
 
     /// Verifies every block of the run (checksums, order, limits); returns the number
@@ -744,6 +758,9 @@ pub(crate) struct RunCursor {
     blocks_read: usize,
     /// Bytes of the last read-ahead window asked for (0: none yet).
     window: usize,
+    /// Set by [`keys_only`](Self::keys_only): the value every live entry gets instead
+    /// of a copy of its own.
+    no_value: Option<Arc<[u8]>>,
 }
 
 impl RunCursor {
@@ -778,17 +795,25 @@ impl RunCursor {
             read_ahead_to: None,
             blocks_read: 0,
             window: 0,
+            no_value: None,
         }
+    }
+
+    /// Makes the cursor hand out entries without their values: a live entry's value is
+    /// empty (whether it is a value or a delete, its version and its timestamp are
+    /// kept). For listings of keys, which then copy no value out of the run.
+    pub(crate) fn keys_only(&mut self) {
+        self.no_value = Some(Arc::from(&[][..]));
     }
 
     fn in_bound(&self, key: &[u8]) -> bool {
         use std::ops::Bound;
         match (&self.bound, self.reverse) {
             (Bound::Unbounded, _) => true,
-            (Bound::Included(b), false) => key >= &**b,
-            (Bound::Excluded(b), false) => key > &**b,
-            (Bound::Included(b), true) => key <= &**b,
-            (Bound::Excluded(b), true) => key < &**b,
+            (Bound::Included(b), false) => cmp_bytes(key, b).is_ge(),
+            (Bound::Excluded(b), false) => cmp_bytes(key, b).is_gt(),
+            (Bound::Included(b), true) => cmp_bytes(key, b).is_le(),
+            (Bound::Excluded(b), true) => cmp_bytes(key, b).is_lt(),
         }
     }
 
@@ -797,10 +822,10 @@ impl RunCursor {
         use std::ops::Bound;
         match (&self.stop, self.reverse) {
             (Bound::Unbounded, _) => false,
-            (Bound::Included(b), false) => key > &**b,
-            (Bound::Excluded(b), false) => key >= &**b,
-            (Bound::Included(b), true) => key < &**b,
-            (Bound::Excluded(b), true) => key <= &**b,
+            (Bound::Included(b), false) => cmp_bytes(key, b).is_gt(),
+            (Bound::Excluded(b), false) => cmp_bytes(key, b).is_ge(),
+            (Bound::Included(b), true) => cmp_bytes(key, b).is_lt(),
+            (Bound::Excluded(b), true) => cmp_bytes(key, b).is_le(),
         }
     }
 
@@ -861,7 +886,15 @@ impl RunCursor {
                             k
                         }
                     };
-                    decoded.push((key, e.to_entry()));
+                    let entry = match &self.no_value {
+                        None => e.to_entry(),
+                        Some(empty) => Entry {
+                            version: e.version,
+                            timestamp: Timestamp(e.timestamp),
+                            value: e.value.map(|_| empty.clone()),
+                        },
+                    };
+                    decoded.push((key, entry));
                 }
                 true
             })?;

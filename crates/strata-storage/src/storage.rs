@@ -842,7 +842,25 @@ impl Storage {
             self.prepare_fork_levels(k)?;
         }
         let (t, l) = (&self.inner.tree, &self.inner.lineage);
-        crate::logical::scan(t, l, start, end, snapshot, limit, false)
+        crate::logical::scan(t, l, start, end, snapshot, limit, false, false)
+    }
+
+    /// Like [`scan_range`](Self::scan_range) for a listing of keys: entries read from
+    /// sorted runs come without their values (a live entry's value is empty; whether
+    /// it is live, its version and its timestamp are kept), so the listing copies no
+    /// value out of the files.
+    pub fn scan_range_keys(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        snapshot: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<(Box<[u8]>, Entry)>> {
+        if let Bound::Included(k) | Bound::Excluded(k) = start {
+            self.prepare_fork_levels(k)?;
+        }
+        let (t, l) = (&self.inner.tree, &self.inner.lineage);
+        crate::logical::scan(t, l, start, end, snapshot, limit, false, true)
     }
 
     /// Like [`scan_range`](Self::scan_range) in reverse key order.
@@ -857,7 +875,7 @@ impl Storage {
             self.prepare_fork_levels(k)?;
         }
         let (t, l) = (&self.inner.tree, &self.inner.lineage);
-        crate::logical::scan(t, l, start, end, snapshot, limit, true)
+        crate::logical::scan(t, l, start, end, snapshot, limit, true, false)
     }
 
     /// The entries of the keys in a range visible at `snapshot` that were written in

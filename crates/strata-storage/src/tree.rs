@@ -35,7 +35,7 @@ use strata_core::Result;
 use crate::key::prefix_successor;
 use crate::manifest::RunMeta;
 use crate::mvcc::{is_empty_range, Entry, KeyChain, MapStats, MvccMap};
-use crate::run::{Run, RunCursor};
+use crate::run::{cmp_bytes, Run, RunCursor};
 
 /// Keys fetched from a memtable per step of a merged scan.
 const MEM_CHUNK: usize = 256;
@@ -258,6 +258,21 @@ impl Tree {
         limit: Option<usize>,
         reverse: bool,
     ) -> Result<Vec<(Box<[u8]>, Entry)>> {
+        self.scan_with(start, end, snapshot, limit, reverse, false)
+    }
+
+    /// Like [`scan`](Self::scan); with `keys_only`, entries read from sorted runs come
+    /// without their values (see [`RunCursor::keys_only`]; memtable entries keep
+    /// theirs, which costs nothing to share).
+    pub(crate) fn scan_with(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        snapshot: u64,
+        limit: Option<usize>,
+        reverse: bool,
+        keys_only: bool,
+    ) -> Result<Vec<(Box<[u8]>, Entry)>> {
         let l = self.layers();
         if l.frozen.is_none() && l.runs.is_empty() {
             return Ok(if reverse {
@@ -272,6 +287,9 @@ impl Tree {
             return Ok(out);
         }
         let mut merge = Merge::new(&l, start, end, reverse, snapshot);
+        if keys_only {
+            merge.keys_only();
+        }
         while let Some((k, chain)) = merge.next()? {
             if let Some(e) = visible_at(&chain, snapshot).filter(|e| !e.is_tombstone()) {
                 out.push((k, e.clone()));
@@ -336,8 +354,8 @@ impl Tree {
 
 fn within_end(key: &[u8], end: Bound<&[u8]>) -> bool {
     match end {
-        Bound::Included(e) => key <= e,
-        Bound::Excluded(e) => key < e,
+        Bound::Included(e) => cmp_bytes(key, e).is_le(),
+        Bound::Excluded(e) => cmp_bytes(key, e).is_lt(),
         Bound::Unbounded => true,
     }
 }
@@ -419,15 +437,25 @@ impl Merge {
         }
     }
 
+    /// Makes the runs' streams hand out entries without values (see
+    /// [`RunCursor::keys_only`]).
+    pub(crate) fn keys_only(&mut self) {
+        for s in &mut self.streams {
+            if let Source::Run(c) = &mut s.source {
+                c.keys_only();
+            }
+        }
+    }
+
     fn in_range(&self, key: &[u8]) -> bool {
         let after_start = match &self.start {
-            Bound::Included(s) => key >= &**s,
-            Bound::Excluded(s) => key > &**s,
+            Bound::Included(s) => cmp_bytes(key, s).is_ge(),
+            Bound::Excluded(s) => cmp_bytes(key, s).is_gt(),
             Bound::Unbounded => true,
         };
         let before_end = match &self.end {
-            Bound::Included(e) => key <= &**e,
-            Bound::Excluded(e) => key < &**e,
+            Bound::Included(e) => cmp_bytes(key, e).is_le(),
+            Bound::Excluded(e) => cmp_bytes(key, e).is_lt(),
             Bound::Unbounded => true,
         };
         after_start && before_end
@@ -436,8 +464,8 @@ impl Merge {
     fn past_range(&self, key: &[u8]) -> bool {
         if self.reverse {
             match &self.start {
-                Bound::Included(s) => key < &**s,
-                Bound::Excluded(s) => key <= &**s,
+                Bound::Included(s) => cmp_bytes(key, s).is_lt(),
+                Bound::Excluded(s) => cmp_bytes(key, s).is_le(),
                 Bound::Unbounded => false,
             }
         } else {
@@ -499,8 +527,8 @@ impl Merge {
                 let Some((k, _)) = &s.peeked else { continue };
                 let better = match best.and_then(|b| self.streams[b].peeked.as_ref()) {
                     None => true,
-                    Some((b, _)) if self.reverse => **k > **b,
-                    Some((b, _)) => **k < **b,
+                    Some((b, _)) if self.reverse => cmp_bytes(k, b).is_gt(),
+                    Some((b, _)) => cmp_bytes(k, b).is_lt(),
                 };
                 if better {
                     best = Some(i);
