@@ -867,8 +867,9 @@ impl RunCursor {
             } else {
                 Some(i + 1).filter(|&n| n < self.run.block_count())
             };
-            let mut decoded: Vec<(Box<[u8]>, Entry)> = Vec::new();
-            let mut last_key: Option<Box<[u8]>> = None;
+            // Decoded straight into `pending` (empty here; taken out so that the
+            // closure can read the cursor's bounds): no buffer per block.
+            let mut pending = std::mem::take(&mut self.pending);
             let run = self.run.clone();
             let mut past = false;
             run.for_each_in_block(i, |e| {
@@ -877,15 +878,7 @@ impl RunCursor {
                     past = true;
                     return false;
                 }
-                if self.in_bound(e.key) && !self.past_stop(e.key) {
-                    let key = match &last_key {
-                        Some(k) if **k == *e.key => k.clone(),
-                        _ => {
-                            let k: Box<[u8]> = e.key.into();
-                            last_key = Some(k.clone());
-                            k
-                        }
-                    };
+                if self.in_bound(e.key) && (!self.reverse || !self.past_stop(e.key)) {
                     let entry = match &self.no_value {
                         None => e.to_entry(),
                         Some(empty) => Entry {
@@ -894,7 +887,7 @@ impl RunCursor {
                             value: e.value.map(|_| empty.clone()),
                         },
                     };
-                    decoded.push((key, entry));
+                    pending.push_back((e.key.into(), entry));
                 }
                 true
             })?;
@@ -902,8 +895,8 @@ impl RunCursor {
                 self.next_block = None;
             }
             if self.reverse {
-                decoded.reverse();
-                if decoded.is_empty() && self.next_block.is_some() {
+                pending.make_contiguous().reverse();
+                if pending.is_empty() && self.next_block.is_some() {
                     // Reverse: this block lay wholly before the range's start; so does
                     // every earlier one.
                     if self.past_stop(run.first_key_of(i)) {
@@ -911,7 +904,7 @@ impl RunCursor {
                     }
                 }
             }
-            self.pending.extend(decoded);
+            self.pending = pending;
         }
         Ok(true)
     }
@@ -930,7 +923,7 @@ impl RunCursor {
                 break;
             }
             match self.pending.front() {
-                Some((k, _)) if *k == key => {
+                Some((k, _)) if cmp_bytes(k, &key).is_eq() => {
                     if let Some((_, e)) = self.pending.pop_front() {
                         chain.push(e);
                     }

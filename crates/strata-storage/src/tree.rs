@@ -282,7 +282,7 @@ impl Tree {
             });
         }
         let limit = limit.unwrap_or(usize::MAX);
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(limit.min(256));
         if limit == 0 {
             return Ok(out);
         }
@@ -545,7 +545,7 @@ impl Merge {
             }
             let mut parts: smallvec::SmallVec<[Vec<Entry>; 2]> = smallvec::smallvec![chain];
             for s in &mut self.streams {
-                if s.peeked.as_ref().is_some_and(|(k, _)| *k == key) {
+                if s.peeked.as_ref().is_some_and(|(k, _)| cmp_bytes(k, &key).is_eq()) {
                     if let Some((_, c)) = s.peeked.take() {
                         parts.push(c);
                     }
