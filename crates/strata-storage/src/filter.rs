@@ -253,7 +253,7 @@ mod tests {
         let mut file = vec![0u8; at as usize];
         file.extend(b.finish(at));
         let end = file.len();
-        let f = Filter::parse(&file, at as usize, end, |w| Error::Storage(w)).unwrap();
+        let f = Filter::parse(&file, at as usize, end, Error::Storage).unwrap();
         (file, f)
     }
 
@@ -301,6 +301,6 @@ mod tests {
         assert!(f.verify_all(&file).is_err());
         // A flipped bit in the header.
         file[105] ^= 1;
-        assert!(Filter::parse(&file, 100, end, |w| Error::Storage(w)).is_err());
+        assert!(Filter::parse(&file, 100, end, Error::Storage).is_err());
     }
 }

@@ -76,6 +76,15 @@ pub(crate) fn history(
     Ok(out)
 }
 
+/// How a [`scan`] reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ScanMode {
+    /// Newest key first.
+    pub reverse: bool,
+    /// Entries from sorted runs without their values (see `Merge::keys_only`).
+    pub keys_only: bool,
+}
+
 /// Live entries in `[start, end)` at `snapshot`, in key order (or reverse), at most
 /// `limit`, through the lineage when the range lies inside one forked run.
 pub(crate) fn scan(
@@ -85,9 +94,9 @@ pub(crate) fn scan(
     end: Bound<&[u8]>,
     snapshot: u64,
     limit: Option<usize>,
-    reverse: bool,
-    keys_only: bool,
+    mode: ScanMode,
 ) -> Result<Vec<(Box<[u8]>, Entry)>> {
+    let ScanMode { reverse, keys_only } = mode;
     let levels = match single_run(start, end) {
         Some(run) if lineage.parent_of(&run).is_some() => lineage.ancestry(&run, snapshot),
         _ => return tree.scan_with(start, end, snapshot, limit, reverse, keys_only),

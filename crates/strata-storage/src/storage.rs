@@ -33,6 +33,7 @@ use tracing::{debug, info, info_span, warn};
 use crate::durability::{DurabilityMode, StorageOptions};
 use crate::lineage::Lineage;
 use crate::lock::DirLock;
+use crate::logical::ScanMode;
 use crate::manifest::{Manifest, RunMeta};
 use crate::mvcc::{gc_entries, Entry, GcHook, KeyChain, MapStats, MvccMap, RetentionHook, Write};
 use crate::record::{encode_payload, encoded_len, patch_header};
@@ -842,7 +843,7 @@ impl Storage {
             self.prepare_fork_levels(k)?;
         }
         let (t, l) = (&self.inner.tree, &self.inner.lineage);
-        crate::logical::scan(t, l, start, end, snapshot, limit, false, false)
+        crate::logical::scan(t, l, start, end, snapshot, limit, ScanMode::default())
     }
 
     /// Like [`scan_range`](Self::scan_range) for a listing of keys: entries read from
@@ -860,7 +861,11 @@ impl Storage {
             self.prepare_fork_levels(k)?;
         }
         let (t, l) = (&self.inner.tree, &self.inner.lineage);
-        crate::logical::scan(t, l, start, end, snapshot, limit, false, true)
+        let mode = ScanMode {
+            keys_only: true,
+            ..ScanMode::default()
+        };
+        crate::logical::scan(t, l, start, end, snapshot, limit, mode)
     }
 
     /// Like [`scan_range`](Self::scan_range) in reverse key order.
@@ -875,7 +880,11 @@ impl Storage {
             self.prepare_fork_levels(k)?;
         }
         let (t, l) = (&self.inner.tree, &self.inner.lineage);
-        crate::logical::scan(t, l, start, end, snapshot, limit, true, false)
+        let mode = ScanMode {
+            reverse: true,
+            ..ScanMode::default()
+        };
+        crate::logical::scan(t, l, start, end, snapshot, limit, mode)
     }
 
     /// The entries of the keys in a range visible at `snapshot` that were written in

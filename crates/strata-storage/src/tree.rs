@@ -545,7 +545,10 @@ impl Merge {
             }
             let mut parts: smallvec::SmallVec<[Vec<Entry>; 2]> = smallvec::smallvec![chain];
             for s in &mut self.streams {
-                if s.peeked.as_ref().is_some_and(|(k, _)| cmp_bytes(k, &key).is_eq()) {
+                if s.peeked
+                    .as_ref()
+                    .is_some_and(|(k, _)| cmp_bytes(k, &key).is_eq())
+                {
                     if let Some((_, c)) = s.peeked.take() {
                         parts.push(c);
                     }

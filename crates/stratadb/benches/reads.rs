@@ -50,8 +50,10 @@ fn bench(c: &mut Criterion) {
         }
         let value = Value::Bytes(vec![7u8; 100]);
         for chunk in order.chunks(1_000) {
-            let batch: Vec<(String, Value)> =
-                chunk.iter().map(|&i| (key(i, groups), value.clone())).collect();
+            let batch: Vec<(String, Value)> = chunk
+                .iter()
+                .map(|&i| (key(i, groups), value.clone()))
+                .collect();
             let refs: Vec<(&str, Value)> =
                 batch.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
             db.kv.mset(&RunId::DEFAULT, &refs).expect("mset");
