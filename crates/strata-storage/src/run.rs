@@ -446,65 +446,82 @@ impl Run {
         mut f: impl FnMut(RawEntry<'a>) -> bool,
     ) -> Result<()> {
         let block = self.block(i)?;
-        let offset = self.index[i].offset;
         // (`block` checks this block only once; decoding bounds-checks every entry.)
         let mut p = 0usize;
-        let mut key: &[u8] = &[];
-        let mut first = true;
+        let mut key: Option<&'a [u8]> = None;
         while p < block.len() {
-            let start = p;
-            let bad = || {
-                Error::Storage(format!(
-                    "run {} is corrupt: block at offset {offset}: entry at byte {start} is \
-                     malformed",
-                    self.path.display()
-                ))
-            };
-            let kl = le_u32(block, p).ok_or_else(bad)?;
-            p += 4;
-            if kl == SAME_KEY {
-                if first {
-                    return Err(bad());
-                }
-            } else {
-                let kl = kl as usize;
-                if kl > MAX_STORED_KEY_BYTES {
-                    return Err(bad());
-                }
-                key = block.get(p..p + kl).ok_or_else(bad)?;
-                p += kl;
-            }
-            first = false;
-            let version = le_u64(block, p).ok_or_else(bad)?;
-            let timestamp = le_u64(block, p + 8).ok_or_else(bad)?;
-            let kind = *block.get(p + 16).ok_or_else(bad)?;
-            p += 17;
-            let value = match kind {
-                0 => None,
-                1 => {
-                    let vl = le_u32(block, p).ok_or_else(bad)? as usize;
-                    if vl > MAX_STORED_VALUE_BYTES {
-                        return Err(bad());
-                    }
-                    let v = block.get(p + 4..p + 4 + vl).ok_or_else(bad)?;
-                    p += 4 + vl;
-                    Some(v)
-                }
-                _ => return Err(bad()),
-            };
-            if version == 0 || version > self.max_version {
-                return Err(bad());
-            }
-            if !f(RawEntry {
-                key,
-                version,
-                timestamp,
-                value,
-            }) {
+            let (e, next) = self.decode_entry(i, block, p, key)?;
+            key = Some(e.key);
+            p = next;
+            if !f(e) {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Decodes the entry at byte `p` of block `i` (`block`, as [`block`](Self::block)
+    /// returned it); `key` is the key of the previous entry of the block (`None` for
+    /// its first). Returns the entry and the byte after it. Every length and field is
+    /// bounds-checked: a malformed entry is an error naming the file and offset.
+    fn decode_entry<'a>(
+        &self,
+        i: usize,
+        block: &'a [u8],
+        p: usize,
+        key: Option<&'a [u8]>,
+    ) -> Result<(RawEntry<'a>, usize)> {
+        let start = p;
+        let bad = || {
+            Error::Storage(format!(
+                "run {} is corrupt: block at offset {}: entry at byte {start} is malformed",
+                self.path.display(),
+                self.index[i].offset
+            ))
+        };
+        let mut p = p;
+        let kl = le_u32(block, p).ok_or_else(bad)?;
+        p += 4;
+        let key = if kl == SAME_KEY {
+            key.ok_or_else(bad)?
+        } else {
+            let kl = kl as usize;
+            if kl > MAX_STORED_KEY_BYTES {
+                return Err(bad());
+            }
+            let k = block.get(p..p + kl).ok_or_else(bad)?;
+            p += kl;
+            k
+        };
+        let version = le_u64(block, p).ok_or_else(bad)?;
+        let timestamp = le_u64(block, p + 8).ok_or_else(bad)?;
+        let kind = *block.get(p + 16).ok_or_else(bad)?;
+        p += 17;
+        let value = match kind {
+            0 => None,
+            1 => {
+                let vl = le_u32(block, p).ok_or_else(bad)? as usize;
+                if vl > MAX_STORED_VALUE_BYTES {
+                    return Err(bad());
+                }
+                let v = block.get(p + 4..p + 4 + vl).ok_or_else(bad)?;
+                p += 4 + vl;
+                Some(v)
+            }
+            _ => return Err(bad()),
+        };
+        if version == 0 || version > self.max_version {
+            return Err(bad());
+        }
+        Ok((
+            RawEntry {
+                key,
+                version,
+                timestamp,
+                value,
+            },
+            p,
+        ))
     }
 
     /// The blocks that may hold entries of `key`: from the last block starting before
@@ -935,5 +952,74 @@ impl RunCursor {
             chain.reverse();
         }
         Ok(Some((key, chain)))
+    }
+}
+
+/// A forward cursor over a run's entries that borrows them from the mapped file: no
+/// allocation per entry. For short listings of keys ([`crate::tree::Tree`]'s keys-only
+/// scan), where the owning [`RunCursor`] allocated a key and a chain per entry.
+pub(crate) struct RawCursor<'a> {
+    run: &'a Run,
+    /// The block being read, its index, and the byte of the next entry in it.
+    block: &'a [u8],
+    block_no: usize,
+    p: usize,
+    /// The entry under the cursor (`None` at the end of the run).
+    cur: Option<RawEntry<'a>>,
+}
+
+impl<'a> RawCursor<'a> {
+    /// A cursor on the first entry of `run` with a key at or after `start` (`None`:
+    /// the run's first entry).
+    pub(crate) fn seek(run: &'a Run, start: Option<&[u8]>) -> Result<RawCursor<'a>> {
+        let mut c = RawCursor {
+            run,
+            block: &[],
+            block_no: start.map_or(0, |k| run.seek(k)),
+            p: 0,
+            cur: None,
+        };
+        if c.block_no < run.block_count() {
+            c.block = run.block(c.block_no)?;
+            c.advance()?;
+            if let Some(k) = start {
+                while c.cur.as_ref().is_some_and(|e| cmp_bytes(e.key, k).is_lt()) {
+                    c.advance()?;
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// The entry under the cursor.
+    pub(crate) fn current(&self) -> Option<&RawEntry<'a>> {
+        self.cur.as_ref()
+    }
+
+    /// Moves to the next entry (across blocks).
+    pub(crate) fn advance(&mut self) -> Result<()> {
+        while self.p >= self.block.len() {
+            let next = self.block_no + 1;
+            if next >= self.run.block_count() {
+                self.cur = None;
+                return Ok(());
+            }
+            self.block_no = next;
+            self.block = self.run.block(next)?;
+            self.p = 0;
+            self.cur = None;
+        }
+        // The previous entry's key, for a `SAME_KEY` entry: only within one block.
+        let prev = if self.p == 0 {
+            None
+        } else {
+            self.cur.as_ref().map(|e| e.key)
+        };
+        let (e, next) = self
+            .run
+            .decode_entry(self.block_no, self.block, self.p, prev)?;
+        self.p = next;
+        self.cur = Some(e);
+        Ok(())
     }
 }

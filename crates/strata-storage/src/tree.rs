@@ -282,6 +282,9 @@ impl Tree {
             });
         }
         let limit = limit.unwrap_or(usize::MAX);
+        if keys_only && !reverse && limit <= LIST_KEYS_MAX && !is_empty_range(start, end) {
+            return list_keys(&l, start, end, snapshot, limit);
+        }
         let mut out = Vec::with_capacity(limit.min(256));
         if limit == 0 {
             return Ok(out);
@@ -372,6 +375,151 @@ fn union(mut parts: smallvec::SmallVec<[Vec<Entry>; 2]>) -> Vec<Entry> {
             all
         }
     }
+}
+
+/// Most keys a listing may ask for to take [`list_keys`]: it reads runs without
+/// read-ahead, which a long scan of a cold run needs.
+const LIST_KEYS_MAX: usize = 4096;
+
+/// One layer of [`list_keys`]: a memtable's chains (fetched in chunks) or a run's
+/// entries, borrowed in place.
+enum KeyStream<'a> {
+    Mem {
+        map: &'a MvccMap,
+        buf: std::collections::VecDeque<KeyChain>,
+        /// Where the next chunk starts (exclusive), once one was read.
+        from: Option<Box<[u8]>>,
+        done: bool,
+    },
+    Run(crate::run::RawCursor<'a>),
+}
+
+impl KeyStream<'_> {
+    /// The key under the stream, fetching the memtable's next chunk when needed.
+    fn head(&mut self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Option<&[u8]> {
+        match self {
+            KeyStream::Mem {
+                map,
+                buf,
+                from,
+                done,
+            } => {
+                if buf.is_empty() && !*done {
+                    let lo = from.as_deref().map_or(start, Bound::Excluded);
+                    let chunk = map.chains_in(lo, end, MEM_CHUNK, false);
+                    *done = chunk.len() < MEM_CHUNK;
+                    if let Some((k, _)) = chunk.last() {
+                        *from = Some(k.clone());
+                    }
+                    buf.extend(chunk);
+                }
+                buf.front().map(|(k, _)| &**k)
+            }
+            KeyStream::Run(c) => c.current().map(|e| e.key).filter(|k| within_end(k, end)),
+        }
+    }
+
+    /// Consumes every version of `key` (the stream's head) and returns the newest one
+    /// at or before `snapshot`, if any; a run's value comes as `no_value`.
+    fn take(&mut self, key: &[u8], snapshot: u64, no_value: &Arc<[u8]>) -> Result<Option<Entry>> {
+        match self {
+            KeyStream::Mem { buf, .. } => Ok(buf
+                .pop_front()
+                .and_then(|(_, chain)| visible_at(&chain, snapshot).cloned())),
+            KeyStream::Run(c) => {
+                let mut found = None;
+                while let Some(e) = c.current().filter(|e| cmp_bytes(e.key, key).is_eq()) {
+                    if e.version <= snapshot {
+                        found = Some(Entry {
+                            version: e.version,
+                            timestamp: strata_core::Timestamp(e.timestamp),
+                            value: e.value.map(|_| no_value.clone()),
+                        });
+                    }
+                    c.advance()?;
+                }
+                Ok(found)
+            }
+        }
+    }
+}
+
+/// Keys-only forward listing (see [`Tree::scan_with`]) of at most `limit` live keys: the
+/// layers merged key by key, each run read in place through a [`RawCursor`], so
+/// nothing is allocated but the keys returned. The newest layer holding a version of a
+/// key at or before `snapshot` decides it (a delete hides it), as in every read.
+///
+/// [`RawCursor`]: crate::run::RawCursor
+fn list_keys(
+    l: &Layers,
+    start: Bound<&[u8]>,
+    end: Bound<&[u8]>,
+    snapshot: u64,
+    limit: usize,
+) -> Result<Vec<(Box<[u8]>, Entry)>> {
+    let mut out = Vec::with_capacity(limit.min(256));
+    if limit == 0 {
+        return Ok(out);
+    }
+    let mem = |map| KeyStream::Mem {
+        map,
+        buf: Default::default(),
+        from: None,
+        done: false,
+    };
+    let mut streams = vec![mem(&*l.active)];
+    if let Some(f) = &l.frozen {
+        streams.push(mem(f));
+    }
+    let from = match start {
+        Bound::Included(k) | Bound::Excluded(k) => Some(k),
+        Bound::Unbounded => None,
+    };
+    for r in l.runs.iter().filter(|r| r.meta.min_version <= snapshot) {
+        let mut c = crate::run::RawCursor::seek(&r.run, from)?;
+        if let Bound::Excluded(k) = start {
+            while c.current().is_some_and(|e| cmp_bytes(e.key, k).is_eq()) {
+                c.advance()?;
+            }
+        }
+        streams.push(KeyStream::Run(c));
+    }
+    let no_value: Arc<[u8]> = Arc::from(&[][..]);
+    let mut key: Vec<u8> = Vec::new();
+    while out.len() < limit {
+        // The smallest key under any stream.
+        let mut best: Option<usize> = None;
+        key.clear();
+        for (i, s) in streams.iter_mut().enumerate() {
+            if let Some(k) = s.head(start, end) {
+                if best.is_none() || cmp_bytes(k, &key).is_lt() {
+                    best = Some(i);
+                    key.clear();
+                    key.extend_from_slice(k);
+                }
+            }
+        }
+        if best.is_none() {
+            break;
+        }
+        // Layers newest first: the first with a version at or before the snapshot
+        // decides; every layer's versions of the key are consumed.
+        let mut decided: Option<Entry> = None;
+        for s in streams.iter_mut() {
+            if s.head(start, end)
+                .is_some_and(|k| cmp_bytes(k, &key).is_eq())
+            {
+                let e = s.take(&key, snapshot, &no_value)?;
+                if decided.is_none() {
+                    decided = e;
+                }
+            }
+        }
+        if let Some(e) = decided.filter(|e| !e.is_tombstone()) {
+            out.push((Box::from(&key[..]), e));
+        }
+    }
+    Ok(out)
 }
 
 /// A stream of one layer's chains in key order (or reverse).
