@@ -30,7 +30,7 @@ use strata_core::{limits, Error, Result, Value};
 
 use crate::distance::{self, DistanceMetric};
 use crate::exact::ExactIndex;
-use crate::filter::{MetadataColumns, SearchFilter};
+use crate::filter::{MetadataColumns, MetadataSlot, SearchFilter};
 use crate::hnsw::{HnswIndex, HnswParams};
 
 /// A swappable vector index over dense `u32` ids.
@@ -195,7 +195,9 @@ pub struct CollectionIndex {
     engine: Engine,
     keys: HashMap<Arc<str>, u32>,
     id_keys: Vec<Option<Arc<str>>>,
-    metadata: Vec<Option<Value>>,
+    /// Boxed: most vectors have none, and a `Value` takes 56 bytes (see
+    /// [`MetadataSlot`]).
+    metadata: Vec<MetadataSlot>,
     /// The metadata again, column-wise, for fast filter evaluation.
     columns: MetadataColumns,
     /// Tombstoned ids not reclaimed yet.
@@ -297,7 +299,7 @@ impl CollectionIndex {
             // No graph: overwrite in place.
             store.insert(id, vector)?;
             self.columns.set(id, metadata.as_ref());
-            self.metadata[id as usize] = metadata;
+            self.metadata[id as usize] = metadata.map(Box::new);
             return Ok(());
         }
         let id = self.engine.store().slot_count();
@@ -323,7 +325,7 @@ impl CollectionIndex {
         }
         self.id_keys[idx] = Some(key);
         self.columns.set(id, metadata.as_ref());
-        self.metadata[idx] = metadata;
+        self.metadata[idx] = metadata.map(Box::new);
         self.maintain();
         Ok(())
     }
@@ -405,7 +407,7 @@ impl CollectionIndex {
             }
             self.id_keys[idx] = Some(key);
             self.columns.set(id, metadata.as_ref());
-            self.metadata[idx] = metadata;
+            self.metadata[idx] = metadata.map(Box::new);
         }
         self.maintain();
         Ok(())
@@ -444,7 +446,7 @@ impl CollectionIndex {
     pub fn get(&self, key: &str) -> Option<(&[f32], Option<&Value>)> {
         let id = *self.keys.get(key)?;
         let v = self.engine.store().vector(id)?;
-        Some((v, self.metadata[id as usize].as_ref()))
+        Some((v, self.metadata[id as usize].as_deref()))
     }
 
     /// Every `(key, vector, metadata)`, in internal id order.
@@ -452,7 +454,11 @@ impl CollectionIndex {
         let store = self.engine.store();
         store.live_ids().filter_map(move |id| {
             let key = self.id_keys[id as usize].as_deref()?;
-            Some((key, store.vector(id)?, self.metadata[id as usize].as_ref()))
+            Some((
+                key,
+                store.vector(id)?,
+                self.metadata[id as usize].as_deref(),
+            ))
         })
     }
 
@@ -748,7 +754,7 @@ impl CollectionIndex {
                     put_bytes(&mut out, k.as_bytes())?;
                 }
             }
-            match self.metadata.get(id).and_then(Option::as_ref) {
+            match self.metadata.get(id).and_then(|m| m.as_deref()) {
                 None => out.push(0),
                 Some(m) => {
                     out.push(1);
@@ -844,7 +850,7 @@ impl CollectionIndex {
             return Err(bad("id count exceeds the slots"));
         }
         let mut id_keys: Vec<Option<Arc<str>>> = vec![None; slots];
-        let mut metadata: Vec<Option<Value>> = vec![None; slots];
+        let mut metadata: Vec<MetadataSlot> = vec![None; slots];
         let mut keys = HashMap::with_capacity(store.len());
         for id in 0..n {
             let live = store.is_live(id as u32);
@@ -868,7 +874,7 @@ impl CollectionIndex {
                     if !m.is_object() {
                         return Err(bad("metadata is not an object"));
                     }
-                    metadata[id] = Some(m);
+                    metadata[id] = Some(Box::new(m));
                 }
                 _ => return Err(bad("bad metadata marker")),
             }
