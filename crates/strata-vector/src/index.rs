@@ -280,6 +280,12 @@ impl CollectionIndex {
         }
     }
 
+    /// The index's own copy of `key`, if it holds it: callers that keep keys too share
+    /// the allocation.
+    pub(crate) fn shared_key(&self, key: &str) -> Option<Arc<str>> {
+        self.keys.get_key_value(key).map(|(k, _)| k.clone())
+    }
+
     /// Inserts or replaces the vector and metadata stored under `key`.
     ///
     /// Errors: [`Error::InvalidKey`] for an invalid key (see
@@ -287,14 +293,24 @@ impl CollectionIndex {
     /// dimension or with a NaN or infinite component; [`Error::WrongType`] for metadata
     /// that is not an `Object`. On error nothing changes.
     pub fn upsert(&mut self, key: &str, vector: &[f32], metadata: Option<Value>) -> Result<()> {
-        limits::validate_key(key)?;
+        self.upsert_shared(Arc::from(key), vector, metadata)
+    }
+
+    /// [`Self::upsert`] keeping `key`'s allocation (see [`Self::upsert_batch`]).
+    pub(crate) fn upsert_shared(
+        &mut self,
+        key: Arc<str>,
+        vector: &[f32],
+        metadata: Option<Value>,
+    ) -> Result<()> {
+        limits::validate_key(&key)?;
         distance::validate_vector(vector, self.config.dimension)?;
         if let Some(m) = &metadata {
             if !m.is_object() {
                 return Err(Error::wrong_type("Object", m.type_name()));
             }
         }
-        let existing = self.keys.get(key).copied();
+        let existing = self.keys.get(&*key).copied();
         if let (Some(id), Engine::Exact(store)) = (existing, &mut self.engine) {
             // No graph: overwrite in place.
             store.insert(id, vector)?;
@@ -313,7 +329,6 @@ impl CollectionIndex {
             Engine::Exact(e) => e.insert(id, vector)?,
             Engine::Hnsw(h) => h.insert(id, vector)?,
         }
-        let key: Arc<str> = Arc::from(key);
         if let Some(old) = existing {
             self.tombstone(old);
         }
@@ -341,8 +356,22 @@ impl CollectionIndex {
         items: Vec<(String, Vec<f32>, Option<Value>)>,
         threads: usize,
     ) -> Result<()> {
+        let items = items
+            .into_iter()
+            .map(|(k, v, m)| (Arc::from(k), v, m))
+            .collect();
+        self.upsert_batch_shared(items, threads)
+    }
+
+    /// [`Self::upsert_batch`] keeping each key's allocation: a caller that keeps the
+    /// keys too (the per-key versions of [`crate::Vectors`]) shares them with the index.
+    pub(crate) fn upsert_batch_shared(
+        &mut self,
+        items: Vec<(Arc<str>, Vec<f32>, Option<Value>)>,
+        threads: usize,
+    ) -> Result<()> {
         for (key, vector, metadata) in &items {
-            limits::validate_key(key)?;
+            limits::validate_key(key.as_ref())?;
             distance::validate_vector(vector, self.config.dimension)?;
             if let Some(m) = metadata {
                 if !m.is_object() {
@@ -353,10 +382,10 @@ impl CollectionIndex {
         // The last occurrence of each key wins.
         let mut last: HashMap<&str, usize> = HashMap::with_capacity(items.len());
         for (i, (key, _, _)) in items.iter().enumerate() {
-            last.insert(key.as_str(), i);
+            last.insert(key.as_ref(), i);
         }
         let keep: Vec<bool> = (0..items.len())
-            .map(|i| last.get(items[i].0.as_str()) == Some(&i))
+            .map(|i| last.get(items[i].0.as_ref()) == Some(&i))
             .collect();
         drop(last);
         let mut items: Vec<_> = items
@@ -371,9 +400,9 @@ impl CollectionIndex {
             _ => {
                 let mut rest = items.into_iter();
                 while let Some((key, vector, metadata)) = rest.next() {
-                    self.upsert(&key, &vector, metadata)?;
+                    self.upsert_shared(key.into(), &vector, metadata)?;
                     if matches!(self.engine, Engine::Hnsw(_)) {
-                        return self.upsert_batch(rest.collect(), threads);
+                        return self.upsert_batch_shared(rest.collect(), threads);
                     }
                 }
                 return Ok(());
@@ -395,10 +424,10 @@ impl CollectionIndex {
         drop(pairs);
         for (i, (key, _, metadata)) in items.drain(..).enumerate() {
             let id = (first_graph_slot + i) as u32;
-            if let Some(old) = self.keys.get(key.as_str()).copied() {
+            if let Some(old) = self.keys.get(key.as_ref()).copied() {
                 self.tombstone(old);
             }
-            let key: Arc<str> = Arc::from(key);
+            let key: Arc<str> = key.into();
             self.keys.insert(key.clone(), id);
             let idx = id as usize;
             if self.id_keys.len() <= idx {
