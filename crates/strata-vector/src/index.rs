@@ -371,7 +371,7 @@ impl CollectionIndex {
         threads: usize,
     ) -> Result<()> {
         for (key, vector, metadata) in &items {
-            limits::validate_key(key.as_ref())?;
+            limits::validate_key(key)?;
             distance::validate_vector(vector, self.config.dimension)?;
             if let Some(m) = metadata {
                 if !m.is_object() {
@@ -382,10 +382,10 @@ impl CollectionIndex {
         // The last occurrence of each key wins.
         let mut last: HashMap<&str, usize> = HashMap::with_capacity(items.len());
         for (i, (key, _, _)) in items.iter().enumerate() {
-            last.insert(key.as_ref(), i);
+            last.insert(&**key, i);
         }
         let keep: Vec<bool> = (0..items.len())
-            .map(|i| last.get(items[i].0.as_ref()) == Some(&i))
+            .map(|i| last.get(&*items[i].0) == Some(&i))
             .collect();
         drop(last);
         let mut items: Vec<_> = items
@@ -400,7 +400,7 @@ impl CollectionIndex {
             _ => {
                 let mut rest = items.into_iter();
                 while let Some((key, vector, metadata)) = rest.next() {
-                    self.upsert_shared(key.into(), &vector, metadata)?;
+                    self.upsert_shared(key, &vector, metadata)?;
                     if matches!(self.engine, Engine::Hnsw(_)) {
                         return self.upsert_batch_shared(rest.collect(), threads);
                     }
@@ -424,10 +424,9 @@ impl CollectionIndex {
         drop(pairs);
         for (i, (key, _, metadata)) in items.drain(..).enumerate() {
             let id = (first_graph_slot + i) as u32;
-            if let Some(old) = self.keys.get(key.as_ref()).copied() {
+            if let Some(old) = self.keys.get(&*key).copied() {
                 self.tombstone(old);
             }
-            let key: Arc<str> = key.into();
             self.keys.insert(key.clone(), id);
             let idx = id as usize;
             if self.id_keys.len() <= idx {
