@@ -131,6 +131,9 @@ pub(crate) struct SyncState {
     last_sync: Duration,
     /// A Strict leader is waiting for in-flight committers' records (see `sync_to`).
     gathering: bool,
+    /// While `gathering`: the `written` version the gatherer waits for. Only the commit
+    /// that reaches it wakes the gatherer (one wake-up per fsync, not one per record).
+    gather_until: u64,
 }
 
 pub(crate) struct Disk {
@@ -138,7 +141,13 @@ pub(crate) struct Disk {
     vfs: Arc<dyn Vfs>,
     options: StorageOptions,
     pub(crate) sync: Mutex<SyncState>,
+    /// Committers wait here for their record's fsync.
     sync_cv: Condvar,
+    /// Only a gathering syncer waits here, for in-flight committers' records (see
+    /// `sync_once`). Its own condvar: a record written while committers wait for an
+    /// fsync must wake the gatherer only, not every waiting committer (each spurious
+    /// wake-up is a context switch that delays the fsync they wait for).
+    gather_cv: Condvar,
     flusher: Mutex<Option<JoinHandle<()>>>,
     /// Strict mode's syncer thread (see `syncer_loop`), and what wakes it.
     syncer: Mutex<Option<JoinHandle<()>>>,
@@ -477,6 +486,7 @@ impl Storage {
                 ..SyncState::default()
             }),
             sync_cv: Condvar::new(),
+            gather_cv: Condvar::new(),
             flusher: Mutex::new(None),
             syncer: Mutex::new(None),
             syncer_cv: Condvar::new(),
@@ -1127,8 +1137,8 @@ impl Storage {
                 s.written = version;
                 s.file = Some(wal.current_file());
                 s.unsynced_commits += 1;
-                if s.gathering {
-                    d.sync_cv.notify_all();
+                if s.gathering && version >= s.gather_until {
+                    d.gather_cv.notify_one();
                 }
                 if let Some(DurabilityMode::Buffered { max_writes, .. }) = mode {
                     if s.unsynced_commits >= max_writes {
@@ -1227,7 +1237,8 @@ impl Storage {
             let deadline = Instant::now() + window;
             let want = s.written + expected;
             s.gathering = true;
-            while s.written < want && !d.sync_cv.wait_until(s, deadline).timed_out() {}
+            s.gather_until = want;
+            while s.written < want && !d.gather_cv.wait_until(s, deadline).timed_out() {}
             s.gathering = false;
         }
         let upto = s.written;
@@ -2283,13 +2294,19 @@ mod tests {
         }
         // Background flushes run while committing: wait (bounded) for them to catch up
         // (on a loaded machine the last ones may still be running when the commits end).
+        // A flush thread may have been started but not yet have taken the snapshot
+        // lock, and mid-flush the figures can read low for a moment: wait until no
+        // flush is running (or about to) as well.
+        let d = s.inner.disk.as_ref().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while (s.run_count() == 0 || s.stats().resident_bytes >= 512 * 1024)
+        while (s.run_count() == 0
+            || s.stats().resident_bytes >= 512 * 1024
+            || d.snapshot_running.load(Ordering::Acquire))
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(5));
         }
-        drop(s.inner.disk.as_ref().unwrap().snapshot_lock.lock());
+        drop(d.snapshot_lock.lock());
         assert!(s.run_count() >= 1, "no run was written");
         assert!(s.stats().resident_bytes < 512 * 1024, "{:?}", s.stats());
         assert_eq!(s.key_count().unwrap(), 1000);
