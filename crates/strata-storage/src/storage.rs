@@ -1299,22 +1299,42 @@ impl Storage {
         let this = Storage::internal(self.inner.clone());
         let spawned = std::thread::Builder::new()
             .name("strata-snapshot".into())
-            .spawn(move || {
-                match this.checkpoint() {
-                    Err(e) => warn!(error = %e, "background flush failed; the log is kept"),
-                    Ok(()) => loop {
-                        match this.compact(false) {
-                            Ok(true) => continue,
-                            Ok(false) => break,
-                            Err(e) => {
-                                warn!(error = %e, "background compaction failed; the runs are kept");
-                                break;
+            .spawn(move || loop {
+                let flushed = match this.checkpoint() {
+                    Err(e) => {
+                        warn!(error = %e, "background flush failed; the log is kept");
+                        false
+                    }
+                    Ok(()) => {
+                        loop {
+                            match this.compact(false) {
+                                Ok(true) => continue,
+                                Ok(false) => break,
+                                Err(e) => {
+                                    warn!(error = %e, "background compaction failed; the runs are kept");
+                                    break;
+                                }
                             }
                         }
-                    },
-                }
-                if let Some(d) = this.inner.disk.as_ref() {
-                    d.snapshot_running.store(false, Ordering::Release);
+                        true
+                    }
+                };
+                let Some(d) = this.inner.disk.as_ref() else {
+                    return;
+                };
+                // A commit that filled the memtable while this thread ran started no
+                // flush (one was running): look once more, after clearing the flag (a
+                // swap, so that a commit which found it still set has its writes seen
+                // here), or the memtable would stay over its size until the next commit.
+                d.snapshot_running.swap(false, Ordering::AcqRel);
+                let full = this.inner.tree.with_active(|m| m.resident_bytes())
+                    >= d.options.memtable_size;
+                if !flushed
+                    || !full
+                    || this.is_closed()
+                    || d.snapshot_running.swap(true, Ordering::AcqRel)
+                {
+                    return;
                 }
             });
         match spawned {
