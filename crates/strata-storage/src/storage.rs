@@ -2227,7 +2227,8 @@ mod tests {
         }
         assert!(s.run_count() >= 2, "{} runs", s.run_count());
         snapshots.push(s.visible_version());
-        let bounds: Vec<(Bound<&[u8]>, Bound<&[u8]>)> = vec![
+        type Range<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+        let bounds: Vec<Range<'_>> = vec![
             (Bound::Unbounded, Bound::Unbounded),
             (Bound::Included(b"k1"), Bound::Excluded(b"k2")),
             (Bound::Excluded(b"k10"), Bound::Excluded(b"k3")),
