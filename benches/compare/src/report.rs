@@ -601,9 +601,15 @@ immutable sorted runs (`run-<id>.sst`), memory-mapped and read in place, listed 
 - *Reopen.* Open reads the manifest, maps the runs, checks their headers, footers and \
   index checksums, decodes each run's sparse index (one key per 4 KiB block) and replays \
   only the log written since the last flush: no cost proportional to the data.
-- *Point reads.* A read that misses the memtable binary-searches a run's in-memory index \
-  and decodes one 4 KiB block in place (its checksum verified on every read); a key absent \
-  from the memtable costs a search per run, and compaction keeps runs few.
+- *Point reads.* Each read is a read-only snapshot (no read set, no retry; its run check \
+  answered from the runs already seen while no run record changed). A read that misses \
+  the memtable asks each run's key filter (a blocked Bloom filter, one cache line) and \
+  skips the runs that cannot hold the key; in the one that may, it binary-searches the \
+  in-memory index and decodes one 4 KiB block in place (its checksum verified the first \
+  time it is read).
+- *Prefix listings.* A listing of keys merges the layers key by key, reading each run's \
+  entries where they lie in the mapping and copying out only the keys it returns (no \
+  values); a short listing asks the kernel for no read-ahead.
 - *Memory.* Anonymous memory (`RssAnon`) holds the memtable and the runs' indexes; the \
   mapped run pages are the operating system's page cache (`RssFile`), shared and \
   reclaimable, so a database larger than memory still opens and reads.
