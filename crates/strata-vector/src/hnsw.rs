@@ -103,7 +103,11 @@ pub fn default_threads() -> usize {
 }
 
 /// `f(0..n)` on up to `threads` scoped threads (contiguous ranges), results in order.
-fn parallel_map<T: Send>(n: usize, threads: usize, f: &(dyn Fn(usize) -> T + Sync)) -> Vec<T> {
+pub(crate) fn parallel_map<T: Send>(
+    n: usize,
+    threads: usize,
+    f: &(dyn Fn(usize) -> T + Sync),
+) -> Vec<T> {
     let threads = threads.clamp(1, n.max(1));
     if threads == 1 {
         return (0..n).map(f).collect();
@@ -128,11 +132,11 @@ fn parallel_map<T: Send>(n: usize, threads: usize, f: &(dyn Fn(usize) -> T + Syn
     })
 }
 const MAX_LEVEL: usize = 16;
-const NONE: u32 = u32::MAX;
+pub(crate) const NONE: u32 = u32::MAX;
 
 /// Generation-stamped visited set, reused across searches through a pool.
 #[derive(Default)]
-struct Visited {
+pub(crate) struct Visited {
     marks: Vec<u32>,
     epoch: u32,
     /// Scratch list of a node's unvisited neighbors.
@@ -140,7 +144,7 @@ struct Visited {
 }
 
 impl Visited {
-    fn reset(&mut self, n: usize) {
+    pub(crate) fn reset(&mut self, n: usize) {
         if self.marks.len() < n {
             self.marks.resize(n, 0);
         }
@@ -153,7 +157,7 @@ impl Visited {
 
     /// Marks `id`; returns `true` if it was not marked yet.
     #[inline]
-    fn insert(&mut self, id: u32) -> bool {
+    pub(crate) fn insert(&mut self, id: u32) -> bool {
         let m = &mut self.marks[id as usize];
         if *m == self.epoch {
             false
@@ -343,7 +347,7 @@ impl HnswIndex {
     }
 
     #[inline]
-    fn neighbors(&self, id: u32, layer: usize) -> &[u32] {
+    pub(crate) fn neighbors(&self, id: u32, layer: usize) -> &[u32] {
         if layer == 0 {
             let base = id as usize * (self.params.m0 + 1);
             let c = self.links0[base] as usize;
@@ -384,11 +388,11 @@ impl HnswIndex {
         ((-u.ln() * ml) as usize).min(MAX_LEVEL)
     }
 
-    fn visited(&self) -> Visited {
+    pub(crate) fn visited(&self) -> Visited {
         self.pool.lock().pop().unwrap_or_default()
     }
 
-    fn recycle(&self, v: Visited) {
+    pub(crate) fn recycle(&self, v: Visited) {
         let mut pool = self.pool.lock();
         if pool.len() < 64 {
             pool.push(v);
@@ -627,7 +631,7 @@ impl HnswIndex {
     }
 
     /// Greedy descent (ef = 1) from the entry point down to `target_layer + 1`.
-    fn descend(&self, q: &Query, target_layer: usize) -> Scored {
+    pub(crate) fn descend(&self, q: &Query, target_layer: usize) -> Scored {
         let mut cur = Scored {
             sim: self.store.sim(q, self.entry),
             id: self.entry,
@@ -887,8 +891,38 @@ impl HnswIndex {
         Ok(self.store.to_scores(found))
     }
 
+    /// The entry point of the walks, `None` for an empty graph.
+    pub(crate) fn entry_point(&self) -> Option<u32> {
+        (self.entry != NONE).then_some(self.entry)
+    }
+
+    /// Vectors inserted but not linked yet (searches scan them exactly).
+    pub(crate) fn pending_ids(&self) -> &[u32] {
+        &self.pending
+    }
+
+    /// Ids below this bound have adjacency slots (and fit a [`Visited`] reset to it).
+    pub(crate) fn slot_len(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// The `count` graph nodes nearest to `v` — tombstoned ones included, pending ones
+    /// not — found by a walk with candidate list `ef`, best first (raw similarities).
+    pub(crate) fn nearest_nodes(&self, v: &[f32], count: usize, ef: usize) -> Result<Vec<Scored>> {
+        let q = self.store.prepare(v)?;
+        if self.entry == NONE || count == 0 {
+            return Ok(Vec::new());
+        }
+        let ep = self.descend(&q, 0);
+        let mut visited = self.visited();
+        let mut found = self.search_layer(&q, &[ep], ef.max(count), 0, &mut visited, &|_| true);
+        self.recycle(visited);
+        found.truncate(count);
+        Ok(found)
+    }
+
     /// The live node whose vector is bit-for-bit `v`, if the exact-match map has one.
-    fn exact_match(&self, v: &[f32]) -> Option<u32> {
+    pub(crate) fn exact_match(&self, v: &[f32]) -> Option<u32> {
         let &id = self.exact_ids.get(&vector_hash(v))?;
         (self.store.is_live(id) && self.store.raw(id) == v).then_some(id)
     }
