@@ -318,6 +318,10 @@ fn bridged_hits(
     if be.base.is_some() || !br.valid_for(be.index.generation(), e.index.generation()) {
         return Ok(None);
     }
+    // More than both sides hold cannot be found: not worth a walk of everything.
+    if want > be.index.len() + e.index.len() {
+        return Ok(None);
+    }
     let changed_ids: std::collections::HashSet<u32> =
         changed.iter().filter_map(|k| be.index.id_of(k)).collect();
     let ef = ef.unwrap_or(e.index.config().hnsw.ef_search).max(want);

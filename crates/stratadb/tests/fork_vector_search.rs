@@ -38,17 +38,8 @@ fn recall(db: &Strata, run: &RunId, view: &HashMap<String, Vec<f32>>, queries: &
 
 /// A parent of 4,000 16-d vectors (`p…`, metadata `{"g": i % 4}`) and a fork that
 /// overwrote 2,000 of them, deleted 300 and added 1,000 (`f…`): 3,000 own vectors, so
-/// both sides have a graph. Returns the database, the parent, the fork, the fork's view,
-/// the parent's view and the vectors (the first 4,000 are the parent's).
-fn fork_with_own_graph(
-    db: &Strata,
-) -> (
-    RunId,
-    RunId,
-    HashMap<String, Vec<f32>>,
-    HashMap<String, Vec<f32>>,
-    Vec<Vec<f32>>,
-) {
+/// both sides have a graph.
+fn fork_with_own_graph(db: &Strata) -> Setup {
     let dim = 16;
     let n = 4_000;
     let vectors = strata_vector::synthetic::clustered(n + 3_000, dim, 11);
@@ -68,12 +59,11 @@ fn fork_with_own_graph(
         })
         .collect();
     db.vectors.upsert_batch(&run, "mem", items).unwrap();
-    let parent_view: HashMap<String, Vec<f32>> = vectors[..n]
+    let mut view: HashMap<String, Vec<f32>> = vectors[..n]
         .iter()
         .enumerate()
         .map(|(i, v)| (format!("p{i:05}"), v.clone()))
         .collect();
-    let mut view = parent_view.clone();
 
     let fork = db.runs.fork(&run, None).unwrap();
     // Overwrite 2,000 of the parent's vectors, delete 300, add 1,000: 3,000 own vectors.
@@ -96,7 +86,24 @@ fn fork_with_own_graph(
         view.insert(k.clone(), v.to_vec());
     }
     db.vectors.upsert_batch(&fork, "mem", added).unwrap();
-    (run, fork, view, parent_view, vectors)
+    Setup {
+        run,
+        fork,
+        view,
+        vectors,
+    }
+}
+
+/// What [`fork_with_own_graph`] made.
+struct Setup {
+    /// The parent.
+    run: RunId,
+    /// The fork.
+    fork: RunId,
+    /// The fork's view: key → vector.
+    view: HashMap<String, Vec<f32>>,
+    /// Every vector generated (the first 4,000 are the parent's).
+    vectors: Vec<Vec<f32>>,
 }
 
 /// Queries from the distribution (fresh points), and copies of the fork's own vectors.
@@ -130,7 +137,12 @@ fn check_fork(db: &Strata, fork: &RunId, view: &HashMap<String, Vec<f32>>, vecto
 #[test]
 fn a_fork_with_thousands_of_own_vectors_keeps_its_recall() {
     let db = Strata::ephemeral().unwrap();
-    let (run, fork, view, _, vectors) = fork_with_own_graph(&db);
+    let Setup {
+        run,
+        fork,
+        view,
+        vectors,
+    } = fork_with_own_graph(&db);
     // Both sides have a graph: one walk searches them (see strata-vector's `bridge`).
     assert!(strata_vector::internal::is_bridged(
         &db.vectors,
@@ -187,7 +199,12 @@ fn a_fork_with_thousands_of_own_vectors_keeps_its_recall() {
 #[test]
 fn a_bridged_fork_ignores_later_parent_changes_and_survives_its_compaction() {
     let db = Strata::ephemeral().unwrap();
-    let (run, fork, view, _, vectors) = fork_with_own_graph(&db);
+    let Setup {
+        run,
+        fork,
+        view,
+        vectors,
+    } = fork_with_own_graph(&db);
     assert!(strata_vector::internal::is_bridged(
         &db.vectors,
         &fork,
@@ -239,16 +256,19 @@ fn a_bridged_fork_ignores_later_parent_changes_and_survives_its_compaction() {
 #[test]
 fn a_fork_of_a_bridged_fork_answers_from_its_own_view() {
     let db = Strata::ephemeral().unwrap();
-    let (_, fork, view, _, vectors) = fork_with_own_graph(&db);
+    let Setup {
+        fork,
+        view,
+        vectors,
+        ..
+    } = fork_with_own_graph(&db);
     let child = db.runs.fork(&fork, None).unwrap();
     let mut child_view = view.clone();
     // The child overwrites 100 of the fork's own vectors and deletes 100 of its parent's.
-    for i in 0..100 {
+    for (i, v) in vectors.iter().enumerate().take(100) {
         let k = format!("f{:05}", i * 3);
-        db.vectors
-            .upsert(&child, "mem", &k, &vectors[i], None)
-            .unwrap();
-        child_view.insert(k, vectors[i].clone());
+        db.vectors.upsert(&child, "mem", &k, v, None).unwrap();
+        child_view.insert(k, v.clone());
         let k = format!("p{:05}", 3_001 + i * 2);
         db.vectors.delete(&child, "mem", &k).unwrap();
         child_view.remove(&k);
@@ -274,7 +294,12 @@ fn a_bridged_fork_answers_the_same_after_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (fork, view, vectors) = {
         let db = Strata::open(dir.path()).unwrap();
-        let (_, fork, view, _, vectors) = fork_with_own_graph(&db);
+        let Setup {
+            fork,
+            view,
+            vectors,
+            ..
+        } = fork_with_own_graph(&db);
         check_fork(&db, &fork, &view, &vectors);
         db.close().unwrap();
         (fork, view, vectors)
