@@ -130,6 +130,9 @@ pub(crate) struct SyncState {
     last_sync: Duration,
     /// A Strict leader is waiting for in-flight committers' records (see `sync_to`).
     gathering: bool,
+    /// While `gathering`: the `written` version the gatherer waits for. Only the commit
+    /// that reaches it wakes the gatherer (one wake-up per fsync, not one per record).
+    gather_until: u64,
 }
 
 pub(crate) struct Disk {
@@ -137,7 +140,13 @@ pub(crate) struct Disk {
     vfs: Arc<dyn Vfs>,
     options: StorageOptions,
     pub(crate) sync: Mutex<SyncState>,
+    /// Committers wait here for their record's fsync.
     sync_cv: Condvar,
+    /// Only a gathering syncer waits here, for in-flight committers' records (see
+    /// `sync_once`). Its own condvar: a record written while committers wait for an
+    /// fsync must wake the gatherer only, not every waiting committer (each spurious
+    /// wake-up is a context switch that delays the fsync they wait for).
+    gather_cv: Condvar,
     flusher: Mutex<Option<JoinHandle<()>>>,
     /// Strict mode's syncer thread (see `syncer_loop`), and what wakes it.
     syncer: Mutex<Option<JoinHandle<()>>>,
@@ -432,6 +441,7 @@ impl Storage {
                 ..SyncState::default()
             }),
             sync_cv: Condvar::new(),
+            gather_cv: Condvar::new(),
             flusher: Mutex::new(None),
             syncer: Mutex::new(None),
             syncer_cv: Condvar::new(),
@@ -570,24 +580,24 @@ impl Storage {
         self.inner.commit.lock().last_ts
     }
 
-    /// Notes the commits of a restore in the timeline: every distinct version with its
-    /// newest timestamp, in version order, times made non-decreasing.
-    pub(crate) fn note_restored_times(&self, mut times: Vec<(u64, Timestamp)>) {
+    /// Notes the commits of a restore (up to `version`) in the timeline: every distinct
+    /// version with its newest timestamp, in version order, times made non-decreasing.
+    /// Versions before the first restored one left no record in the dump, so their
+    /// times are unknown: the timeline starts at the first restored version (or after
+    /// `version` for an empty dump), exactly as it reads back after a reopen.
+    pub(crate) fn note_restored_times(&self, mut times: Vec<(u64, Timestamp)>, version: u64) {
         times.sort_unstable();
-        let mut last: Option<(u64, Timestamp)> = None;
+        let mut pairs: Vec<(u64, Timestamp)> = Vec::with_capacity(times.len());
         for (v, t) in times {
-            match last {
-                Some((lv, lt)) if lv == v => last = Some((v, lt.max(t))),
-                Some((lv, lt)) => {
-                    self.inner.timeline.note(lv, lt);
-                    last = Some((v, t.max(lt)));
-                }
-                None => last = Some((v, t)),
+            match pairs.last_mut() {
+                Some((lv, lt)) if *lv == v => *lt = (*lt).max(t),
+                Some(&mut (_, lt)) => pairs.push((v, t.max(lt))),
+                None => pairs.push((v, t)),
             }
         }
-        if let Some((v, t)) = last {
-            self.inner.timeline.note(v, t);
-        }
+        let starts_at = pairs.first().map_or(version + 1, |p| p.0);
+        // The storage was empty: nothing of the timeline is on disk yet.
+        self.inner.timeline.reset(0, starts_at, &pairs);
     }
 
     /// The newest commit applied to the map. It runs ahead of
@@ -1040,8 +1050,8 @@ impl Storage {
                 s.written = version;
                 s.file = Some(wal.current_file());
                 s.unsynced_commits += 1;
-                if s.gathering {
-                    d.sync_cv.notify_all();
+                if s.gathering && version >= s.gather_until {
+                    d.gather_cv.notify_one();
                 }
                 if let Some(DurabilityMode::Buffered { max_writes, .. }) = mode {
                     if s.unsynced_commits >= max_writes {
@@ -1140,7 +1150,8 @@ impl Storage {
             let deadline = Instant::now() + window;
             let want = s.written + expected;
             s.gathering = true;
-            while s.written < want && !d.sync_cv.wait_until(s, deadline).timed_out() {}
+            s.gather_until = want;
+            while s.written < want && !d.gather_cv.wait_until(s, deadline).timed_out() {}
             s.gathering = false;
         }
         let upto = s.written;
@@ -1952,7 +1963,7 @@ impl Storage {
                 "an exact restore needs an empty database, but a commit landed during it".into(),
             ));
         }
-        self.note_restored_times(times);
+        self.note_restored_times(times, version);
         let mut manifest = d.manifest.lock().clone();
         let mut runs = Vec::new();
         if w.entries > 0 {
@@ -2112,13 +2123,19 @@ mod tests {
         }
         // Background flushes run while committing: wait (bounded) for them to catch up
         // (on a loaded machine the last ones may still be running when the commits end).
+        // A flush thread may have been started but not yet have taken the snapshot
+        // lock, and mid-flush the figures can read low for a moment: wait until no
+        // flush is running (or about to) as well.
+        let d = s.inner.disk.as_ref().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while (s.run_count() == 0 || s.stats().resident_bytes >= 512 * 1024)
+        while (s.run_count() == 0
+            || s.stats().resident_bytes >= 512 * 1024
+            || d.snapshot_running.load(Ordering::Acquire))
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(5));
         }
-        drop(s.inner.disk.as_ref().unwrap().snapshot_lock.lock());
+        drop(d.snapshot_lock.lock());
         assert!(s.run_count() >= 1, "no run was written");
         assert!(s.stats().resident_bytes < 512 * 1024, "{:?}", s.stats());
         assert_eq!(s.key_count().unwrap(), 1000);

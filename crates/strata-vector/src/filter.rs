@@ -313,6 +313,10 @@ impl Cell {
     }
 }
 
+/// The metadata of one vector as an index keeps it: boxed, so that the many vectors
+/// without metadata cost one pointer each, not the size of a [`Value`] (56 bytes).
+pub type MetadataSlot = Option<Box<Value>>;
+
 /// Top-level metadata fields of a collection stored column-wise (one compact cell per
 /// field and id), so that a filter is evaluated with array reads instead of hash-map
 /// probes into each vector's metadata object: about 1 ns instead of about 100 ns per
@@ -390,11 +394,11 @@ impl MetadataColumns {
     }
 
     /// Columns for `metadata[id]` of every id.
-    pub fn build(metadata: &[Option<Value>]) -> Self {
+    pub fn build(metadata: &[MetadataSlot]) -> Self {
         let mut c = Self::new();
         for (id, m) in metadata.iter().enumerate() {
             if m.is_some() {
-                c.set(id as u32, m.as_ref());
+                c.set(id as u32, m.as_deref());
             }
         }
         c
@@ -489,7 +493,7 @@ impl MetadataColumns {
     pub fn compile<'a>(
         &'a self,
         filter: &'a SearchFilter,
-        metadata: &'a [Option<Value>],
+        metadata: &'a [MetadataSlot],
     ) -> CompiledFilter<'a> {
         CompiledFilter {
             root: self.node(filter),
@@ -624,7 +628,7 @@ enum Node<'a> {
 #[derive(Debug)]
 pub struct CompiledFilter<'a> {
     root: Node<'a>,
-    metadata: &'a [Option<Value>],
+    metadata: &'a [MetadataSlot],
     columns: &'a MetadataColumns,
 }
 
@@ -722,7 +726,9 @@ impl CompiledFilter<'_> {
             Node::In(col, ..) | Node::Range { col, .. } | Node::Exists(col) => {
                 Self::leaf_matches(node, cell(col))
             }
-            Node::Fallback(f) => f.matches(self.metadata.get(id as usize).and_then(Option::as_ref)),
+            Node::Fallback(f) => {
+                f.matches(self.metadata.get(id as usize).and_then(|m| m.as_deref()))
+            }
             Node::And(ns) => ns.iter().all(|n| self.eval(n, id)),
             Node::Or(ns) => ns.iter().any(|n| self.eval(n, id)),
             Node::Not(n) => !self.eval(n, id),
@@ -762,6 +768,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use strata_core::json;
+
+    /// The index's form of a list of metadata.
+    fn slots(metas: &[Option<Value>]) -> Vec<MetadataSlot> {
+        metas.iter().map(|m| m.clone().map(Box::new)).collect()
+    }
 
     #[test]
     fn basic_predicates() {
@@ -851,7 +862,8 @@ mod tests {
             o.insert(format!("f{i:03}"), Value::Int(i as i64));
         }
         let metas = vec![Some(Value::Object(o)), None];
-        let cols = MetadataColumns::build(&metas);
+        let boxed = slots(&metas);
+        let cols = MetadataColumns::build(&boxed);
         assert_eq!(cols.columns.len(), MAX_COLUMNS);
         for i in 0..(MAX_COLUMNS + 6) {
             let name = format!("f{i:03}");
@@ -861,17 +873,17 @@ mod tests {
                 SearchFilter::gte(name.clone(), 0.0),
                 !SearchFilter::eq(name.clone(), i as i64),
             ] {
-                let c = cols.compile(&f, &metas);
+                let c = cols.compile(&f, &boxed);
                 assert_eq!(c.matches(0), f.matches(metas[0].as_ref()), "{f:?}");
                 assert_eq!(c.matches(1), f.matches(None), "{f:?}");
             }
         }
         let long = "y".repeat(100);
-        let metas = vec![Some(json!({"text": long.clone()}))];
-        let cols = MetadataColumns::build(&metas);
+        let boxed = slots(&[Some(json!({"text": long.clone()}))]);
+        let cols = MetadataColumns::build(&boxed);
         assert!(cols.strings.is_empty(), "long strings are not copied");
         let f = SearchFilter::eq("text", long.as_str());
-        assert!(cols.compile(&f, &metas).matches(0));
+        assert!(cols.compile(&f, &boxed).matches(0));
     }
 
     #[test]
@@ -885,6 +897,7 @@ mod tests {
             metas[id as usize] = Some(m);
         }
         assert!(cols.entries <= 2 * 1024 + 40, "{} entries", cols.entries);
+        let boxed = slots(&metas);
         for v in 0..8i64 {
             for f in [
                 SearchFilter::eq("v", v),
@@ -892,7 +905,7 @@ mod tests {
                 SearchFilter::eq("f", v as f64 * 0.5),
                 SearchFilter::eq("v", v).and(SearchFilter::gte("f", 0.5)),
             ] {
-                let c = cols.compile(&f, &metas);
+                let c = cols.compile(&f, &boxed);
                 let cands = c.candidates().unwrap();
                 for (id, m) in metas.iter().enumerate() {
                     assert_eq!(c.matches(id as u32), f.matches(m.as_ref()));
@@ -1027,7 +1040,8 @@ mod tests {
                     metas[id] = None;
                 }
             }
-            let compiled = cols.compile(&f, &metas);
+            let boxed = slots(&metas);
+            let compiled = cols.compile(&f, &boxed);
             for (id, m) in metas.iter().enumerate() {
                 prop_assert_eq!(compiled.matches(id as u32), f.matches(m.as_ref()), "id {}", id);
             }
@@ -1041,8 +1055,8 @@ mod tests {
                 }
                 prop_assert!(!f.matches(None), "metadata-less ids match but are never candidates");
             }
-            let rebuilt = MetadataColumns::build(&metas);
-            let compiled = rebuilt.compile(&f, &metas);
+            let rebuilt = MetadataColumns::build(&boxed);
+            let compiled = rebuilt.compile(&f, &boxed);
             for (id, m) in metas.iter().enumerate() {
                 prop_assert_eq!(compiled.matches(id as u32), f.matches(m.as_ref()));
             }

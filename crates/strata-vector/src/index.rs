@@ -30,7 +30,7 @@ use strata_core::{limits, Error, Result, Value};
 
 use crate::distance::{self, DistanceMetric};
 use crate::exact::ExactIndex;
-use crate::filter::{MetadataColumns, SearchFilter};
+use crate::filter::{MetadataColumns, MetadataSlot, SearchFilter};
 use crate::hnsw::{HnswIndex, HnswParams};
 
 /// A swappable vector index over dense `u32` ids.
@@ -195,7 +195,9 @@ pub struct CollectionIndex {
     engine: Engine,
     keys: HashMap<Arc<str>, u32>,
     id_keys: Vec<Option<Arc<str>>>,
-    metadata: Vec<Option<Value>>,
+    /// Boxed: most vectors have none, and a `Value` takes 56 bytes (see
+    /// [`MetadataSlot`]).
+    metadata: Vec<MetadataSlot>,
     /// The metadata again, column-wise, for fast filter evaluation.
     columns: MetadataColumns,
     /// Tombstoned ids not reclaimed yet.
@@ -300,6 +302,12 @@ impl CollectionIndex {
         }
     }
 
+    /// The index's own copy of `key`, if it holds it: callers that keep keys too share
+    /// the allocation.
+    pub(crate) fn shared_key(&self, key: &str) -> Option<Arc<str>> {
+        self.keys.get_key_value(key).map(|(k, _)| k.clone())
+    }
+
     /// Inserts or replaces the vector and metadata stored under `key`.
     ///
     /// Errors: [`Error::InvalidKey`] for an invalid key (see
@@ -307,19 +315,29 @@ impl CollectionIndex {
     /// dimension or with a NaN or infinite component; [`Error::WrongType`] for metadata
     /// that is not an `Object`. On error nothing changes.
     pub fn upsert(&mut self, key: &str, vector: &[f32], metadata: Option<Value>) -> Result<()> {
-        limits::validate_key(key)?;
+        self.upsert_shared(Arc::from(key), vector, metadata)
+    }
+
+    /// [`Self::upsert`] keeping `key`'s allocation (see [`Self::upsert_batch`]).
+    pub(crate) fn upsert_shared(
+        &mut self,
+        key: Arc<str>,
+        vector: &[f32],
+        metadata: Option<Value>,
+    ) -> Result<()> {
+        limits::validate_key(&key)?;
         distance::validate_vector(vector, self.config.dimension)?;
         if let Some(m) = &metadata {
             if !m.is_object() {
                 return Err(Error::wrong_type("Object", m.type_name()));
             }
         }
-        let existing = self.keys.get(key).copied();
+        let existing = self.keys.get(&*key).copied();
         if let (Some(id), Engine::Exact(store)) = (existing, &mut self.engine) {
             // No graph: overwrite in place.
             store.insert(id, vector)?;
             self.columns.set(id, metadata.as_ref());
-            self.metadata[id as usize] = metadata;
+            self.metadata[id as usize] = metadata.map(Box::new);
             return Ok(());
         }
         let id = self.engine.store().slot_count();
@@ -333,7 +351,6 @@ impl CollectionIndex {
             Engine::Exact(e) => e.insert(id, vector)?,
             Engine::Hnsw(h) => h.insert(id, vector)?,
         }
-        let key: Arc<str> = Arc::from(key);
         if let Some(old) = existing {
             self.tombstone(old);
         }
@@ -345,7 +362,7 @@ impl CollectionIndex {
         }
         self.id_keys[idx] = Some(key);
         self.columns.set(id, metadata.as_ref());
-        self.metadata[idx] = metadata;
+        self.metadata[idx] = metadata.map(Box::new);
         self.maintain();
         Ok(())
     }
@@ -361,6 +378,20 @@ impl CollectionIndex {
         items: Vec<(String, Vec<f32>, Option<Value>)>,
         threads: usize,
     ) -> Result<()> {
+        let items = items
+            .into_iter()
+            .map(|(k, v, m)| (Arc::from(k), v, m))
+            .collect();
+        self.upsert_batch_shared(items, threads)
+    }
+
+    /// [`Self::upsert_batch`] keeping each key's allocation: a caller that keeps the
+    /// keys too (the per-key versions of [`crate::Vectors`]) shares them with the index.
+    pub(crate) fn upsert_batch_shared(
+        &mut self,
+        items: Vec<(Arc<str>, Vec<f32>, Option<Value>)>,
+        threads: usize,
+    ) -> Result<()> {
         for (key, vector, metadata) in &items {
             limits::validate_key(key)?;
             distance::validate_vector(vector, self.config.dimension)?;
@@ -373,10 +404,10 @@ impl CollectionIndex {
         // The last occurrence of each key wins.
         let mut last: HashMap<&str, usize> = HashMap::with_capacity(items.len());
         for (i, (key, _, _)) in items.iter().enumerate() {
-            last.insert(key.as_str(), i);
+            last.insert(&**key, i);
         }
         let keep: Vec<bool> = (0..items.len())
-            .map(|i| last.get(items[i].0.as_str()) == Some(&i))
+            .map(|i| last.get(&*items[i].0) == Some(&i))
             .collect();
         drop(last);
         let mut items: Vec<_> = items
@@ -391,9 +422,9 @@ impl CollectionIndex {
             _ => {
                 let mut rest = items.into_iter();
                 while let Some((key, vector, metadata)) = rest.next() {
-                    self.upsert(&key, &vector, metadata)?;
+                    self.upsert_shared(key, &vector, metadata)?;
                     if matches!(self.engine, Engine::Hnsw(_)) {
-                        return self.upsert_batch(rest.collect(), threads);
+                        return self.upsert_batch_shared(rest.collect(), threads);
                     }
                 }
                 return Ok(());
@@ -415,10 +446,9 @@ impl CollectionIndex {
         drop(pairs);
         for (i, (key, _, metadata)) in items.drain(..).enumerate() {
             let id = (first_graph_slot + i) as u32;
-            if let Some(old) = self.keys.get(key.as_str()).copied() {
+            if let Some(old) = self.keys.get(&*key).copied() {
                 self.tombstone(old);
             }
-            let key: Arc<str> = Arc::from(key);
             self.keys.insert(key.clone(), id);
             let idx = id as usize;
             if self.id_keys.len() <= idx {
@@ -427,7 +457,7 @@ impl CollectionIndex {
             }
             self.id_keys[idx] = Some(key);
             self.columns.set(id, metadata.as_ref());
-            self.metadata[idx] = metadata;
+            self.metadata[idx] = metadata.map(Box::new);
         }
         self.maintain();
         Ok(())
@@ -466,7 +496,7 @@ impl CollectionIndex {
     pub fn get(&self, key: &str) -> Option<(&[f32], Option<&Value>)> {
         let id = *self.keys.get(key)?;
         let v = self.engine.store().vector(id)?;
-        Some((v, self.metadata[id as usize].as_ref()))
+        Some((v, self.metadata[id as usize].as_deref()))
     }
 
     /// Every `(key, vector, metadata)`, in internal id order.
@@ -474,7 +504,11 @@ impl CollectionIndex {
         let store = self.engine.store();
         store.live_ids().filter_map(move |id| {
             let key = self.id_keys[id as usize].as_deref()?;
-            Some((key, store.vector(id)?, self.metadata[id as usize].as_ref()))
+            Some((
+                key,
+                store.vector(id)?,
+                self.metadata[id as usize].as_deref(),
+            ))
         })
     }
 
@@ -772,7 +806,7 @@ impl CollectionIndex {
                     put_bytes(&mut out, k.as_bytes())?;
                 }
             }
-            match self.metadata.get(id).and_then(Option::as_ref) {
+            match self.metadata.get(id).and_then(|m| m.as_deref()) {
                 None => out.push(0),
                 Some(m) => {
                     out.push(1);
@@ -868,7 +902,7 @@ impl CollectionIndex {
             return Err(bad("id count exceeds the slots"));
         }
         let mut id_keys: Vec<Option<Arc<str>>> = vec![None; slots];
-        let mut metadata: Vec<Option<Value>> = vec![None; slots];
+        let mut metadata: Vec<MetadataSlot> = vec![None; slots];
         let mut keys = HashMap::with_capacity(store.len());
         for id in 0..n {
             let live = store.is_live(id as u32);
@@ -892,7 +926,7 @@ impl CollectionIndex {
                     if !m.is_object() {
                         return Err(bad("metadata is not an object"));
                     }
-                    metadata[id] = Some(m);
+                    metadata[id] = Some(Box::new(m));
                 }
                 _ => return Err(bad("bad metadata marker")),
             }

@@ -122,7 +122,7 @@ pub(crate) fn encode_file(
     run: &RunId,
     name: &str,
     created_version: u64,
-    applied: &HashMap<String, u64>,
+    applied: &HashMap<std::sync::Arc<str>, u64>,
     index: &CollectionIndex,
 ) -> Result<Vec<u8>> {
     let index_bytes = index.to_bytes()?;
@@ -139,7 +139,7 @@ pub(crate) fn encode_file(
     put_str(&mut out, name)?;
     put_u64(&mut out, applied.len() as u64);
     // Sorted, so that equal states give equal files.
-    let mut pairs: Vec<(&String, &u64)> = applied.iter().collect();
+    let mut pairs: Vec<(&std::sync::Arc<str>, &u64)> = applied.iter().collect();
     pairs.sort_unstable();
     for (k, v) in pairs {
         put_str(&mut out, k)?;
@@ -434,13 +434,17 @@ mod tests {
     fn file_round_trips_and_checks_its_owner() {
         let run = RunId::from_bytes([7; 16]);
         let ix = index(40, 2000);
-        let applied: HashMap<String, u64> = (0..40).map(|i| (format!("k{i}"), i + 10)).collect();
+        let applied: HashMap<std::sync::Arc<str>, u64> =
+            (0..40).map(|i| (format!("k{i}").into(), i + 10)).collect();
         let bytes = encode_file(&run, "coll", 5, &applied, &ix).unwrap();
         assert_eq!(&bytes[..8], MAGIC);
         assert_eq!(u64::from_le_bytes(bytes[20..28].try_into().unwrap()), 49);
         let f = decode_file(&bytes, &run, "coll").unwrap();
         assert_eq!(f.created_version, 5);
-        assert_eq!(f.applied, applied);
+        assert_eq!(f.applied.len(), applied.len());
+        for (k, v) in &applied {
+            assert_eq!(f.applied.get(&**k), Some(v));
+        }
         assert_eq!(results(&f.index), results(&ix));
         assert!(decode_file(&bytes, &run, "other").is_err());
         assert!(decode_file(&bytes, &RunId::DEFAULT, "coll").is_err());

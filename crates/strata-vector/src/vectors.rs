@@ -95,8 +95,9 @@ struct IndexEntry {
     index: CollectionIndex,
     /// Commit version that created the collection this index belongs to.
     created_version: u64,
-    /// Commit version of the last applied change per key (deletes included).
-    applied: HashMap<String, u64>,
+    /// Commit version of the last applied change per key (deletes included). The keys
+    /// are shared with the index (one allocation per key, not two).
+    applied: HashMap<Arc<str>, u64>,
     /// Changes applied since the entry was made (any count that moves will do).
     changes: u64,
     /// `changes` when the index file last matched this entry; `None` if it never did.
@@ -231,7 +232,7 @@ impl IndexEntry {
         drop(be);
         for k in self.applied.keys() {
             n += i64::from(self.index.contains(k));
-            n -= i64::from(self.base_had.get(k).copied().unwrap_or(false));
+            n -= i64::from(self.base_had.get(&**k).copied().unwrap_or(false));
         }
         Ok(Ok(n.max(0) as u64))
     }
@@ -739,7 +740,11 @@ impl Vectors {
                     .upsert(&key, &vector, metadata.filter(Value::is_object))?;
             }
             entry.base_had.insert(key.clone(), parent_has(&key, at)?);
-            entry.applied.insert(key, re.version);
+            let shared = entry
+                .index
+                .shared_key(&key)
+                .unwrap_or_else(|| Arc::from(key));
+            entry.applied.insert(shared, re.version);
         }
         entry.source = IndexSource::Forked { own: own.len() };
         entry.tracked_since = snapshot;
@@ -775,12 +780,14 @@ impl Vectors {
         while let Some((rk, re)) = rest.next() {
             let key = String::from_utf8_lossy(&rk[prefix.len()..]).into_owned();
             let (vector, metadata) = decode_record(re.value.as_deref().unwrap_or_default())?;
+            let key: Arc<str> = Arc::from(key);
             entry.applied.insert(key.clone(), re.version);
             batch.push((key, vector, metadata.filter(Value::is_object)));
             if batch.len() == BATCH || rest.peek().is_none() {
-                entry
-                    .index
-                    .upsert_batch(std::mem::take(&mut batch), crate::hnsw::default_threads())?;
+                entry.index.upsert_batch_shared(
+                    std::mem::take(&mut batch),
+                    crate::hnsw::default_threads(),
+                )?;
             }
         }
         Ok(entry)
@@ -850,7 +857,7 @@ impl Vectors {
             mut index,
         } = file;
         let ((prefix, records), snapshot) = self.scan_records(run, name)?;
-        let mut applied = HashMap::with_capacity(records.len());
+        let mut applied: HashMap<Arc<str>, u64> = HashMap::with_capacity(records.len());
         let mut replayed = 0usize;
         // Every change up to the newest the file applied is in the file; later ones
         // are replayed below, at their versions — except deletes, whose versions are
@@ -871,7 +878,8 @@ impl Vectors {
                 replayed += 1;
                 changed.push((key.clone(), re.version));
             }
-            applied.insert(key, re.version);
+            let shared = index.shared_key(&key).unwrap_or_else(|| Arc::from(key));
+            applied.insert(shared, re.version);
         }
         let gone: Vec<String> = index
             .iter()
@@ -1082,21 +1090,22 @@ impl Vectors {
     /// upserts into one collection go to the index as one batch, whose graph insertion
     /// runs in parallel (see [`CollectionIndex::upsert_batch`]).
     pub(crate) fn apply(&self, ops: Vec<PendingIndexOp>, version: u64) {
-        let mut batch: Vec<(String, Vec<f32>, Option<Value>)> = Vec::new();
+        type Batch = Vec<(Arc<str>, Vec<f32>, Option<Value>)>;
+        let mut batch: Batch = Vec::new();
         let mut batch_entry: Option<Arc<RwLock<IndexEntry>>> = None;
         // Forked collections written, with their keys: their bridges follow at the end.
         let mut forks: Vec<(Arc<RwLock<IndexEntry>>, Vec<String>)> = Vec::new();
-        let flush = |entry: &mut Option<Arc<RwLock<IndexEntry>>>,
-                     batch: &mut Vec<(String, Vec<f32>, Option<Value>)>| {
+        let flush = |entry: &mut Option<Arc<RwLock<IndexEntry>>>, batch: &mut Batch| {
             if let Some(entry) = entry.take() {
                 let items = std::mem::take(batch);
                 let n = items.len();
                 let mut e = entry.write();
                 let result = if n == 1 {
                     let (key, vector, metadata) = items.into_iter().next().unwrap_or_default();
-                    e.index.upsert(&key, &vector, metadata)
+                    e.index.upsert_shared(key, &vector, metadata)
                 } else {
-                    e.index.upsert_batch(items, crate::hnsw::default_threads())
+                    e.index
+                        .upsert_batch_shared(items, crate::hnsw::default_threads())
                 };
                 if let Err(err) = result {
                     tracing::error!(error = %err, vectors = n, "index update failed after commit");
@@ -1126,15 +1135,21 @@ impl Vectors {
             {
                 flush(&mut batch_entry, &mut batch);
             }
+            let shared: Arc<str>;
             {
                 let mut e = entry.write();
                 // Strictly older only: several changes of one key in one transaction share
                 // its version and must all be applied, in order, so that the last one wins.
-                if version <= e.created_version || e.applied.get(key).is_some_and(|&v| v > version)
+                if version <= e.created_version
+                    || e.applied.get(key.as_str()).is_some_and(|&v| v > version)
                 {
                     continue;
                 }
-                e.applied.insert(key.clone(), version);
+                shared = match e.applied.get_key_value(key.as_str()) {
+                    Some((k, _)) => k.clone(),
+                    None => Arc::from(key.as_str()),
+                };
+                e.applied.insert(shared.clone(), version);
                 e.changes += 1;
                 e.note_change(key, version);
                 let fork_of = e.base.as_ref().map(|b| (b.parent, b.at));
@@ -1158,12 +1173,9 @@ impl Vectors {
             }
             match op {
                 PendingIndexOp::Upsert {
-                    key,
-                    vector,
-                    metadata,
-                    ..
+                    vector, metadata, ..
                 } => {
-                    batch.push((key, vector, metadata.filter(Value::is_object)));
+                    batch.push((shared, vector, metadata.filter(Value::is_object)));
                     batch_entry = Some(entry);
                 }
                 PendingIndexOp::Delete { key, .. } => {
@@ -1647,7 +1659,7 @@ fn collect_hits(
     }
     let changed = be.changed_after(b.at);
     for k in &changed {
-        if !e.applied.contains_key(k) {
+        if !e.applied.contains_key(k.as_str()) {
             exact.insert(k.clone());
         }
     }
@@ -1674,11 +1686,11 @@ fn collect_hits(
         let got = sub.len();
         inherited = sub
             .into_iter()
-            .filter(|(k, _)| !e.applied.contains_key(k) && !changed.contains(k))
+            .filter(|(k, _)| !e.applied.contains_key(k.as_str()) && !changed.contains(k))
             .collect();
         if inherited.len() >= want || got < ask || ask >= total {
             for k in sub_exact {
-                if !e.applied.contains_key(&k) {
+                if !e.applied.contains_key(k.as_str()) {
                     exact.insert(k);
                 }
             }

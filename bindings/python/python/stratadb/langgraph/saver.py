@@ -2,24 +2,31 @@
 
 Layout
 ------
-Everything lives in the KV primitive of one StrataDB run (the default run unless
-``run=`` is given), under these keys (components escaped by ``_keys.enc``; ``t`` is the
-thread id, ``ns`` the checkpoint namespace, ``cid`` the checkpoint id, ``r`` the
-LangGraph run id found in the checkpoint's metadata):
+Every LangGraph thread lives in a StrataDB run of its own, so that copying a thread is a
+run fork: O(1), whatever the thread holds. A *catalog* run (the default run unless
+``run=`` is given) maps thread ids to their runs:
 
 =======================================  ==============================================
-key                                      value
+key (catalog run)                        value
 =======================================  ==============================================
-``lg:c/{t}/{ns}/{cid}``                  ``[type, checkpoint bytes, type, metadata
+``lg:t/{t}``                             the id of thread ``t``'s run
+=======================================  ==============================================
+
+and each thread's run holds, in its KV primitive (components escaped by ``_keys.enc``;
+``ns`` is the checkpoint namespace, ``cid`` the checkpoint id, ``r`` the LangGraph run
+id found in the checkpoint's metadata):
+
+=======================================  ==============================================
+key (thread run)                         value
+=======================================  ==============================================
+``c/{ns}/{cid}``                         ``[type, checkpoint bytes, type, metadata
                                          bytes, parent cid or None]`` — the checkpoint
                                          with its channel values, serialized by the
                                          saver's ``serde``
-``lg:h/{t}/{ns}``                        the newest ``cid`` of the namespace
-``lg:w/{t}/{ns}/{cid}/{task}/{idx}``     ``[channel, type, bytes, task_path]`` — one
+``h/{ns}``                               the newest ``cid`` of the namespace
+``w/{ns}/{cid}/{task}/{idx}``            ``[channel, type, bytes, task_path]`` — one
                                          pending write
-``lg:r/{r}/{t}/{ns}/{cid}``              run index (for ``delete_for_runs``)
-``lg:tr/{t}/{r}/{ns}/{cid}``             the same index by thread (for ``copy_thread``
-                                         and ``delete_thread``)
+``r/{r}/{ns}/{cid}``                     run index (for ``delete_for_runs``)
 =======================================  ==============================================
 
 Checkpoint ids are UUIDv6 strings, so key order is time order. A checkpoint and its
@@ -27,17 +34,41 @@ index entries are written in one StrataDB transaction (``kv.mset``), so a crash 
 leaves half a checkpoint; every durability mode of the database applies (``strict``
 fsyncs every ``put``, with group commit across threads).
 
-``copy_thread`` copies the thread's keys inside the engine in one transaction, without
-converting values to Python. It is O(size of the thread); once StrataDB runs can be
-forked (issue 14) a thread stored in its own run can be copied in O(1).
+Operations and their cost:
+
+- ``copy_thread(src, dst)`` into a thread that does not exist yet forks ``src``'s run
+  (``db.runs.fork``) and points ``dst`` at the fork: constant time, no data copied. The
+  two threads then diverge. Into a thread that already has checkpoints it merges
+  ``src``'s keys into ``dst``'s run instead (O(size of ``src``)).
+- ``delete_thread`` hard-purges the thread's run (``db.runs.purge``) and then removes its
+  catalog entry; copies made earlier keep what they saw. A crash between the two leaves
+  a catalog entry naming a run that no longer exists, which reads as "no such thread"
+  and is replaced by the next ``put``.
+- ``delete_for_runs`` and ``list`` without a thread id visit every thread's run: their
+  cost grows with the number of threads.
+- Creating a thread (its first ``put``) creates its run and the catalog entry; two
+  savers creating the same thread at once agree on one run (the catalog entry is set in
+  a transaction that only sets it if it is still absent) and the loser's empty run is
+  purged. A crash right after a run is created but before its catalog entry commits
+  leaves an empty, unnamed run behind; it holds no thread data.
+
+Each saver caches thread → run lookups. A cached run that another saver purged raises
+``RunError`` on use; the saver then looks the thread up again, so the cache never serves
+a deleted thread.
+
+Databases written by the first layout (every thread in the catalog run under ``lg:c/``,
+``lg:h/``, ``lg:w/``, ``lg:r/`` and ``lg:tr/`` keys) are converted when a saver is
+created on them: each thread's keys move to its own run, a few hundred keys per
+transaction (each transaction writes the new keys and deletes the old ones), so a crash
+mid-way loses nothing and the next saver finishes the move.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, Optional
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, Optional, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -56,19 +87,28 @@ import stratadb
 
 from ._keys import dec, enc
 
-_C = "lg:c/"
-_H = "lg:h/"
-_W = "lg:w/"
-_R = "lg:r/"
-_TR = "lg:tr/"
+# Catalog run.
+_T = "lg:t/"
+# Thread runs.
+_C = "c/"
+_H = "h/"
+_W = "w/"
+_R = "r/"
+# The first layout's families, all in the catalog run (see ``_migrate_v1``).
+_V1 = ("lg:c/", "lg:h/", "lg:w/", "lg:r/", "lg:tr/")
+_MIGRATE_CHUNK = 256
+
+T = TypeVar("T")
 
 
 class StrataSaver(BaseCheckpointSaver[str]):
-    """A LangGraph checkpointer storing checkpoints and pending writes in StrataDB.
+    """A LangGraph checkpointer storing checkpoints and pending writes in StrataDB, one
+    StrataDB run per LangGraph thread (see the module documentation for the layout).
 
     ``db`` is an open :class:`stratadb.Strata`; or use :meth:`from_path`, which opens one
     and closes it when the saver is closed (``with StrataSaver.from_path(p) as saver:``).
-    Every method has an async twin; the async writes run in a worker thread
+    ``run`` names the catalog run that maps thread ids to their runs (the default run if
+    ``None``). Every method has an async twin; the async writes run in a worker thread
     (``asyncio.to_thread``) so an fsync never blocks the event loop, the async reads run
     inline (they take microseconds and release the GIL).
     """
@@ -85,7 +125,11 @@ class StrataSaver(BaseCheckpointSaver[str]):
         self.db = db
         self.kv = db.kv
         self.run = run
+        self._catalog = run if run is not None else db.runs.default_run()
         self._owns_db = owns_db
+        self._runs: dict[str, str] = {}
+        if any(self.kv.keys(self._catalog, p, 1) for p in _V1):
+            self._migrate_v1()
 
     @classmethod
     def from_path(
@@ -111,6 +155,74 @@ class StrataSaver(BaseCheckpointSaver[str]):
 
     async def __aexit__(self, *exc: Any) -> None:
         self.close()
+
+    # ----- threads and their runs ------------------------------------------------------
+
+    def _run_of(self, t: str, create: bool = False) -> Optional[str]:
+        """The run of thread ``t``; ``None`` if it has none and ``create`` is false."""
+        run = self._runs.get(t)
+        if run is not None:
+            return run
+        key = f"{_T}{enc(t)}"
+        got = self.kv.get_in(self._catalog, key)
+        if got is not None and self.db.runs.exists(got.value):
+            self._runs[t] = got.value
+            return got.value
+        if not create:
+            return None
+        stale = got.value if got is not None else None
+        fresh = self.db.runs.create({"langgraph_thread": t})
+        winner = self._install(t, fresh, stale)
+        if winner != fresh:
+            self._purge_quietly(fresh)
+        return winner
+
+    def _install(self, t: str, run: str, stale: Optional[str]) -> str:
+        """Points thread ``t`` at ``run`` unless another saver already gave it a live run
+        (other than ``stale``, a run known to be gone); returns the thread's run."""
+        key = f"{_T}{enc(t)}"
+        catalog = self._catalog
+
+        def txn(tx: Any) -> str:
+            cur = tx.kv_get(catalog, key)
+            if cur is not None and cur.value != stale:
+                return cur.value
+            tx.kv_set(catalog, key, run)
+            return run
+
+        winner = self.db.transaction(txn)
+        self._runs[t] = winner
+        return winner
+
+    def _purge_quietly(self, run: str) -> None:
+        try:
+            self.db.runs.purge(run)
+        except stratadb.RunError:
+            pass  # already gone
+
+    def _with_run(
+        self, t: str, op: Callable[[str], T], *, create: bool = False, default: Any = None
+    ) -> T:
+        """Runs ``op(run)`` on thread ``t``'s run; ``default`` if the thread has none (and
+        ``create`` is false). A cached run that was purged meanwhile (by another saver) is
+        looked up again."""
+        for _ in range(3):
+            run = self._run_of(t, create)
+            if run is None:
+                return default
+            try:
+                return op(run)
+            except stratadb.RunError:
+                self._runs.pop(t, None)
+                if self.db.runs.exists(run):
+                    raise
+                last = run
+        raise stratadb.RunError(f"the run of thread {t!r} keeps disappearing (last {last})")
+
+    def _threads(self) -> list[tuple[str, str]]:
+        """Every thread with its run, in thread-id order."""
+        n = len(_T)
+        return [(dec(k[n:]), v) for k, v in self.kv.scan(self._catalog, _T)]
 
     # ----- helpers -------------------------------------------------------------------
 
@@ -145,26 +257,35 @@ class StrataSaver(BaseCheckpointSaver[str]):
         return [(tid, v[0], self.serde.loads_typed((v[1], v[2]))) for tid, _, v in writes]
 
     @staticmethod
-    def _parse_write_key(key: str, prefix_len: int) -> tuple[str, int]:
-        task, idx = key[prefix_len:].split("/")
-        return dec(task), int(idx)
-
-    def _writes_of(self, t: str, ns: str, cid: str) -> list:
-        p = f"{_W}{enc(t)}/{enc(ns)}/{cid}/"
-        n = len(p)
+    def _parse_writes(found: list, prefix_len: int) -> list:
         out = []
-        for k, v in self.kv.scan(self.run, p):
-            task, idx = self._parse_write_key(k, n)
-            out.append((task, idx, v))
+        for k, v in found:
+            task, idx = k[prefix_len:].split("/")
+            out.append((dec(task), int(idx), v))
         return out
 
-    def _refresh_head(self, t: str, ns: str) -> None:
-        p = f"{_C}{enc(t)}/{enc(ns)}/"
-        keys = self.kv.keys(self.run, p)
+    def _refresh_head(self, run: str, ens: str) -> None:
+        p = f"{_C}{ens}/"
+        keys = self.kv.keys(run, p)
         if keys:
-            self.kv.set_in(self.run, f"{_H}{enc(t)}/{enc(ns)}", keys[-1][len(p):])
+            self.kv.set_in(run, f"{_H}{ens}", keys[-1][len(p) :])
         else:
-            self.kv.delete_in(self.run, f"{_H}{enc(t)}/{enc(ns)}")
+            self.kv.delete_in(run, f"{_H}{ens}")
+
+    def _drop_checkpoints(self, run: str, doomed: set) -> None:
+        """Deletes checkpoints ``(ens, cid)`` of a thread's run with their writes and
+        run-index entries."""
+        if not doomed:
+            return
+        for ens, cid in doomed:
+            self.kv.delete_prefix(run, f"{_W}{ens}/{cid}/")
+        keys = [f"{_C}{ens}/{cid}" for ens, cid in doomed]
+        n = len(_R)
+        for k in self.kv.keys(run, _R):
+            _er, ens, cid = k[n:].split("/")
+            if (ens, cid) in doomed:
+                keys.append(k)
+        self.kv.mdelete(run, keys)
 
     # ----- BaseCheckpointSaver ---------------------------------------------------------
 
@@ -173,20 +294,28 @@ class StrataSaver(BaseCheckpointSaver[str]):
         t = str(conf["thread_id"])
         ns = conf.get("checkpoint_ns", "")
         cid = get_checkpoint_id(config)
-        et, ens = enc(t), enc(ns)
-        if cid:
-            got = self.kv.get_in(self.run, f"{_C}{et}/{ens}/{cid}")
+        ens = enc(ns)
+
+        def op(run: str) -> Optional[CheckpointTuple]:
+            if cid:
+                got = self.kv.get_in(run, f"{_C}{ens}/{cid}")
+                if got is None:
+                    return None
+                found = self.kv.scan(run, f"{_W}{ens}/{cid}/")
+                writes = self._parse_writes(found, len(f"{_W}{ens}/{cid}/"))
+                return self._tuple(t, ns, cid, got.value, writes, config)
+            head = self.kv.get_in(run, f"{_H}{ens}")
+            if head is None:
+                return None
+            newest = head.value
+            got = self.kv.get_in(run, f"{_C}{ens}/{newest}")
             if got is None:
                 return None
-            return self._tuple(t, ns, cid, got.value, self._writes_of(t, ns, cid), config)
-        head = self.kv.get_in(self.run, f"{_H}{et}/{ens}")
-        if head is None:
-            return None
-        cid = head.value
-        got = self.kv.get_in(self.run, f"{_C}{et}/{ens}/{cid}")
-        if got is None:
-            return None
-        return self._tuple(t, ns, cid, got.value, self._writes_of(t, ns, cid))
+            found = self.kv.scan(run, f"{_W}{ens}/{newest}/")
+            writes = self._parse_writes(found, len(f"{_W}{ens}/{newest}/"))
+            return self._tuple(t, ns, newest, got.value, writes)
+
+        return self._with_run(t, op)
 
     def list(
         self,
@@ -203,53 +332,71 @@ class StrataSaver(BaseCheckpointSaver[str]):
             want_cid = get_checkpoint_id(config)
         else:
             t = ns = want_cid = None
-        if t is None:
-            prefix = _C
-        elif ns is None:
-            prefix = f"{_C}{enc(str(t))}/"
-        else:
-            prefix = f"{_C}{enc(str(t))}/{enc(ns)}/"
+        prefix = _C if ns is None else f"{_C}{enc(ns)}/"
         before_cid = get_checkpoint_id(before) if before else None
+        if t is None:
+            threads = self._threads()
+        else:
+            run = self._run_of(str(t))
+            threads = [] if run is None else [(str(t), run)]
         n = len(_C)
         selected = []
-        for k in self.kv.keys(self.run, prefix):
-            et, ens, cid = k[n:].split("/")
-            if want_cid and cid != want_cid:
-                continue
-            if before_cid and cid >= before_cid:
-                continue
-            selected.append((cid, et, ens, k))
+        for tt, run in threads:
+            try:
+                keys = self.kv.keys(run, prefix)
+            except stratadb.RunError:
+                self._runs.pop(tt, None)
+                continue  # deleted meanwhile
+            for k in keys:
+                ens, cid = k[n:].split("/")
+                if want_cid and cid != want_cid:
+                    continue
+                if before_cid and cid >= before_cid:
+                    continue
+                selected.append((cid, tt, ens, run))
         selected.sort(reverse=True)
         if limit is not None and not filter:
             selected = selected[: max(limit, 0)]
         if not selected:
             return
         # Fetch records and their writes in chunks, so a long history is never all in
-        # memory at once and a small limit reads little.
+        # memory at once and a small limit reads little; within a chunk, one call per
+        # thread run.
         chunk = 64 if limit is None or filter else min(max(limit, 1), 256)
         remaining = limit
         for i in range(0, len(selected), chunk):
             part = selected[i : i + chunk]
-            recs = self.kv.mget(self.run, [k for _, _, _, k in part])
-            rows = []
-            for (cid, et, ens, _), rec in zip(part, recs):
+            by_run: dict = defaultdict(list)
+            for j, (_, _, _, run) in enumerate(part):
+                by_run[run].append(j)
+            recs: list = [None] * len(part)
+            writes: list = [None] * len(part)
+            for run, idxs in by_run.items():
+                try:
+                    got = self.kv.mget(run, [f"{_C}{part[j][2]}/{part[j][0]}" for j in idxs])
+                except stratadb.RunError:
+                    continue  # the thread was deleted meanwhile
+                keep = []
+                for j, rec in zip(idxs, got):
+                    if rec is None:
+                        continue
+                    if filter:
+                        md = self.serde.loads_typed((rec.value[2], rec.value[3]))
+                        if not all(md.get(fk) == fv for fk, fv in filter.items()):
+                            continue
+                    recs[j] = rec
+                    keep.append(j)
+                prefixes = [f"{_W}{part[j][2]}/{part[j][0]}/" for j in keep]
+                try:
+                    scans = self.kv.scan_prefixes(run, prefixes)
+                except stratadb.RunError:
+                    scans = [[] for _ in keep]
+                for j, p, found in zip(keep, prefixes, scans):
+                    writes[j] = self._parse_writes(found, len(p))
+            for (cid, tt, ens, _), rec, w in zip(part, recs, writes):
                 if rec is None:
                     continue
-                if filter:
-                    md = self.serde.loads_typed((rec.value[2], rec.value[3]))
-                    if not all(md.get(fk) == fv for fk, fv in filter.items()):
-                        continue
-                rows.append((cid, et, ens, rec, f"{_W}{et}/{ens}/{cid}/"))
-            # The pending writes of every kept checkpoint of the chunk, in one call.
-            scans = self.kv.scan_prefixes(self.run, [r[4] for r in rows])
-            for (cid, et, ens, rec, wprefix), found in zip(rows, scans):
-                tt, nss = dec(et), dec(ens)
-                n = len(wprefix)
-                writes = []
-                for k, v in found:
-                    task, idx = self._parse_write_key(k, n)
-                    writes.append((task, idx, v))
-                yield self._tuple(tt, nss, cid, rec.value, writes)
+                yield self._tuple(tt, dec(ens), cid, rec.value, w)
                 if remaining is not None:
                     remaining -= 1
                     if remaining <= 0:
@@ -270,18 +417,20 @@ class StrataSaver(BaseCheckpointSaver[str]):
         md = get_checkpoint_metadata(config, metadata)
         ctype, cbytes = self.serde.dumps_typed(checkpoint)
         mtype, mbytes = self.serde.dumps_typed(md)
-        et, ens = enc(t), enc(ns)
-        entries = [(f"{_C}{et}/{ens}/{cid}", [ctype, cbytes, mtype, mbytes, parent])]
-        head_key = f"{_H}{et}/{ens}"
-        head = self.kv.get_in(self.run, head_key)
-        if head is None or head.value < cid:
-            entries.append((head_key, cid))
+        ens = enc(ns)
         run_id = md.get("run_id")
-        if run_id is not None:
-            er = enc(str(run_id))
-            entries.append((f"{_R}{er}/{et}/{ens}/{cid}", 1))
-            entries.append((f"{_TR}{et}/{er}/{ens}/{cid}", 1))
-        self.kv.mset(self.run, entries)
+
+        def op(run: str) -> None:
+            entries = [(f"{_C}{ens}/{cid}", [ctype, cbytes, mtype, mbytes, parent])]
+            head_key = f"{_H}{ens}"
+            head = self.kv.get_in(run, head_key)
+            if head is None or head.value < cid:
+                entries.append((head_key, cid))
+            if run_id is not None:
+                entries.append((f"{_R}{enc(str(run_id))}/{ens}/{cid}", 1))
+            self.kv.mset(run, entries)
+
+        self._with_run(t, op, create=True)
         return {"configurable": {"thread_id": t, "checkpoint_ns": ns, "checkpoint_id": cid}}
 
     def put_writes(
@@ -295,7 +444,7 @@ class StrataSaver(BaseCheckpointSaver[str]):
         t = str(conf["thread_id"])
         ns = conf.get("checkpoint_ns", "")
         cid = conf["checkpoint_id"]
-        base = f"{_W}{enc(t)}/{enc(ns)}/{cid}/{enc(task_id)}/"
+        base = f"{_W}{enc(ns)}/{cid}/{enc(task_id)}/"
         fixed = []  # special channels: always replaced
         regular = []  # regular channels: written only if absent
         for idx, (channel, value) in enumerate(writes):
@@ -303,65 +452,110 @@ class StrataSaver(BaseCheckpointSaver[str]):
             vtype, vbytes = self.serde.dumps_typed(value)
             entry = (f"{base}{i}", [channel, vtype, vbytes, task_path])
             (regular if i >= 0 else fixed).append(entry)
-        if regular:
-            existing = self.kv.mget(self.run, [k for k, _ in regular])
-            regular = [e for e, x in zip(regular, existing) if x is None]
-        entries = fixed + regular
-        if entries:
-            self.kv.mset(self.run, entries)
+        if not fixed and not regular:
+            return
+
+        def op(run: str) -> None:
+            kept = regular
+            if kept:
+                existing = self.kv.mget(run, [k for k, _ in kept])
+                kept = [e for e, x in zip(kept, existing) if x is None]
+            entries = fixed + kept
+            if entries:
+                self.kv.mset(run, entries)
+
+        self._with_run(t, op, create=True)
 
     def delete_thread(self, thread_id: str) -> None:
-        et = enc(str(thread_id))
-        tp = f"{_TR}{et}/"
-        n = len(tp)
-        # The run-index entries of the thread, found through its thread-first index.
-        stale = []
-        for k in self.kv.keys(self.run, tp):
-            er, rest = k[n:].split("/", 1)
-            stale.append(f"{_R}{er}/{et}/{rest}")
-        if stale:
-            self.kv.mdelete(self.run, stale)
-        for p in (_C, _W, _TR, _H):
-            self.kv.delete_prefix(self.run, f"{p}{et}/")
+        """Deletes a thread: its run is hard-purged (no byte of it survives the next
+        compaction, except what a copy made earlier still sees), then its catalog entry
+        is removed."""
+        t = str(thread_id)
+        key = f"{_T}{enc(t)}"
+        got = self.kv.get_in(self._catalog, key)
+        self._runs.pop(t, None)
+        if got is None:
+            return
+        run = got.value
+        self._purge_quietly(run)
+        catalog = self._catalog
+
+        def txn(tx: Any) -> None:
+            cur = tx.kv_get(catalog, key)
+            # Only if it still names the purged run: a put racing with this delete may
+            # already have given the thread a new one.
+            if cur is not None and cur.value == run:
+                tx.kv_delete(catalog, key)
+
+        self.db.transaction(txn)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Deletes the checkpoints (and their writes) whose metadata ``run_id`` is one of
-        ``run_ids`` (LangGraph run ids, not StrataDB runs)."""
-        touched = set()
-        for run_id in run_ids:
-            er = enc(str(run_id))
-            p = f"{_R}{er}/"
-            n = len(p)
-            doomed = []
-            for k in self.kv.keys(self.run, p):
-                et, ens, cid = k[n:].split("/")
-                doomed += [k, f"{_C}{et}/{ens}/{cid}", f"{_TR}{et}/{er}/{ens}/{cid}"]
-                self.kv.delete_prefix(self.run, f"{_W}{et}/{ens}/{cid}/")
-                touched.add((et, ens))
+        ``run_ids`` (LangGraph run ids, not StrataDB runs). Visits every thread."""
+        prefixes = [f"{_R}{enc(str(r))}/" for r in run_ids]
+        if not prefixes:
+            return
+        for t, run in self._threads():
+            try:
+                scans = self.kv.scan_prefixes(run, prefixes)
+            except stratadb.RunError:
+                continue  # deleted meanwhile
+            doomed = set()
+            for p, found in zip(prefixes, scans):
+                n = len(p)
+                for k, _ in found:
+                    ens, cid = k[n:].split("/")
+                    doomed.add((ens, cid))
             if doomed:
-                self.kv.mdelete(self.run, doomed)
-        for et, ens in touched:
-            self._refresh_head(dec(et), dec(ens))
+                self._drop_checkpoints(run, doomed)
+                for ens in {e for e, _ in doomed}:
+                    self._refresh_head(run, ens)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Copies every checkpoint and pending write of a thread to another thread (in
-        one transaction per key family, inside the engine)."""
-        es, ed = enc(str(source_thread_id)), enc(str(target_thread_id))
-        target_had_data = bool(self.kv.keys(self.run, f"{_C}{ed}/", 1))
-        for p in (_C, _W, _H, _TR):
-            self.kv.copy_prefix(self.run, f"{p}{es}/", f"{p}{ed}/")
-        if target_had_data:
-            # The copied head pointers may be older than the target's own checkpoints.
-            n = len(f"{_C}{ed}/")
-            for ens in {k[n:].split("/")[0] for k in self.kv.keys(self.run, f"{_C}{ed}/")}:
-                self._refresh_head(str(target_thread_id), dec(ens))
-        n = len(f"{_TR}{ed}/")
+        """Copies every checkpoint and pending write of a thread to another thread.
+
+        Into a thread without checkpoints this forks the source's run: constant time,
+        whatever the source holds; the two threads diverge from then on. Into a thread
+        that has checkpoints the source's keys are merged into it (O(size of the
+        source)), and each namespace's newest checkpoint stays the newest of both."""
+        src, dst = str(source_thread_id), str(target_thread_id)
+        if src == dst:
+            return
+        for _ in range(3):
+            src_run = self._run_of(src)
+            if src_run is None:
+                return
+            dst_run = self._run_of(dst)
+            if dst_run is None:
+                try:
+                    fork = self.db.runs.fork(src_run)
+                except stratadb.RunError:
+                    self._runs.pop(src, None)
+                    continue  # the source was deleted meanwhile: look again
+                got = self.kv.get_in(self._catalog, f"{_T}{enc(dst)}")
+                winner = self._install(dst, fork, got.value if got is not None else None)
+                if winner == fork:
+                    return
+                self._purge_quietly(fork)  # another saver created dst meanwhile
+                dst_run = winner
+            self._merge(src_run, dst_run)
+            return
+
+    def _merge(self, src_run: str, dst_run: str) -> None:
         entries = []
-        for k in self.kv.keys(self.run, f"{_TR}{ed}/"):
-            er, rest = k[n:].split("/", 1)
-            entries.append((f"{_R}{er}/{ed}/{rest}", 1))
+        namespaces = set()
+        for k, v in self.kv.scan(src_run, ""):
+            if k.startswith(_H):
+                namespaces.add(k[len(_H) :])
+                continue  # heads are recomputed below
+            entries.append((k, v))
+            if len(entries) >= _MIGRATE_CHUNK:
+                self.kv.mset(dst_run, entries)
+                entries = []
         if entries:
-            self.kv.mset(self.run, entries)
+            self.kv.mset(dst_run, entries)
+        for ens in namespaces:
+            self._refresh_head(dst_run, ens)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``"keep_latest"`` keeps the newest checkpoint of every namespace (with its
@@ -372,30 +566,62 @@ class StrataSaver(BaseCheckpointSaver[str]):
             return
         if strategy != "keep_latest":
             raise ValueError(f"unknown prune strategy {strategy!r}")
-        for t in thread_ids:
-            et = enc(str(t))
-            p = f"{_C}{et}/"
-            n = len(p)
+        n = len(_C)
+
+        def op(run: str) -> None:
             by_ns: dict = defaultdict(list)
-            for k in self.kv.keys(self.run, p):
+            for k in self.kv.keys(run, _C):
                 ens, cid = k[n:].split("/")
                 by_ns[ens].append(cid)
             doomed = set()
             for ens, cids in by_ns.items():
                 cids.sort()
-                for cid in cids[:-1]:
-                    doomed.add((ens, cid))
-                    self.kv.delete_prefix(self.run, f"{_W}{et}/{ens}/{cid}/")
-            if not doomed:
-                continue
-            keys = [f"{_C}{et}/{ens}/{cid}" for ens, cid in doomed]
-            tp = f"{_TR}{et}/"
-            m = len(tp)
-            for k in self.kv.keys(self.run, tp):
-                er, ens, cid = k[m:].split("/")
-                if (ens, cid) in doomed:
-                    keys += [k, f"{_R}{er}/{et}/{ens}/{cid}"]
-            self.kv.mdelete(self.run, keys)
+                doomed.update((ens, cid) for cid in cids[:-1])
+            self._drop_checkpoints(run, doomed)
+
+        for t in thread_ids:
+            self._with_run(str(t), op)
+
+    # ----- the first layout ------------------------------------------------------------
+
+    def _migrate_v1(self) -> None:
+        """Moves every thread of the first layout (all in the catalog run) into a run of
+        its own. Each transaction writes a chunk of new keys and deletes the same old
+        ones, so a crash leaves every key in exactly one place and a later saver resumes.
+        """
+        cat = self._catalog
+        threads = set()
+        for fam in ("lg:c/", "lg:h/", "lg:w/", "lg:tr/"):
+            for k in self.kv.keys(cat, fam):
+                threads.add(k[len(fam) :].split("/", 1)[0])
+        for et in sorted(threads):
+            run = self._run_of(dec(et), create=True)
+            moves = []  # (old key in the catalog run or None, new key, value)
+            for fam, new in (("lg:c/", _C), ("lg:w/", _W)):
+                p = f"{fam}{et}/"
+                moves += [(k, new + k[len(p) :], v) for k, v in self.kv.scan(cat, p)]
+            p = f"lg:tr/{et}/"
+            for k, v in self.kv.scan(cat, p):
+                er, rest = k[len(p) :].split("/", 1)
+                moves.append((k, f"{_R}{er}/{rest}", v))
+                moves.append((f"lg:r/{er}/{et}/{rest}", None, None))
+            heads = [k for k in self.kv.keys(cat, f"lg:h/{et}/")]
+            for i in range(0, len(moves), _MIGRATE_CHUNK):
+                part = moves[i : i + _MIGRATE_CHUNK]
+
+                def txn(tx: Any, part: list = part) -> None:
+                    for old, new, value in part:
+                        if new is not None:
+                            tx.kv_set(run, new, value)
+                        tx.kv_delete(cat, old)
+
+                self.db.transaction(txn)
+            for h in heads:
+                self._refresh_head(run, h[len(f"lg:h/{et}/") :])
+                self.kv.delete_in(cat, h)
+        # Run-index entries whose thread entries were already gone.
+        for k in self.kv.keys(cat, "lg:r/"):
+            self.kv.delete_in(cat, k)
 
     # ----- async twins -----------------------------------------------------------------
 
