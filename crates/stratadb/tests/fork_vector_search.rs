@@ -1,8 +1,11 @@
 //! Vector search in a forked collection large enough to search by graph (more own
 //! vectors than the exact-scan threshold): recall against an exact scan of the fork's
 //! view, for queries from the collection's distribution and for queries about what the
-//! fork itself wrote (the fork's own index is first walked with a budget sized to its
-//! share of the collection, and again in full when its hits fill the answer).
+//! fork itself wrote. Such a fork searches its own graph and its parent's in one walk
+//! (bridged: `crates/strata-vector/src/bridge.rs`); the tests also cover what must keep
+//! working around that walk — parent changes and a parent compaction after the fork
+//! (the bridge is made again), forks of forks, a reopen, filters (two walks), counts,
+//! and hidden vectors never returned.
 use std::collections::HashMap;
 
 use stratadb::prelude::*;
