@@ -424,9 +424,11 @@ pub fn search_filter(data: &[u8]) {
     for (id, m) in metas.iter().enumerate() {
         columns.set(id as u32, m.as_ref());
     }
-    let compiled = columns.compile(&filter, &metas);
-    let rebuilt = MetadataColumns::build(&metas);
-    let compiled_rebuilt = rebuilt.compile(&filter, &metas);
+    // The index keeps metadata boxed (one pointer per vector).
+    let slots: Vec<Option<Box<Value>>> = metas.iter().map(|m| m.clone().map(Box::new)).collect();
+    let compiled = columns.compile(&filter, &slots);
+    let rebuilt = MetadataColumns::build(&slots);
+    let compiled_rebuilt = rebuilt.compile(&filter, &slots);
     let candidates = compiled.candidates();
     for (id, m) in metas.iter().enumerate() {
         let want = filter.matches(m.as_ref());
