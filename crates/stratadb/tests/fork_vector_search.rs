@@ -254,6 +254,40 @@ fn a_bridged_fork_ignores_later_parent_changes_and_survives_its_compaction() {
     assert_eq!(db.vectors.count(&fork, "mem").unwrap(), view.len() as u64);
 }
 
+/// The fork rewrites a third of its own vectors: its own index compacts (renumbering
+/// the own ids the bridge links), and the bridge is made again on that write.
+#[test]
+fn a_bridged_fork_that_compacts_its_own_index_stays_bridged() {
+    let db = Strata::ephemeral().unwrap();
+    let Setup {
+        fork,
+        mut view,
+        vectors,
+        ..
+    } = fork_with_own_graph(&db);
+    // 1,000 of the 3,000 own vectors rewritten (tombstones > 20 % of the own graph).
+    let rewrite: Vec<(String, &[f32], Option<Value>)> = (0..1_000)
+        .map(|i| {
+            (
+                format!("p{:05}", i * 2),
+                vectors[3_000 + i].as_slice(),
+                None,
+            )
+        })
+        .collect();
+    for (k, v, _) in &rewrite {
+        view.insert(k.clone(), v.to_vec());
+    }
+    db.vectors.upsert_batch(&fork, "mem", rewrite).unwrap();
+    assert!(strata_vector::internal::is_bridged(
+        &db.vectors,
+        &fork,
+        "mem"
+    ));
+    check_fork(&db, &fork, &view, &vectors);
+    assert_eq!(db.vectors.count(&fork, "mem").unwrap(), view.len() as u64);
+}
+
 /// A fork of a bridged fork searches its own writes, then its parent's view (which walks
 /// bridged): answers from its own view only.
 #[test]
