@@ -585,20 +585,29 @@ class StrataSaver(BaseCheckpointSaver[str]):
         return winner
 
     def _merge(self, src_run: str, dst_run: str) -> None:
+        """Writes every key of ``src_run`` into ``dst_run`` in one transaction, each
+        namespace's head becoming the newer of both, so a crash leaves the merge whole or
+        not begun (a thread over the largest commit, 256 MiB, is merged in parts)."""
         entries = []
-        namespaces = set()
+        heads = {}
         for k, v in self.kv.scan(src_run, ""):
             if k.startswith(_H):
-                namespaces.add(k[len(_H) :])
-                continue  # heads are recomputed below
-            entries.append((k, v))
-            if len(entries) >= _MIGRATE_CHUNK:
-                self.kv.mset(dst_run, entries)
-                entries = []
-        if entries:
+                heads[k] = v
+            else:
+                entries.append((k, v))
+        if heads:
+            existing = self.kv.mget(dst_run, list(heads))
+            for (k, v), cur in zip(heads.items(), existing):
+                entries.append((k, v if cur is None or cur.value < v else cur.value))
+        if not entries:
+            return
+        try:
             self.kv.mset(dst_run, entries)
-        for ens in namespaces:
-            self._refresh_head(dst_run, ens)
+        except stratadb.ConstraintViolationError:
+            # Over the largest commit (256 MiB): in parts, the heads last, so that a
+            # crash never leaves a head naming a checkpoint not copied yet.
+            for i in range(0, len(entries), _MIGRATE_CHUNK):
+                self.kv.mset(dst_run, entries[i : i + _MIGRATE_CHUNK])
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``"keep_latest"`` keeps the newest checkpoint of every namespace (with its
