@@ -196,10 +196,12 @@ pub struct HnswIndex {
     /// Live vectors inserted one by one but not linked into the graph yet (see
     /// [`HnswIndex::insert`]); searches scan them exactly.
     pending: Vec<u32>,
-    /// The node last inserted with each distinct vector, found by the hash of its bits
-    /// (see [`vector_hash`]). A table of bare ids, 5 bytes per node with its control
-    /// byte (a map from the 64-bit hash took 17): hashes are recomputed from the stored
-    /// vectors when the table grows.
+    /// Every live node, found by the hash of its vector's bits (see [`vector_hash`]): a
+    /// query equal to a stored vector finds it even where the beam search would not. A
+    /// table of bare ids, 5 bytes per node with its control byte (a map from the 64-bit
+    /// hash took 17): hashes are recomputed from the stored vectors when the table grows.
+    /// Duplicates of one vector each have their entry, so deleting one copy leaves the
+    /// others found.
     exact_ids: hashbrown::HashTable<u32>,
     pool: Mutex<Vec<Visited>>,
 }
@@ -218,13 +220,7 @@ fn vector_hash(v: &[f32]) -> u64 {
 
 /// See [`HnswIndex::note_exact`].
 fn note_exact_in(table: &mut hashbrown::HashTable<u32>, store: &ExactIndex, id: u32, v: &[f32]) {
-    let hash = vector_hash(v);
-    match table.find_mut(hash, |&o| store.raw(o) == v) {
-        Some(slot) => *slot = id,
-        None => {
-            table.insert_unique(hash, id, |&o| vector_hash(store.raw(o)));
-        }
-    }
+    table.insert_unique(vector_hash(v), id, |&o| vector_hash(store.raw(o)));
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -368,6 +364,7 @@ impl HnswIndex {
         let mut h = Self::with_store(store, params);
         let ids: Vec<u32> = h.store.live_ids().collect();
         h.ensure_slots(h.store.slot_count());
+        h.rebuild_exact_ids();
         h.link_batch(&ids, default_threads());
         h.repair_reachability();
         h
@@ -707,6 +704,15 @@ impl HnswIndex {
     /// Tombstones `id`: it keeps routing searches but is never returned. Returns `false`
     /// when `id` was not live.
     pub fn remove(&mut self, id: u32) -> bool {
+        if !self.store.is_live(id) {
+            return false;
+        }
+        // Out of the exact-match table first (its vector is still in the store, so its
+        // hash can be found): another live copy of the same vector keeps its own entry.
+        let hash = vector_hash(self.store.raw(id));
+        if let Ok(entry) = self.exact_ids.find_entry(hash, |&o| o == id) {
+            entry.remove();
+        }
         self.store.remove(id)
     }
 
@@ -1003,14 +1009,14 @@ impl HnswIndex {
 
     /// The live node whose vector is bit-for-bit `v`, if the exact-match map has one.
     pub(crate) fn exact_match(&self, v: &[f32]) -> Option<u32> {
-        let &id = self
-            .exact_ids
-            .find(vector_hash(v), |&o| self.store.raw(o) == v)?;
-        self.store.is_live(id).then_some(id)
+        self.exact_ids
+            .find(vector_hash(v), |&o| {
+                self.store.is_live(o) && self.store.raw(o) == v
+            })
+            .copied()
     }
 
-    /// Makes `id` the node found for its vector (in the store already), replacing an
-    /// older node with the same vector.
+    /// Adds `id` (its vector in the store already) to the exact-match table.
     fn note_exact(&mut self, id: u32, v: &[f32]) {
         note_exact_in(&mut self.exact_ids, &self.store, id, v);
     }
@@ -1943,5 +1949,35 @@ pub(crate) mod tests {
             h.insert(1299, &data[0]).is_err(),
             "a deleted pending id is not reused"
         );
+    }
+
+    /// A graph built from an existing arena (a collection crossing the exact
+    /// threshold) finds every one of those vectors by an equal query. Failed before:
+    /// the build left the exact-match table empty until a compaction or a reload.
+    #[test]
+    fn a_graph_built_from_an_arena_finds_every_vector_exactly() {
+        let mut store = ExactIndex::new(4, DistanceMetric::Euclidean).unwrap();
+        for i in 0..50u32 {
+            store.insert(i, &[i as f32, 1.0, 2.0, 3.0]).unwrap();
+        }
+        let h = HnswIndex::build(store, HnswParams::default()).unwrap();
+        for i in 0..50u32 {
+            assert_eq!(h.exact_match(&[i as f32, 1.0, 2.0, 3.0]), Some(i));
+        }
+    }
+
+    /// Deleting the newest of two identical vectors leaves the older one found by an
+    /// equal query (failed before: the table held one id per vector, the deleted one).
+    #[test]
+    fn deleting_one_copy_of_a_duplicate_vector_keeps_the_other_found() {
+        let mut h = HnswIndex::new(4, DistanceMetric::Euclidean, HnswParams::default()).unwrap();
+        let x = [1.0f32, 2.0, 3.0, 4.0];
+        h.insert(0, &x).unwrap();
+        h.insert(1, &x).unwrap();
+        assert!(h.remove(1));
+        assert_eq!(h.exact_match(&x), Some(0));
+        assert!(h.remove(0));
+        assert_eq!(h.exact_match(&x), None);
+        assert!(!h.remove(0), "removing twice");
     }
 }

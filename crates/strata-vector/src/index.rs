@@ -956,7 +956,7 @@ impl CollectionIndex {
         engine
             + keys
             + self.id_keys.capacity() * 16
-            + self.metadata.capacity() * 32
+            + self.metadata.capacity() * std::mem::size_of::<MetadataSlot>()
             + self.columns.memory_bytes()
     }
 }
