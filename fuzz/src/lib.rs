@@ -424,7 +424,7 @@ pub fn search_filter(data: &[u8]) {
     for (id, m) in metas.iter().enumerate() {
         columns.set(id as u32, m.as_ref());
     }
-    // The index keeps each vector's metadata boxed (one pointer per vector).
+    // The index keeps metadata boxed (one pointer per vector).
     let slots: Vec<Option<Box<Value>>> = metas.iter().map(|m| m.clone().map(Box::new)).collect();
     let compiled = columns.compile(&filter, &slots);
     let rebuilt = MetadataColumns::build(&slots);

@@ -40,7 +40,11 @@ def test_each_thread_has_its_own_run(db):
     put(saver, "b", 2)
     ra, rb = thread_run(db, "a"), thread_run(db, "b")
     assert ra != rb and db.runs.exists(ra) and db.runs.exists(rb)
-    assert db.runs.get(ra).value["metadata"] == {"langgraph_thread": "a"}
+    assert db.runs.get(ra).value["metadata"] == {
+        "langgraph_thread": "a",
+        "langgraph_catalog": db.runs.default_run(),
+        "fork_depth": 0,
+    }
     # The default run holds only the catalog.
     assert db.kv.keys(None, "") == ["lg:t/a", "lg:t/b"]
 
@@ -212,3 +216,121 @@ def test_a_conversion_cut_by_a_kill_is_finished_by_the_next_saver(tmp_path):
             assert values(saver, t) == [2, 1, 0]
             assert saver.get_tuple(cfg(t)).pending_writes == [("task", "ch", "pending")]
         assert not [k for k in db.kv.keys(None, "lg:") if not k.startswith("lg:t/")]
+
+
+# Review findings: each test failed against the first version of the per-thread layout.
+
+
+def _forking_db(db, during_fork):
+    """`db` with `runs.fork` running `during_fork()` first: a window in which another
+    saver acts while this one forks."""
+
+    class Runs:
+        def __getattr__(self, n):
+            return getattr(db.runs, n)
+
+        def fork(self, run, *a):
+            during_fork()
+            return db.runs.fork(run, *a)
+
+    class Db:
+        runs = Runs()
+
+        def __getattr__(self, n):
+            return getattr(db, n)
+
+    return Db()
+
+
+def test_a_copy_never_replaces_a_thread_created_during_the_fork(db):
+    other = StrataSaver(db)
+    put(other, "src", 1)
+    StrataSaver(_forking_db(db, lambda: put(other, "dst", 42))).copy_thread("src", "dst")
+    assert sorted(values(StrataSaver(db), "dst")) == [1, 42]  # merged, not replaced
+    put(other, "dst", 43)  # `other` cached dst's run: still the thread's run
+    assert 43 in values(StrataSaver(db), "dst")
+    # The losing fork was purged: every thread run is named by the catalog.
+    named = {v for _, v in db.kv.scan(None, "lg:t/")}
+    mine = [
+        r.value["run_id"]
+        for r in db.runs.list()
+        if (r.value["metadata"] or {}).get("langgraph_thread") is not None
+    ]
+    assert sorted(mine) == sorted(named)
+
+
+def test_list_looks_a_stale_cached_thread_up_again(db):
+    one, two = StrataSaver(db), StrataSaver(db)
+    put(one, "t", 1)
+    assert values(two, "t") == [1]  # `two` caches the run
+    one.delete_thread("t")
+    put(one, "t", 2)  # a new run
+    assert values(two, "t") == [2]
+
+
+def test_copy_thread_with_stale_cached_threads(db):
+    one, two = StrataSaver(db), StrataSaver(db)
+    put(one, "src", 1)
+    put(one, "dst", 2)
+    values(two, "dst")
+    values(two, "src")
+    one.delete_thread("dst")
+    two.copy_thread("src", "dst")  # into a thread that no longer exists: a fork
+    assert values(StrataSaver(db), "dst") == [1]
+    one.delete_thread("src")
+    put(one, "src", 3)
+    two.copy_thread("src", "dst")  # from a recreated source: merged
+    assert sorted(values(StrataSaver(db), "dst")) == [1, 3]
+
+
+def test_list_with_a_limit_of_zero_or_less_yields_nothing(db):
+    s = StrataSaver(db)
+    for i in range(3):
+        put(s, "t", i)
+    for limit in (0, -1):
+        assert list(s.list(cfg("t"), limit=limit)) == []
+        assert list(s.list(cfg("t"), filter={"step": 1}, limit=limit)) == []
+        assert list(s.list(None, filter={"step": 1}, limit=limit)) == []
+
+
+def test_a_copy_names_its_own_thread_and_depth(db):
+    s = StrataSaver(db)
+    put(s, "src", 1)
+    s.copy_thread("src", "dst")
+    s.copy_thread("dst", "dst2")
+    md = db.runs.get(thread_run(db, "dst2")).value["metadata"]
+    assert md["langgraph_thread"] == "dst2" and md["fork_depth"] == 2
+
+
+def test_deep_copies_of_copies_stop_forking(db):
+    from stratadb.langgraph import saver as saver_module
+
+    s = StrataSaver(db)
+    put(s, "t0", 0)
+    depth = saver_module._MAX_FORK_DEPTH
+    for i in range(depth + 3):
+        s.copy_thread(f"t{i}", f"t{i + 1}")
+    last = f"t{depth + 3}"
+    info = db.runs.get(thread_run(db, last)).value
+    assert info["metadata"]["fork_depth"] <= depth
+    assert values(s, last) == [0]
+    # The copy past the limit is a fresh run, not a fork.
+    fresh = db.runs.get(thread_run(db, f"t{depth + 1}")).value
+    assert fresh["forked_from"] is None and fresh["metadata"]["fork_depth"] == 0
+
+
+def test_sweep_orphans_purges_unnamed_thread_runs_only(db):
+    s = StrataSaver(db)
+    put(s, "src", 1)
+    src_run = thread_run(db, "src")
+    # What a crash between the fork and the catalog entry leaves behind.
+    orphan = db.runs.fork(src_run)
+    other_catalog = db.runs.create({"purpose": "another saver's catalog"})
+    put(StrataSaver(db, run=other_catalog), "x", 1)
+    unrelated = db.runs.create({"app": "mine"})
+    assert s.sweep_orphans() == 0  # too young
+    assert s.sweep_orphans(min_age_seconds=0) == 1
+    assert not db.runs.exists(orphan)
+    assert db.runs.exists(src_run) and db.runs.exists(unrelated)
+    assert values(StrataSaver(db, run=other_catalog), "x") == [1]
+    assert values(s, "src") == [1]

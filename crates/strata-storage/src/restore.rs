@@ -166,7 +166,7 @@ impl Storage {
             self.inner
                 .lineage
                 .replace(crate::storage::load_lineage(&self.inner.tree)?);
-            self.note_restored_times(times);
+            self.note_restored_times(times, version);
             if version == 0 {
                 return Ok(report);
             }
@@ -426,6 +426,49 @@ mod tests {
         }
         // Both outcomes were reached: the cut points straddle the manifest.
         assert!(empty > 0 && whole > 0, "{empty} empty, {whole} whole");
+    }
+
+    /// Commit times a restore cannot know (an empty dump at a version above 0, or a
+    /// dump whose first version is above 1: those commits left no record) are unknown,
+    /// before and after a reopen alike, never "before every commit".
+    #[test]
+    fn times_before_the_first_restored_commit_are_unknown_before_and_after_reopen() {
+        use crate::timeline::TimePoint;
+        // An empty dump at version 5.
+        let fs = FaultyVfs::new();
+        let s = Storage::open("/db", opts(&fs)).unwrap();
+        s.restore_chains(5, std::iter::empty()).unwrap();
+        let unknown = TimePoint::Unknown { starts_at: 6 };
+        assert_eq!(s.version_at_time(Timestamp(1)).unwrap(), unknown);
+        drop(s);
+        let s = Storage::open("/db", opts(&fs)).unwrap();
+        assert_eq!(s.version_at_time(Timestamp(1)).unwrap(), unknown);
+        drop(s);
+        // A dump whose first version is 3 (versions 1 and 2 left no record), sorted
+        // (streamed into a run) and out of order (loaded through the memtable).
+        for reversed in [false, true] {
+            let fs = FaultyVfs::new();
+            let s = Storage::open("/db", opts(&fs)).unwrap();
+            let mut chains: Vec<_> = (2..10).map(|i| chain(i).unwrap()).collect();
+            if reversed {
+                chains.reverse();
+            }
+            s.restore_chains(20, chains.into_iter().map(Ok)).unwrap();
+            let check = |s: &Storage| {
+                assert_eq!(
+                    s.version_at_time(Timestamp(1000)).unwrap(),
+                    TimePoint::Unknown { starts_at: 3 },
+                    "reversed: {reversed}"
+                );
+                assert_eq!(
+                    s.version_at_time(Timestamp(1002)).unwrap(),
+                    TimePoint::Version(3)
+                );
+            };
+            check(&s);
+            drop(s);
+            check(&Storage::open("/db", opts(&fs)).unwrap());
+        }
     }
 
     fn chain(i: u64) -> Result<(Box<[u8]>, Vec<Entry>)> {

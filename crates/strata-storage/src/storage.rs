@@ -637,24 +637,24 @@ impl Storage {
         self.inner.commit.lock().last_ts
     }
 
-    /// Notes the commits of a restore in the timeline: every distinct version with its
-    /// newest timestamp, in version order, times made non-decreasing.
-    pub(crate) fn note_restored_times(&self, mut times: Vec<(u64, Timestamp)>) {
+    /// Notes the commits of a restore (up to `version`) in the timeline: every distinct
+    /// version with its newest timestamp, in version order, times made non-decreasing.
+    /// Versions before the first restored one left no record in the dump, so their
+    /// times are unknown: the timeline starts at the first restored version (or after
+    /// `version` for an empty dump), exactly as it reads back after a reopen.
+    pub(crate) fn note_restored_times(&self, mut times: Vec<(u64, Timestamp)>, version: u64) {
         times.sort_unstable();
-        let mut last: Option<(u64, Timestamp)> = None;
+        let mut pairs: Vec<(u64, Timestamp)> = Vec::with_capacity(times.len());
         for (v, t) in times {
-            match last {
-                Some((lv, lt)) if lv == v => last = Some((v, lt.max(t))),
-                Some((lv, lt)) => {
-                    self.inner.timeline.note(lv, lt);
-                    last = Some((v, t.max(lt)));
-                }
-                None => last = Some((v, t)),
+            match pairs.last_mut() {
+                Some((lv, lt)) if *lv == v => *lt = (*lt).max(t),
+                Some(&mut (_, lt)) => pairs.push((v, t.max(lt))),
+                None => pairs.push((v, t)),
             }
         }
-        if let Some((v, t)) = last {
-            self.inner.timeline.note(v, t);
-        }
+        let starts_at = pairs.first().map_or(version + 1, |p| p.0);
+        // The storage was empty: nothing of the timeline is on disk yet.
+        self.inner.timeline.reset(0, starts_at, &pairs);
     }
 
     /// The newest commit applied to the map. It runs ahead of
@@ -2085,7 +2085,7 @@ impl Storage {
                 "an exact restore needs an empty database, but a commit landed during it".into(),
             ));
         }
-        self.note_restored_times(times);
+        self.note_restored_times(times, version);
         let mut manifest = d.manifest.lock().clone();
         let mut runs = Vec::new();
         if w.entries > 0 {

@@ -103,7 +103,11 @@ pub fn default_threads() -> usize {
 }
 
 /// `f(0..n)` on up to `threads` scoped threads (contiguous ranges), results in order.
-fn parallel_map<T: Send>(n: usize, threads: usize, f: &(dyn Fn(usize) -> T + Sync)) -> Vec<T> {
+pub(crate) fn parallel_map<T: Send>(
+    n: usize,
+    threads: usize,
+    f: &(dyn Fn(usize) -> T + Sync),
+) -> Vec<T> {
     let threads = threads.clamp(1, n.max(1));
     if threads == 1 {
         return (0..n).map(f).collect();
@@ -128,11 +132,11 @@ fn parallel_map<T: Send>(n: usize, threads: usize, f: &(dyn Fn(usize) -> T + Syn
     })
 }
 const MAX_LEVEL: usize = 16;
-const NONE: u32 = u32::MAX;
+pub(crate) const NONE: u32 = u32::MAX;
 
 /// Generation-stamped visited set, reused across searches through a pool.
 #[derive(Default)]
-struct Visited {
+pub(crate) struct Visited {
     marks: Vec<u32>,
     epoch: u32,
     /// Scratch list of a node's unvisited neighbors.
@@ -140,7 +144,7 @@ struct Visited {
 }
 
 impl Visited {
-    fn reset(&mut self, n: usize) {
+    pub(crate) fn reset(&mut self, n: usize) {
         if self.marks.len() < n {
             self.marks.resize(n, 0);
         }
@@ -153,7 +157,7 @@ impl Visited {
 
     /// Marks `id`; returns `true` if it was not marked yet.
     #[inline]
-    fn insert(&mut self, id: u32) -> bool {
+    pub(crate) fn insert(&mut self, id: u32) -> bool {
         let m = &mut self.marks[id as usize];
         if *m == self.epoch {
             false
@@ -192,10 +196,12 @@ pub struct HnswIndex {
     /// Live vectors inserted one by one but not linked into the graph yet (see
     /// [`HnswIndex::insert`]); searches scan them exactly.
     pending: Vec<u32>,
-    /// The node last inserted with each distinct vector, found by the hash of its bits
-    /// (see [`vector_hash`]). A table of bare ids, 5 bytes per node with its control
-    /// byte (a map from the 64-bit hash took 17): hashes are recomputed from the stored
-    /// vectors when the table grows.
+    /// Every live node, found by the hash of its vector's bits (see [`vector_hash`]): a
+    /// query equal to a stored vector finds it even where the beam search would not. A
+    /// table of bare ids, 5 bytes per node with its control byte (a map from the 64-bit
+    /// hash took 17): hashes are recomputed from the stored vectors when the table grows.
+    /// Duplicates of one vector each have their entry, so deleting one copy leaves the
+    /// others found.
     exact_ids: hashbrown::HashTable<u32>,
     pool: Mutex<Vec<Visited>>,
 }
@@ -214,13 +220,7 @@ fn vector_hash(v: &[f32]) -> u64 {
 
 /// See [`HnswIndex::note_exact`].
 fn note_exact_in(table: &mut hashbrown::HashTable<u32>, store: &ExactIndex, id: u32, v: &[f32]) {
-    let hash = vector_hash(v);
-    match table.find_mut(hash, |&o| store.raw(o) == v) {
-        Some(slot) => *slot = id,
-        None => {
-            table.insert_unique(hash, id, |&o| vector_hash(store.raw(o)));
-        }
-    }
+    table.insert_unique(vector_hash(v), id, |&o| vector_hash(store.raw(o)));
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -364,6 +364,7 @@ impl HnswIndex {
         let mut h = Self::with_store(store, params);
         let ids: Vec<u32> = h.store.live_ids().collect();
         h.ensure_slots(h.store.slot_count());
+        h.rebuild_exact_ids();
         h.link_batch(&ids, default_threads());
         h.repair_reachability();
         h
@@ -423,7 +424,7 @@ impl HnswIndex {
     }
 
     #[inline]
-    fn neighbors(&self, id: u32, layer: usize) -> &[u32] {
+    pub(crate) fn neighbors(&self, id: u32, layer: usize) -> &[u32] {
         if layer == 0 {
             let base = id as usize * (self.params.m0 + 1);
             let c = self.links0[base] as usize;
@@ -464,11 +465,11 @@ impl HnswIndex {
         ((-u.ln() * ml) as usize).min(MAX_LEVEL)
     }
 
-    fn visited(&self) -> Visited {
+    pub(crate) fn visited(&self) -> Visited {
         self.pool.lock().pop().unwrap_or_default()
     }
 
-    fn recycle(&self, v: Visited) {
+    pub(crate) fn recycle(&self, v: Visited) {
         let mut pool = self.pool.lock();
         if pool.len() < 64 {
             pool.push(v);
@@ -703,11 +704,20 @@ impl HnswIndex {
     /// Tombstones `id`: it keeps routing searches but is never returned. Returns `false`
     /// when `id` was not live.
     pub fn remove(&mut self, id: u32) -> bool {
+        if !self.store.is_live(id) {
+            return false;
+        }
+        // Out of the exact-match table first (its vector is still in the store, so its
+        // hash can be found): another live copy of the same vector keeps its own entry.
+        let hash = vector_hash(self.store.raw(id));
+        if let Ok(entry) = self.exact_ids.find_entry(hash, |&o| o == id) {
+            entry.remove();
+        }
         self.store.remove(id)
     }
 
     /// Greedy descent (ef = 1) from the entry point down to `target_layer + 1`.
-    fn descend(&self, q: &Query, target_layer: usize) -> Scored {
+    pub(crate) fn descend(&self, q: &Query, target_layer: usize) -> Scored {
         let mut cur = Scored {
             sim: self.store.sim(q, self.entry),
             id: self.entry,
@@ -967,16 +977,46 @@ impl HnswIndex {
         Ok(self.store.to_scores(found))
     }
 
-    /// The live node whose vector is bit-for-bit `v`, if the exact-match map has one.
-    fn exact_match(&self, v: &[f32]) -> Option<u32> {
-        let &id = self
-            .exact_ids
-            .find(vector_hash(v), |&o| self.store.raw(o) == v)?;
-        self.store.is_live(id).then_some(id)
+    /// The entry point of the walks, `None` for an empty graph.
+    pub(crate) fn entry_point(&self) -> Option<u32> {
+        (self.entry != NONE).then_some(self.entry)
     }
 
-    /// Makes `id` the node found for its vector (in the store already), replacing an
-    /// older node with the same vector.
+    /// Vectors inserted but not linked yet (searches scan them exactly).
+    pub(crate) fn pending_ids(&self) -> &[u32] {
+        &self.pending
+    }
+
+    /// Ids below this bound have adjacency slots (and fit a [`Visited`] reset to it).
+    pub(crate) fn slot_len(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// The `count` graph nodes nearest to `v` — tombstoned ones included, pending ones
+    /// not — found by a walk with candidate list `ef`, best first (raw similarities).
+    pub(crate) fn nearest_nodes(&self, v: &[f32], count: usize, ef: usize) -> Result<Vec<Scored>> {
+        let q = self.store.prepare(v)?;
+        if self.entry == NONE || count == 0 {
+            return Ok(Vec::new());
+        }
+        let ep = self.descend(&q, 0);
+        let mut visited = self.visited();
+        let mut found = self.search_layer(&q, &[ep], ef.max(count), 0, &mut visited, &|_| true);
+        self.recycle(visited);
+        found.truncate(count);
+        Ok(found)
+    }
+
+    /// The live node whose vector is bit-for-bit `v`, if the exact-match map has one.
+    pub(crate) fn exact_match(&self, v: &[f32]) -> Option<u32> {
+        self.exact_ids
+            .find(vector_hash(v), |&o| {
+                self.store.is_live(o) && self.store.raw(o) == v
+            })
+            .copied()
+    }
+
+    /// Adds `id` (its vector in the store already) to the exact-match table.
     fn note_exact(&mut self, id: u32, v: &[f32]) {
         note_exact_in(&mut self.exact_ids, &self.store, id, v);
     }
@@ -1909,5 +1949,35 @@ pub(crate) mod tests {
             h.insert(1299, &data[0]).is_err(),
             "a deleted pending id is not reused"
         );
+    }
+
+    /// A graph built from an existing arena (a collection crossing the exact
+    /// threshold) finds every one of those vectors by an equal query. Failed before:
+    /// the build left the exact-match table empty until a compaction or a reload.
+    #[test]
+    fn a_graph_built_from_an_arena_finds_every_vector_exactly() {
+        let mut store = ExactIndex::new(4, DistanceMetric::Euclidean).unwrap();
+        for i in 0..50u32 {
+            store.insert(i, &[i as f32, 1.0, 2.0, 3.0]).unwrap();
+        }
+        let h = HnswIndex::build(store, HnswParams::default()).unwrap();
+        for i in 0..50u32 {
+            assert_eq!(h.exact_match(&[i as f32, 1.0, 2.0, 3.0]), Some(i));
+        }
+    }
+
+    /// Deleting the newest of two identical vectors leaves the older one found by an
+    /// equal query (failed before: the table held one id per vector, the deleted one).
+    #[test]
+    fn deleting_one_copy_of_a_duplicate_vector_keeps_the_other_found() {
+        let mut h = HnswIndex::new(4, DistanceMetric::Euclidean, HnswParams::default()).unwrap();
+        let x = [1.0f32, 2.0, 3.0, 4.0];
+        h.insert(0, &x).unwrap();
+        h.insert(1, &x).unwrap();
+        assert!(h.remove(1));
+        assert_eq!(h.exact_match(&x), Some(0));
+        assert!(h.remove(0));
+        assert_eq!(h.exact_match(&x), None);
+        assert!(!h.remove(0), "removing twice");
     }
 }

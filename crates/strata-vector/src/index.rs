@@ -202,6 +202,9 @@ pub struct CollectionIndex {
     columns: MetadataColumns,
     /// Tombstoned ids not reclaimed yet.
     deleted: usize,
+    /// Bumped whenever ids are renumbered or the engine changes (see
+    /// [`Self::generation`]).
+    generation: u64,
 }
 
 impl std::fmt::Debug for CollectionIndex {
@@ -231,6 +234,7 @@ impl CollectionIndex {
             metadata: Vec::new(),
             columns: MetadataColumns::new(),
             deleted: 0,
+            generation: 0,
         })
     }
 
@@ -262,6 +266,24 @@ impl CollectionIndex {
     /// `true` when the collection holds `key`.
     pub fn contains(&self, key: &str) -> bool {
         self.keys.contains_key(key)
+    }
+
+    /// The internal id of `key`'s live vector.
+    pub(crate) fn id_of(&self, key: &str) -> Option<u32> {
+        self.keys.get(key).copied()
+    }
+
+    /// The key of the live vector with internal id `id`.
+    pub(crate) fn key_of(&self, id: u32) -> Option<&str> {
+        self.id_keys.get(id as usize).and_then(|k| k.as_deref())
+    }
+
+    /// Changes whenever internal ids stop meaning what they meant (compaction renumbers
+    /// them, the graph replaces the exact arena): whatever refers to this index by id
+    /// (a fork's links into its parent's graph) is valid only for the generation it was
+    /// made at.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The HNSW graph, once the collection has outgrown the exact threshold.
@@ -505,6 +527,7 @@ impl CollectionIndex {
                     store,
                     self.config.hnsw,
                 )));
+                self.generation += 1;
             }
             return;
         }
@@ -543,6 +566,7 @@ impl CollectionIndex {
         self.metadata = metadata;
         self.columns = MetadataColumns::build(&self.metadata);
         self.deleted = 0;
+        self.generation += 1;
     }
 
     /// Live nodes unreachable from the HNSW entry point (`0` without a graph).
@@ -932,7 +956,7 @@ impl CollectionIndex {
         engine
             + keys
             + self.id_keys.capacity() * 16
-            + self.metadata.capacity() * 32
+            + self.metadata.capacity() * std::mem::size_of::<MetadataSlot>()
             + self.columns.memory_bytes()
     }
 }

@@ -12,6 +12,7 @@
 // issues prefetch hints; each `unsafe` block there carries its safety argument.
 #![deny(unsafe_code)]
 
+mod bridge;
 pub mod distance;
 pub mod exact;
 pub mod filter;
@@ -61,6 +62,13 @@ pub mod internal {
     /// index (it does not exist).
     pub fn index_source(vectors: &Vectors, run: &RunId, name: &str) -> Option<IndexSource> {
         vectors.index_source(run, name)
+    }
+
+    /// Whether a forked collection's searches walk its own graph and its parent's as one
+    /// (they are bridged); `false` for any other collection, and for forked collections
+    /// that search with two walks (small, filtered, forks of forks, bridge not made yet).
+    pub fn is_bridged(vectors: &Vectors, run: &RunId, name: &str) -> bool {
+        vectors.is_bridged(run, name)
     }
 
     /// Number of collection indexes loaded so far (they load on first use).

@@ -33,6 +33,7 @@ use strata_primitives::engine::{committed_version, Engine};
 use strata_primitives::runs;
 use strata_storage::{encode_key, Entry, Primitive};
 
+use crate::bridge::{Bridge, Side};
 use crate::distance::{validate_vector, DistanceMetric};
 use crate::filter::SearchFilter;
 use crate::index::{CollectionConfig, CollectionIndex};
@@ -115,6 +116,9 @@ struct IndexEntry {
     /// For a forked collection: whether the parent held each key of `applied` at the
     /// fork version (for the count).
     base_had: HashMap<String, bool>,
+    /// For a forked collection whose own vectors and parent both have a graph: the links
+    /// that let one walk search both (see [`crate::bridge`]).
+    bridge: Option<Bridge>,
 }
 
 /// Collections of at most this many vectors get no index file (see
@@ -156,6 +160,7 @@ impl IndexEntry {
             changelog_len: 0,
             base: None,
             base_had: HashMap::new(),
+            bridge: None,
         }
     }
 
@@ -231,6 +236,115 @@ impl IndexEntry {
         }
         Ok(Ok(n.max(0) as u64))
     }
+}
+
+/// Whether a forked collection could search with one walk (see [`crate::bridge`]) but
+/// has no valid bridge: its own vectors and its parent's have a graph, and its parent is
+/// not itself a fork (a fork of a fork walks its own graph, then its parent's view).
+fn needs_bridge(e: &IndexEntry) -> bool {
+    let Some(b) = &e.base else {
+        return false;
+    };
+    let be = b.entry.read();
+    let (Some(bh), Some(oh)) = (be.index.hnsw(), e.index.hnsw()) else {
+        return false;
+    };
+    be.base.is_none()
+        && crate::bridge::fits(bh, oh)
+        && !e
+            .bridge
+            .as_ref()
+            .is_some_and(|br| br.valid_for(be.index.generation(), e.index.generation()))
+}
+
+/// Brings a forked collection's bridge up to date after the fork wrote `keys` (hides the
+/// parent's nodes of those keys, links the new own nodes), or makes it anew when it is
+/// missing or no longer valid (the linking costs one walk of the parent's graph per own
+/// vector, on all cores). Drops it when the collection cannot use one.
+fn refresh_bridge(e: &mut IndexEntry, keys: &[String]) -> Result<()> {
+    let Some(b) = &e.base else {
+        return Ok(());
+    };
+    let be = b.entry.read();
+    let graphs = match (be.index.hnsw(), e.index.hnsw()) {
+        (Some(bh), Some(oh)) if be.base.is_none() && crate::bridge::fits(bh, oh) => Some((bh, oh)),
+        _ => None,
+    };
+    let Some((bh, oh)) = graphs else {
+        e.bridge = None;
+        return Ok(());
+    };
+    let (bg, og) = (be.index.generation(), e.index.generation());
+    match &mut e.bridge {
+        Some(br) if br.valid_for(bg, og) => {
+            let mut new = Vec::new();
+            for k in keys {
+                if let Some(id) = be.index.id_of(k) {
+                    br.hide(id);
+                }
+                if let Some(o) = e.index.id_of(k) {
+                    if !br.is_linked(o) {
+                        new.push(o);
+                    }
+                }
+            }
+            new.sort_unstable();
+            new.dedup();
+            br.link(bh, oh, &new)?;
+        }
+        _ => {
+            let hide: Vec<u32> = e.applied.keys().filter_map(|k| be.index.id_of(k)).collect();
+            e.bridge = Some(Bridge::build(bh, bg, oh, og, hide)?);
+        }
+    }
+    Ok(())
+}
+
+/// The best `want` hits of a forked collection by one walk over its own graph and its
+/// parent's, joined by its bridge; `None` when it has no valid bridge, or when the walk
+/// found fewer than `want` (the two walks, which widen their search, answer then).
+/// `changed`: the keys the parent changed after the fork, hidden here (the caller scores
+/// them from the records).
+fn bridged_hits(
+    e: &IndexEntry,
+    be: &IndexEntry,
+    changed: &std::collections::HashSet<String>,
+    query: &[f32],
+    want: usize,
+    ef: Option<usize>,
+) -> Result<Option<Vec<(String, f32)>>> {
+    let (Some(br), Some(bh), Some(oh)) = (&e.bridge, be.index.hnsw(), e.index.hnsw()) else {
+        return Ok(None);
+    };
+    if be.base.is_some() || !br.valid_for(be.index.generation(), e.index.generation()) {
+        return Ok(None);
+    }
+    // More than both sides hold cannot be found: not worth a walk of everything.
+    if want > be.index.len() + e.index.len() {
+        return Ok(None);
+    }
+    let changed_ids: std::collections::HashSet<u32> =
+        changed.iter().filter_map(|k| be.index.id_of(k)).collect();
+    let ef = ef.unwrap_or(e.index.config().hnsw.ef_search).max(want);
+    let hits = crate::bridge::search(bh, oh, br, query, want, ef, &|id| {
+        !changed_ids.is_empty() && changed_ids.contains(&id)
+    })?;
+    let mut out = Vec::with_capacity(hits.len());
+    for (side, id, score) in hits {
+        // By key as well as by id: the ids the bridge hides were looked up when the fork
+        // wrote, and a parent change applied to its index late may have moved one.
+        let key = match side {
+            Side::Own => e.index.key_of(id),
+            Side::Base => be
+                .index
+                .key_of(id)
+                .filter(|k| !e.applied.contains_key(*k) && !changed.contains(*k)),
+        };
+        if let Some(k) = key {
+            out.push((k.to_owned(), score));
+        }
+    }
+    Ok((out.len() >= want).then_some(out))
 }
 
 /// How a collection's in-memory index was obtained (see [`crate::internal::index_source`]).
@@ -598,8 +712,11 @@ impl Vectors {
         if b.tracked_since > at || b.created_version != created_version {
             return Ok(None);
         }
+        // The fork searches with its parent's effort until told otherwise.
+        let mut config = CollectionConfig::new(def.dimension, def.metric);
+        config.hnsw.ef_search = b.index.config().hnsw.ef_search;
         let mut entry = IndexEntry::new(
-            CollectionIndex::new(CollectionConfig::new(def.dimension, def.metric))?,
+            CollectionIndex::new(config)?,
             created_version,
             IndexSource::Forked { own: 0 },
         );
@@ -637,6 +754,7 @@ impl Vectors {
             parent,
             at,
         });
+        refresh_bridge(&mut entry, &[])?;
         Ok(Some(entry))
     }
 
@@ -941,6 +1059,14 @@ impl Vectors {
         self.entry(run, name).map(|e| e.read().source)
     }
 
+    /// See [`crate::internal::is_bridged`].
+    pub(crate) fn is_bridged(&self, run: &RunId, name: &str) -> bool {
+        self.entry(run, name).is_some_and(|e| {
+            let e = e.read();
+            e.bridge.is_some() && !needs_bridge(&e)
+        })
+    }
+
     pub(crate) fn loaded_indexes(&self) -> usize {
         self.indexes.read().len()
     }
@@ -967,6 +1093,8 @@ impl Vectors {
         type Batch = Vec<(Arc<str>, Vec<f32>, Option<Value>)>;
         let mut batch: Batch = Vec::new();
         let mut batch_entry: Option<Arc<RwLock<IndexEntry>>> = None;
+        // Forked collections written, with their keys: their bridges follow at the end.
+        let mut forks: Vec<(Arc<RwLock<IndexEntry>>, Vec<String>)> = Vec::new();
         let flush = |entry: &mut Option<Arc<RwLock<IndexEntry>>>, batch: &mut Batch| {
             if let Some(entry) = entry.take() {
                 let items = std::mem::take(batch);
@@ -1025,6 +1153,12 @@ impl Vectors {
                 e.changes += 1;
                 e.note_change(key, version);
                 let fork_of = e.base.as_ref().map(|b| (b.parent, b.at));
+                if fork_of.is_some() {
+                    match forks.iter_mut().find(|(f, _)| Arc::ptr_eq(f, &entry)) {
+                        Some((_, keys)) => keys.push(key.clone()),
+                        None => forks.push((entry.clone(), vec![key.clone()])),
+                    }
+                }
                 if let Some((parent, at)) = fork_of {
                     if !e.base_had.contains_key(key) {
                         let had = self
@@ -1051,6 +1185,14 @@ impl Vectors {
             }
         }
         flush(&mut batch_entry, &mut batch);
+        for (entry, keys) in forks {
+            let mut e = entry.write();
+            if let Err(err) = refresh_bridge(&mut e, &keys) {
+                // Searches use the two walks meanwhile: slower, not wrong.
+                e.bridge = None;
+                tracing::error!(error = %err, "forked collection's bridge not updated");
+            }
+        }
     }
 
     /// Creates a collection of `dimension`-d vectors compared with `metric`; returns the
@@ -1424,6 +1566,18 @@ impl Vectors {
             let Some(entry) = self.entry(run, collection) else {
                 return Ok(Vec::new());
             };
+            // A bridge lost to a compaction (the parent's, which its forks do not hear
+            // of) is made again before the search.
+            let stale = needs_bridge(&entry.read());
+            if stale {
+                let mut e = entry.write();
+                if needs_bridge(&e) {
+                    if let Err(err) = refresh_bridge(&mut e, &[]) {
+                        e.bridge = None;
+                        tracing::error!(error = %err, "forked collection's bridge not made");
+                    }
+                }
+            }
             let hits = {
                 let e = entry.read();
                 let mut hits = if e.base.is_none() {
@@ -1507,6 +1661,15 @@ fn collect_hits(
     for k in &changed {
         if !e.applied.contains_key(k.as_str()) {
             exact.insert(k.clone());
+        }
+    }
+    // One walk over the fork's graph and its parent's, when they are bridged.
+    if filter.is_none() {
+        if let Some(hits) = bridged_hits(e, &be, &changed, query, want, ef)? {
+            for (key, score) in hits {
+                found.entry(key).or_insert(score);
+            }
+            return Ok(Ok(()));
         }
     }
     // The parent's hits first. Ask for more than `want`: hits this fork hides do not

@@ -38,8 +38,9 @@ Operations and their cost:
 
 - ``copy_thread(src, dst)`` into a thread that does not exist yet forks ``src``'s run
   (``db.runs.fork``) and points ``dst`` at the fork: constant time, no data copied. The
-  two threads then diverge. Into a thread that already has checkpoints it merges
-  ``src``'s keys into ``dst``'s run instead (O(size of ``src``)).
+  two threads then diverge. A read goes through one level per fork, so past 16 copies
+  of copies the keys are copied into a fresh run instead. Into a thread that already
+  has checkpoints it merges ``src``'s keys into ``dst``'s run (O(size of ``src``)).
 - ``delete_thread`` hard-purges the thread's run (``db.runs.purge``) and then removes its
   catalog entry; copies made earlier keep what they saw. A crash between the two leaves
   a catalog entry naming a run that no longer exists, which reads as "no such thread"
@@ -49,8 +50,13 @@ Operations and their cost:
 - Creating a thread (its first ``put``) creates its run and the catalog entry; two
   savers creating the same thread at once agree on one run (the catalog entry is set in
   a transaction that only sets it if it is still absent) and the loser's empty run is
-  purged. A crash right after a run is created but before its catalog entry commits
-  leaves an empty, unnamed run behind; it holds no thread data.
+  purged. A crash right after a run is created (or forked, in ``copy_thread``) but
+  before its catalog entry commits leaves an unnamed run behind: empty, or for a fork a
+  copy of the source thread that ``delete_thread`` of the source cannot reach.
+  :meth:`StrataSaver.sweep_orphans` purges such runs (each thread run's metadata names
+  its thread, the catalog run and its fork depth).
+- The catalog run only maps thread ids to runs: forking, archiving or purging it does
+  not fork, archive or purge the threads' runs. Delete threads with ``delete_thread``.
 
 Each saver caches thread → run lookups. A cached run that another saver purged raises
 ``RunError`` on use; the saver then looks the thread up again, so the cache never serves
@@ -97,6 +103,9 @@ _R = "r/"
 # The first layout's families, all in the catalog run (see ``_migrate_v1``).
 _V1 = ("lg:c/", "lg:h/", "lg:w/", "lg:r/", "lg:tr/")
 _MIGRATE_CHUNK = 256
+# A copy of a copy of … reads through every level of forks: past this depth
+# ``copy_thread`` copies the keys into a fresh run instead of forking.
+_MAX_FORK_DEPTH = 16
 
 T = TypeVar("T")
 
@@ -171,7 +180,7 @@ class StrataSaver(BaseCheckpointSaver[str]):
         if not create:
             return None
         stale = got.value if got is not None else None
-        fresh = self.db.runs.create({"langgraph_thread": t})
+        fresh = self.db.runs.create(self._run_metadata(t, 0))
         winner = self._install(t, fresh, stale)
         if winner != fresh:
             self._purge_quietly(fresh)
@@ -193,6 +202,11 @@ class StrataSaver(BaseCheckpointSaver[str]):
         winner = self.db.transaction(txn)
         self._runs[t] = winner
         return winner
+
+    def _run_metadata(self, t: str, depth: int) -> dict:
+        """What a thread's run records about itself: its thread, the catalog that names
+        it (what :meth:`sweep_orphans` goes by) and how many forks deep it is."""
+        return {"langgraph_thread": t, "langgraph_catalog": self._catalog, "fork_depth": depth}
 
     def _purge_quietly(self, run: str) -> None:
         try:
@@ -334,19 +348,23 @@ class StrataSaver(BaseCheckpointSaver[str]):
             t = ns = want_cid = None
         prefix = _C if ns is None else f"{_C}{enc(ns)}/"
         before_cid = get_checkpoint_id(before) if before else None
+        if limit is not None and limit <= 0:
+            return
+        found: list = []  # (thread, run, checkpoint keys)
         if t is None:
-            threads = self._threads()
+            for tt, run in self._threads():
+                try:
+                    found.append((tt, run, self.kv.keys(run, prefix)))
+                except stratadb.RunError:
+                    self._runs.pop(tt, None)  # deleted meanwhile
         else:
-            run = self._run_of(str(t))
-            threads = [] if run is None else [(str(t), run)]
+            tt = str(t)
+            got = self._with_run(tt, lambda run: (run, self.kv.keys(run, prefix)))
+            if got is not None:
+                found.append((tt, got[0], got[1]))
         n = len(_C)
         selected = []
-        for tt, run in threads:
-            try:
-                keys = self.kv.keys(run, prefix)
-            except stratadb.RunError:
-                self._runs.pop(tt, None)
-                continue  # deleted meanwhile
+        for tt, run, keys in found:
             for k in keys:
                 ens, cid = k[n:].split("/")
                 if want_cid and cid != want_cid:
@@ -515,9 +533,11 @@ class StrataSaver(BaseCheckpointSaver[str]):
         """Copies every checkpoint and pending write of a thread to another thread.
 
         Into a thread without checkpoints this forks the source's run: constant time,
-        whatever the source holds; the two threads diverge from then on. Into a thread
-        that has checkpoints the source's keys are merged into it (O(size of the
-        source)), and each namespace's newest checkpoint stays the newest of both."""
+        whatever the source holds; the two threads diverge from then on. (A copy more
+        than 16 copies deep is copied key by key into a fresh run instead, so that reads
+        never go through a long chain of forks.) Into a thread that has checkpoints the
+        source's keys are merged into it (O(size of the source)), and each namespace's
+        newest checkpoint stays the newest of both."""
         src, dst = str(source_thread_id), str(target_thread_id)
         if src == dst:
             return
@@ -525,37 +545,69 @@ class StrataSaver(BaseCheckpointSaver[str]):
             src_run = self._run_of(src)
             if src_run is None:
                 return
-            dst_run = self._run_of(dst)
-            if dst_run is None:
-                try:
-                    fork = self.db.runs.fork(src_run)
-                except stratadb.RunError:
-                    self._runs.pop(src, None)
-                    continue  # the source was deleted meanwhile: look again
-                got = self.kv.get_in(self._catalog, f"{_T}{enc(dst)}")
-                winner = self._install(dst, fork, got.value if got is not None else None)
-                if winner == fork:
-                    return
-                self._purge_quietly(fork)  # another saver created dst meanwhile
-                dst_run = winner
-            self._merge(src_run, dst_run)
-            return
+            try:
+                dst_run = self._run_of(dst)
+                if dst_run is None:
+                    dst_run = self._copy_into_new_run(src_run, dst)
+                    if dst_run is None:
+                        return  # installed
+                self._merge(src_run, dst_run)
+                return
+            except stratadb.RunError:
+                # A cached run was purged by another saver: look both threads up again.
+                self._runs.pop(src, None)
+                self._runs.pop(dst, None)
+        raise stratadb.RunError(f"copy_thread({src!r}, {dst!r}): the threads keep changing")
+
+    def _copy_into_new_run(self, src_run: str, dst: str) -> Optional[str]:
+        """Gives thread ``dst`` (which had no run) a fork of ``src_run``, or a fresh copy
+        past :data:`_MAX_FORK_DEPTH`. Returns ``None`` once installed, or the run another
+        saver gave ``dst`` meanwhile (the caller merges into it)."""
+        info = self.db.runs.get(src_run)
+        if info is None:
+            raise stratadb.RunError(f"run {src_run} does not exist")
+        depth = int((info.value.get("metadata") or {}).get("fork_depth", 0)) + 1
+        if depth > _MAX_FORK_DEPTH:
+            run = self.db.runs.create(self._run_metadata(dst, 0))
+            self._merge(src_run, run)
+        else:
+            run = self.db.runs.fork(src_run)
+            # A fork starts with its parent's metadata: name the copy's own thread.
+            self.db.runs.update_metadata(run, self._run_metadata(dst, depth))
+        # Replace the catalog entry only if it names a run that no longer exists: a
+        # thread another saver created meanwhile keeps its run.
+        got = self.kv.get_in(self._catalog, f"{_T}{enc(dst)}")
+        stale = got.value if got is not None and not self.db.runs.exists(got.value) else None
+        winner = self._install(dst, run, stale)
+        if winner == run:
+            return None
+        self._purge_quietly(run)
+        return winner
 
     def _merge(self, src_run: str, dst_run: str) -> None:
+        """Writes every key of ``src_run`` into ``dst_run`` in one transaction, each
+        namespace's head becoming the newer of both, so a crash leaves the merge whole or
+        not begun (a thread over the largest commit, 256 MiB, is merged in parts)."""
         entries = []
-        namespaces = set()
+        heads = {}
         for k, v in self.kv.scan(src_run, ""):
             if k.startswith(_H):
-                namespaces.add(k[len(_H) :])
-                continue  # heads are recomputed below
-            entries.append((k, v))
-            if len(entries) >= _MIGRATE_CHUNK:
-                self.kv.mset(dst_run, entries)
-                entries = []
-        if entries:
+                heads[k] = v
+            else:
+                entries.append((k, v))
+        if heads:
+            existing = self.kv.mget(dst_run, list(heads))
+            for (k, v), cur in zip(heads.items(), existing):
+                entries.append((k, v if cur is None or cur.value < v else cur.value))
+        if not entries:
+            return
+        try:
             self.kv.mset(dst_run, entries)
-        for ens in namespaces:
-            self._refresh_head(dst_run, ens)
+        except stratadb.ConstraintViolationError:
+            # Over the largest commit (256 MiB): in parts, the heads last, so that a
+            # crash never leaves a head naming a checkpoint not copied yet.
+            for i in range(0, len(entries), _MIGRATE_CHUNK):
+                self.kv.mset(dst_run, entries[i : i + _MIGRATE_CHUNK])
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``"keep_latest"`` keeps the newest checkpoint of every namespace (with its
@@ -581,6 +633,35 @@ class StrataSaver(BaseCheckpointSaver[str]):
 
         for t in thread_ids:
             self._with_run(str(t), op)
+
+    def sweep_orphans(self, min_age_seconds: float = 60.0) -> int:
+        """Purges thread runs of this saver's catalog that the catalog does not name and
+        that are older than ``min_age_seconds``; returns how many.
+
+        Such runs are left by a crash between creating a thread's run (its first
+        ``put``, or the fork of ``copy_thread``) and naming it in the catalog: the first
+        is empty, but a fork holds a copy of the source thread, which ``delete_thread``
+        of the source then cannot reach. Call it at start-up; the age bound keeps it
+        away from runs other savers are creating right now.
+        """
+        import time
+
+        named = {run for _, run in self._threads()}
+        cutoff = int((time.time() - min_age_seconds) * 1_000_000)
+        swept = 0
+        for r in self.db.runs.list():
+            info = r.value
+            md = info.get("metadata") or {}
+            if (
+                isinstance(md, dict)
+                and "langgraph_thread" in md
+                and md.get("langgraph_catalog") == self._catalog
+                and info["run_id"] not in named
+                and info["created_at"] <= cutoff
+            ):
+                self._purge_quietly(info["run_id"])
+                swept += 1
+        return swept
 
     # ----- the first layout ------------------------------------------------------------
 
