@@ -849,11 +849,23 @@ impl Storage {
         snapshot: u64,
         limit: Option<usize>,
     ) -> Result<Vec<(Box<[u8]>, Entry)>> {
+        self.scan_in_mode(start, end, snapshot, limit, ScanMode::default())
+    }
+
+    /// The scans below: a fork's levels made ready for the range, then a logical scan.
+    fn scan_in_mode(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        snapshot: u64,
+        limit: Option<usize>,
+        mode: ScanMode,
+    ) -> Result<Vec<(Box<[u8]>, Entry)>> {
         if let Bound::Included(k) | Bound::Excluded(k) = start {
             self.prepare_fork_levels(k)?;
         }
         let (t, l) = (&self.inner.tree, &self.inner.lineage);
-        crate::logical::scan(t, l, start, end, snapshot, limit, ScanMode::default())
+        crate::logical::scan(t, l, start, end, snapshot, limit, mode)
     }
 
     /// Like [`scan_range`](Self::scan_range) for a listing of keys: entries read from
@@ -867,15 +879,11 @@ impl Storage {
         snapshot: u64,
         limit: Option<usize>,
     ) -> Result<Vec<(Box<[u8]>, Entry)>> {
-        if let Bound::Included(k) | Bound::Excluded(k) = start {
-            self.prepare_fork_levels(k)?;
-        }
-        let (t, l) = (&self.inner.tree, &self.inner.lineage);
         let mode = ScanMode {
             keys_only: true,
             ..ScanMode::default()
         };
-        crate::logical::scan(t, l, start, end, snapshot, limit, mode)
+        self.scan_in_mode(start, end, snapshot, limit, mode)
     }
 
     /// Like [`scan_range`](Self::scan_range) in reverse key order.
@@ -886,15 +894,11 @@ impl Storage {
         snapshot: u64,
         limit: Option<usize>,
     ) -> Result<Vec<(Box<[u8]>, Entry)>> {
-        if let Bound::Included(k) | Bound::Excluded(k) = start {
-            self.prepare_fork_levels(k)?;
-        }
-        let (t, l) = (&self.inner.tree, &self.inner.lineage);
         let mode = ScanMode {
             reverse: true,
             ..ScanMode::default()
         };
-        crate::logical::scan(t, l, start, end, snapshot, limit, mode)
+        self.scan_in_mode(start, end, snapshot, limit, mode)
     }
 
     /// The entries of the keys in a range visible at `snapshot` that were written in
