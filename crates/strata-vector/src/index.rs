@@ -10,10 +10,15 @@
 //!
 //! - collections of at most `exact_threshold` vectors are scanned exactly;
 //! - unfiltered searches of larger collections use HNSW;
-//! - filtered searches estimate the filter's selectivity `s` from a sample of up to
-//!   [`SELECTIVITY_SAMPLE`] live vectors, then compare the cost of an exact scan of the
-//!   matches (`n` filter evaluations + `s·n` distances) with that of an HNSW walk that
-//!   must expand about `1/s` times more nodes than unfiltered, and take the cheaper;
+//! - filtered searches estimate the filter's selectivity `s` (from the inverted lists, or
+//!   a sample of up to [`SELECTIVITY_SAMPLE`] live vectors), then take the cheapest of
+//!   three: an exact scan of the matches (`n` filter evaluations + `s·n` distances); a
+//!   filtered HNSW walk, which must expand about `1/s` times more nodes than unfiltered;
+//!   and a *post-filtered* walk, which collects the `2k/s` nearest vectors without the
+//!   filter ([`post_filter_ef`]) and keeps the matching ones. The last is the cheap one
+//!   for loose filters (a few percent and up): it costs an unfiltered search with a larger
+//!   candidate list. When the filter is correlated with where the query lies and fewer
+//!   than `k` of those candidates match, it falls back to the cheaper of the other two;
 //! - whenever HNSW returns fewer than `k` results (a filter matching few vectors reachable
 //!   from the entry point), the search falls back to an exact scan, so **a filtered search
 //!   returns `k` results whenever `k` matching vectors exist**.
@@ -166,6 +171,56 @@ impl CollectionConfig {
     }
 }
 
+/// The planner's cost estimates for one filtered search, in units of one distance
+/// computation (a random access to a vector from memory; an exact scan of scattered
+/// matches costs about the same per vector, measured in `docs/vectors.md`).
+#[derive(Debug, Clone, Copy)]
+struct FilteredCosts {
+    exact: f64,
+    walk: f64,
+    /// `None` when the capped candidate list would hold too few matches on average.
+    post_filter: Option<f64>,
+}
+
+impl FilteredCosts {
+    fn estimate(n: usize, s: f64, k: usize, ef_search: usize, m0: usize, filter_cost: f64) -> Self {
+        let n = n as f64;
+        let s = s.clamp(1e-9, 1.0);
+        // A walk computes about `m0 / 2` distances per node it expands (half the
+        // neighbours were seen already), and expands about `ef` nodes.
+        let per_node = m0 as f64 * 0.5;
+        // The filtered walk doubles `ef` and must reach 1/s times more nodes to hold that
+        // many matches; it evaluates the filter on each.
+        let walk = (2 * ef_search) as f64 * per_node / s * (1.0 + filter_cost);
+        let exact = n * filter_cost + s * n;
+        let ef_post = post_filter_ef(ef_search, k, s);
+        // Expected matches among the candidates must reach 1.5·k, or too many searches
+        // would fall back.
+        let post_filter =
+            (s * ef_post as f64 >= 1.5 * k as f64).then_some(ef_post as f64 * per_node);
+        FilteredCosts {
+            exact,
+            walk,
+            post_filter,
+        }
+    }
+
+    /// The cheapest strategy (`PostFilter` only if `allow_post_filter`); ties go to the
+    /// exact scan, which is exact.
+    fn cheapest(&self, allow_post_filter: bool) -> SearchStrategy {
+        let mut best = (SearchStrategy::Exact, self.exact);
+        if self.walk < best.1 {
+            best = (SearchStrategy::Hnsw, self.walk);
+        }
+        if let (true, Some(p)) = (allow_post_filter, self.post_filter) {
+            if p < best.1 {
+                best = (SearchStrategy::PostFilter, p);
+            }
+        }
+        best.0
+    }
+}
+
 /// How a search is carried out. See the [module documentation](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchStrategy {
@@ -173,6 +228,35 @@ pub enum SearchStrategy {
     Exact,
     /// Walk the HNSW graph (applying the filter, if any, during the traversal).
     Hnsw,
+    /// Walk the HNSW graph *without* the filter for an oversampled candidate list of
+    /// [`post_filter_ef`] nodes and keep the matching ones; falls back to the cheaper of
+    /// the other two when fewer than `k` of them match. For loose filters (a few percent
+    /// and up) that are not correlated with where the query lies. Unfiltered searches
+    /// treat it as [`SearchStrategy::Hnsw`].
+    PostFilter,
+}
+
+/// How many more candidates than needed a [`SearchStrategy::PostFilter`] search collects:
+/// `POST_FILTER_OVERSAMPLE · k / s` for selectivity `s`, so that on average twice `k`
+/// matching vectors are among them (fewer than `k` for an uncorrelated filter in about
+/// 0.5 % of searches at `k = 10`, which then fall back).
+pub const POST_FILTER_OVERSAMPLE: f64 = 2.0;
+
+/// Largest candidate list a post-filtered search collects; below the selectivity where it
+/// would need more, the filtered walk or the exact scan of the matches is cheaper anyway.
+pub const POST_FILTER_MAX_EF: usize = 1024;
+
+/// The candidate list size of a post-filtered search for `k` results, a filter of
+/// selectivity `s` and the collection's `ef_search` (never below it), capped at
+/// [`POST_FILTER_MAX_EF`] (or `ef_search`, if larger).
+pub fn post_filter_ef(ef_search: usize, k: usize, s: f64) -> usize {
+    let want = (POST_FILTER_OVERSAMPLE * k as f64 / s.max(1e-9)).ceil();
+    let want = if want.is_finite() && want < POST_FILTER_MAX_EF as f64 {
+        want as usize
+    } else {
+        POST_FILTER_MAX_EF
+    };
+    want.max(ef_search).max(k)
 }
 
 enum Engine {
@@ -625,21 +709,17 @@ impl CollectionIndex {
             return SearchStrategy::Hnsw;
         };
         let s = self.estimate_selectivity(filter);
-        let n = n as f64;
-        let ef = h
-            .params()
-            .ef_search
-            .max(k.min(self.len()))
-            .saturating_mul(2) as f64;
-        // Distances an unfiltered walk computes, grown by 1/s to collect `ef` matches.
-        let walk = ef * h.params().m0 as f64 * 0.5 / s.max(1e-9);
-        let hnsw_cost = walk * (1.0 + self.config.filter_cost);
-        let exact_cost = n * self.config.filter_cost + s * n;
-        if exact_cost <= hnsw_cost {
-            SearchStrategy::Exact
-        } else {
-            SearchStrategy::Hnsw
-        }
+        let k = k.min(self.len());
+        let ef_search = h.params().ef_search.max(k);
+        let costs = FilteredCosts::estimate(
+            self.len(),
+            s,
+            k,
+            ef_search,
+            h.params().m0,
+            self.config.filter_cost,
+        );
+        costs.cheapest(true)
     }
 
     /// The `k` vectors most similar to `query` among those matching `filter`, as
@@ -711,7 +791,31 @@ impl CollectionIndex {
         let pred_dyn: &dyn Fn(u32) -> bool = &pred;
         let f = filter.map(|_| pred_dyn);
         let mut hits = match (&self.engine, strategy) {
-            (Engine::Hnsw(h), SearchStrategy::Hnsw) => {
+            (Engine::Hnsw(h), SearchStrategy::PostFilter) if filter.is_some() => {
+                let ef_search = ef.unwrap_or(h.params().ef_search).max(k);
+                let filter = filter.expect("checked above");
+                let s = self.estimate_selectivity(filter);
+                let ef_post = post_filter_ef(ef_search, k, s);
+                let mut found = h.search_with_ef(query, ef_post, ef_post, None)?;
+                found.retain(|&(id, _)| pred(id));
+                if found.len() >= k {
+                    found.truncate(k);
+                    found
+                } else {
+                    // Too few matches near the query (a filter correlated with where the
+                    // query lies): the cheaper of the two strategies that always answer.
+                    let costs = FilteredCosts::estimate(
+                        self.len(),
+                        s,
+                        k,
+                        ef_search,
+                        h.params().m0,
+                        self.config.filter_cost,
+                    );
+                    return self.search_inner(query, k, Some(filter), costs.cheapest(false), ef);
+                }
+            }
+            (Engine::Hnsw(h), SearchStrategy::Hnsw | SearchStrategy::PostFilter) => {
                 let mut ef = ef.unwrap_or(h.params().ef_search).max(k);
                 if filter.is_some() {
                     ef = ef.saturating_mul(2);

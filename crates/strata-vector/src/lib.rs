@@ -26,7 +26,7 @@ pub use distance::DistanceMetric;
 pub use exact::ExactIndex;
 pub use filter::SearchFilter;
 pub use hnsw::{HnswIndex, HnswParams};
-pub use index::{CollectionConfig, CollectionIndex, SearchStrategy, VectorIndex};
+pub use index::{post_filter_ef, CollectionConfig, CollectionIndex, SearchStrategy, VectorIndex};
 pub use vectors::{
     CollectionInfo, IndexSource, PendingIndexOp, VectorData, VectorMatch, Vectors,
     MAX_UNPERSISTED_VECTORS,

@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 use proptest::prelude::*;
 use strata_core::{json, Error, Value};
 use strata_vector::{
-    CollectionConfig, CollectionIndex, DistanceMetric, ExactIndex, SearchFilter, SearchStrategy,
+    post_filter_ef, CollectionConfig, CollectionIndex, DistanceMetric, ExactIndex, SearchFilter,
+    SearchStrategy,
 };
 
 fn splitmix64(state: &mut u64) -> u64 {
@@ -43,7 +44,16 @@ fn collection(data: &[Vec<f32>], metric: DistanceMetric) -> CollectionIndex {
     cfg.exact_threshold = 500;
     let mut c = CollectionIndex::new(cfg).unwrap();
     for (i, v) in data.iter().enumerate() {
-        let meta = json!({"bucket": (i % 100) as i64, "third": (i % 3) as i64, "i": i as i64});
+        // `clustered` puts vector i in cluster (7919·i) mod clusters, so `tenth` (i / 50,
+        // mod 10) is independent of where a vector lies for the 50 clusters of these
+        // tests, while `group` (the cluster, mod 10) is entirely determined by it.
+        let meta = json!({
+            "bucket": (i % 100) as i64,
+            "third": (i % 3) as i64,
+            "i": i as i64,
+            "tenth": ((i / 50) % 10) as i64,
+            "group": ((i * 7919) % 50 % 10) as i64,
+        });
         c.upsert(&key(i), v, Some(meta)).unwrap();
     }
     c
@@ -169,6 +179,76 @@ fn recall_deletes_and_filters_on_clustered_data() {
         .search(&queries[0], 10, Some(&SearchFilter::eq("bucket", 1000)))
         .unwrap()
         .is_empty());
+}
+
+#[test]
+fn post_filter_candidate_list_sizes() {
+    // 2k/s, never below ef_search or k, capped.
+    assert_eq!(post_filter_ef(64, 10, 0.1), 200);
+    assert_eq!(post_filter_ef(64, 10, 0.5), 64);
+    assert_eq!(post_filter_ef(64, 100, 0.5), 400);
+    assert_eq!(post_filter_ef(64, 10, 0.001), 1024);
+    assert_eq!(post_filter_ef(64, 10, 0.0), 1024);
+    assert_eq!(post_filter_ef(2000, 10, 0.1), 2000);
+    assert_eq!(post_filter_ef(64, 5000, 0.5), 5000);
+}
+
+#[test]
+fn loose_filters_are_post_filtered_and_correlated_ones_fall_back() {
+    let mut data = clustered(5100, 32, 50, 21);
+    let queries = data.split_off(5000);
+    let c = collection(&data, DistanceMetric::Cosine);
+    assert!(c.hnsw().is_some());
+
+    // 10% of the vectors, spread over every cluster: the post-filtered walk finds the
+    // exact filtered top 10. (At 5,000 vectors an exact scan of the 500 matches is
+    // cheaper still, and planned; the post-filter wins from about 27,000.)
+    let tenth = SearchFilter::eq("tenth", 3);
+    assert_ne!(c.plan(10, Some(&tenth)), SearchStrategy::Hnsw);
+    let r = recall_using(&c, &queries, 10, Some(&tenth), SearchStrategy::PostFilter);
+    assert!(r >= 0.99, "post-filtered recall {r}");
+    for q in queries.iter().take(20) {
+        let got = c
+            .search_using(q, 10, Some(&tenth), SearchStrategy::PostFilter)
+            .unwrap();
+        assert_eq!(got.len(), 10);
+        for (k, _) in got {
+            let i: usize = k[4..].parse().unwrap();
+            assert_eq!((i / 50) % 10, 3, "{k} does not match");
+        }
+    }
+    // A third of the vectors: post-filtered.
+    let third = SearchFilter::eq("third", 1);
+    assert_eq!(c.plan(10, Some(&third)), SearchStrategy::PostFilter);
+    assert!(recall(&c, &queries, 10, Some(&third)) >= 0.99);
+
+    // 10% again, but all of it in five clusters: for a query from another cluster the
+    // nearest candidates hold no match, and the search falls back and stays exact.
+    let group = SearchFilter::eq("group", 3);
+    let r = recall_using(&c, &queries, 10, Some(&group), SearchStrategy::PostFilter);
+    assert_eq!(r, 1.0, "correlated filter recall {r}");
+    // More than match: every match (recall_using checks the count against the truth).
+    let r = recall_using(
+        &c,
+        &queries[..3],
+        1000,
+        Some(&group),
+        SearchStrategy::PostFilter,
+    );
+    assert_eq!(r, 1.0);
+    assert_eq!(
+        c.search_using(&queries[0], 1000, Some(&group), SearchStrategy::PostFilter)
+            .unwrap()
+            .len(),
+        500
+    );
+    // Unfiltered, a forced post-filter is a plain graph search.
+    assert_eq!(
+        c.search_using(&queries[0], 10, None, SearchStrategy::PostFilter)
+            .unwrap(),
+        c.search_using(&queries[0], 10, None, SearchStrategy::Hnsw)
+            .unwrap()
+    );
 }
 
 #[test]
