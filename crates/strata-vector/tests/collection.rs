@@ -44,14 +44,15 @@ fn collection(data: &[Vec<f32>], metric: DistanceMetric) -> CollectionIndex {
     cfg.exact_threshold = 500;
     let mut c = CollectionIndex::new(cfg).unwrap();
     for (i, v) in data.iter().enumerate() {
-        // `clustered` puts vector i in cluster (7919·i) mod clusters, so `tenth` (i / 50,
-        // mod 10) is independent of where a vector lies for the 50 clusters of these
+        // `clustered` puts vector i in cluster (7919·i) mod clusters, so `tenth` and `half`
+        // (i / 50, mod 10 or 2) are independent of where a vector lies for the 50 clusters of these
         // tests, while `group` (the cluster, mod 10) is entirely determined by it.
         let meta = json!({
             "bucket": (i % 100) as i64,
             "third": (i % 3) as i64,
             "i": i as i64,
             "tenth": ((i / 50) % 10) as i64,
+            "half": ((i / 50) % 2) as i64,
             "group": ((i * 7919) % 50 % 10) as i64,
         });
         c.upsert(&key(i), v, Some(meta)).unwrap();
@@ -183,13 +184,14 @@ fn recall_deletes_and_filters_on_clustered_data() {
 
 #[test]
 fn post_filter_candidate_list_sizes() {
-    // 2k/s, never below ef_search or k, capped.
-    assert_eq!(post_filter_ef(64, 10, 0.1), 200);
-    assert_eq!(post_filter_ef(64, 10, 0.5), 64);
-    assert_eq!(post_filter_ef(64, 100, 0.5), 400);
-    assert_eq!(post_filter_ef(64, 10, 0.001), 1024);
-    assert_eq!(post_filter_ef(64, 10, 0.0), 1024);
-    assert_eq!(post_filter_ef(2000, 10, 0.1), 2000);
+    // max(ef_search, k) · (1 + 1/(2s)), never below max(ef_search, k), capped.
+    assert_eq!(post_filter_ef(64, 10, 0.1), 384);
+    assert_eq!(post_filter_ef(64, 10, 0.5), 128);
+    assert_eq!(post_filter_ef(64, 100, 0.5), 200);
+    assert_eq!(post_filter_ef(64, 10, 1.0), 96);
+    assert_eq!(post_filter_ef(64, 10, 0.001), 2048);
+    assert_eq!(post_filter_ef(64, 10, 0.0), 2048);
+    assert_eq!(post_filter_ef(3000, 10, 0.1), 3000);
     assert_eq!(post_filter_ef(64, 5000, 0.5), 5000);
 }
 
@@ -217,16 +219,22 @@ fn loose_filters_are_post_filtered_and_correlated_ones_fall_back() {
             assert_eq!((i / 50) % 10, 3, "{k} does not match");
         }
     }
-    // A third of the vectors: post-filtered.
+    // Half of the vectors: post-filtered by plan; a third, forced.
+    let half = SearchFilter::eq("half", 1);
+    assert_eq!(c.plan(10, Some(&half)), SearchStrategy::PostFilter);
+    assert!(recall(&c, &queries, 10, Some(&half)) >= 0.99);
     let third = SearchFilter::eq("third", 1);
-    assert_eq!(c.plan(10, Some(&third)), SearchStrategy::PostFilter);
-    assert!(recall(&c, &queries, 10, Some(&third)) >= 0.99);
+    let r = recall_using(&c, &queries, 10, Some(&third), SearchStrategy::PostFilter);
+    assert!(r >= 0.99, "post-filtered recall {r}");
 
     // 10% again, but all of it in five clusters: for a query from another cluster the
-    // nearest candidates hold no match, and the search falls back and stays exact.
+    // nearest candidates hold few or no matches, and the search falls back (recall_using
+    // checks that k results come back). Where the candidates reach into a matching
+    // cluster the post-filter answers from the edge of its list: recall stays high there
+    // but is not exact.
     let group = SearchFilter::eq("group", 3);
     let r = recall_using(&c, &queries, 10, Some(&group), SearchStrategy::PostFilter);
-    assert_eq!(r, 1.0, "correlated filter recall {r}");
+    assert!(r >= 0.99, "correlated filter recall {r}");
     // More than match: every match (recall_using checks the count against the truth).
     let r = recall_using(
         &c,
