@@ -7,6 +7,16 @@
 //! `synchronous=FULL`, redb `Durability::Immediate`). `flush` makes everything durable.
 //! Every read is its own snapshot (StrataDB `get_in`, fjall `get`, one redb read
 //! transaction per read, an autocommit SQLite `SELECT`).
+//!
+//! Retention and compaction (the rewrite workload): StrataDB keeps every version of a key
+//! unless the run's retention says otherwise, so [`Kv::keep_latest_only`] puts the run
+//! under `RetentionPolicy::KeepLast(1)`; the peers keep one version natively (redb and
+//! SQLite overwrite B-tree pages in place, fjall drops shadowed versions when it compacts),
+//! so it does nothing there. [`Kv::compact`] is each engine's explicit compaction:
+//! StrataDB `db.compact()` (applies retention, checkpoints, merges every sorted run into
+//! one), redb `Database::compact` (repeated until it reports nothing left to do), fjall
+//! `Keyspace::rotate_memtable_and_wait` then `Keyspace::major_compact` (public but
+//! `#[doc(hidden)]`: fjall documents no explicit compaction) and SQLite `VACUUM`.
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -20,15 +30,32 @@ pub enum Dur {
     Sync,
 }
 
-pub type Entry = ([u8; KEY_LEN], [u8; VALUE_LEN]);
+/// The name of each engine's explicit compaction, as the report shows it.
+pub fn compaction_call(engine: &str) -> &'static str {
+    match engine {
+        "stratadb" => "`db.compact()`",
+        "redb" => "`Database::compact()` until it returns false",
+        "fjall" => "`rotate_memtable_and_wait()` + `major_compact()` (both doc-hidden)",
+        "sqlite" => "`VACUUM`",
+        _ => "n/a",
+    }
+}
+
+/// A key and a value of any length, borrowed.
+pub type Pair<'a> = (&'a [u8], &'a [u8]);
 
 pub trait Kv: Sync {
-    /// Writes a batch in one transaction.
-    fn load(&self, batch: &[Entry]);
+    /// Writes a batch in one transaction, at no durability (no fsync).
+    fn load(&self, batch: &[Pair]);
     /// Writes one key in its own transaction, at the durability the engine was opened with.
     fn put(&self, k: &[u8; KEY_LEN], v: &[u8; VALUE_LEN]);
     /// Makes every commit so far durable (fsync).
     fn flush(&self);
+    /// From now on, keeps only the newest version of each key (StrataDB: `KeepLast(1)`
+    /// on the run; the peers never keep more).
+    fn keep_latest_only(&self) {}
+    /// The engine's explicit compaction (blocking until done).
+    fn compact(&mut self);
     /// A per-thread read handle.
     fn reader(&self) -> Box<dyn Reader + '_>;
     fn close(self: Box<Self>);
@@ -77,7 +104,7 @@ impl Strata {
 }
 
 impl Kv for Strata {
-    fn load(&self, batch: &[Entry]) {
+    fn load(&self, batch: &[Pair]) {
         let entries: Vec<(&str, stratadb::Value)> = batch
             .iter()
             .map(|(k, v)| (as_str(k), stratadb::Value::Bytes(v.to_vec())))
@@ -92,6 +119,15 @@ impl Kv for Strata {
     }
     fn flush(&self) {
         self.db.flush().expect("flush");
+    }
+    fn keep_latest_only(&self) {
+        self.db
+            .runs
+            .set_retention(&self.run, stratadb::RetentionPolicy::KeepLast(1))
+            .expect("set_retention");
+    }
+    fn compact(&mut self) {
+        self.db.compact().expect("compact");
     }
     fn reader(&self) -> Box<dyn Reader + '_> {
         Box::new(self)
@@ -154,10 +190,10 @@ impl Redb {
 }
 
 impl Kv for Redb {
-    fn load(&self, batch: &[Entry]) {
+    fn load(&self, batch: &[Pair]) {
         self.write(Dur::NoSync, |t| {
             for (k, v) in batch {
-                t.insert(&k[..], &v[..]).expect("insert");
+                t.insert(*k, *v).expect("insert");
             }
         });
     }
@@ -169,6 +205,14 @@ impl Kv for Redb {
     fn flush(&self) {
         // A durable commit persists every non-durable one before it.
         self.write(Dur::Sync, |_| {});
+    }
+    fn compact(&mut self) {
+        // Each call moves what it can; `false` means nothing is left to do.
+        for _ in 0..100 {
+            if !self.db.compact().expect("compact") {
+                break;
+            }
+        }
     }
     fn reader(&self) -> Box<dyn Reader + '_> {
         Box::new(&self.db)
@@ -222,10 +266,10 @@ impl Fjall {
 }
 
 impl Kv for Fjall {
-    fn load(&self, batch: &[Entry]) {
+    fn load(&self, batch: &[Pair]) {
         let mut b = self.db.batch();
         for (k, v) in batch {
-            b.insert(&self.ks, &k[..], &v[..]);
+            b.insert(&self.ks, *k, *v);
         }
         b.commit().expect("commit");
     }
@@ -246,6 +290,14 @@ impl Kv for Fjall {
         self.db
             .persist(fjall::PersistMode::SyncAll)
             .expect("persist");
+    }
+    fn compact(&mut self) {
+        // The memtable to a segment first (as StrataDB's compaction checkpoints), then
+        // one merge of every segment.
+        self.ks
+            .rotate_memtable_and_wait()
+            .expect("rotate_memtable_and_wait");
+        self.ks.major_compact().expect("major_compact");
     }
     fn reader(&self) -> Box<dyn Reader + '_> {
         Box::new(&self.ks)
@@ -312,13 +364,13 @@ impl Sqlite {
 const INSERT: &str = "INSERT OR REPLACE INTO kv (k, v) VALUES (?1, ?2)";
 
 impl Kv for Sqlite {
-    fn load(&self, batch: &[Entry]) {
+    fn load(&self, batch: &[Pair]) {
         let c = self.w.lock().expect("lock");
         c.execute_batch("BEGIN").expect("begin");
         {
             let mut st = c.prepare_cached(INSERT).expect("prepare");
             for (k, v) in batch {
-                st.execute((&k[..], &v[..])).expect("insert");
+                st.execute((*k, *v)).expect("insert");
             }
         }
         c.execute_batch("COMMIT").expect("commit");
@@ -334,6 +386,10 @@ impl Kv for Sqlite {
         c.execute_batch("PRAGMA synchronous=FULL;").expect("sync");
         c.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()))
             .expect("checkpoint");
+    }
+    fn compact(&mut self) {
+        let c = self.w.get_mut().expect("lock");
+        c.execute_batch("VACUUM").expect("vacuum");
     }
     fn reader(&self) -> Box<dyn Reader + '_> {
         Box::new(Self::connect(&self.path))

@@ -11,12 +11,30 @@
 //! it writes the "## Peer comparison" section of `docs/benchmarks.md` and the chart
 //! `docs/peer-comparison.svg`.
 //!
+//! The workloads: `load` (bulk load, then close), `read` (reopen, point reads, prefix
+//! listings), `commits` (single-key commits without and with fsync, each in a fresh
+//! database) and `rewrite` (rewrite under retention: a fresh database of 1 KiB values in
+//! which every key is rewritten [`REWRITE_ROUNDS`] times, StrataDB under `KeepLast(1)`;
+//! the disk use while writing, after close and after each engine's explicit compaction,
+//! as multiples of the live data).
+//!
 //! Environment: `COMPARE_SCALE` (default 1: N = 1,000,000 entries), `COMPARE_DIR` (where the
 //! databases go; default the system temp dir unless it is a tmpfs, then this crate's
 //! `target/`), `COMPARE_ENGINES` (comma-separated subset), `COMPARE_VECTORS=0` (skip the
 //! vector section), `COMPARE_NO_DOCS=1` (print only), `COMPARE_RUNS` (passes over the
-//! key-value workloads, default 1; the report keeps each engine's best figure). The figures are also saved to
-//! `target/compare-results.tsv`; `compare --report FILE` writes the docs from such a file.
+//! key-value workloads, default 1; the report keeps each engine's best figure),
+//! `COMPARE_REPORT_SECTION=NAME` (write the key-value figures as a block of their own,
+//! named NAME, inside the section instead of rewriting the section: how the 10M-key
+//! figures live beside the 1M ones; see [`report::write_section`]). The figures are also
+//! saved to `target/compare-results.tsv` (`target/compare-results-NAME.tsv` for a block);
+//! `compare --report FILE` writes the docs from such a file.
+//!
+//! Scale: every count scales with `COMPARE_SCALE`, except that above 1 the counts whose
+//! cost does not depend on the size of the loaded database are kept at their scale-1
+//! value ([`Sizes::fixed_above_one`]): the commit workloads run on fresh databases, the
+//! rewrite workload builds its own database (at scale 10 it would write 20 GiB per
+//! engine), and the point reads sample the loaded database uniformly whatever their
+//! count (scaled, they would take the slower engines minutes at 10M).
 mod engines;
 mod report;
 mod vectors;
@@ -24,9 +42,9 @@ mod vectors;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use engines::{open, Dur, Kv, ENGINES};
+use engines::{open, Dur, Kv, Pair, ENGINES};
 
 /// Entries in a load batch (one transaction).
 pub const BATCH: usize = 1_000;
@@ -34,6 +52,10 @@ pub const BATCH: usize = 1_000;
 pub const GROUP: u64 = 100;
 pub const KEY_LEN: usize = 24;
 pub const VALUE_LEN: usize = 100;
+/// Value size of the rewrite workload.
+pub const REWRITE_VALUE_LEN: usize = 1024;
+/// How many times the rewrite workload writes every key.
+pub const REWRITE_ROUNDS: u64 = 20;
 
 /// Counts of every workload at a scale.
 #[derive(Debug, Clone, Copy)]
@@ -43,17 +65,39 @@ pub struct Sizes {
     pub fsync: u64,
     pub reads: u64,
     pub listings: u64,
+    /// Keys of the rewrite workload (each written [`REWRITE_ROUNDS`] times).
+    pub rewrite: u64,
 }
 
 impl Sizes {
     pub fn at(scale: f64) -> Sizes {
         let s = |full: f64, min: u64| ((full * scale).round() as u64).max(min);
+        // Counts that do not grow above scale 1 (see `fixed_above_one`).
+        let f = |full: f64, min: u64| ((full * scale.min(1.0)).round() as u64).max(min);
         Sizes {
             load: s(1_000_000.0, 2_000),
-            commits: s(100_000.0, 1_000),
-            fsync: s(2_000.0, 100) / 4 * 4,
-            reads: s(1_000_000.0, 2_000) / 2 * 2,
+            commits: f(100_000.0, 1_000),
+            fsync: f(2_000.0, 100) / 4 * 4,
+            reads: f(1_000_000.0, 2_000) / 2 * 2,
             listings: s(10_000.0, 200),
+            rewrite: f(100_000.0, 1_000),
+        }
+    }
+    /// The workloads whose counts stay at their scale-1 value above scale 1: the commits
+    /// run on fresh databases (the size of the loaded one does not matter to them; fsync'd
+    /// ones would take minutes more at 10M), the rewrite workload builds its own database
+    /// (20 GiB of writes per engine at 10M), and the point reads still sample the whole
+    /// loaded database uniformly (scaled to 10M, the two passes of reads would take fjall
+    /// over 5 minutes, extrapolated from its 65 s at scale 2).
+    pub fn fixed_above_one(scale: f64) -> Vec<&'static str> {
+        if scale > 1.0 {
+            vec![
+                "the single-key commits (with and without fsync)",
+                "the rewrite under retention",
+                "the point reads (which still sample every loaded key uniformly)",
+            ]
+        } else {
+            Vec::new()
         }
     }
     pub fn groups(&self) -> u64 {
@@ -97,13 +141,18 @@ fn splitmix(mut z: u64) -> u64 {
 /// The 100-byte value of entry `i` (pseudo-random, so incompressible).
 pub fn value(i: u64) -> [u8; VALUE_LEN] {
     let mut v = [0u8; VALUE_LEN];
-    let mut s = i.wrapping_mul(0x2545_F491_4F6C_DD1D);
-    for chunk in v.chunks_mut(8) {
+    fill(i, &mut v);
+    v
+}
+
+/// Fills `out` with pseudo-random (incompressible) bytes derived from `seed`.
+fn fill(seed: u64, out: &mut [u8]) {
+    let mut s = seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
+    for chunk in out.chunks_mut(8) {
         s = splitmix(s);
         let b = s.to_le_bytes();
         chunk.copy_from_slice(&b[..chunk.len()]);
     }
-    v
 }
 
 fn scale() -> f64 {
@@ -167,7 +216,8 @@ fn child(engine: &str, workload: &str, dir: &Path, scale: f64) {
             for chunk in order.chunks(BATCH) {
                 batch.clear();
                 batch.extend(chunk.iter().map(|&i| (key(i, groups), value(i))));
-                db.load(&batch);
+                let pairs: Vec<Pair> = batch.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+                db.load(&pairs);
             }
             db.flush();
             emit("load", rate(sz.load, t));
@@ -279,13 +329,80 @@ fn child(engine: &str, workload: &str, dir: &Path, scale: f64) {
             db.close();
             let _ = std::fs::remove_dir_all(&d);
         }
+        "rewrite" => rewrite(engine, dir, sz.rewrite),
         other => panic!("unknown workload {other}"),
     }
+}
+
+/// Rewrite under retention: `n` keys of [`REWRITE_VALUE_LEN`] bytes, each written
+/// [`REWRITE_ROUNDS`] times (every round in a new random order, new values each time),
+/// [`BATCH`] keys per transaction without fsync, one flush at the end (in the time).
+/// StrataDB keeps only the newest version (`KeepLast(1)`, set before the first write).
+/// Then the disk use: its peak while writing (sampled every 10 transactions, the
+/// sampling time not counted), after close, and after reopening and running the engine's
+/// explicit compaction, each as a multiple of the live values (`n` × 1 KiB).
+fn rewrite(engine: &str, dir: &Path, n: u64) {
+    const L: usize = REWRITE_VALUE_LEN;
+    let groups = (n / GROUP).max(1);
+    let live = (n * L as u64) as f64;
+    let keys: Vec<[u8; KEY_LEN]> = (0..n).map(|i| key(i, groups)).collect();
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut values = vec![0u8; BATCH * L];
+    let db = open(engine, dir, Dur::NoSync);
+    db.keep_latest_only();
+    let mut peak = 0u64;
+    let mut sampling = Duration::ZERO;
+    let t = Instant::now();
+    for round in 0..REWRITE_ROUNDS {
+        rng.shuffle(&mut order);
+        for (b, chunk) in order.chunks(BATCH).enumerate() {
+            for (j, &i) in chunk.iter().enumerate() {
+                fill(((i as u64) << 8) | round, &mut values[j * L..(j + 1) * L]);
+            }
+            let pairs: Vec<Pair> = chunk
+                .iter()
+                .zip(values.chunks(L))
+                .map(|(&i, v)| (&keys[i][..], v))
+                .collect();
+            db.load(&pairs);
+            if b % 10 == 9 {
+                let s = Instant::now();
+                peak = peak.max(disk_bytes(dir));
+                sampling += s.elapsed();
+            }
+        }
+    }
+    db.flush();
+    let elapsed = t.elapsed() - sampling;
+    emit(
+        "rewrite",
+        (n * REWRITE_ROUNDS) as f64 / elapsed.as_secs_f64(),
+    );
+    emit("rewrite_peak_x", peak.max(disk_bytes(dir)) as f64 / live);
+    let t = Instant::now();
+    db.close();
+    emit("rewrite_close_ms", t.elapsed().as_secs_f64() * 1e3);
+    emit("rewrite_closed_x", disk_bytes(dir) as f64 / live);
+
+    let mut db = open(engine, dir, Dur::NoSync);
+    let t = Instant::now();
+    db.compact();
+    emit("rewrite_compact_ms", t.elapsed().as_secs_f64() * 1e3);
+    {
+        let mut r = db.reader();
+        for i in [0, keys.len() / 2, keys.len() - 1] {
+            assert_eq!(r.get(&keys[i]), L, "{engine}: rewritten key {i} missing");
+        }
+    }
+    db.close();
+    emit("rewrite_compacted_x", disk_bytes(dir) as f64 / live);
 }
 
 // ---------------------------------------------------------------- parent
 
 fn run_child(engine: &str, workload: &str, dir: &Path, scale: f64) -> BTreeMap<String, f64> {
+    let started = Instant::now();
     let out = Command::new(std::env::current_exe().expect("own path"))
         .args(["--child", engine, workload])
         .arg(dir)
@@ -297,6 +414,10 @@ fn run_child(engine: &str, workload: &str, dir: &Path, scale: f64) -> BTreeMap<S
         out.status.success(),
         "{engine} {workload} failed: {}",
         out.status
+    );
+    eprintln!(
+        "[{engine}] {workload} took {:.1} s",
+        started.elapsed().as_secs_f64()
     );
     let mut m = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -396,17 +517,32 @@ fn main() {
             let cdir = tmp.path().join(format!("{e}-commits"));
             m.extend(run_child(e, "commits", &cdir, scale));
             let _ = std::fs::remove_dir_all(&cdir);
+            eprintln!(
+                "[{e}] rewrite of {} keys × {REWRITE_ROUNDS} ...",
+                sz.rewrite
+            );
+            let rdir = tmp.path().join(format!("{e}-rewrite"));
+            m.extend(run_child(e, "rewrite", &rdir, scale));
+            let _ = std::fs::remove_dir_all(&rdir);
             eprintln!("[{e}] {m:?}");
             let best = results.entry(e.to_string()).or_default();
             for (k, v) in m {
-                let lower_better = k.ends_with("_ms") || k.ends_with("_mib") || k.ends_with("_kib");
+                let lower_better = k.ends_with("_ms")
+                    || k.ends_with("_mib")
+                    || k.ends_with("_kib")
+                    || k.ends_with("_x");
                 best.entry(k)
                     .and_modify(|b| *b = if lower_better { b.min(v) } else { b.max(v) })
                     .or_insert(v);
             }
         }
     }
-    let vec_results = if std::env::var("COMPARE_VECTORS").as_deref() == Ok("0") {
+    let section = std::env::var("COMPARE_REPORT_SECTION")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    // A block holds key-value figures only: no vector section for it.
+    let vec_results = if section.is_some() || std::env::var("COMPARE_VECTORS").as_deref() == Ok("0")
+    {
         None
     } else {
         Some(vectors::run(scale))
@@ -414,6 +550,7 @@ fn main() {
     let saved = Saved {
         scale,
         runs,
+        section: section.clone(),
         engines: engines.iter().map(|e| e.to_string()).collect(),
         results,
         vec: vec_results,
@@ -424,7 +561,13 @@ fn main() {
         ),
         date: report::date(),
     };
-    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/compare-results.tsv");
+    let name = match &section {
+        Some(s) => format!("target/compare-results-{s}.tsv"),
+        None => "target/compare-results.tsv".into(),
+    };
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name);
+    // `target/` may not exist (a build with CARGO_TARGET_DIR elsewhere).
+    let _ = std::fs::create_dir_all(file.parent().expect("results dir"));
     std::fs::write(&file, saved.to_tsv()).expect("save results");
     eprintln!("results saved to {}", file.display());
     publish(&saved);
@@ -456,6 +599,9 @@ fn source_commit() -> String {
 struct Saved {
     scale: f64,
     runs: usize,
+    /// The block of the section these figures go to (`COMPARE_REPORT_SECTION`), or
+    /// `None` for the section itself.
+    section: Option<String>,
     engines: Vec<String>,
     results: BTreeMap<String, BTreeMap<String, f64>>,
     vec: Option<vectors::VecResults>,
@@ -473,6 +619,9 @@ impl Saved {
             self.machine,
             self.date
         );
+        if let Some(section) = &self.section {
+            s += &format!("section\t{section}\n");
+        }
         for (e, m) in &self.results {
             for (k, v) in m {
                 s += &format!("kv\t{e}\t{k}\t{v}\n");
@@ -494,6 +643,7 @@ impl Saved {
         let mut saved = Saved {
             scale: 1.0,
             runs: 1,
+            section: None,
             engines: Vec::new(),
             results: BTreeMap::new(),
             vec: None,
@@ -509,6 +659,7 @@ impl Saved {
                 "engines" => saved.engines = f[1].split(',').map(String::from).collect(),
                 "machine" => saved.machine = f[1].to_string(),
                 "date" => saved.date = f[1].to_string(),
+                "section" => saved.section = Some(f[1].to_string()),
                 "kv" => {
                     saved
                         .results
@@ -542,25 +693,39 @@ impl Saved {
 
 fn publish(saved: &Saved) {
     let engines: Vec<&str> = saved.engines.iter().map(String::as_str).collect();
-    let md = report::markdown(
-        saved.scale,
-        saved.runs,
-        &engines,
-        &saved.results,
-        saved.vec.as_ref(),
-        &saved.machine,
-        &saved.date,
-    );
+    let md = match &saved.section {
+        None => report::markdown(
+            saved.scale,
+            saved.runs,
+            &engines,
+            &saved.results,
+            saved.vec.as_ref(),
+            &saved.machine,
+            &saved.date,
+        ),
+        Some(name) => report::block(
+            name,
+            saved.scale,
+            saved.runs,
+            &engines,
+            &saved.results,
+            &saved.machine,
+            &saved.date,
+        ),
+    };
     println!("{md}");
     if std::env::var("COMPARE_NO_DOCS").as_deref() != Ok("1") {
         let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs");
-        report::write_section(&docs.join("benchmarks.md"), &md);
-        report::chart(
-            &docs.join("peer-comparison.svg"),
-            saved.scale,
-            &engines,
-            &saved.results,
-        );
+        report::write_section(&docs.join("benchmarks.md"), &md, saved.section.as_deref());
+        if saved.section.is_none() {
+            // The chart belongs to the section's own table.
+            report::chart(
+                &docs.join("peer-comparison.svg"),
+                saved.scale,
+                &engines,
+                &saved.results,
+            );
+        }
         eprintln!("wrote {}", docs.display());
     }
 }

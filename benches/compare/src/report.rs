@@ -1,10 +1,19 @@
 //! The markdown section and the SVG chart.
+//!
+//! The "## Peer comparison" section of `docs/benchmarks.md` holds the figures of the last
+//! ordinary run (its settings, key-value table, chart and vector table) followed by any
+//! number of *blocks*: the key-value table of a run made with
+//! `COMPARE_REPORT_SECTION=NAME` (such as the 10M-key run), between the lines
+//! `<!-- compare-block NAME -->` and `<!-- /compare-block NAME -->`. An ordinary run
+//! rewrites the section and keeps the blocks; a block run replaces (or appends) only its
+//! own block. So the 1M and the 10M figures are regenerated independently.
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::engines::compaction_call;
 use crate::vectors::VecResults;
-use crate::Sizes;
+use crate::{Sizes, REWRITE_ROUNDS};
 
 struct Row {
     key: &'static str,
@@ -79,6 +88,49 @@ fn rows(sz: Sizes) -> Vec<Row> {
             "listings/s",
             true,
             Some("prefix listing"),
+        ),
+        r(
+            "rewrite",
+            format!(
+                "Rewrite under retention: {} keys × 1 KiB, each rewritten {REWRITE_ROUNDS} times in random order, \
+                 1,000 per transaction, no fsync (StrataDB `KeepLast(1)`)",
+                n(sz.rewrite)
+            ),
+            "rewrites/s",
+            true,
+            Some("rewrite, 1 KiB"),
+        ),
+        r(
+            "rewrite_peak_x",
+            format!(
+                "Rewrite: peak on disk while writing, × the live data ({} × 1 KiB)",
+                n(sz.rewrite)
+            ),
+            "× live ↓",
+            false,
+            None,
+        ),
+        r(
+            "rewrite_closed_x",
+            "Rewrite: on disk after close, × the live data".into(),
+            "× live ↓",
+            false,
+            None,
+        ),
+        r(
+            "rewrite_compacted_x",
+            "Rewrite: on disk after reopen and the engine's explicit compaction, × the live data"
+                .into(),
+            "× live ↓",
+            false,
+            None,
+        ),
+        r(
+            "rewrite_compact_ms",
+            "Rewrite: time of that explicit compaction".into(),
+            "ms ↓",
+            false,
+            None,
         ),
         r(
             "reopen_ms",
@@ -161,6 +213,15 @@ fn fmt(v: f64) -> String {
         format!("{v:.1}")
     } else {
         format!("{v:.2}")
+    }
+}
+
+/// A figure as the table shows it: multiples of the live data with two decimals.
+fn cell(key: &str, v: f64) -> String {
+    if key.ends_with("_x") {
+        format!("{v:.2}")
+    } else {
+        fmt(v)
     }
 }
 
@@ -302,107 +363,7 @@ pub fn markdown(
     );
 
     let _ = writeln!(s, "### Key-value workloads ({scale_note})\n");
-    let _ = write!(s, "| workload | unit |");
-    for e in engines {
-        let _ = write!(s, " {} |", pretty(e));
-    }
-    let _ = writeln!(s, " StrataDB ÷ best peer |");
-    let _ = write!(s, "|---|---|");
-    for _ in engines {
-        let _ = write!(s, "--:|");
-    }
-    let _ = writeln!(s, "---|");
-    let (mut leads, mut trails) = (Vec::new(), Vec::new());
-    for row in rows(sz) {
-        let _ = write!(s, "| {} | {} |", row.label, row.unit);
-        let vals: Vec<Option<f64>> = engines
-            .iter()
-            .map(|e| results.get(*e).and_then(|m| metric(m, row.key)))
-            .collect();
-        let best_peer = engines
-            .iter()
-            .zip(&vals)
-            .filter(|(e, _)| **e != "stratadb")
-            .filter_map(|(e, v)| v.map(|v| (*e, v)))
-            .fold(None::<(&str, f64)>, |acc, (e, v)| match acc {
-                Some((_, b)) if (row.higher_better && b >= v) || (!row.higher_better && b <= v) => {
-                    acc
-                }
-                _ => Some((e, v)),
-            });
-        let strata = engines
-            .iter()
-            .position(|e| *e == "stratadb")
-            .and_then(|i| vals[i]);
-        for v in &vals {
-            let cell = v.map_or("–".into(), fmt);
-            let winner = vals.iter().flatten().copied().fold(None::<f64>, |a, x| {
-                Some(match a {
-                    None => x,
-                    Some(a) if row.higher_better => a.max(x),
-                    Some(a) => a.min(x),
-                })
-            });
-            if v.is_some() && *v == winner && engines.len() > 1 {
-                let _ = write!(s, " **{cell}** |");
-            } else {
-                let _ = write!(s, " {cell} |");
-            }
-        }
-        match (strata, best_peer) {
-            (Some(a), Some((pe, b))) if b > 0.0 => {
-                let _ = writeln!(s, " {:.2}× ({}) |", a / b, pretty(pe));
-                let name = match row.key {
-                    "load" => "bulk load",
-                    "commit" => "commits without fsync",
-                    "fsync1" => "fsync'd commits on 1 thread",
-                    "fsync4" => "fsync'd commits on 4 threads",
-                    "read1" => "point reads on 1 thread",
-                    "read2" => "point reads on 2 threads",
-                    "prefix" => "prefix listings",
-                    "reopen_ms" => "reopen time",
-                    "close_ms" => "close time",
-                    "disk_mib" => "size on disk",
-                    "rss_loaded_mib" => "memory after the load",
-                    "rss_mib" => "peak memory",
-                    "read_rss_anon_mib" => "anonymous memory after reopen and reads",
-                    "read_hwm_mib" => "peak memory of the reading process",
-                    other => other,
-                };
-                if row.key == "read_rss_file_mib" {
-                    // Page cache, not the process's own memory: neither a lead nor a lag.
-                } else if (a >= b) == row.higher_better {
-                    leads.push(format!("{name} ({:.2}×)", a / b));
-                } else {
-                    trails.push(format!("{name} ({:.2}×)", a / b));
-                }
-            }
-            _ => {
-                let _ = writeln!(s, " – |");
-            }
-        }
-    }
-    let _ = writeln!(
-        s,
-        "\nBold: the best engine of the row. Rows marked ↓ are better lower, so there a ratio above 1 \
-         means StrataDB trails; elsewhere a ratio above 1 means StrataDB leads.\n"
-    );
-    if !leads.is_empty() || !trails.is_empty() {
-        let _ = writeln!(
-            s,
-            "StrataDB leads on: {}. It trails on: {}.\n",
-            if leads.is_empty() {
-                "–".into()
-            } else {
-                leads.join(", ")
-            },
-            if trails.is_empty() {
-                "–".into()
-            } else {
-                trails.join(", ")
-            }
-        );
-    }
+    kv_table(&mut s, sz, engines, results);
     let _ = writeln!(s, "{PROFILE_NOTES}");
     let _ = writeln!(
         s,
@@ -448,36 +409,344 @@ pub fn markdown(
     s
 }
 
-/// Replaces the `## Peer comparison` section of `path` (up to the next `## ` heading) with
-/// `md`, or appends it; creates the file if missing.
-pub fn write_section(path: &Path, md: &str) {
+/// The key-value table, its legend and the one-line summary of leads and lags.
+fn kv_table(
+    s: &mut String,
+    sz: Sizes,
+    engines: &[&str],
+    results: &BTreeMap<String, BTreeMap<String, f64>>,
+) {
+    let _ = write!(s, "| workload | unit |");
+    for e in engines {
+        let _ = write!(s, " {} |", pretty(e));
+    }
+    let _ = writeln!(s, " StrataDB ÷ best peer |");
+    let _ = write!(s, "|---|---|");
+    for _ in engines {
+        let _ = write!(s, "--:|");
+    }
+    let _ = writeln!(s, "---|");
+    let (mut leads, mut trails) = (Vec::new(), Vec::new());
+    for row in rows(sz) {
+        let _ = write!(s, "| {} | {} |", row.label, row.unit);
+        let vals: Vec<Option<f64>> = engines
+            .iter()
+            .map(|e| results.get(*e).and_then(|m| metric(m, row.key)))
+            .collect();
+        let best_peer = engines
+            .iter()
+            .zip(&vals)
+            .filter(|(e, _)| **e != "stratadb")
+            .filter_map(|(e, v)| v.map(|v| (*e, v)))
+            .fold(None::<(&str, f64)>, |acc, (e, v)| match acc {
+                Some((_, b)) if (row.higher_better && b >= v) || (!row.higher_better && b <= v) => {
+                    acc
+                }
+                _ => Some((e, v)),
+            });
+        let strata = engines
+            .iter()
+            .position(|e| *e == "stratadb")
+            .and_then(|i| vals[i]);
+        for v in &vals {
+            let cell = v.map_or("–".into(), |v| cell(row.key, v));
+            let winner = vals.iter().flatten().copied().fold(None::<f64>, |a, x| {
+                Some(match a {
+                    None => x,
+                    Some(a) if row.higher_better => a.max(x),
+                    Some(a) => a.min(x),
+                })
+            });
+            if v.is_some() && *v == winner && engines.len() > 1 {
+                let _ = write!(s, " **{cell}** |");
+            } else {
+                let _ = write!(s, " {cell} |");
+            }
+        }
+        match (strata, best_peer) {
+            (Some(a), Some((pe, b))) if b > 0.0 => {
+                let _ = writeln!(s, " {:.2}× ({}) |", a / b, pretty(pe));
+                let name = match row.key {
+                    "load" => "bulk load",
+                    "commit" => "commits without fsync",
+                    "fsync1" => "fsync'd commits on 1 thread",
+                    "fsync4" => "fsync'd commits on 4 threads",
+                    "read1" => "point reads on 1 thread",
+                    "read2" => "point reads on 2 threads",
+                    "prefix" => "prefix listings",
+                    "reopen_ms" => "reopen time",
+                    "close_ms" => "close time",
+                    "disk_mib" => "size on disk",
+                    "rewrite" => "rewrites under retention",
+                    "rewrite_peak_x" => "peak disk while rewriting",
+                    "rewrite_closed_x" => "disk after the rewrites and close",
+                    "rewrite_compacted_x" => "disk after the rewrites and compaction",
+                    "rewrite_compact_ms" => "compaction time after the rewrites",
+                    "rss_loaded_mib" => "memory after the load",
+                    "rss_mib" => "peak memory",
+                    "read_rss_anon_mib" => "anonymous memory after reopen and reads",
+                    "read_hwm_mib" => "peak memory of the reading process",
+                    other => other,
+                };
+                if row.key == "read_rss_file_mib" {
+                    // Page cache, not the process's own memory: neither a lead nor a lag.
+                } else if (a >= b) == row.higher_better {
+                    leads.push(format!("{name} ({:.2}×)", a / b));
+                } else {
+                    trails.push(format!("{name} ({:.2}×)", a / b));
+                }
+            }
+            _ => {
+                let _ = writeln!(s, " – |");
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nBold: the best engine of the row. Rows marked ↓ are better lower, so there a ratio above 1 \
+         means StrataDB trails; elsewhere a ratio above 1 means StrataDB leads.\n"
+    );
+    if !leads.is_empty() || !trails.is_empty() {
+        let _ = writeln!(
+            s,
+            "StrataDB leads on: {}. It trails on: {}.\n",
+            if leads.is_empty() {
+                "–".into()
+            } else {
+                leads.join(", ")
+            },
+            if trails.is_empty() {
+                "–".into()
+            } else {
+                trails.join(", ")
+            }
+        );
+    }
+    retention_note(s, sz, engines, results);
+}
+
+/// What the rewrite rows measure, and StrataDB's figures against the target of issue 12
+/// (≤ 1.3× the kept versions on disk after close or after an explicit compaction).
+fn retention_note(
+    s: &mut String,
+    sz: Sizes,
+    engines: &[&str],
+    results: &BTreeMap<String, BTreeMap<String, f64>>,
+) {
+    let live_mib = sz.rewrite as f64 * 1024.0 / 1048576.0;
+    let calls: Vec<String> = engines
+        .iter()
+        .map(|e| format!("{} {}", pretty(e), compaction_call(e)))
+        .collect();
+    let _ = write!(
+        s,
+        "*Rewrite under retention.* Each engine writes a fresh database: {} keys × 1 KiB of \
+         incompressible values ({live_mib:.1} MiB live), every key written {REWRITE_ROUNDS} times \
+         ({:.2} GiB written), a new random order each round. StrataDB's run is under \
+         `RetentionPolicy::KeepLast(1)` from before the first write; the peers keep one version \
+         of a key by design (redb and SQLite rewrite B-tree pages, fjall drops shadowed versions \
+         when it compacts). The disk use (every file of the database) is sampled every 10 \
+         transactions while writing, measured after close, then after reopening and the \
+         engine's explicit compaction: {}. Multiples are of the values alone (the 24-byte keys \
+         add 2 %). SQLite's figures are those of the benchmark's `WITHOUT ROWID` table (the \
+         same schema as every other workload): a row of 1 KiB exceeds what an index b-tree \
+         page keeps in place (about 1,000 bytes at 4 KiB pages), so each row spills its tail \
+         to an overflow page of its own, before and after `VACUUM`; an ordinary rowid table \
+         would keep such rows in place.",
+        n(sz.rewrite),
+        sz.rewrite as f64 * 1024.0 * REWRITE_ROUNDS as f64 / (1u64 << 30) as f64,
+        calls.join(", ")
+    );
+    let strata = results.get("stratadb");
+    let get = |k: &str| strata.and_then(|m| m.get(k).copied());
+    if let (Some(closed), Some(compacted)) = (get("rewrite_closed_x"), get("rewrite_compacted_x")) {
+        let verdict = match (closed <= 1.3, compacted <= 1.3) {
+            (true, true) => "met after close and after compaction",
+            (false, true) => "met after the explicit compaction, not after close alone",
+            (true, false) => "met after close, not after the explicit compaction",
+            (false, false) => "not met",
+        };
+        let _ = write!(
+            s,
+            " Issue 12's target for StrataDB, at most 1.3× the kept versions after close or after \
+             an explicit compaction: {closed:.2}× after close, {compacted:.2}× after `db.compact()` \
+             ({verdict})."
+        );
+    }
+    let _ = writeln!(s, "\n");
+}
+
+/// The key-value table of a run made with `COMPARE_REPORT_SECTION=NAME`: a block of the
+/// section, between `<!-- compare-block NAME -->` and `<!-- /compare-block NAME -->`,
+/// that ordinary runs keep (see [`write_section`]).
+pub fn block(
+    name: &str,
+    scale: f64,
+    runs: usize,
+    engines: &[&str],
+    results: &BTreeMap<String, BTreeMap<String, f64>>,
+    machine: &str,
+    date: &str,
+) -> String {
+    let sz = Sizes::at(scale);
+    let mut s = String::new();
+    let _ = writeln!(s, "{}\n", block_begin(name));
+    let _ = writeln!(
+        s,
+        "### Key-value workloads at {} keys (COMPARE_SCALE={scale})\n",
+        n(sz.load)
+    );
+    let _ = writeln!(
+        s,
+        "The same workloads and settings as the table above, at a larger scale; a block of \
+         this section of its own (`{name}`), which the ordinary run keeps. Generated by the \
+         benchmark itself on {date}; do not edit by hand.\n"
+    );
+    let _ = writeln!(
+        s,
+        "```text\ncd benches/compare && COMPARE_SCALE={scale} COMPARE_RUNS={runs} COMPARE_REPORT_SECTION={name} cargo run --release\n```\n"
+    );
+    let _ = writeln!(s, "- Machine: {machine}");
+    let _ = writeln!(
+        s,
+        "- Data: {} entries of 24-byte keys ({} groups of 100) and 100-byte values ≈ {:.2} GB of live data.",
+        n(sz.load),
+        n(sz.groups()),
+        sz.load as f64 * 124.0 / 1e9
+    );
+    let fixed = Sizes::fixed_above_one(scale);
+    if !fixed.is_empty() {
+        let _ = writeln!(
+            s,
+            "- Not scaled: {} keep their scale-1 counts. The commits and the rewrite run on \
+             fresh databases, so the loaded size does not matter to them, and scaled they would \
+             take far longer (fsync'd commits minutes per engine, the rewrite {:.0} GiB of writes \
+             per engine); the reads are still spread uniformly over every loaded key, from a \
+             cold reopen, and scaled they would take the slower engines over 5 minutes \
+             (extrapolated from scale 2).",
+            match fixed.split_last() {
+                Some((last, [])) => last.to_string(),
+                Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+                None => String::new(),
+            },
+            100_000.0 * scale * 1024.0 * REWRITE_ROUNDS as f64 / (1u64 << 30) as f64
+        );
+    }
+    let _ = writeln!(
+        s,
+        "- Passes: {}.\n",
+        if runs == 1 {
+            "one (each figure is a single measurement, not the best of several, so noisier than \
+             the table above)"
+                .to_string()
+        } else {
+            format!("each figure is the best of {runs}")
+        }
+    );
+    kv_table(&mut s, sz, engines, results);
+    let _ = writeln!(s, "{}", block_end(name));
+    s
+}
+
+fn block_begin(name: &str) -> String {
+    format!("<!-- compare-block {name} -->")
+}
+
+fn block_end(name: &str) -> String {
+    format!("<!-- /compare-block {name} -->")
+}
+
+/// The blocks of a section: (name, text from its first to its last line).
+fn blocks(section: &[&str]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < section.len() {
+        let name = section[i]
+            .trim_end()
+            .strip_prefix("<!-- compare-block ")
+            .and_then(|r| r.strip_suffix(" -->"));
+        if let Some(name) = name {
+            let end = block_end(name);
+            let stop = section[i..]
+                .iter()
+                .position(|l| l.trim_end() == end)
+                .map_or(section.len() - 1, |j| i + j);
+            out.push((name.to_string(), section[i..=stop].join("\n")));
+            i = stop;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Writes `md` into the `## Peer comparison` section of `path` (which runs up to the next
+/// `## ` heading; created at the end of the file if missing, the file too).
+///
+/// `block: None`: `md` is the whole section; the blocks the old section had are kept
+/// after it, in their order. `block: Some(NAME)`: `md` is the block NAME; it replaces the
+/// old block of that name, or is appended at the end of the section; the rest of the
+/// section is left alone.
+pub fn write_section(path: &Path, md: &str, block: Option<&str>) {
     let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
     let lines: Vec<&str> = old.lines().collect();
     let start = lines
         .iter()
         .position(|l| l.trim_end() == "## Peer comparison");
-    let new = match start {
+    let (before, section, after) = match start {
         Some(start) => {
             let end = lines[start + 1..]
                 .iter()
                 .position(|l| l.starts_with("## "))
                 .map_or(lines.len(), |i| start + 1 + i);
-            let mut out = lines[..start].join("\n");
-            if !out.is_empty() {
-                out.push('\n');
-            }
-            out.push_str(md.trim_end());
-            out.push('\n');
-            if end < lines.len() {
-                out.push('\n');
-                out.push_str(&lines[end..].join("\n"));
-                out.push('\n');
-            }
-            out
+            (&lines[..start], &lines[start..end], &lines[end..])
         }
-        None => format!("{}\n\n{}\n", old.trim_end(), md.trim_end()),
+        None => (&lines[..], &lines[..0], &lines[..0]),
     };
-    std::fs::write(path, new).expect("write docs/benchmarks.md");
+    let md = md.trim_end();
+    let body = match block {
+        None => {
+            let mut body = md.to_string();
+            for (_, text) in blocks(section) {
+                body.push_str("\n\n");
+                body.push_str(&text);
+            }
+            body
+        }
+        Some(name) => {
+            let begin = block_begin(name);
+            match section.iter().position(|l| l.trim_end() == begin) {
+                _ if section.is_empty() => format!("## Peer comparison\n\n{md}"),
+                Some(i) => {
+                    let end = block_end(name);
+                    let stop = section[i..]
+                        .iter()
+                        .position(|l| l.trim_end() == end)
+                        .map_or(section.len(), |j| i + j + 1);
+                    let mut body = section[..i].join("\n");
+                    body.push('\n');
+                    body.push_str(md);
+                    if stop < section.len() {
+                        body.push('\n');
+                        body.push_str(&section[stop..].join("\n"));
+                    }
+                    body.trim_end().to_string()
+                }
+                None => format!("{}\n\n{md}", section.join("\n").trim_end()),
+            }
+        }
+    };
+    let mut out = before.join("\n").trim_end().to_string();
+    if !out.is_empty() {
+        out.push_str("\n\n");
+    }
+    out.push_str(&body);
+    out.push('\n');
+    if !after.is_empty() {
+        out.push('\n');
+        out.push_str(&after.join("\n"));
+        out.push('\n');
+    }
+    std::fs::write(path, out).expect("write docs/benchmarks.md");
 }
 
 pub fn chart(
