@@ -14,8 +14,8 @@
 //! the header, the footer, the index (its checksum, and that every block lies inside
 //! the file in order) and the last block (for the run's last key). The index is decoded
 //! once into memory: per block its offset, length, where its first key lies in the
-//! mapped index, and the 8 bytes of that key after the prefix all keys of the run share
-//! (so a lookup's binary search mostly compares integers) — about 40 bytes per 4 KiB
+//! mapped index, and the 16 bytes of that key after the prefix all keys of the run share
+//! (so a lookup's binary search mostly compares integers) — about 48 bytes per 4 KiB
 //! block. Blocks are read where they lie in the mapping, their checksum verified the
 //! first time each is read after open, so damage is an error naming the file and
 //! offset, never a wrong answer. A point lookup first asks the run's key filter
@@ -74,26 +74,31 @@ struct BlockRef {
     key_len: u32,
     len: u32,
     offset: usize,
-    /// The 8 bytes of the first key after the run's common prefix (see [`key_head`]):
+    /// The 16 bytes of the first key after the run's common prefix (see [`key_head`]):
     /// most comparisons of a lookup are decided by this integer alone.
-    head: u64,
+    head: u128,
 }
 
-/// The 8 bytes of `key` after its first `skip` (zero-padded), as a big-endian integer:
+/// The 16 bytes of `key` after its first `skip` (zero-padded), as a big-endian integer:
 /// comparing two heads orders two keys that share their first `skip` bytes, except that
-/// equal heads need the rest of the keys compared.
+/// equal heads need the rest of the keys compared. Sixteen, not eight: the common
+/// prefix of a run is often only the run id (a run holding several primitives), and
+/// the next eight bytes — the primitive tag and the first seven of the user key — are
+/// then the same for every block of a key group (`user:0001…`), so each seek in a
+/// listing of such a group compared the keys themselves, in the mapped index (a cache
+/// miss each: 11 % of a 100-key listing over four runs).
 #[inline]
-fn key_head(key: &[u8], skip: usize) -> u64 {
-    let mut b = [0u8; 8];
+fn key_head(key: &[u8], skip: usize) -> u128 {
+    let mut b = [0u8; 16];
     let rest = key.get(skip..).unwrap_or(&[]);
-    let n = rest.len().min(8);
+    let n = rest.len().min(16);
     b[..n].copy_from_slice(&rest[..n]);
-    u64::from_be_bytes(b)
+    u128::from_be_bytes(b)
 }
 
 /// Orders two keys that share their first `skip` bytes.
 #[inline]
-fn cmp_after(a: &[u8], b: &[u8], skip: usize, a_head: u64, b_head: u64) -> std::cmp::Ordering {
+fn cmp_after(a: &[u8], b: &[u8], skip: usize, a_head: u128, b_head: u128) -> std::cmp::Ordering {
     match a_head.cmp(&b_head) {
         std::cmp::Ordering::Equal => cmp_bytes(&a[skip.min(a.len())..], &b[skip.min(b.len())..]),
         o => o,
