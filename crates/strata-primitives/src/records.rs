@@ -168,6 +168,14 @@ pub(crate) fn keys(
 ) -> Result<Vec<String>> {
     let p = encode_key(run, primitive, prefix.as_bytes());
     engine.read(run, |txn| {
+        if !crate::ttl::run_uses_ttl(txn, &p) {
+            // No record of the run can expire: the keys as listed, straight into strings.
+            let mut out = Vec::with_capacity(limit.unwrap_or(16).min(256));
+            txn.list_prefix_keys(&p, limit, &mut |k, _| {
+                out.push(user_key_string(&k[KEY_HEADER_LEN..]));
+            });
+            return Ok(out);
+        }
         let mut rows = txn.scan_prefix_keys(&p, limit);
         let listed = rows.len();
         crate::ttl::retain_live(txn, &mut rows);

@@ -886,6 +886,26 @@ impl Storage {
         self.scan_in_mode(start, end, snapshot, limit, mode)
     }
 
+    /// Calls `sink` with each live key in a range at `snapshot`, in key order, at most
+    /// `limit` of them, and with the version and timestamp of the entry that makes it
+    /// live — what [`scan_range_keys`](Self::scan_range_keys) returns, without building
+    /// it: a short listing (up to 4,096 keys) allocates nothing per key (the key passed
+    /// to `sink` lives for the call only).
+    pub fn list_keys(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        snapshot: u64,
+        limit: Option<usize>,
+        sink: &mut dyn FnMut(&[u8], crate::mvcc::ListedKey),
+    ) -> Result<()> {
+        if let Bound::Included(k) | Bound::Excluded(k) = start {
+            self.prepare_fork_levels(k)?;
+        }
+        let (t, l) = (&self.inner.tree, &self.inner.lineage);
+        crate::logical::list_keys(t, l, start, end, snapshot, limit, sink)
+    }
+
     /// Like [`scan_range`](Self::scan_range) in reverse key order.
     pub fn scan_range_rev(
         &self,
