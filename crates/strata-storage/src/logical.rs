@@ -97,7 +97,7 @@ pub(crate) fn list_keys(
     limit: Option<usize>,
     sink: &mut dyn FnMut(&[u8], ListedKey),
 ) -> Result<()> {
-    if !single_run(start, end).is_some_and(|run| lineage.parent_of(&run).is_some()) {
+    if single_run(start, end).is_none_or(|run| lineage.parent_of(&run).is_none()) {
         return tree.list_keys(start, end, snapshot, limit, sink);
     }
     let mode = ScanMode {

@@ -289,7 +289,14 @@ impl Tree {
             list_keys(&l, start, end, snapshot, limit, &mut |k, e| {
                 let value = Some(empty.clone());
                 let (version, timestamp) = (e.version, e.timestamp);
-                out.push((Box::from(k), Entry { version, timestamp, value }));
+                out.push((
+                    Box::from(k),
+                    Entry {
+                        version,
+                        timestamp,
+                        value,
+                    },
+                ));
             })?;
             return Ok(out);
         }
@@ -445,19 +452,31 @@ impl<'a> KeyStream<'a> {
         s
     }
 
-    /// A run's stream from the first entry at or after `start`.
-    fn run(run: &'a Run, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<KeyStream<'a>> {
+    /// A run's stream from the first entry at or after `start`, starting from block
+    /// `block` (that of [`Run::seek`]).
+    fn run(
+        run: &'a Run,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        block: usize,
+    ) -> Result<KeyStream<'a>> {
         let from = match start {
             Bound::Included(k) | Bound::Excluded(k) => Some(k),
             Bound::Unbounded => None,
         };
-        let mut cursor = crate::run::RawCursor::seek(run, from)?;
+        let mut cursor = crate::run::RawCursor::seek_from(run, from, block)?;
         if let Bound::Excluded(k) = start {
-            while cursor.current().is_some_and(|e| cmp_bytes(e.key, k).is_eq()) {
+            while cursor
+                .current()
+                .is_some_and(|e| cmp_bytes(e.key, k).is_eq())
+            {
                 cursor.advance()?;
             }
         }
-        let key = cursor.current().map(|e| e.key).filter(|k| within_end(k, end));
+        let key = cursor
+            .current()
+            .map(|e| e.key)
+            .filter(|k| within_end(k, end));
         Ok(KeyStream::Run { cursor, key })
     }
 
@@ -519,7 +538,10 @@ impl<'a> KeyStream<'a> {
                     }
                     cursor.advance()?;
                 }
-                *head = cursor.current().map(|e| e.key).filter(|k| within_end(k, end));
+                *head = cursor
+                    .current()
+                    .map(|e| e.key)
+                    .filter(|k| within_end(k, end));
                 found
             }
         };
@@ -581,8 +603,19 @@ fn list_keys(
             streams.push(s);
         }
     }
-    for r in l.runs.iter().filter(|r| r.meta.min_version <= snapshot) {
-        let s = KeyStream::run(&r.run, start, end)?;
+    let runs: smallvec::SmallVec<[&Run; 8]> = l
+        .runs
+        .iter()
+        .filter(|r| r.meta.min_version <= snapshot)
+        .map(|r| &*r.run)
+        .collect();
+    // The seeks in all runs together, so that their cache misses overlap.
+    let blocks = match start {
+        Bound::Included(k) | Bound::Excluded(k) => crate::run::SeekSteps::blocks(&runs, k),
+        Bound::Unbounded => runs.iter().map(|_| 0).collect(),
+    };
+    for (r, b) in runs.into_iter().zip(blocks) {
+        let s = KeyStream::run(r, start, end, b)?;
         if s.head().is_some() {
             streams.push(s);
         }
