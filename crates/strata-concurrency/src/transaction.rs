@@ -198,7 +198,12 @@ impl Transaction {
         let end = prefix_successor(prefix);
         let end_b = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
         let start = Bound::Included(prefix);
-        if self.writes.range::<[u8], _>((start, end_b)).next().is_some() {
+        if self
+            .writes
+            .range::<[u8], _>((start, end_b))
+            .next()
+            .is_some()
+        {
             // Our own writes to merge in: through the list.
             for (k, e) in self.scan_range_with(start, end_b, limit, true) {
                 let (version, timestamp) = (e.version, e.timestamp);

@@ -79,8 +79,7 @@ pub use durability::{
 pub use key::{decode_key, encode_key, Primitive};
 pub use lock::{lock_holder, DirLock, LOCK_FILE};
 pub use mvcc::{
-    CompactionRetention, Entry, GcHook, GcStats, ListedKey, MapStats, MvccMap, RetentionHook,
-    Write,
+    CompactionRetention, Entry, GcHook, GcStats, ListedKey, MapStats, MvccMap, RetentionHook, Write,
 };
 pub use restore::RestoreReport;
 pub use retention::RetentionPolicy;
