@@ -849,3 +849,38 @@ impl Merge {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_in_a_range_share_the_prefix_of_its_bounds() {
+        let (i, e) = (Bound::Included::<&[u8]>, Bound::Excluded::<&[u8]>);
+        assert_eq!(shared_prefix_len(i(b"user:0042:"), e(b"user:0042;")), 9);
+        assert_eq!(shared_prefix_len(e(b"abc"), i(b"abd")), 2);
+        assert_eq!(shared_prefix_len(i(b"abc"), e(b"xyz")), 0);
+        assert_eq!(shared_prefix_len(i(b"abc"), Bound::Unbounded), 0);
+        assert_eq!(shared_prefix_len(Bound::Unbounded, e(b"abc")), 0);
+        assert_eq!(shared_prefix_len(i(b"ab"), e(b"abc")), 2);
+    }
+
+    #[test]
+    fn eq_bytes_is_slice_equality() {
+        let keys: [&[u8]; 8] = [
+            b"",
+            b"a",
+            b"abcdefgh",
+            b"abcdefgi",
+            b"xbcdefgh",
+            b"user:0042:00000001",
+            b"user:0042:00000002",
+            b"user:0043:00000001",
+        ];
+        for a in keys {
+            for b in keys {
+                assert_eq!(eq_bytes(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
+}
