@@ -515,6 +515,7 @@ impl Run {
     /// returned it); `key` is the key of the previous entry of the block (`None` for
     /// its first). Returns the entry and the byte after it. Every length and field is
     /// bounds-checked: a malformed entry is an error naming the file and offset.
+    #[inline]
     fn decode_entry<'a>(
         &self,
         i: usize,
@@ -1111,6 +1112,7 @@ impl<'a> RawCursor<'a> {
     }
 
     /// Moves to the next entry (across blocks).
+    #[inline]
     pub(crate) fn advance(&mut self) -> Result<()> {
         while self.p >= self.block.len() {
             let next = self.block_no + 1;
