@@ -97,7 +97,9 @@ fn listing_keys_key_by_key_matches_the_keys_only_scan() {
     let check = |t: &mut Transaction| {
         for limit in [None, Some(0), Some(1), Some(10), Some(100)] {
             let mut listed = Vec::new();
-            t.list_prefix_keys(b"p:", limit, &mut |key, e| listed.push((key.into(), e.version)));
+            t.list_prefix_keys(b"p:", limit, &mut |key, e| {
+                listed.push((key.into(), e.version))
+            });
             let scanned: Vec<(Box<[u8]>, u64)> = t
                 .scan_prefix_keys(b"p:", limit)
                 .into_iter()

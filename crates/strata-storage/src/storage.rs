@@ -2278,11 +2278,7 @@ mod tests {
                     .unwrap();
                     let full = strip(full);
                     assert_eq!(listed, full, "listed at {snap}, {lo:?}..{hi:?}, {limit:?}");
-                    assert_eq!(
-                        strip(keys),
-                        full,
-                        "at {snap}, {lo:?}..{hi:?}, {limit:?}"
-                    );
+                    assert_eq!(strip(keys), full, "at {snap}, {lo:?}..{hi:?}, {limit:?}");
                 }
             }
         }
