@@ -44,8 +44,9 @@
 //! assert_eq!(store.run_count(), 1);
 //! ```
 #![deny(missing_docs)]
-// `unsafe` is denied everywhere but in `mapped` (creating a shared file mapping and
-// copying a record into it), where each use carries its safety argument.
+// `unsafe` is denied everywhere but in `mapped` (creating a shared file mapping,
+// copying a record into it, and cache prefetch hints), where each use carries its
+// safety argument.
 #![deny(unsafe_code)]
 
 pub mod compaction;

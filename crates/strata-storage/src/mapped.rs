@@ -24,7 +24,8 @@
 //!
 //! This is the one module of the crate with `unsafe` code: the copy into the mapping
 //! (appends are serialized by the caller and always within the mapped, allocated
-//! capacity of a file that nobody truncates while it is written).
+//! capacity of a file that nobody truncates while it is written), `madvise`, and the
+//! CPU's prefetch hint ([`prefetch`]).
 #![allow(unsafe_code)]
 
 use std::fs::File;
