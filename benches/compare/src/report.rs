@@ -877,8 +877,11 @@ immutable sorted runs (`run-<id>.sst`), memory-mapped and read in place, listed 
   in-memory index and decodes one 4 KiB block in place (its checksum verified the first \
   time it is read).
 - *Prefix listings.* A listing of keys merges the layers key by key, reading each run's \
-  entries where they lie in the mapping and copying out only the keys it returns (no \
-  values); a short listing asks the kernel for no read-ahead.
+  entries where they lie in the mapping and handing each key it returns straight to the \
+  caller's string (no value, no intermediate row); it seeks in all runs together, step \
+  by step (index, block), so that their cache misses overlap; a short listing asks the \
+  kernel for no read-ahead. Each run costs a listing a seek: the fewer runs the last \
+  compactions left, the faster it lists.
 - *Memory.* Anonymous memory (`RssAnon`) holds the memtable and the runs' indexes; the \
   mapped run pages are the operating system's page cache (`RssFile`), shared and \
   reclaimable, so a database larger than memory still opens and reads.

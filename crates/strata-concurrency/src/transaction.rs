@@ -6,7 +6,7 @@ use std::sync::Arc;
 use strata_core::{Error, Result};
 use strata_storage::key::prefix_successor;
 use strata_storage::mvcc::is_empty_range;
-use strata_storage::{CommitInfo, Entry, SnapshotPin, Storage, Tree, Write};
+use strata_storage::{CommitInfo, Entry, ListedKey, SnapshotPin, Storage, Tree, Write};
 
 use crate::metrics::Metrics;
 
@@ -180,6 +180,44 @@ impl Transaction {
         let end = prefix_successor(prefix);
         let end_b = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
         self.scan_range_with(Bound::Included(prefix), end_b, limit, true)
+    }
+
+    /// Calls `sink` with each live key starting with `prefix`, in key order, at most
+    /// `limit` of them: the keys [`scan_prefix_keys`](Self::scan_prefix_keys) lists,
+    /// each with the version and timestamp of its live entry (for a key this
+    /// transaction wrote, its pending version), without building that list — a listing
+    /// of the snapshot alone allocates nothing per key (the key lives for the call
+    /// only). Records the prefix as read, like `scan_prefix`. A failed read calls
+    /// `sink` for fewer keys and fails the transaction at commit, as every read does.
+    pub fn list_prefix_keys(
+        &mut self,
+        prefix: &[u8],
+        limit: Option<usize>,
+        sink: &mut dyn FnMut(&[u8], ListedKey),
+    ) {
+        let end = prefix_successor(prefix);
+        let end_b = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let start = Bound::Included(prefix);
+        if self
+            .writes
+            .range::<[u8], _>((start, end_b))
+            .next()
+            .is_some()
+        {
+            // Our own writes to merge in: through the list.
+            for (k, e) in self.scan_range_with(start, end_b, limit, true) {
+                let (version, timestamp) = (e.version, e.timestamp);
+                sink(&k, ListedKey { version, timestamp });
+            }
+            return;
+        }
+        if self.track_reads {
+            self.range_reads.push((own(start), own(end_b)));
+        }
+        let r = self
+            .storage
+            .list_keys(start, end_b, self.snapshot_version(), limit, sink);
+        self.noted(r)
     }
 
     /// Like [`scan_prefix`](Self::scan_prefix) over an arbitrary key range.

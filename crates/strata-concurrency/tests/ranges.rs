@@ -81,3 +81,39 @@ fn single_key_and_unbounded_ranges_are_read_and_validated() {
         assert!(t.commit().unwrap_err().is_conflict(), "{range:?}");
     }
 }
+
+/// `list_prefix_keys` hands over exactly the keys `scan_prefix_keys` lists, with their
+/// versions: from the snapshot alone, and merged with the transaction's own writes and
+/// deletes under the prefix; with and without a limit.
+#[test]
+fn listing_keys_key_by_key_matches_the_keys_only_scan() {
+    let m = TransactionManager::new(Storage::ephemeral());
+    let mut t = m.begin();
+    for i in 0..50 {
+        t.put(k(&format!("p:{i:02}")), v("x"));
+    }
+    t.put(k("q:00"), v("x"));
+    t.commit().unwrap();
+    let check = |t: &mut Transaction| {
+        for limit in [None, Some(0), Some(1), Some(10), Some(100)] {
+            let mut listed = Vec::new();
+            t.list_prefix_keys(b"p:", limit, &mut |key, e| {
+                listed.push((key.into(), e.version))
+            });
+            let scanned: Vec<(Box<[u8]>, u64)> = t
+                .scan_prefix_keys(b"p:", limit)
+                .into_iter()
+                .map(|(key, e)| (key, e.version))
+                .collect();
+            assert_eq!(listed, scanned, "{limit:?}");
+        }
+    };
+    let mut t = m.begin();
+    check(&mut t);
+    t.put(k("p:05x"), v("new"));
+    t.delete(k("p:07"));
+    check(&mut t);
+    let mut listed = 0;
+    t.list_prefix_keys(b"p:", None, &mut |_, _| listed += 1);
+    assert_eq!(listed, 50);
+}

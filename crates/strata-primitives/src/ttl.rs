@@ -104,7 +104,7 @@ pub(crate) fn seen() {
 }
 
 /// `true` if the run of `record_key` ever used a time to live.
-fn run_uses_ttl(txn: &mut Transaction, record_key: &[u8]) -> bool {
+pub(crate) fn run_uses_ttl(txn: &mut Transaction, record_key: &[u8]) -> bool {
     if !TTL_SEEN.load(std::sync::atomic::Ordering::Acquire) {
         return false;
     }

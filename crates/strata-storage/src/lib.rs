@@ -44,8 +44,9 @@
 //! assert_eq!(store.run_count(), 1);
 //! ```
 #![deny(missing_docs)]
-// `unsafe` is denied everywhere but in `mapped` (creating a shared file mapping and
-// copying a record into it), where each use carries its safety argument.
+// `unsafe` is denied everywhere but in `mapped` (creating a shared file mapping,
+// copying a record into it, and cache prefetch hints), where each use carries its
+// safety argument.
 #![deny(unsafe_code)]
 
 pub mod compaction;
@@ -79,7 +80,7 @@ pub use durability::{
 pub use key::{decode_key, encode_key, Primitive};
 pub use lock::{lock_holder, DirLock, LOCK_FILE};
 pub use mvcc::{
-    CompactionRetention, Entry, GcHook, GcStats, MapStats, MvccMap, RetentionHook, Write,
+    CompactionRetention, Entry, GcHook, GcStats, ListedKey, MapStats, MvccMap, RetentionHook, Write,
 };
 pub use restore::RestoreReport;
 pub use retention::RetentionPolicy;

@@ -12,7 +12,7 @@ use strata_core::{Result, RunId};
 
 use crate::key::prefix_successor;
 use crate::lineage::{rekey, run_of, Lineage, Presence};
-use crate::mvcc::{is_empty_range, Entry};
+use crate::mvcc::{is_empty_range, Entry, ListedKey};
 use crate::tree::{visible_at, Merge, Tree};
 
 /// The live entry of `key` at `snapshot`, through the lineage; `prepare` gives fork
@@ -83,6 +83,32 @@ pub(crate) struct ScanMode {
     pub reverse: bool,
     /// Entries from sorted runs without their values (see `Merge::keys_only`).
     pub keys_only: bool,
+}
+
+/// Calls `sink` with the live keys in `[start, end)` at `snapshot`, in key order, at
+/// most `limit` (see [`Tree::list_keys`]), through the lineage when the range lies
+/// inside one forked run (then by way of [`scan`]).
+pub(crate) fn list_keys(
+    tree: &Tree,
+    lineage: &Lineage,
+    start: Bound<&[u8]>,
+    end: Bound<&[u8]>,
+    snapshot: u64,
+    limit: Option<usize>,
+    sink: &mut dyn FnMut(&[u8], ListedKey),
+) -> Result<()> {
+    if single_run(start, end).is_none_or(|run| lineage.parent_of(&run).is_none()) {
+        return tree.list_keys(start, end, snapshot, limit, sink);
+    }
+    let mode = ScanMode {
+        keys_only: true,
+        ..ScanMode::default()
+    };
+    for (k, e) in scan(tree, lineage, start, end, snapshot, limit, mode)? {
+        let (version, timestamp) = (e.version, e.timestamp);
+        sink(&k, ListedKey { version, timestamp });
+    }
+    Ok(())
 }
 
 /// Live entries in `[start, end)` at `snapshot`, in key order (or reverse), at most

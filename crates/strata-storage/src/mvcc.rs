@@ -57,6 +57,16 @@ impl Entry {
     }
 }
 
+/// What a listing of keys tells of a live key besides the key: the version and commit
+/// time of the entry that makes it live (its value is not read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedKey {
+    /// The commit version of the live entry.
+    pub version: u64,
+    /// Its commit timestamp.
+    pub timestamp: Timestamp,
+}
+
 /// A key and its versions, oldest first (as layers and files hand them over).
 pub type KeyChain = (Box<[u8]>, Vec<Entry>);
 

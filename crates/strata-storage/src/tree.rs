@@ -34,7 +34,7 @@ use strata_core::Result;
 
 use crate::key::prefix_successor;
 use crate::manifest::RunMeta;
-use crate::mvcc::{is_empty_range, Entry, KeyChain, MapStats, MvccMap};
+use crate::mvcc::{is_empty_range, Entry, KeyChain, ListedKey, MapStats, MvccMap};
 use crate::run::{cmp_bytes, Run, RunCursor};
 
 /// Keys fetched from a memtable per step of a merged scan.
@@ -261,9 +261,10 @@ impl Tree {
         self.scan_with(start, end, snapshot, limit, reverse, false)
     }
 
-    /// Like [`scan`](Self::scan); with `keys_only`, entries read from sorted runs come
-    /// without their values (see [`RunCursor::keys_only`]; memtable entries keep
-    /// theirs, which costs nothing to share).
+    /// Like [`scan`](Self::scan); with `keys_only`, live entries may come with an
+    /// empty value instead of their own: always those read from sorted runs (see
+    /// [`RunCursor::keys_only`]), and every one in a listing short enough for
+    /// [`list_keys`]. Only their versions, timestamps and liveness are meant.
     pub(crate) fn scan_with(
         &self,
         start: Bound<&[u8]>,
@@ -283,7 +284,21 @@ impl Tree {
         }
         let limit = limit.unwrap_or(usize::MAX);
         if keys_only && !reverse && limit <= LIST_KEYS_MAX && !is_empty_range(start, end) {
-            return list_keys(&l, start, end, snapshot, limit);
+            let mut out = Vec::with_capacity(limit.min(256));
+            let empty: Arc<[u8]> = Arc::from(&[][..]);
+            list_keys(&l, start, end, snapshot, limit, &mut |k, e| {
+                let value = Some(empty.clone());
+                let (version, timestamp) = (e.version, e.timestamp);
+                out.push((
+                    Box::from(k),
+                    Entry {
+                        version,
+                        timestamp,
+                        value,
+                    },
+                ));
+            })?;
+            return Ok(out);
         }
         let mut out = Vec::with_capacity(limit.min(256));
         if limit == 0 {
@@ -302,6 +317,32 @@ impl Tree {
             }
         }
         Ok(out)
+    }
+
+    /// Calls `sink` with each live key in `start..end` at `snapshot`, in key order, at
+    /// most `limit` of them, and with the version that makes it live; values are not
+    /// read. Listings of up to [`LIST_KEYS_MAX`] keys merge the layers in place,
+    /// allocating nothing per key; longer ones take the merged scan (which reads runs
+    /// ahead).
+    pub(crate) fn list_keys(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        snapshot: u64,
+        limit: Option<usize>,
+        sink: &mut dyn FnMut(&[u8], ListedKey),
+    ) -> Result<()> {
+        if is_empty_range(start, end) {
+            return Ok(());
+        }
+        if let Some(max) = limit.filter(|&m| m <= LIST_KEYS_MAX) {
+            return list_keys(&self.layers(), start, end, snapshot, max, sink);
+        }
+        for (k, e) in self.scan_with(start, end, snapshot, limit, false, true)? {
+            let (version, timestamp) = (e.version, e.timestamp);
+            sink(&k, ListedKey { version, timestamp });
+        }
+        Ok(())
     }
 
     /// Live entries whose keys start with `prefix`, in key order.
@@ -391,63 +432,156 @@ enum KeyStream<'a> {
         from: Option<Box<[u8]>>,
         done: bool,
     },
-    Run(crate::run::RawCursor<'a>),
+    Run {
+        cursor: crate::run::RawCursor<'a>,
+        /// The key under the cursor while it is inside the listed range.
+        key: Option<&'a [u8]>,
+    },
 }
 
-impl KeyStream<'_> {
-    /// The key under the stream, fetching the memtable's next chunk when needed.
-    fn head(&mut self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Option<&[u8]> {
-        match self {
-            KeyStream::Mem {
-                map,
-                buf,
-                from,
-                done,
-            } => {
-                if buf.is_empty() && !*done {
-                    let lo = from.as_deref().map_or(start, Bound::Excluded);
-                    let chunk = map.chains_in(lo, end, MEM_CHUNK, false);
-                    *done = chunk.len() < MEM_CHUNK;
-                    if let Some((k, _)) = chunk.last() {
-                        *from = Some(k.clone());
-                    }
-                    buf.extend(chunk);
-                }
-                buf.front().map(|(k, _)| &**k)
+impl<'a> KeyStream<'a> {
+    /// A memtable's stream, its first chunk read.
+    fn mem(map: &'a MvccMap, start: Bound<&[u8]>, end: Bound<&[u8]>) -> KeyStream<'a> {
+        let mut s = KeyStream::Mem {
+            map,
+            buf: Default::default(),
+            from: None,
+            done: false,
+        };
+        s.refill(start, end);
+        s
+    }
+
+    /// A run's stream from the first entry at or after `start`, starting from block
+    /// `block` (that of [`Run::seek`]).
+    fn run(
+        run: &'a Run,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        block: usize,
+    ) -> Result<KeyStream<'a>> {
+        let from = match start {
+            Bound::Included(k) | Bound::Excluded(k) => Some(k),
+            Bound::Unbounded => None,
+        };
+        let mut cursor = crate::run::RawCursor::seek_from(run, from, block)?;
+        if let Bound::Excluded(k) = start {
+            while cursor
+                .current()
+                .is_some_and(|e| cmp_bytes(e.key, k).is_eq())
+            {
+                cursor.advance()?;
             }
-            KeyStream::Run(c) => c.current().map(|e| e.key).filter(|k| within_end(k, end)),
+        }
+        let key = cursor
+            .current()
+            .map(|e| e.key)
+            .filter(|k| within_end(k, end));
+        Ok(KeyStream::Run { cursor, key })
+    }
+
+    /// Reads the memtable's next chunk once the last one is used up.
+    fn refill(&mut self, start: Bound<&[u8]>, end: Bound<&[u8]>) {
+        if let KeyStream::Mem {
+            map,
+            buf,
+            from,
+            done,
+        } = self
+        {
+            if buf.is_empty() && !*done {
+                let lo = from.as_deref().map_or(start, Bound::Excluded);
+                let chunk = map.chains_in(lo, end, MEM_CHUNK, false);
+                *done = chunk.len() < MEM_CHUNK;
+                if let Some((k, _)) = chunk.last() {
+                    *from = Some(k.clone());
+                }
+                buf.extend(chunk);
+            }
+        }
+    }
+
+    /// The key under the stream (`None` once it has left the range).
+    fn head(&self) -> Option<&[u8]> {
+        match self {
+            KeyStream::Mem { buf, .. } => buf.front().map(|(k, _)| &**k),
+            KeyStream::Run { key, .. } => *key,
         }
     }
 
     /// Consumes every version of `key` (the stream's head) and returns the newest one
-    /// at or before `snapshot`, if any; a run's value comes as `no_value`.
-    fn take(&mut self, key: &[u8], snapshot: u64, no_value: &Arc<[u8]>) -> Result<Option<Entry>> {
-        match self {
-            KeyStream::Mem { buf, .. } => Ok(buf
-                .pop_front()
-                .and_then(|(_, chain)| visible_at(&chain, snapshot).cloned())),
-            KeyStream::Run(c) => {
+    /// at or before `snapshot`, if any, as `Some(live)` (`None`: none at or before it).
+    fn take(
+        &mut self,
+        key: &[u8],
+        snapshot: u64,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+    ) -> Result<Option<Option<ListedKey>>> {
+        let found = match self {
+            KeyStream::Mem { buf, .. } => buf.pop_front().and_then(|(_, chain)| {
+                visible_at(&chain, snapshot).map(|e| {
+                    (!e.is_tombstone()).then_some(ListedKey {
+                        version: e.version,
+                        timestamp: e.timestamp,
+                    })
+                })
+            }),
+            KeyStream::Run { cursor, key: head } => {
                 let mut found = None;
-                while let Some(e) = c.current().filter(|e| cmp_bytes(e.key, key).is_eq()) {
+                while let Some(e) = cursor.current().filter(|e| eq_bytes(e.key, key)) {
                     if e.version <= snapshot {
-                        found = Some(Entry {
+                        found = Some(e.value.is_some().then_some(ListedKey {
                             version: e.version,
                             timestamp: strata_core::Timestamp(e.timestamp),
-                            value: e.value.map(|_| no_value.clone()),
-                        });
+                        }));
                     }
-                    c.advance()?;
+                    cursor.advance()?;
                 }
-                Ok(found)
+                *head = cursor
+                    .current()
+                    .map(|e| e.key)
+                    .filter(|k| within_end(k, end));
+                found
             }
-        }
+        };
+        self.refill(start, end);
+        Ok(found)
     }
 }
 
-/// Keys-only forward listing (see [`Tree::scan_with`]) of at most `limit` live keys: the
-/// layers merged key by key, each run read in place through a [`RawCursor`], so
-/// nothing is allocated but the keys returned. The newest layer holding a version of a
-/// key at or before `snapshot` decides it (a delete hides it), as in every read.
+/// `a == b`, comparing the last eight bytes first: keys in one listing share their
+/// beginning, so two different ones mostly differ near the end.
+#[inline]
+fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n >= 8 && a[n - 8..] != b[n - 8..] {
+        return false;
+    }
+    cmp_bytes(a, b).is_eq()
+}
+
+/// The number of leading bytes every key in `start..end` shares: the common prefix of
+/// the two bounds (a key at or after `start` and before `end` begins with it), 0 when
+/// either is unbounded.
+fn shared_prefix_len(start: Bound<&[u8]>, end: Bound<&[u8]>) -> usize {
+    match (start, end) {
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
+            s.iter().zip(e).take_while(|(a, b)| a == b).count()
+        }
+        _ => 0,
+    }
+}
+
+/// Keys-only forward listing (see [`Tree::list_keys`]) of at most `limit` live keys:
+/// the layers merged key by key, each run read in place through a [`RawCursor`], so
+/// nothing is allocated per key; `sink` is called with each live key, in order. The
+/// newest layer holding a version of a key at or before `snapshot` decides it (a
+/// delete hides it), as in every read. Layers with nothing in the range take no part
+/// in the merge, and keys are compared after the prefix every key of the range shares.
 ///
 /// [`RawCursor`]: crate::run::RawCursor
 fn list_keys(
@@ -456,70 +590,74 @@ fn list_keys(
     end: Bound<&[u8]>,
     snapshot: u64,
     limit: usize,
-) -> Result<Vec<(Box<[u8]>, Entry)>> {
-    let mut out = Vec::with_capacity(limit.min(256));
+    sink: &mut dyn FnMut(&[u8], ListedKey),
+) -> Result<()> {
     if limit == 0 {
-        return Ok(out);
+        return Ok(());
     }
-    let mem = |map| KeyStream::Mem {
-        map,
-        buf: Default::default(),
-        from: None,
-        done: false,
-    };
-    let mut streams = vec![mem(&*l.active)];
-    if let Some(f) = &l.frozen {
-        streams.push(mem(f));
-    }
-    let from = match start {
-        Bound::Included(k) | Bound::Excluded(k) => Some(k),
-        Bound::Unbounded => None,
-    };
-    for r in l.runs.iter().filter(|r| r.meta.min_version <= snapshot) {
-        let mut c = crate::run::RawCursor::seek(&r.run, from)?;
-        if let Bound::Excluded(k) = start {
-            while c.current().is_some_and(|e| cmp_bytes(e.key, k).is_eq()) {
-                c.advance()?;
-            }
+    // Newest layer first: on equal keys the first stream decides.
+    let mut streams: smallvec::SmallVec<[KeyStream<'_>; 8]> = smallvec::SmallVec::new();
+    for map in std::iter::once(&l.active).chain(&l.frozen) {
+        let s = KeyStream::mem(map, start, end);
+        if s.head().is_some() {
+            streams.push(s);
         }
-        streams.push(KeyStream::Run(c));
     }
-    let no_value: Arc<[u8]> = Arc::from(&[][..]);
+    let runs: smallvec::SmallVec<[&Run; 8]> = l
+        .runs
+        .iter()
+        .filter(|r| r.meta.min_version <= snapshot)
+        .map(|r| &*r.run)
+        .collect();
+    // The seeks in all runs together, so that their cache misses overlap.
+    let blocks = match start {
+        Bound::Included(k) | Bound::Excluded(k) => crate::run::SeekSteps::blocks(&runs, k),
+        Bound::Unbounded => runs.iter().map(|_| 0).collect(),
+    };
+    for (r, b) in runs.into_iter().zip(blocks) {
+        let s = KeyStream::run(r, start, end, b)?;
+        if s.head().is_some() {
+            streams.push(s);
+        }
+    }
+    let skip = shared_prefix_len(start, end);
+    fn after(k: &[u8], skip: usize) -> &[u8] {
+        k.get(skip..).unwrap_or(k)
+    }
     let mut key: Vec<u8> = Vec::new();
-    while out.len() < limit {
-        // The smallest key under any stream.
-        let mut best: Option<usize> = None;
-        key.clear();
-        for (i, s) in streams.iter_mut().enumerate() {
-            if let Some(k) = s.head(start, end) {
-                if best.is_none() || cmp_bytes(k, &key).is_lt() {
-                    best = Some(i);
-                    key.clear();
-                    key.extend_from_slice(k);
+    let mut listed = 0;
+    while listed < limit {
+        // The smallest key under any stream, and the first stream holding it.
+        let mut best: Option<(usize, &[u8])> = None;
+        for (i, s) in streams.iter().enumerate() {
+            if let Some(k) = s.head() {
+                if best.is_none_or(|(_, b)| cmp_bytes(after(k, skip), after(b, skip)).is_lt()) {
+                    best = Some((i, k));
                 }
             }
         }
-        if best.is_none() {
+        let Some((first, k)) = best else {
             break;
-        }
-        // Layers newest first: the first with a version at or before the snapshot
-        // decides; every layer's versions of the key are consumed.
-        let mut decided: Option<Entry> = None;
-        for s in streams.iter_mut() {
-            if s.head(start, end)
-                .is_some_and(|k| cmp_bytes(k, &key).is_eq())
-            {
-                let e = s.take(&key, snapshot, &no_value)?;
+        };
+        key.clear();
+        key.extend_from_slice(k);
+        // Every layer's versions of the key are consumed; the first layer with one at
+        // or before the snapshot decides. Streams before `first` hold larger keys.
+        let mut decided: Option<Option<ListedKey>> = None;
+        for s in &mut streams[first..] {
+            if s.head().is_some_and(|h| eq_bytes(h, &key)) {
+                let e = s.take(&key, snapshot, start, end)?;
                 if decided.is_none() {
                     decided = e;
                 }
             }
         }
-        if let Some(e) = decided.filter(|e| !e.is_tombstone()) {
-            out.push((Box::from(&key[..]), e));
+        if let Some(Some(e)) = decided {
+            sink(&key, e);
+            listed += 1;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A stream of one layer's chains in key order (or reverse).
@@ -708,6 +846,41 @@ impl Merge {
                 continue;
             }
             return Ok(Some((key, union(parts))));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_in_a_range_share_the_prefix_of_its_bounds() {
+        let (i, e) = (Bound::Included::<&[u8]>, Bound::Excluded::<&[u8]>);
+        assert_eq!(shared_prefix_len(i(b"user:0042:"), e(b"user:0042;")), 9);
+        assert_eq!(shared_prefix_len(e(b"abc"), i(b"abd")), 2);
+        assert_eq!(shared_prefix_len(i(b"abc"), e(b"xyz")), 0);
+        assert_eq!(shared_prefix_len(i(b"abc"), Bound::Unbounded), 0);
+        assert_eq!(shared_prefix_len(Bound::Unbounded, e(b"abc")), 0);
+        assert_eq!(shared_prefix_len(i(b"ab"), e(b"abc")), 2);
+    }
+
+    #[test]
+    fn eq_bytes_is_slice_equality() {
+        let keys: [&[u8]; 8] = [
+            b"",
+            b"a",
+            b"abcdefgh",
+            b"abcdefgi",
+            b"xbcdefgh",
+            b"user:0042:00000001",
+            b"user:0042:00000002",
+            b"user:0043:00000001",
+        ];
+        for a in keys {
+            for b in keys {
+                assert_eq!(eq_bytes(a, b), a == b, "{a:?} {b:?}");
+            }
         }
     }
 }
