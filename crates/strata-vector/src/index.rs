@@ -15,10 +15,11 @@
 //!   three: an exact scan of the matches (`n` filter evaluations + `s·n` distances); a
 //!   filtered HNSW walk, which must expand about `1/s` times more nodes than unfiltered;
 //!   and a *post-filtered* walk, which collects the `ef_search·(1 + 1/(2s))` nearest
-//!   vectors without the filter ([`post_filter_ef`]) and keeps the matching ones. The last is the cheap one
-//!   for loose filters (a few percent and up): it costs an unfiltered search with a larger
-//!   candidate list. When the filter is correlated with where the query lies and fewer
-//!   than `k` of those candidates match, it falls back to the cheaper of the other two;
+//!   vectors without the filter ([`post_filter_ef`]) and keeps the matching ones. The
+//!   last is the cheap one for loose filters (a few percent and up): it costs an
+//!   unfiltered search with a longer candidate list. When the filter is correlated with
+//!   where the query lies and fewer than `k` of those candidates match, it falls back to
+//!   the cheaper of the other two;
 //! - whenever HNSW returns fewer than `k` results (a filter matching few vectors reachable
 //!   from the entry point), the search falls back to an exact scan, so **a filtered search
 //!   returns `k` results whenever `k` matching vectors exist**.
@@ -229,10 +230,10 @@ pub enum SearchStrategy {
     /// Walk the HNSW graph (applying the filter, if any, during the traversal).
     Hnsw,
     /// Walk the HNSW graph *without* the filter for a candidate list of
-    /// [`post_filter_ef`] nodes (about `1/(2s)` times the unfiltered one) and keep the matching
-    /// ones; falls back to the cheaper of the other two when fewer than `k` of them match.
-    /// For loose filters (a few percent and up) that are not correlated with where the
-    /// query lies. Unfiltered searches treat it as [`SearchStrategy::Hnsw`].
+    /// [`post_filter_ef`] nodes (about `1/(2s)` times the unfiltered one) and keep the
+    /// matching ones; falls back to the cheaper of the other two when fewer than `k` of
+    /// them match. For loose filters (a few percent and up) that are not correlated with
+    /// where the query lies. Unfiltered searches treat it as [`SearchStrategy::Hnsw`].
     PostFilter,
 }
 
@@ -713,16 +714,20 @@ impl CollectionIndex {
         };
         let s = self.estimate_selectivity(filter);
         let k = k.min(self.len());
-        let ef_search = h.params().ef_search.max(k);
-        let costs = FilteredCosts::estimate(
+        self.filtered_costs(h, s, k, h.params().ef_search.max(k))
+            .cheapest(true)
+    }
+
+    /// The cost estimates of a filtered search of selectivity `s` for `k` results.
+    fn filtered_costs(&self, h: &HnswIndex, s: f64, k: usize, ef_search: usize) -> FilteredCosts {
+        FilteredCosts::estimate(
             self.len(),
             s,
             k,
             ef_search,
             h.params().m0,
             self.config.filter_cost,
-        );
-        costs.cheapest(true)
+        )
     }
 
     /// The `k` vectors most similar to `query` among those matching `filter`, as
@@ -793,10 +798,9 @@ impl CollectionIndex {
         let pred = |id: u32| compiled.as_ref().is_none_or(|f| f.matches(id));
         let pred_dyn: &dyn Fn(u32) -> bool = &pred;
         let f = filter.map(|_| pred_dyn);
-        let mut hits = match (&self.engine, strategy) {
-            (Engine::Hnsw(h), SearchStrategy::PostFilter) if filter.is_some() => {
+        let mut hits = match (&self.engine, strategy, filter) {
+            (Engine::Hnsw(h), SearchStrategy::PostFilter, Some(filter)) => {
                 let ef_search = ef.unwrap_or(h.params().ef_search).max(k);
-                let filter = filter.expect("checked above");
                 let s = self.estimate_selectivity(filter);
                 let ef_post = post_filter_ef(ef_search, k, s);
                 let mut found = h.search_with_ef(query, ef_post, ef_post, None)?;
@@ -807,18 +811,11 @@ impl CollectionIndex {
                 } else {
                     // Too few matches near the query (a filter correlated with where the
                     // query lies): the cheaper of the two strategies that always answer.
-                    let costs = FilteredCosts::estimate(
-                        self.len(),
-                        s,
-                        k,
-                        ef_search,
-                        h.params().m0,
-                        self.config.filter_cost,
-                    );
-                    return self.search_inner(query, k, Some(filter), costs.cheapest(false), ef);
+                    let fallback = self.filtered_costs(h, s, k, ef_search).cheapest(false);
+                    return self.search_inner(query, k, Some(filter), fallback, ef);
                 }
             }
-            (Engine::Hnsw(h), SearchStrategy::Hnsw | SearchStrategy::PostFilter) => {
+            (Engine::Hnsw(h), SearchStrategy::Hnsw | SearchStrategy::PostFilter, _) => {
                 let mut ef = ef.unwrap_or(h.params().ef_search).max(k);
                 if filter.is_some() {
                     ef = ef.saturating_mul(2);
