@@ -861,11 +861,18 @@ impl Storage {
         limit: Option<usize>,
         mode: ScanMode,
     ) -> Result<Vec<(Box<[u8]>, Entry)>> {
+        self.prepare_fork_levels_for(start)?;
+        let (t, l) = (&self.inner.tree, &self.inner.lineage);
+        crate::logical::scan(t, l, start, end, snapshot, limit, mode)
+    }
+
+    /// Readies a fork's levels for a range read starting at `start` (a no-op for an
+    /// unbounded start, which no run-scoped read has).
+    fn prepare_fork_levels_for(&self, start: Bound<&[u8]>) -> Result<()> {
         if let Bound::Included(k) | Bound::Excluded(k) = start {
             self.prepare_fork_levels(k)?;
         }
-        let (t, l) = (&self.inner.tree, &self.inner.lineage);
-        crate::logical::scan(t, l, start, end, snapshot, limit, mode)
+        Ok(())
     }
 
     /// Like [`scan_range`](Self::scan_range) for a listing of keys: entries read from
@@ -899,9 +906,7 @@ impl Storage {
         limit: Option<usize>,
         sink: &mut dyn FnMut(&[u8], crate::mvcc::ListedKey),
     ) -> Result<()> {
-        if let Bound::Included(k) | Bound::Excluded(k) = start {
-            self.prepare_fork_levels(k)?;
-        }
+        self.prepare_fork_levels_for(start)?;
         let (t, l) = (&self.inner.tree, &self.inner.lineage);
         crate::logical::list_keys(t, l, start, end, snapshot, limit, sink)
     }
