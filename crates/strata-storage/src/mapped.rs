@@ -22,6 +22,19 @@
 //! segment up front) keeps what a crash leaves to scan small: after the last record
 //! there is at most one step of zeros.
 //!
+//! # Why the first record after a sync is written with `pwrite`
+//!
+//! A sync writes the mapped pages back and the kernel write-protects them again, so the
+//! next store into the same page takes a page fault (the file system's `page_mkwrite`)
+//! before it can dirty the page once more. A strict commit syncs every record, so every
+//! one of its copies would pay that fault. When everything written so far is synced,
+//! `append` therefore hands the bytes to `pwrite(2)` (the same page cache, coherent
+//! with the mapping), and copies through the mapping otherwise: buffered and
+//! `no_durability` commits, which sync rarely, keep their syscall-free copy. Measured
+//! on this project's machine (ext4, 2,000 single-key strict commits through the facade,
+//! five interleaved rounds): 10.3k–11.1k commits/s with the copy, 10.6k–11.7k with
+//! `pwrite`, next to 12.0k–12.3k for a bare `pwrite` + `fdatasync` loop.
+//!
 //! This is the one module of the crate with `unsafe` code: the copy into the mapping
 //! (appends are serialized by the caller and always within the mapped, allocated
 //! capacity of a file that nobody truncates while it is written), `madvise`, and the
@@ -52,6 +65,10 @@ pub(crate) struct MappedFile {
     pos: AtomicU64,
     /// Offset up to which everything is synced.
     synced: Mutex<u64>,
+    /// A copy of `synced` that `append` reads without waiting for a sync in progress
+    /// (which holds the mutex): when it reaches the append's offset, the page to write
+    /// was just written back and the bytes go through `pwrite` (see the module doc).
+    synced_to: AtomicU64,
     file: File,
 }
 
@@ -74,8 +91,24 @@ impl MappedFile {
             // Nothing counts as synced yet: what is below `pos` may have been written by
             // an earlier process and still be only in the page cache.
             synced: Mutex::new(0),
+            synced_to: AtomicU64::new(0),
             file,
         })
+    }
+}
+
+/// Writes all of `buf` at `offset` (positioned writes, the file offset untouched).
+fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        // Not called: `append` writes through the mapping on these platforms.
+        let _ = (file, buf, offset);
+        Err(io::ErrorKind::Unsupported.into())
     }
 }
 
@@ -122,16 +155,23 @@ impl VfsFile for MappedFile {
             allocate(&self.file, allocated, want)?;
             self.allocated.store(want, Ordering::Release);
         }
-        // SAFETY: `pos..end` lies inside the mapping and inside the file's allocated
-        // length (both checked above), so the store cannot fault; appends are serialized
-        // by the caller (the commit lock), so no other thread writes these bytes, and
-        // `sync` only asks the kernel to write them back.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                buf.as_ptr(),
-                self.map.as_mut_ptr().add(pos as usize),
-                buf.len(),
-            );
+        if cfg!(unix) && pos > 0 && self.synced_to.load(Ordering::Acquire) >= pos {
+            // Everything before `pos` is synced: its page was just written back and is
+            // write-protected, so a store would fault (see the module doc). A failed or
+            // short write leaves `pos` where it was; the next append writes over it.
+            write_all_at(&self.file, buf, pos)?;
+        } else {
+            // SAFETY: `pos..end` lies inside the mapping and inside the file's allocated
+            // length (both checked above), so the store cannot fault; appends are
+            // serialized by the caller (the commit lock), so no other thread writes these
+            // bytes, and `sync` only asks the kernel to write them back.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    buf.as_ptr(),
+                    self.map.as_mut_ptr().add(pos as usize),
+                    buf.len(),
+                );
+            }
         }
         self.pos.store(end, Ordering::Release);
         Ok(())
@@ -157,6 +197,7 @@ impl VfsFile for MappedFile {
             self.map
                 .flush_range(*synced as usize, (end - *synced) as usize)?;
             *synced = end;
+            self.synced_to.store(end, Ordering::Release);
         }
         Ok(())
     }
@@ -244,4 +285,52 @@ pub(crate) fn prefetch<T>(items: &[T]) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = items;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Appends through both paths (the copy into the mapping between syncs, `pwrite`
+    /// right after one), across page and allocation-step boundaries: the file holds
+    /// exactly the bytes appended, in order, and a rolled-back record is written over.
+    #[test]
+    fn appends_after_syncs_and_between_them_land_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let capacity = 3 * PREALLOCATION_STEP;
+        let mapped = MappedFile::new(file, 0, capacity).unwrap();
+        let mut expected = Vec::new();
+        let mut i = 0u32;
+        while (expected.len() as u64) < 2 * PREALLOCATION_STEP + 10_000 {
+            // Record sizes that straddle pages at varying offsets.
+            let len = 1 + (i as usize * 7919) % 5000;
+            let record: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8 | 1).collect();
+            mapped.append(&record).unwrap();
+            expected.extend_from_slice(&record);
+            // Sync after most records (the next append goes through `pwrite`), and let
+            // some run of records between syncs (copies into the mapping).
+            if i % 5 != 3 {
+                mapped.sync().unwrap();
+            }
+            if i % 11 == 10 {
+                // A rolled-back record is overwritten by the next append.
+                let before = expected.len() as u64;
+                mapped.append(&[0xEE; 300]).unwrap();
+                mapped.rollback(before).unwrap();
+            }
+            i += 1;
+        }
+        mapped.sync().unwrap();
+        let on_disk = std::fs::read(&path).unwrap();
+        assert!(on_disk.len() as u64 >= expected.len() as u64);
+        assert_eq!(&on_disk[..expected.len()], &expected[..]);
+    }
 }
