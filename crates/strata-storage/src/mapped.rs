@@ -32,8 +32,8 @@
 //! with the mapping), and copies through the mapping otherwise: buffered and
 //! `no_durability` commits, which sync rarely, keep their syscall-free copy. Measured
 //! on this project's machine (ext4, 2,000 single-key strict commits through the facade,
-//! five interleaved rounds): 10.3k–11.1k commits/s with the copy, 10.6k–11.7k with
-//! `pwrite`, next to 12.0k–12.3k for a bare `pwrite` + `fdatasync` loop.
+//! seven interleaved rounds): median 10,659 commits/s with the copy, 11,352 with
+//! `pwrite` (`docs/benchmarks.md`, "Strict commits").
 //!
 //! This is the one module of the crate with `unsafe` code: the copy into the mapping
 //! (appends are serialized by the caller and always within the mapped, allocated
