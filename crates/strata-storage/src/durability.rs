@@ -63,7 +63,10 @@ pub struct StorageOptions {
     /// Log bytes since the last flush that trigger a background flush of the memtable.
     pub snapshot_threshold: u64,
     /// Memtable bytes (see [`crate::MapStats::resident_bytes`]) that trigger a
-    /// background flush: the bound on memory held by recent writes.
+    /// background flush: the bound on memory held by recent writes. While a flush or a
+    /// merge is under way, a commit that finds the memtable at twice this size waits
+    /// until the flush has frozen it (the write stall), so the memtable never holds
+    /// much more than twice this, plus the frozen one being written.
     pub memtable_size: u64,
     /// Flush the memtable to a sorted run when the database is closed (so the next open
     /// replays no log).

@@ -156,6 +156,10 @@ pub(crate) struct Disk {
     snapshot_thread: Mutex<Option<JoinHandle<()>>>,
     snapshot_lock: Mutex<()>,
     snapshot_running: AtomicBool,
+    /// Committers stalled by a memtable at twice its size wait here (see
+    /// `wait_for_memtable_room`); a flush's freeze wakes them.
+    room: Mutex<()>,
+    room_cv: Condvar,
     /// Held around every fsync of the log. A failed fsync poisons the storage before the
     /// gate is released, so no other fsync (a checkpoint's roll, a flush) can succeed
     /// afterwards and publish what the failed one did not make durable: after a failed
@@ -493,6 +497,8 @@ impl Storage {
             snapshot_thread: Mutex::new(None),
             snapshot_lock: Mutex::new(()),
             snapshot_running: AtomicBool::new(false),
+            room: Mutex::new(()),
+            room_cv: Condvar::new(),
             sync_gate: Mutex::new(()),
             committers: AtomicU64::new(0),
             next_run_id: AtomicU64::new(manifest.next_run_id.max(1)),
@@ -1099,6 +1105,9 @@ impl Storage {
         self.check_writable()?;
         check_limits(&writes)?;
         let disk = self.inner.disk.as_ref();
+        if let Some(d) = disk {
+            self.wait_for_memtable_room(d);
+        }
         let mode = disk.map(|d| d.options.durability);
         let _in_flight = disk
             .filter(|_| mode == Some(DurabilityMode::Strict))
@@ -1318,6 +1327,51 @@ impl Storage {
         self.sync_to(target, false)
     }
 
+    /// The write stall: a commit waits while the memtable holds twice its size and a
+    /// flush is under way, until that flush has frozen it.
+    ///
+    /// The thread that flushes also merges runs, and a merge of large runs takes seconds;
+    /// without the stall, commits kept filling the memtable for all that time (a
+    /// 10,000,000-key load left 2 GB resident and a 5.5 s `close`, which had to flush it).
+    /// Stalling writers while background work catches up is what every LSM engine does;
+    /// it bounds the memtable to twice `memtable_size` (plus the frozen one being
+    /// written) at the cost of write speed during long merges. The flush thread itself
+    /// never waits (it is what frees the room), nor does a commit during `close`.
+    fn wait_for_memtable_room(&self, d: &Disk) {
+        let limit = d.options.memtable_size.saturating_mul(2);
+        let full = || self.inner.tree.with_active(|m| m.resident_bytes()) >= limit;
+        if !full() || IN_FLUSH_THREAD.with(|f| f.get()) {
+            return;
+        }
+        self.start_background_snapshot();
+        let started = Instant::now();
+        let mut g = d.room.lock();
+        while full()
+            && d.snapshot_running.load(Ordering::Acquire)
+            && !self.inner.closing.load(Ordering::Acquire)
+            && !self.is_closed()
+            && !self.is_poisoned()
+        {
+            if started.elapsed() >= MAX_STALL {
+                warn!(
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "the memtable is still full after the longest write stall; committing anyway"
+                );
+                break;
+            }
+            // Bounded, so that a missed wake-up costs a millisecond, never a hang.
+            d.room_cv.wait_for(&mut g, Duration::from_millis(1));
+        }
+        drop(g);
+        let waited = started.elapsed();
+        if waited >= Duration::from_millis(100) {
+            debug!(
+                waited_ms = waited.as_millis() as u64,
+                "commit stalled until the memtable was flushed"
+            );
+        }
+    }
+
     fn start_background_snapshot(&self) {
         let Some(d) = self.inner.disk.as_ref() else {
             return;
@@ -1329,6 +1383,7 @@ impl Storage {
         let spawned = std::thread::Builder::new()
             .name("strata-snapshot".into())
             .spawn(move || loop {
+                IN_FLUSH_THREAD.with(|f| f.set(true));
                 let flushed = match this.checkpoint() {
                     Err(e) => {
                         warn!(error = %e, "background flush failed; the log is kept");
@@ -1450,6 +1505,8 @@ impl Storage {
                 runs: l.runs.clone(),
             });
             *d.frozen_through.lock() = Some((version, c.last_ts));
+            // Room in the new memtable: stalled committers go on.
+            d.room_cv.notify_all();
             (version, next)
         };
         let written = self.write_frozen(d)?;
@@ -1865,6 +1922,17 @@ impl Storage {
     }
 }
 
+/// The longest a commit waits for room in the memtable (see
+/// `Storage::wait_for_memtable_room`): a safety net, far above the longest merge
+/// that holds the flush thread up; merges of the largest databases measured take seconds.
+const MAX_STALL: Duration = Duration::from_secs(60);
+
+thread_local! {
+    /// Set on the background flush thread: the write stall never makes it wait for
+    /// itself (see `wait_for_memtable_room`).
+    static IN_FLUSH_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// The lineage of the fork records `tree` holds.
 pub(crate) fn load_lineage(tree: &Tree) -> Result<Lineage> {
     let records = tree.scan_prefix(&crate::lineage::fork_prefix(), u64::MAX, None)?;
@@ -2194,6 +2262,7 @@ impl Storage {
 mod tests {
     use super::*;
     use crate::testing::FaultyVfs;
+    use crate::vfs::{Vfs, VfsFile};
 
     fn put(k: &str, v: &str) -> Write {
         Write {
@@ -2365,6 +2434,128 @@ mod tests {
         assert_eq!(s.run_count(), 1);
         assert_eq!(s.history(b"k09", 60, None, None).unwrap().len(), 3);
         assert_eq!(value(&s, "k24").as_deref(), Some(&b"v49"[..]));
+    }
+
+    /// A file system whose sorted-run files are slow to write (every append sleeps), so
+    /// that merges take long while commits go on; everything else is `FaultyVfs`.
+    struct SlowRuns(FaultyVfs);
+
+    struct SlowFile(Arc<dyn VfsFile>);
+
+    impl VfsFile for SlowFile {
+        fn append(&self, buf: &[u8]) -> std::io::Result<()> {
+            std::thread::sleep(Duration::from_micros(300));
+            self.0.append(buf)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            self.0.sync()
+        }
+        fn rollback(&self, len: u64) -> std::io::Result<()> {
+            self.0.rollback(len)
+        }
+    }
+
+    impl Vfs for SlowRuns {
+        fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+            self.0.create_dir_all(path)
+        }
+        fn open_append(&self, path: &Path) -> std::io::Result<Arc<dyn VfsFile>> {
+            self.0.open_append(path)
+        }
+        fn create_empty(&self, path: &Path) -> std::io::Result<Arc<dyn VfsFile>> {
+            let f = self.0.create_empty(path)?;
+            let run = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("run-"));
+            Ok(if run { Arc::new(SlowFile(f)) } else { f })
+        }
+        fn exists(&self, path: &Path) -> bool {
+            self.0.exists(path)
+        }
+        fn create_preallocated(
+            &self,
+            path: &Path,
+            capacity: u64,
+        ) -> std::io::Result<Arc<dyn VfsFile>> {
+            self.0.create_preallocated(path, capacity)
+        }
+        fn open_preallocated(
+            &self,
+            path: &Path,
+            pos: u64,
+            capacity: u64,
+        ) -> std::io::Result<Arc<dyn VfsFile>> {
+            self.0.open_preallocated(path, pos, capacity)
+        }
+        fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+            self.0.read(path)
+        }
+        fn map_readonly(&self, path: &Path) -> std::io::Result<crate::vfs::FileBytes> {
+            self.0.map_readonly(path)
+        }
+        fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+            self.0.list(dir)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            self.0.rename(from, to)
+        }
+        fn remove(&self, path: &Path) -> std::io::Result<()> {
+            self.0.remove(path)
+        }
+        fn truncate(&self, path: &Path, len: u64) -> std::io::Result<()> {
+            self.0.truncate(path, len)
+        }
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            self.0.sync_dir(dir)
+        }
+    }
+
+    /// The write stall: while the flush thread merges (slowly here), commits stop once
+    /// the memtable holds twice its size, instead of filling it for as long as the
+    /// merge takes. Every commit lands, and `close` does not wait for a stalled flush.
+    #[test]
+    fn commits_stall_at_twice_the_memtable_size_while_runs_merge() {
+        let fs = FaultyVfs::new();
+        let memtable = 64 * 1024;
+        let o = StorageOptions {
+            durability: DurabilityMode::NoDurability,
+            vfs: Arc::new(SlowRuns(fs.clone())),
+            lock_directory: false,
+            memtable_size: memtable,
+            ..StorageOptions::default()
+        };
+        let s = Storage::open("/db", o.clone()).unwrap();
+        let big = "x".repeat(1000);
+        let mut most = 0;
+        for i in 0..1500 {
+            s.commit(vec![put(&format!("k{i:05}"), &big)], |_| Ok(()))
+                .unwrap();
+            most = most.max(s.inner.tree.with_active(|m| m.resident_bytes()));
+        }
+        // One commit (about 1 KB and its bookkeeping) may land on a memtable just under
+        // the limit.
+        assert!(
+            most <= 2 * memtable + 4096,
+            "the memtable reached {most} bytes (limit {})",
+            2 * memtable
+        );
+        assert!(
+            s.run_count() >= 2,
+            "merges never ran: {} runs",
+            s.run_count()
+        );
+        s.close().unwrap();
+        let s = Storage::open(
+            "/db",
+            StorageOptions {
+                vfs: Arc::new(fs),
+                ..o
+            },
+        )
+        .unwrap();
+        assert_eq!(s.key_count().unwrap(), 1500);
+        assert_eq!(value(&s, "k01499").map(|v| v.len()), Some(1000));
     }
 
     /// The memtable is flushed in the background once it holds `memtable_size` bytes,

@@ -107,7 +107,10 @@ impl StrataBuilder {
     /// disk (default 32 MiB, at least 1 MiB). Reads of older data go to the runs, which
     /// are memory-mapped: their pages are the operating system's page cache, shared and
     /// reclaimable, not the process's own memory. A larger memtable means fewer, larger
-    /// runs and less compaction; a smaller one bounds memory more tightly.
+    /// runs and less compaction; a smaller one bounds memory more tightly. While the
+    /// background thread flushes or merges runs, a write that finds the memtable at
+    /// twice this size waits until the flush has frozen it, so bulk writes slow down to
+    /// the pace of the merges instead of holding ever more memory.
     pub fn memtable_size(mut self, bytes: u64) -> Self {
         self.memtable_size = Some(bytes.max(1 << 20));
         self
