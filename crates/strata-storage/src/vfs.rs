@@ -14,9 +14,11 @@ pub trait VfsFile: Send + Sync {
     fn append(&self, buf: &[u8]) -> io::Result<()>;
     /// Makes everything appended so far durable (`fdatasync`).
     fn sync(&self) -> io::Result<()>;
-    /// Undoes a failed append: the next append goes to offset `len` again, and nothing
-    /// past it is left behind (a plain file is truncated to `len` and synced). Callers
-    /// serialize it with appends. The default cannot and says so.
+    /// Undoes a failed append: the next append goes to offset `len` again (a plain file
+    /// is truncated to `len` and synced; a preallocated one may keep bytes of the failed
+    /// record past `len` until the next append overwrites them — never acknowledged, they
+    /// fail their checksum). Callers serialize it with appends. The default cannot and
+    /// says so.
     fn rollback(&self, len: u64) -> io::Result<()> {
         let _ = len;
         Err(io::Error::other("this file cannot undo a failed append"))
