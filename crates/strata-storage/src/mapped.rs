@@ -319,11 +319,9 @@ pub(crate) fn prefetch<T>(items: &[T]) {
 mod tests {
     use super::*;
 
-    /// Appends through both paths (the copy into the mapping between syncs, `pwrite`
-    /// right after one), across page and allocation-step boundaries: the file holds
-    /// exactly the bytes appended, in order, and a rolled-back record is written over.
-    #[test]
-    fn appends_after_syncs_and_between_them_land_in_order() {
+    /// A new, empty segment file of `capacity` bytes in a temporary directory (kept
+    /// alive by the returned guard), mapped.
+    fn segment(capacity: u64) -> (tempfile::TempDir, std::path::PathBuf, MappedFile) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("segment");
         let file = std::fs::OpenOptions::new()
@@ -333,8 +331,16 @@ mod tests {
             .truncate(true)
             .open(&path)
             .unwrap();
-        let capacity = 3 * PREALLOCATION_STEP;
         let mapped = MappedFile::new(file, 0, capacity).unwrap();
+        (dir, path, mapped)
+    }
+
+    /// Appends through both paths (the copy into the mapping between syncs, `pwrite`
+    /// right after one), across page and allocation-step boundaries: the file holds
+    /// exactly the bytes appended, in order, and a rolled-back record is written over.
+    #[test]
+    fn appends_after_syncs_and_between_them_land_in_order() {
+        let (_dir, path, mapped) = segment(3 * PREALLOCATION_STEP);
         let mut expected = Vec::new();
         let mut i = 0u32;
         while (expected.len() as u64) < 2 * PREALLOCATION_STEP + 10_000 {
@@ -401,16 +407,7 @@ mod tests {
     /// and the bytes read through the mapping and through `read(2)` agree.
     #[test]
     fn every_sync_writes_back_what_either_path_wrote() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("segment");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        let mapped = MappedFile::new(file, 0, 2 * PREALLOCATION_STEP).unwrap();
+        let (_dir, path, mapped) = segment(2 * PREALLOCATION_STEP);
         let mut expected = Vec::new();
         let mut checked = 0;
         for i in 0..600u32 {
@@ -454,16 +451,8 @@ mod tests {
     fn appends_racing_a_syncer_land_in_order() {
         use std::sync::atomic::AtomicBool;
         use std::sync::Arc;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("segment");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        let mapped = Arc::new(MappedFile::new(file, 0, 2 * PREALLOCATION_STEP).unwrap());
+        let (_dir, path, mapped) = segment(2 * PREALLOCATION_STEP);
+        let mapped = Arc::new(mapped);
         let done = Arc::new(AtomicBool::new(false));
         let syncer = {
             let (m, d) = (mapped.clone(), done.clone());
