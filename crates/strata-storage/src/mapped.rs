@@ -319,6 +319,13 @@ pub(crate) fn prefetch<T>(items: &[T]) {
 mod tests {
     use super::*;
 
+    /// Record `i` of a test: 1 to `max_len` nonzero bytes, sizes that straddle pages at
+    /// varying offsets.
+    fn record(i: u32, max_len: usize) -> Vec<u8> {
+        let len = 1 + (i as usize * 7919) % max_len;
+        (0..len).map(|j| (i as usize + j) as u8 | 1).collect()
+    }
+
     /// A new, empty segment file of `capacity` bytes in a temporary directory (kept
     /// alive by the returned guard), mapped.
     fn segment(capacity: u64) -> (tempfile::TempDir, std::path::PathBuf, MappedFile) {
@@ -344,9 +351,7 @@ mod tests {
         let mut expected = Vec::new();
         let mut i = 0u32;
         while (expected.len() as u64) < 2 * PREALLOCATION_STEP + 10_000 {
-            // Record sizes that straddle pages at varying offsets.
-            let len = 1 + (i as usize * 7919) % 5000;
-            let record: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8 | 1).collect();
+            let record = record(i, 5000);
             mapped.append(&record).unwrap();
             expected.extend_from_slice(&record);
             // Sync after most records (the next append goes through `pwrite`), and let
@@ -411,8 +416,7 @@ mod tests {
         let mut expected = Vec::new();
         let mut checked = 0;
         for i in 0..600u32 {
-            let len = 1 + (i as usize * 7919) % 3000;
-            let record: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8 | 1).collect();
+            let record = record(i, 3000);
             mapped.append(&record).unwrap();
             expected.extend_from_slice(&record);
             if i % 5 != 3 {
@@ -465,8 +469,7 @@ mod tests {
         };
         let mut expected = Vec::new();
         for i in 0..3000u32 {
-            let len = 1 + (i as usize * 7919) % 400;
-            let record: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8 | 1).collect();
+            let record = record(i, 400);
             mapped.append(&record).unwrap();
             expected.extend_from_slice(&record);
             if i % 4 == 0 {
