@@ -9,6 +9,8 @@
 //! cargo run --release -p strata-vector --example recall -- file PATH [N] [QUERIES] [DIM]
 //! ```
 //! (the first `N` rows are indexed, the next `QUERIES` rows are the queries; DIM 384).
+//! `QUANTIZATION=int8` in the environment builds and searches with the int8 working copy,
+//! `EF_CONSTRUCTION=…` changes the build effort.
 //! Single-threaded throughout. Prints, in order: the upsert
 //! rate while the collection grows (exact phase, graph build at the threshold, then
 //! incremental HNSW inserts), exact-scan QPS, recall@10 and QPS of HNSW at ef 16 … 256,
@@ -174,9 +176,15 @@ fn main() {
     {
         cfg.hnsw.ef_construction = efc;
     }
+    if std::env::var("QUANTIZATION").as_deref() == Ok("int8") {
+        cfg.quantization = strata_vector::Quantization::Int8;
+    }
     println!(
-        "# HNSW M = {}, M0 = {}, ef_construction = {} (env EF_CONSTRUCTION overrides)",
-        cfg.hnsw.m, cfg.hnsw.m0, cfg.hnsw.ef_construction
+        "# HNSW M = {}, M0 = {}, ef_construction = {}, quantization {} (env EF_CONSTRUCTION, QUANTIZATION=int8 override)",
+        cfg.hnsw.m,
+        cfg.hnsw.m0,
+        cfg.hnsw.ef_construction,
+        cfg.quantization.name()
     );
     let threshold = cfg.exact_threshold;
     let mut c = CollectionIndex::new(cfg).expect("config");

@@ -259,15 +259,20 @@ pub(crate) fn search(
     // well: its descent cost 5 % of the search, and the down-links lead into a region of
     // the fork's own (tested with queries far from every parent vector).
     let mut entries = Vec::with_capacity(1);
+    // (This walk compares full-precision vectors throughout, so the entry point's
+    // similarity is taken exactly, whatever working copy the descent compared.)
     if base.entry_point().is_some() {
         let ep = base.descend(&qb, 0);
         vb.insert(ep.id);
-        entries.push(ep);
+        entries.push(Scored {
+            sim: bs.sim(&qb, ep.id),
+            id: ep.id,
+        });
     } else if own.entry_point().is_some() {
         let ep = own.descend(&qo, 0);
         vo.insert(ep.id);
         entries.push(Scored {
-            sim: ep.sim,
+            sim: os.sim(&qo, ep.id),
             id: ep.id | OWN,
         });
     }

@@ -105,6 +105,60 @@ pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     l2_lanes::<16, false>(a, b)
 }
 
+/// Dot product of two int8 code vectors (see [`quantize_i8`]) over their common length,
+/// exact in `i32`: each product is at most 127² in magnitude, so no sum of up to
+/// [`strata_core::limits::MAX_VECTOR_DIMENSION`] of them overflows.
+///
+/// On x86-64 CPUs with AVX2 (detected at run time) this widens 16 codes at a time to
+/// `i16` and sums pairs of products with `vpmaddwd`; elsewhere a portable 16-lane loop.
+#[inline]
+pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    if simd::has_avx2_fma() {
+        return simd::dot_i8_avx2(a, b);
+    }
+    dot_i8_portable(a, b)
+}
+
+/// The portable int8 kernel (the reference for the AVX2 one in tests).
+#[doc(hidden)]
+pub fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
+    const N: usize = 16;
+    let n = a.len().min(b.len());
+    let (ca, ra) = a[..n].as_chunks::<N>();
+    let (cb, rb) = b[..n].as_chunks::<N>();
+    let mut acc = [0i32; N];
+    for (x, y) in ca.iter().zip(cb) {
+        for i in 0..N {
+            acc[i] += i32::from(x[i]) * i32::from(y[i]);
+        }
+    }
+    let tail: i32 = ra
+        .iter()
+        .zip(rb)
+        .map(|(x, y)| i32::from(*x) * i32::from(*y))
+        .sum();
+    acc.iter().sum::<i32>() + tail
+}
+
+/// Quantizes `v` to int8 codes with one symmetric scale for the whole vector: `codes[i] =
+/// round(v[i] / scale)` with `scale = max|v[i]| / 127`, so `v[i] ≈ codes[i] · scale` with
+/// an error of at most `scale / 2` per component. Returns the scale (`0` for a zero
+/// vector, whose codes are all `0`). `codes` must be as long as `v`.
+pub fn quantize_i8(v: &[f32], codes: &mut [i8]) -> f32 {
+    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 || !max.is_finite() {
+        codes.iter_mut().for_each(|c| *c = 0);
+        return 0.0;
+    }
+    let inv = 127.0 / max;
+    for (c, x) in codes.iter_mut().zip(v) {
+        // In [-127, 127] by construction; the clamp only guards rounding at the ends.
+        *c = (x * inv).round().clamp(-127.0, 127.0) as i8;
+    }
+    max / 127.0
+}
+
 /// `N` independent accumulators over fixed-size chunks: the shape LLVM turns into packed
 /// SIMD. With `FMA`, each step is one fused multiply-add (only worth it where the target
 /// has FMA instructions; elsewhere `mul_add` is a slow library call).
@@ -201,6 +255,86 @@ mod simd {
         }
     }
 
+    /// Int8 dot product: 32 codes per step, widened to `i16` and summed in pairs into
+    /// two `i32` accumulators (`vpmaddwd`), then the tail in scalar code.
+    #[target_feature(enable = "avx2")]
+    #[expect(unsafe_code, reason = "unaligned SIMD loads; see the SAFETY note")]
+    fn dot_i8_avx2_impl(a: &[i8], b: &[i8]) -> i32 {
+        use std::arch::x86_64::{
+            __m128i, _mm256_add_epi32, _mm256_castsi256_si128, _mm256_cvtepi8_epi16,
+            _mm256_extracti128_si256, _mm256_madd_epi16, _mm256_setzero_si256, _mm_add_epi32,
+            _mm_cvtsi128_si32, _mm_loadu_si128, _mm_shuffle_epi32,
+        };
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm256_setzero_si256();
+        let mut acc1 = _mm256_setzero_si256();
+        let mut i = 0;
+        while i + 32 <= n {
+            // SAFETY: `i + 32 <= n <= len` of both slices, so the four 16-byte loads at
+            // `i` and `i + 16` read inside them; `_mm_loadu_si128` has no alignment
+            // requirement, and SSE2/AVX2 are guaranteed by the caller's detection.
+            let (a0, b0, a1, b1) = unsafe {
+                (
+                    _mm_loadu_si128(pa.add(i).cast::<__m128i>()),
+                    _mm_loadu_si128(pb.add(i).cast::<__m128i>()),
+                    _mm_loadu_si128(pa.add(i + 16).cast::<__m128i>()),
+                    _mm_loadu_si128(pb.add(i + 16).cast::<__m128i>()),
+                )
+            };
+            acc0 = _mm256_add_epi32(
+                acc0,
+                _mm256_madd_epi16(_mm256_cvtepi8_epi16(a0), _mm256_cvtepi8_epi16(b0)),
+            );
+            acc1 = _mm256_add_epi32(
+                acc1,
+                _mm256_madd_epi16(_mm256_cvtepi8_epi16(a1), _mm256_cvtepi8_epi16(b1)),
+            );
+            i += 32;
+        }
+        let acc = _mm256_add_epi32(acc0, acc1);
+        let s = _mm_add_epi32(
+            _mm256_castsi256_si128(acc),
+            _mm256_extracti128_si256::<1>(acc),
+        );
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        let mut total = _mm_cvtsi128_si32(s);
+        for j in i..n {
+            total += i32::from(a[j]) * i32::from(b[j]);
+        }
+        total
+    }
+
+    /// Callers must have checked [`has_avx2_fma`].
+    #[inline]
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel after run-time detection"
+    )]
+    pub(super) fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
+        debug_assert!(has_avx2_fma());
+        // SAFETY: the CPU supports AVX2 (the caller checked `has_avx2_fma()`), the only
+        // requirement of the `#[target_feature]` function; its loads are argued there.
+        unsafe { dot_i8_avx2_impl(a, b) }
+    }
+
+    /// Prefetches the first two 64-byte lines of an int8 code vector (see [`prefetch`]).
+    #[inline]
+    #[expect(unsafe_code, reason = "the prefetch intrinsic; see the SAFETY note")]
+    pub(super) fn prefetch_bytes(v: &[i8]) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let bytes = v.len().min(128);
+        let p = v.as_ptr();
+        let mut off = 0;
+        while off < bytes {
+            // SAFETY: as in `prefetch`: a hint that never faults, at an address inside
+            // `v` (`off < v.len()`), computed with `wrapping_add`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off)) };
+            off += 64;
+        }
+    }
+
     /// Callers must have checked [`has_avx2_fma`].
     #[inline]
     #[expect(
@@ -235,6 +369,15 @@ mod simd {
 pub fn prefetch(v: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     simd::prefetch(v);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
+/// [`prefetch`] for an int8 code vector.
+#[inline]
+pub fn prefetch_codes(v: &[i8]) {
+    #[cfg(target_arch = "x86_64")]
+    simd::prefetch_bytes(v);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = v;
 }
@@ -383,6 +526,38 @@ mod tests {
         assert_eq!(DistanceMetric::Euclidean.name(), "euclidean");
     }
 
+    #[test]
+    fn int8_quantization_round_trips_within_half_a_step() {
+        let v: Vec<f32> = (0..385)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let mut codes = vec![0i8; v.len()];
+        let scale = quantize_i8(&v, &mut codes);
+        let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        assert!((scale - max / 127.0).abs() < 1e-7);
+        for (c, x) in codes.iter().zip(&v) {
+            assert!(
+                (f32::from(*c) * scale - x).abs() <= scale * 0.5 + 1e-6,
+                "{c} {x}"
+            );
+        }
+        assert!(codes.iter().any(|c| c.abs() == 127));
+        let mut zero = vec![5i8; 3];
+        assert_eq!(quantize_i8(&[0.0; 3], &mut zero), 0.0);
+        assert_eq!(zero, vec![0; 3]);
+    }
+
+    #[test]
+    fn int8_kernel_extremes_do_not_overflow() {
+        let n = strata_core::limits::MAX_VECTOR_DIMENSION;
+        let a = vec![-127i8; n];
+        let b = vec![-127i8; n];
+        assert_eq!(dot_i8(&a, &b), 127 * 127 * n as i32);
+        assert_eq!(dot_i8_portable(&a, &b), 127 * 127 * n as i32);
+        let c = vec![127i8; n];
+        assert_eq!(dot_i8(&a, &c), -127 * 127 * n as i32);
+    }
+
     proptest! {
         #[test]
         fn kernels_match_naive(
@@ -396,6 +571,17 @@ mod tests {
             prop_assert!((l2_squared(&a, &b) as f64 - l2).abs() < tol * 10.0);
             let c = cosine_similarity(&a, &b);
             prop_assert!((-1.0..=1.0).contains(&c));
+        }
+
+        #[test]
+        fn int8_kernel_matches_naive(
+            pairs in proptest::collection::vec((any::<i8>(), any::<i8>()), 0..200)
+        ) {
+            let a: Vec<i8> = pairs.iter().map(|p| p.0).collect();
+            let b: Vec<i8> = pairs.iter().map(|p| p.1).collect();
+            let naive: i32 = a.iter().zip(&b).map(|(x, y)| i32::from(*x) * i32::from(*y)).sum();
+            prop_assert_eq!(dot_i8(&a, &b), naive);
+            prop_assert_eq!(dot_i8_portable(&a, &b), naive);
         }
     }
 }

@@ -9,12 +9,17 @@
 //! every vector is stored next to it and the query is normalized once, so a cosine costs
 //! one dot product and one multiply, as fast as with pre-normalized vectors, while
 //! [`ExactIndex::vector`] returns the original components.
+//!
+//! With [`Quantization::Int8`] the arena also keeps an int8 copy of every vector
+//! ([`crate::quantized`]). Exact searches never use it; the HNSW walks do, through the
+//! `walk_*` similarities, and re-rank what they find with [`ExactIndex::sim`].
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use strata_core::{Error, Result};
 
 use crate::distance::{self, DistanceMetric};
+use crate::quantized::{Int8Codes, Quantization, QueryCodes};
 
 /// A candidate: internal id and raw similarity (higher is better, see
 /// [`DistanceMetric::raw_to_score`]).
@@ -93,6 +98,8 @@ impl TopK {
 /// A query prepared for a metric (normalized for cosine).
 pub(crate) struct Query {
     pub v: Vec<f32>,
+    /// The query's int8 form when the arena has a working copy.
+    pub codes: Option<QueryCodes>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +108,16 @@ pub(crate) enum Slot {
     Empty = 0,
     Live = 1,
     Deleted = 2,
+}
+
+/// NaN (from overflowing components) ranks last, as in [`ExactIndex::sim`].
+#[inline]
+fn nan_to_worst(s: f32) -> f32 {
+    if s.is_nan() {
+        f32::NEG_INFINITY
+    } else {
+        s
+    }
 }
 
 /// Vectors in a contiguous arena, searched by exhaustive scan. See the
@@ -113,6 +130,8 @@ pub struct ExactIndex {
     inv_norms: Vec<f32>,
     slots: Vec<Slot>,
     live: usize,
+    /// The int8 working copy ([`Quantization::Int8`]), `None` without one.
+    int8: Option<Box<Int8Codes>>,
 }
 
 impl ExactIndex {
@@ -129,6 +148,7 @@ impl ExactIndex {
             inv_norms: Vec::new(),
             slots: Vec::new(),
             live: 0,
+            int8: None,
         })
     }
 
@@ -141,6 +161,47 @@ impl ExactIndex {
             inv_norms: Vec::new(),
             slots: Vec::new(),
             live: 0,
+            int8: None,
+        }
+    }
+
+    /// The working copy the graph walks compare ([`Quantization`]).
+    pub fn quantization(&self) -> Quantization {
+        if self.int8.is_some() {
+            Quantization::Int8
+        } else {
+            Quantization::None
+        }
+    }
+
+    /// Switches the working copy: `Int8` quantizes every slot now (and each vector
+    /// inserted later), `None` drops the codes.
+    pub fn set_quantization(&mut self, quantization: Quantization) {
+        match quantization {
+            Quantization::None => self.int8 = None,
+            Quantization::Int8 => {
+                if self.int8.is_some() {
+                    return;
+                }
+                let mut codes = Int8Codes::new(self.dim, self.metric);
+                codes.resize(self.slots.len());
+                for idx in 0..self.slots.len() {
+                    if self.slots[idx] != Slot::Empty {
+                        let inv = self.inv_norm(idx);
+                        codes.set(idx, self.raw(idx as u32), inv);
+                    }
+                }
+                self.int8 = Some(Box::new(codes));
+            }
+        }
+    }
+
+    #[inline]
+    fn inv_norm(&self, idx: usize) -> f32 {
+        if self.metric == DistanceMetric::Cosine {
+            self.inv_norms[idx]
+        } else {
+            1.0
         }
     }
 
@@ -227,11 +288,18 @@ impl ExactIndex {
             if self.metric == DistanceMetric::Cosine {
                 self.inv_norms.resize(idx + 1, 0.0);
             }
+            if let Some(codes) = &mut self.int8 {
+                codes.resize(idx + 1);
+            }
         }
         let start = idx * self.dim;
         self.data[start..start + self.dim].copy_from_slice(vector);
         if self.metric == DistanceMetric::Cosine {
             self.inv_norms[idx] = distance::inverse_norm(vector);
+        }
+        let inv = self.inv_norm(idx);
+        if let Some(codes) = &mut self.int8 {
+            codes.set(idx, vector, inv);
         }
         if self.slots[idx] != Slot::Live {
             self.live += 1;
@@ -260,7 +328,13 @@ impl ExactIndex {
         if self.metric == DistanceMetric::Cosine {
             distance::normalize(&mut v);
         }
-        Ok(Query { v })
+        Ok(self.query_from(v))
+    }
+
+    /// A query from a vector already normalized for the metric.
+    pub(crate) fn query_from(&self, v: Vec<f32>) -> Query {
+        let codes = self.int8.as_ref().map(|c| c.prepare(&v));
+        Query { v, codes }
     }
 
     /// Raw similarity of a prepared query and the vector in slot `id`.
@@ -283,6 +357,46 @@ impl ExactIndex {
     #[inline]
     pub(crate) fn prefetch(&self, id: u32) {
         distance::prefetch(self.raw(id));
+    }
+
+    /// The similarity a graph walk ranks by: from the int8 working copy when there is
+    /// one (an approximation of [`Self::sim`] on the same scale), else exact.
+    #[inline]
+    pub(crate) fn walk_sim(&self, q: &Query, id: u32) -> f32 {
+        match (&self.int8, &q.codes) {
+            (Some(codes), Some(qc)) => nan_to_worst(codes.sim(qc, id)),
+            _ => self.sim(q, id),
+        }
+    }
+
+    /// [`Self::sim_between`] for graph walks, like [`Self::walk_sim`].
+    #[inline]
+    pub(crate) fn walk_sim_between(&self, a: u32, b: u32) -> f32 {
+        match &self.int8 {
+            Some(codes) => nan_to_worst(codes.sim_between(a, b)),
+            None => self.sim_between(a, b),
+        }
+    }
+
+    /// [`Self::prefetch`] of what [`Self::walk_sim`] reads.
+    #[inline]
+    pub(crate) fn walk_prefetch(&self, id: u32) {
+        match &self.int8 {
+            Some(codes) => codes.prefetch(id),
+            None => self.prefetch(id),
+        }
+    }
+
+    /// Replaces the walk similarities of `found` by exact ones and sorts it best first
+    /// (nothing to do without a working copy: they are exact already).
+    pub(crate) fn rerank(&self, q: &Query, found: &mut [Scored]) {
+        if self.int8.is_none() {
+            return;
+        }
+        for s in found.iter_mut() {
+            s.sim = self.sim(q, s.id);
+        }
+        found.sort_unstable_by(|a, b| b.cmp(a));
     }
 
     /// Raw similarity between two stored vectors.
@@ -401,6 +515,9 @@ impl ExactIndex {
                 if self.metric == DistanceMetric::Cosine {
                     self.inv_norms[next] = self.inv_norms[old];
                 }
+                if let Some(codes) = &mut self.int8 {
+                    codes.move_slot(old, next);
+                }
             }
             next += 1;
         }
@@ -410,6 +527,9 @@ impl ExactIndex {
             self.inv_norms.truncate(next);
             self.inv_norms.shrink_to_fit();
         }
+        if let Some(codes) = &mut self.int8 {
+            codes.truncate(next);
+        }
         self.slots = vec![Slot::Live; next];
         self.live = next;
         remap
@@ -417,7 +537,10 @@ impl ExactIndex {
 
     /// Approximate heap memory used, in bytes.
     pub fn memory_bytes(&self) -> usize {
-        self.data.capacity() * 4 + self.inv_norms.capacity() * 4 + self.slots.capacity()
+        self.data.capacity() * 4
+            + self.inv_norms.capacity() * 4
+            + self.slots.capacity()
+            + self.int8.as_ref().map_or(0, |c| c.memory_bytes())
     }
 
     /// Restores a slot during deserialization.
@@ -430,6 +553,9 @@ impl ExactIndex {
                     self.data.resize((idx + 1) * self.dim, 0.0);
                     if self.metric == DistanceMetric::Cosine {
                         self.inv_norms.resize(idx + 1, 0.0);
+                    }
+                    if let Some(codes) = &mut self.int8 {
+                        codes.resize(idx + 1);
                     }
                 }
                 Ok(())

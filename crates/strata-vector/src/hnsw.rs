@@ -380,6 +380,12 @@ impl HnswIndex {
         self.params.ef_search = ef.max(1);
     }
 
+    /// Switches the working copy the walks compare (see [`crate::quantized`]). Edges
+    /// already made stay; later inserts, searches and compactions use the new copy.
+    pub fn set_quantization(&mut self, quantization: crate::Quantization) {
+        self.store.set_quantization(quantization);
+    }
+
     /// The vector arena (for exact scans over the same ids).
     pub fn store(&self) -> &ExactIndex {
         &self.store
@@ -623,7 +629,7 @@ impl HnswIndex {
                 for (j, &other) in chunk.iter().enumerate() {
                     if j != me && levels[j] >= layer {
                         cands.push(Scored {
-                            sim: self.store.sim(&q, other),
+                            sim: self.store.walk_sim(&q, other),
                             id: other,
                         });
                     }
@@ -679,7 +685,7 @@ impl HnswIndex {
             let mut cands: Vec<Scored> = list
                 .iter()
                 .map(|&n| Scored {
-                    sim: self.store.sim_between(*from, n),
+                    sim: self.store.walk_sim_between(*from, n),
                     id: n,
                 })
                 .collect();
@@ -719,7 +725,7 @@ impl HnswIndex {
     /// Greedy descent (ef = 1) from the entry point down to `target_layer + 1`.
     pub(crate) fn descend(&self, q: &Query, target_layer: usize) -> Scored {
         let mut cur = Scored {
-            sim: self.store.sim(q, self.entry),
+            sim: self.store.walk_sim(q, self.entry),
             id: self.entry,
         };
         let mut layer = self.max_level;
@@ -728,7 +734,7 @@ impl HnswIndex {
             while changed {
                 changed = false;
                 for &n in self.neighbors(cur.id, layer) {
-                    let sim = self.store.sim(q, n);
+                    let sim = self.store.walk_sim(q, n);
                     if sim > cur.sim {
                         cur = Scored { sim, id: n };
                         changed = true;
@@ -782,10 +788,10 @@ impl HnswIndex {
                 }
             }
             for &n in &batch {
-                self.store.prefetch(n);
+                self.store.walk_prefetch(n);
             }
             for &n in &batch {
-                let sim = self.store.sim(q, n);
+                let sim = self.store.walk_sim(q, n);
                 if sim >= bound {
                     let s = Scored { sim, id: n };
                     candidates.push(s);
@@ -817,7 +823,7 @@ impl HnswIndex {
             }
             let diverse = kept
                 .iter()
-                .all(|r| self.store.sim_between(c.id, r.id) < c.sim);
+                .all(|r| self.store.walk_sim_between(c.id, r.id) < c.sim);
             if diverse {
                 kept.push(*c);
             } else {
@@ -890,7 +896,7 @@ impl HnswIndex {
             .iter()
             .chain(std::iter::once(&to))
             .map(|&n| Scored {
-                sim: self.store.sim_between(from, n),
+                sim: self.store.walk_sim_between(from, n),
                 id: n,
             })
             .collect();
@@ -945,6 +951,9 @@ impl HnswIndex {
                 None => self.search_layer(&q, &[ep], ef, 0, &mut visited, &|n| store.is_live(n)),
             };
             self.recycle(visited);
+            let mut found = found;
+            // With an int8 working copy, the walk's candidates are ranked again exactly.
+            store.rerank(&q, &mut found);
             found
         };
         // Vectors not linked yet are scanned exactly.
@@ -1003,6 +1012,7 @@ impl HnswIndex {
         let mut visited = self.visited();
         let mut found = self.search_layer(&q, &[ep], ef.max(count), 0, &mut visited, &|_| true);
         self.recycle(visited);
+        self.store.rerank(&q, &mut found);
         found.truncate(count);
         Ok(found)
     }
@@ -1110,8 +1120,8 @@ impl HnswIndex {
                     .enumerate()
                     .filter(|(_, &n)| indegree[n as usize] > 1)
                     .min_by(|a, b| {
-                        let sa = self.store.sim_between(c.id, *a.1);
-                        let sb = self.store.sim_between(c.id, *b.1);
+                        let sa = self.store.walk_sim_between(c.id, *a.1);
+                        let sb = self.store.walk_sim_between(c.id, *b.1);
                         sa.total_cmp(&sb)
                     })
                     .map(|(i, _)| i)
@@ -1155,7 +1165,7 @@ impl HnswIndex {
         if self.store.metric() == DistanceMetric::Cosine {
             crate::distance::normalize(&mut v);
         }
-        Query { v }
+        self.store.query_from(v)
     }
 
     /// Removes tombstoned nodes: each live node that linked to one keeps its live
@@ -1220,12 +1230,12 @@ impl HnswIndex {
                     frontier = next;
                 }
                 for &n in &cand {
-                    self.store.prefetch(n);
+                    self.store.walk_prefetch(n);
                 }
                 let mut scored: Vec<Scored> = cand
                     .into_iter()
                     .map(|n| Scored {
-                        sim: self.store.sim_between(id, n),
+                        sim: self.store.walk_sim_between(id, n),
                         id: n,
                     })
                     .collect();

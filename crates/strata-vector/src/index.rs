@@ -38,6 +38,7 @@ use crate::distance::{self, DistanceMetric};
 use crate::exact::ExactIndex;
 use crate::filter::{MetadataColumns, MetadataSlot, SearchFilter};
 use crate::hnsw::{HnswIndex, HnswParams};
+use crate::quantized::Quantization;
 
 /// A swappable vector index over dense `u32` ids.
 pub trait VectorIndex: Send + Sync {
@@ -156,6 +157,10 @@ pub struct CollectionConfig {
     /// between an exact scan of the matches and a filtered HNSW walk. Default 0.02
     /// (filters read metadata columns: ≈2 ns against ≈100 ns for a 384-d distance).
     pub filter_cost: f64,
+    /// The working copy the graph walks compare; default [`Quantization::None`]. Not
+    /// part of the index's byte form: the collection's definition holds it, and an index
+    /// read back gets it from there ([`CollectionIndex::set_quantization`]).
+    pub quantization: Quantization,
 }
 
 impl CollectionConfig {
@@ -168,6 +173,7 @@ impl CollectionConfig {
             exact_threshold: 2_000,
             compaction_ratio: 0.2,
             filter_cost: 0.02,
+            quantization: Quantization::None,
         }
     }
 }
@@ -314,8 +320,10 @@ impl CollectionIndex {
     pub fn new(config: CollectionConfig) -> Result<Self> {
         // Validates the parameters once, so that building the graph later cannot fail.
         HnswIndex::new(config.dimension, config.metric, config.hnsw)?;
+        let mut store = ExactIndex::new(config.dimension, config.metric)?;
+        store.set_quantization(config.quantization);
         Ok(CollectionIndex {
-            engine: Engine::Exact(ExactIndex::new(config.dimension, config.metric)?),
+            engine: Engine::Exact(store),
             config,
             keys: HashMap::new(),
             id_keys: Vec::new(),
@@ -598,6 +606,18 @@ impl CollectionIndex {
                 self.metadata[id as usize].as_deref(),
             ))
         })
+    }
+
+    /// Switches the working copy the graph walks compare (see [`crate::quantized`]).
+    /// The arena quantizes its vectors now, also while the collection is small enough to
+    /// be searched exactly, so the graph is built with the same comparisons it will be
+    /// searched with.
+    pub fn set_quantization(&mut self, quantization: Quantization) {
+        self.config.quantization = quantization;
+        match &mut self.engine {
+            Engine::Exact(e) => e.set_quantization(quantization),
+            Engine::Hnsw(h) => h.set_quantization(quantization),
+        }
     }
 
     /// Builds the graph when the collection outgrows the exact threshold, and compacts
@@ -954,6 +974,7 @@ impl CollectionIndex {
             exact_threshold,
             compaction_ratio,
             filter_cost,
+            quantization: Quantization::None,
         };
         let mut ix = CollectionIndex::new(config).map_err(|e| bad(&e.to_string()))?;
         ix.engine = match r.u8()? {

@@ -19,6 +19,7 @@ pub mod filter;
 pub mod hnsw;
 pub mod index;
 pub mod persist;
+pub mod quantized;
 pub mod synthetic;
 pub mod vectors;
 
@@ -27,9 +28,10 @@ pub use exact::ExactIndex;
 pub use filter::SearchFilter;
 pub use hnsw::{HnswIndex, HnswParams};
 pub use index::{post_filter_ef, CollectionConfig, CollectionIndex, SearchStrategy, VectorIndex};
+pub use quantized::Quantization;
 pub use vectors::{
-    CollectionInfo, IndexSource, PendingIndexOp, VectorData, VectorMatch, Vectors,
-    MAX_UNPERSISTED_VECTORS,
+    CollectionInfo, CollectionOptions, IndexSource, PendingIndexOp, VectorData, VectorMatch,
+    Vectors, MAX_UNPERSISTED_VECTORS,
 };
 
 /// Opening the vector primitive over an engine and the hooks the `stratadb` facade needs
@@ -69,6 +71,16 @@ pub mod internal {
     /// that search with two walks (small, filtered, forks of forks, bridge not made yet).
     pub fn is_bridged(vectors: &Vectors, run: &RunId, name: &str) -> bool {
         vectors.is_bridged(run, name)
+    }
+
+    /// The working copy a collection's index compares (loading the index), or `None`
+    /// when the collection does not exist.
+    pub fn index_quantization(
+        vectors: &Vectors,
+        run: &RunId,
+        name: &str,
+    ) -> Option<crate::Quantization> {
+        vectors.index_quantization(run, name)
     }
 
     /// Number of collection indexes loaded so far (they load on first use).

@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use proptest::prelude::*;
 use strata_core::{json, Error, Value};
 use strata_vector::{
-    post_filter_ef, CollectionConfig, CollectionIndex, DistanceMetric, ExactIndex, SearchFilter,
-    SearchStrategy,
+    post_filter_ef, CollectionConfig, CollectionIndex, DistanceMetric, ExactIndex, Quantization,
+    SearchFilter, SearchStrategy,
 };
 
 fn splitmix64(state: &mut u64) -> u64 {
@@ -257,6 +257,82 @@ fn loose_filters_are_post_filtered_and_correlated_ones_fall_back() {
         c.search_using(&queries[0], 10, None, SearchStrategy::Hnsw)
             .unwrap()
     );
+}
+
+/// With the int8 working copy the graph is built and walked on codes, but every result
+/// carries its exact score, recall stays with the full-precision graph's, stored vectors
+/// find themselves, and compaction (which moves codes with their vectors) and a round
+/// trip through bytes keep all of that.
+#[test]
+fn int8_working_copy_keeps_recall_and_exact_scores() {
+    let mut data = clustered(3100, 48, 40, 5);
+    let queries = data.split_off(3000);
+    for metric in [
+        DistanceMetric::Cosine,
+        DistanceMetric::Euclidean,
+        DistanceMetric::DotProduct,
+    ] {
+        let plain = collection(&data, metric);
+        let mut cfg = CollectionConfig::new(48, metric);
+        cfg.exact_threshold = 500;
+        cfg.quantization = Quantization::Int8;
+        let mut c = CollectionIndex::new(cfg).unwrap();
+        for (i, v) in data.iter().enumerate() {
+            c.upsert(&key(i), v, Some(json!({"i": i as i64}))).unwrap();
+        }
+        assert!(c.hnsw().is_some());
+        assert_eq!(c.hnsw().unwrap().store().quantization(), Quantization::Int8);
+        let check = |c: &CollectionIndex, what: &str| {
+            let r = recall(c, &queries, 10, None);
+            let base = recall(&plain, &queries, 10, None);
+            assert!(
+                r >= 0.95 && r >= base - 0.02,
+                "{metric:?} {what}: recall {r} vs {base}"
+            );
+            for q in queries.iter().take(20) {
+                for (k, score) in c.search(q, 10, None).unwrap() {
+                    let v = c.get(&k).unwrap().0;
+                    let exact = metric.score(q, v);
+                    assert!(
+                        (score - exact).abs() <= 1e-5 * exact.abs().max(1.0),
+                        "{metric:?} {what}: {score} vs {exact}"
+                    );
+                }
+            }
+            // A stored vector finds itself (under the dot product a longer vector may
+            // outscore it, never a worse one).
+            for (k, v, _) in c.iter().step_by(7) {
+                let top = &c.search(v, 1, None).unwrap()[0];
+                if metric == DistanceMetric::DotProduct {
+                    assert!(top.1 >= metric.score(v, v) - 1e-3, "{metric:?} {what}");
+                } else {
+                    assert_eq!(top.0, k, "{metric:?} {what}");
+                }
+            }
+        };
+        check(&c, "built");
+        // Delete a third: compaction runs and renumbers the codes with the vectors.
+        let gen = c.generation();
+        for i in (0..3000).step_by(3) {
+            c.delete(&key(i));
+        }
+        c.compact();
+        assert!(c.generation() > gen);
+        check(&c, "compacted");
+        // Bytes hold the full-precision vectors only; the copy is made again on load.
+        let mut back = CollectionIndex::from_bytes(&c.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.config().quantization, Quantization::None);
+        back.set_quantization(Quantization::Int8);
+        assert_eq!(back.config().quantization, Quantization::Int8);
+        check(&back, "reloaded");
+        // A collection switched back to full precision keeps answering.
+        back.set_quantization(Quantization::None);
+        assert_eq!(
+            back.hnsw().unwrap().store().quantization(),
+            Quantization::None
+        );
+        check(&back, "unquantized");
+    }
 }
 
 #[test]

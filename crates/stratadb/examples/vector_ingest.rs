@@ -11,6 +11,7 @@
 //! - `DATA`: `synthetic` (default: 384-d clustered, `strata_vector::synthetic`) or the path
 //!   of a raw little-endian `f32` file of 384-d rows (`tools/gen_embeddings.py`).
 //!
+//! `QUANTIZATION=int8` creates the collection with the int8 working copy.
 //! The database is ephemeral unless `STRATA_DISK=1`, which uses a temporary directory
 //! under `target/` at the default durability. 300 extra rows are the queries.
 //! Rates are wall-clock and the machine may be shared: the report says so.
@@ -61,13 +62,24 @@ fn cpu_secs() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// The collection's options: `QUANTIZATION=int8` in the environment selects the int8
+/// working copy.
+fn options() -> stratadb::CollectionOptions {
+    let q = if std::env::var("QUANTIZATION").as_deref() == Ok("int8") {
+        stratadb::Quantization::Int8
+    } else {
+        stratadb::Quantization::None
+    };
+    stratadb::CollectionOptions::default().quantization(q)
+}
+
 fn key(i: usize) -> String {
     format!("doc:{i}")
 }
 
 fn ingest(db: &Strata, run: &RunId, data: &[Vec<f32>], batch: usize) {
     db.vectors
-        .create_collection(run, "docs", DIM, DistanceMetric::Cosine)
+        .create_collection_with(run, "docs", DIM, DistanceMetric::Cosine, options())
         .expect("create");
     let n = data.len();
     let tenth = (n / 10).max(1);
@@ -213,7 +225,7 @@ fn main() {
         let (db, _dir) = open();
         let run = db.runs.default_run();
         db.vectors
-            .create_collection(&run, "docs", DIM, DistanceMetric::Cosine)
+            .create_collection_with(&run, "docs", DIM, DistanceMetric::Cosine, options())
             .expect("create");
         let started = Instant::now();
         let mut done = 0;

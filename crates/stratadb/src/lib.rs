@@ -45,7 +45,8 @@ pub use strata_primitives::{
 };
 pub use strata_storage::{lock_holder, DurabilityMode};
 pub use strata_vector::{
-    CollectionInfo, DistanceMetric, SearchFilter, VectorData, VectorMatch, Vectors,
+    CollectionInfo, CollectionOptions, DistanceMetric, Quantization, SearchFilter, VectorData,
+    VectorMatch, Vectors,
 };
 
 /// Everything a typical program needs: `use stratadb::prelude::*;`.

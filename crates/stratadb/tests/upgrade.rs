@@ -54,6 +54,9 @@ fn check(db: &Strata, run: &RunId) {
         .unwrap();
     assert_eq!(hits[0].key, "a");
     assert_eq!(db.vectors.count(run, "mem").unwrap(), 2);
+    // Its definition predates quantization: it reads as none.
+    let info = db.vectors.collection_info(run, "mem").unwrap().unwrap();
+    assert_eq!(info.quantization, stratadb::Quantization::None);
     assert!(db.kv.get_in(run, "bytes").unwrap().is_none());
     let bytes_hist = db.kv.history(run, "bytes", None, None).unwrap();
     assert_eq!(bytes_hist.len(), 1, "the deleted value is in history");

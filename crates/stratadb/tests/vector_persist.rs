@@ -504,3 +504,107 @@ fn sigkilled_writer_leaves_exactly_the_committed_vectors() {
         assert_eq!(&got.value.vector, v);
     }
 }
+
+/// Checks every score of `searches`' queries against the exact cosine of its vector.
+fn assert_exact_scores(db: &Strata, run: &RunId, name: &str) {
+    for q in 0..12 {
+        let query = vector(900_000 + q, 0);
+        let r = db.vectors.search(run, name, &query, 10, None).unwrap();
+        assert_eq!(r.len(), 10);
+        for m in r {
+            let n: usize = m.key[1..].parse().unwrap();
+            let exact = DistanceMetric::Cosine.score(&query, &vector(n, 0));
+            assert!(
+                (m.score - exact).abs() < 1e-5,
+                "{}: {} vs {exact}",
+                m.key,
+                m.score
+            );
+        }
+    }
+}
+
+/// A collection created with the int8 working copy keeps that setting in its definition:
+/// after a reopen that loads its index file, after a rebuild from the records, and in a
+/// fork; its scores are exact throughout.
+#[test]
+fn quantized_collections_keep_their_setting_across_reopen_rebuild_and_fork() {
+    use stratadb::{CollectionOptions, Quantization};
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunId::DEFAULT;
+    let int8 = CollectionOptions::default().quantization(Quantization::Int8);
+    // What the definition says, and what the loaded index compares.
+    let quantization = |db: &Strata, run: &RunId| {
+        let defined = db
+            .vectors
+            .collection_info(run, "q")
+            .unwrap()
+            .unwrap()
+            .quantization;
+        let in_use = strata_vector::internal::index_quantization(&db.vectors, run, "q");
+        assert_eq!(Some(defined), in_use);
+        defined
+    };
+    let before = {
+        let db = open(dir.path());
+        db.vectors
+            .create_collection_with(&run, "q", DIM, DistanceMetric::Cosine, int8)
+            .unwrap();
+        // The name is taken whatever the options.
+        let again = db
+            .vectors
+            .create_collection_with(&run, "q", DIM, DistanceMetric::Cosine, int8);
+        assert!(matches!(again, Err(Error::ConstraintViolation(_))));
+        db.transaction(|txn| {
+            for i in 0..BIG {
+                txn.vector_upsert(&run, "q", &key(i), &vector(i, 0), None)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(quantization(&db, &run), Quantization::Int8);
+        // A plain collection beside it reports none.
+        fill(&db, &run, "plain", 10);
+        let plain = db.vectors.collection_info(&run, "plain").unwrap().unwrap();
+        assert_eq!(plain.quantization, Quantization::None);
+        assert_eq!(
+            strata_vector::internal::index_quantization(&db.vectors, &run, "plain"),
+            Some(Quantization::None)
+        );
+        assert_exact_scores(&db, &run, "q");
+        let r = searches(&db, &run, "q");
+        db.close().unwrap();
+        r
+    };
+    {
+        let db = open(dir.path());
+        assert_eq!(
+            strata_vector::internal::index_source(&db.vectors, &run, "q"),
+            Some(IndexSource::Loaded { replayed: 0 })
+        );
+        assert_eq!(quantization(&db, &run), Quantization::Int8);
+        assert_eq!(searches(&db, &run, "q"), before);
+        assert_exact_scores(&db, &run, "q");
+        let fork = db.runs.fork(&run, None).unwrap();
+        assert_eq!(quantization(&db, &fork), Quantization::Int8);
+        db.vectors
+            .upsert(&fork, "q", &key(7), &vector(7, 9), None)
+            .unwrap();
+        let top = db
+            .vectors
+            .search(&fork, "q", &vector(7, 9), 1, None)
+            .unwrap();
+        assert_eq!(top[0].key, key(7));
+        assert!((top[0].score - 1.0).abs() < 1e-5);
+        db.close().unwrap();
+    }
+    // Without its index file the collection is rebuilt from its records, quantized.
+    std::fs::remove_file(index_file(dir.path(), &run, "q")).unwrap();
+    let db = open(dir.path());
+    assert_eq!(
+        strata_vector::internal::index_source(&db.vectors, &run, "q"),
+        Some(IndexSource::Rebuilt)
+    );
+    assert_eq!(quantization(&db, &run), Quantization::Int8);
+    assert_exact_scores(&db, &run, "q");
+}
