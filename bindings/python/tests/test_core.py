@@ -186,6 +186,18 @@ def test_state(db):
     assert db.state.exists(None, "cell") and db.state.delete(None, "cell")
 
 
+def test_int8_collections_score_exactly(db):
+    run = db.runs.default_run()
+    db.vectors.create_collection(run, "q8", 4, "euclidean", quantization="int8")
+    assert db.vectors.collection_info(run, "q8")["quantization"] == "int8"
+    for i in range(50):
+        db.vectors.upsert(run, "q8", f"v{i}", [i * 0.1, 1.0, -0.5, 0.25 * i])
+    hits = db.vectors.search(run, "q8", [0.5, 1.0, -0.5, 1.25], 3)
+    assert hits[0].key == "v5" and hits[0].score == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="quantization"):
+        db.vectors.create_collection(run, "bad", 4, quantization="int4")
+
+
 def test_vectors_with_numpy_and_lists(db):
     np = pytest.importorskip("numpy")
     run = db.runs.default_run()
@@ -207,6 +219,7 @@ def test_vectors_with_numpy_and_lists(db):
     assert got.value["vector"] == [0.0, 9.0, 1.0]
     info = db.vectors.collection_info(run, "emb")
     assert info["dimension"] == 3 and info["metric"] == "cosine"
+    assert info["quantization"] == "none"
     assert [c["name"] for c in db.vectors.list_collections(run)] == ["emb"]
     assert db.vectors.delete(run, "emb", "a")
     with pytest.raises(ConstraintViolationError):

@@ -548,6 +548,10 @@ pub enum VectorsCmd {
         /// cosine, euclidean or dot_product.
         #[arg(long, default_value = "cosine")]
         metric: String,
+        /// none, or int8: the graph compares an int8 copy of each vector (faster inserts
+        /// and searches; scores stay exact).
+        #[arg(long, default_value = "none")]
+        quantization: String,
     },
     /// Insert or replace a vector.
     #[command(

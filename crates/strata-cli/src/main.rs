@@ -21,7 +21,9 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value as Json};
 use stratadb::prelude::*;
-use stratadb::{DistanceMetric, RunInfo, SearchFilter, Strata, StrataBuilder};
+use stratadb::{
+    CollectionOptions, DistanceMetric, Quantization, RunInfo, SearchFilter, Strata, StrataBuilder,
+};
 
 use args::*;
 use out::*;
@@ -234,6 +236,18 @@ fn parse_state(s: &str) -> CliResult<RunState> {
             return Err(Failure::usage(format!(
             "unknown run state {s:?}: use active, paused, completed, failed, cancelled or archived"
         )))
+        }
+    })
+}
+
+fn parse_quantization(s: &str) -> CliResult<Quantization> {
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "none" => Quantization::None,
+        "int8" => Quantization::Int8,
+        _ => {
+            return Err(Failure::usage(format!(
+                "unknown quantization {s:?}: use none or int8"
+            )))
         }
     })
 }
@@ -1069,7 +1083,8 @@ fn vectors(c: VectorsCmd, json: bool) -> CliResult {
                     .map(|c| {
                         json!({"name": c.name, "dimension": c.dimension,
                                     "metric": c.metric.name(), "count": c.count,
-                                    "created_at": c.created_at.as_micros()})
+                                    "created_at": c.created_at.as_micros(),
+                                    "quantization": c.quantization.name()})
                     })
                     .collect();
                 print_json(&Json::Array(items));
@@ -1093,12 +1108,15 @@ fn vectors(c: VectorsCmd, json: bool) -> CliResult {
             collection,
             dimension,
             metric,
+            quantization,
         } => {
             let metric = parse_metric(&metric)?;
+            let options =
+                CollectionOptions::default().quantization(parse_quantization(&quantization)?);
             let (db, run) = write_target(&target)?;
             let v = db
                 .vectors
-                .create_collection(&run, &collection, dimension, metric)
+                .create_collection_with(&run, &collection, dimension, metric, options)
                 .or_fail(&target.path)?;
             db.close().or_fail(&target.path)?;
             print_version(json, v);

@@ -347,6 +347,42 @@ fn vectors_commands() {
     ok(&["vectors", "create", &db, "docs", "--dimension", "3"]);
     ok(&[
         "vectors",
+        "create",
+        &db,
+        "q8",
+        "--dimension",
+        "3",
+        "--quantization",
+        "int8",
+    ]);
+    strata()
+        .args([
+            "vectors",
+            "create",
+            &db,
+            "q4",
+            "--dimension",
+            "3",
+            "--quantization",
+            "int4",
+        ])
+        .assert()
+        .code(2)
+        .stderr(contains("quantization"));
+    let cols: serde_json::Value =
+        serde_json::from_str(&ok(&["--json", "vectors", "collections", &db])).unwrap();
+    let by_name = |n: &str| {
+        cols.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == n)
+            .cloned()
+    };
+    assert_eq!(by_name("docs").unwrap()["quantization"], "none");
+    assert_eq!(by_name("q8").unwrap()["quantization"], "int8");
+    assert!(by_name("q4").is_none());
+    ok(&[
+        "vectors",
         "upsert",
         &db,
         "docs",
