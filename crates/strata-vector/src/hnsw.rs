@@ -931,6 +931,34 @@ impl HnswIndex {
         ef: usize,
         filter: Option<&dyn Fn(u32) -> bool>,
     ) -> Result<Vec<(u32, f32)>> {
+        self.search_walk(query, k, ef, filter, false)
+    }
+
+    /// A post-filtered search: walks the graph *without* the filter for `ef` candidates,
+    /// keeps the ones `filter` accepts (re-ranked exactly with an int8 working copy: only
+    /// the kept ones are re-scored), and returns the best `k` of them, so possibly fewer
+    /// than `k`. Pending vectors and an exact match are treated as in
+    /// [`Self::search_with_ef`].
+    pub(crate) fn search_post_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: &dyn Fn(u32) -> bool,
+    ) -> Result<Vec<(u32, f32)>> {
+        self.search_walk(query, k, ef, Some(filter), true)
+    }
+
+    /// The walk behind [`Self::search_with_ef`] (the filter applied during the walk) and
+    /// [`Self::search_post_filtered`] (`post`: applied to the walk's candidates).
+    fn search_walk(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+        post: bool,
+    ) -> Result<Vec<(u32, f32)>> {
         let q = self.store.prepare(query)?;
         if k == 0 || self.store.is_empty() {
             return Ok(Vec::new());
@@ -938,39 +966,67 @@ impl HnswIndex {
         // More than the stored vectors cannot be found: this also bounds huge `k`s.
         let k = k.min(self.nodes + self.pending.len());
         let store = &self.store;
+        let walk_filter = filter.filter(|_| !post);
         let mut found = if self.entry == NONE {
             Vec::new()
         } else {
             let ef = ef.max(k).min(self.nodes);
             let ep = self.descend(&q, 0);
             let mut visited = self.visited();
-            let found = match filter {
+            let found = match walk_filter {
                 Some(f) => self.search_layer(&q, &[ep], ef, 0, &mut visited, &|n| {
                     store.is_live(n) && f(n)
                 }),
                 None => self.search_layer(&q, &[ep], ef, 0, &mut visited, &|n| store.is_live(n)),
             };
             self.recycle(visited);
-            let mut found = found;
-            // With an int8 working copy, the walk's candidates are ranked again exactly.
-            store.rerank(&q, &mut found);
             found
         };
-        // Vectors not linked yet are scanned exactly.
-        if !self.pending.is_empty() {
-            let mut top = TopK::new(k);
-            for s in found.drain(..) {
-                top.push(s);
+        match (post, filter) {
+            (true, Some(f)) => {
+                // The candidate list must be a prefix of the unfiltered order, so vectors
+                // not linked yet compete for its places before the filter applies (padding
+                // a list short of matches with far pending ones would hide that the caller
+                // should search another way).
+                if !self.pending.is_empty() {
+                    let mut top = TopK::new(ef.max(k));
+                    for s in found.drain(..) {
+                        top.push(s);
+                    }
+                    for &id in &self.pending {
+                        if store.is_live(id) {
+                            top.push(Scored {
+                                sim: store.walk_sim(&q, id),
+                                id,
+                            });
+                        }
+                    }
+                    found = top.into_sorted();
+                }
+                found.retain(|s| f(s.id));
+                // With an int8 working copy only the kept candidates are re-ranked.
+                store.rerank(&q, &mut found);
             }
-            for &id in &self.pending {
-                if store.is_live(id) && filter.is_none_or(|f| f(id)) {
-                    top.push(Scored {
-                        sim: store.sim(&q, id),
-                        id,
-                    });
+            _ => {
+                // With an int8 working copy, the walk's candidates are ranked again exactly.
+                store.rerank(&q, &mut found);
+                // Vectors not linked yet are scanned exactly.
+                if !self.pending.is_empty() {
+                    let mut top = TopK::new(k);
+                    for s in found.drain(..) {
+                        top.push(s);
+                    }
+                    for &id in &self.pending {
+                        if store.is_live(id) && filter.is_none_or(|f| f(id)) {
+                            top.push(Scored {
+                                sim: store.sim(&q, id),
+                                id,
+                            });
+                        }
+                    }
+                    found = top.into_sorted();
                 }
             }
-            found = top.into_sorted();
         }
         // A query that is a stored vector finds it even where the walk did not.
         if let Some(id) = self.exact_match(query) {

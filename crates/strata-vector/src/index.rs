@@ -823,10 +823,8 @@ impl CollectionIndex {
                 let ef_search = ef.unwrap_or(h.params().ef_search).max(k);
                 let s = self.estimate_selectivity(filter);
                 let ef_post = post_filter_ef(ef_search, k, s);
-                let mut found = h.search_with_ef(query, ef_post, ef_post, None)?;
-                found.retain(|&(id, _)| pred(id));
+                let found = h.search_post_filtered(query, k, ef_post, &pred)?;
                 if found.len() >= k {
-                    found.truncate(k);
                     found
                 } else {
                     // Too few matches near the query (a filter correlated with where the

@@ -278,11 +278,16 @@ fn int8_working_copy_keeps_recall_and_exact_scores() {
         cfg.quantization = Quantization::Int8;
         let mut c = CollectionIndex::new(cfg).unwrap();
         for (i, v) in data.iter().enumerate() {
-            c.upsert(&key(i), v, Some(json!({"i": i as i64}))).unwrap();
+            let meta = json!({"i": i as i64, "half": ((i / 50) % 2) as i64});
+            c.upsert(&key(i), v, Some(meta)).unwrap();
         }
         assert!(c.hnsw().is_some());
         assert_eq!(c.hnsw().unwrap().store().quantization(), Quantization::Int8);
         let check = |c: &CollectionIndex, what: &str| {
+            // Post-filtered: only the kept candidates are re-ranked.
+            let half = SearchFilter::eq("half", 1);
+            let r = recall_using(c, &queries, 10, Some(&half), SearchStrategy::PostFilter);
+            assert!(r >= 0.95, "{metric:?} {what}: post-filtered recall {r}");
             let r = recall(c, &queries, 10, None);
             let base = recall(&plain, &queries, 10, None);
             assert!(
