@@ -1005,11 +1005,12 @@ impl HnswIndex {
                 }
                 found.retain(|s| f(s.id));
                 // With an int8 working copy only the kept candidates are re-ranked.
-                store.rerank(&q, &mut found);
+                store.rerank(&q, &mut found, k);
             }
             _ => {
-                // With an int8 working copy, the walk's candidates are ranked again exactly.
-                store.rerank(&q, &mut found);
+                // With an int8 working copy, the walk's best candidates are ranked again
+                // exactly.
+                store.rerank(&q, &mut found, k);
                 // Vectors not linked yet are scanned exactly.
                 if !self.pending.is_empty() {
                     let mut top = TopK::new(k);
@@ -1068,7 +1069,7 @@ impl HnswIndex {
         let mut visited = self.visited();
         let mut found = self.search_layer(&q, &[ep], ef.max(count), 0, &mut visited, &|_| true);
         self.recycle(visited);
-        self.store.rerank(&q, &mut found);
+        self.store.rerank(&q, &mut found, count);
         found.truncate(count);
         Ok(found)
     }

@@ -176,7 +176,31 @@ impl CollectionConfig {
             quantization: Quantization::None,
         }
     }
+
+    /// These settings with the working copy `quantization`, and for
+    /// [`Quantization::Int8`] its own graph defaults: `ef_construction = 150` and
+    /// `ef_search = 96` (see [`INT8_EF_CONSTRUCTION`]).
+    pub fn quantized(mut self, quantization: Quantization) -> Self {
+        self.quantization = quantization;
+        if quantization == Quantization::Int8 {
+            self.hnsw.ef_construction = INT8_EF_CONSTRUCTION;
+            self.hnsw.ef_search = INT8_EF_SEARCH;
+        }
+        self
+    }
 }
+
+/// `ef_construction` of an int8 collection. The int8 walk is cheaper, so an int8
+/// collection spends part of the saving on a better graph: on 100,000 real sentence
+/// embeddings, inserts at 150 still ran faster than full-precision ones at the default
+/// 100, and the graph reached recall@10 0.990 at `ef_search = 80` and 0.992 at 96,
+/// where the full-precision one needs 128 for 0.992 (`docs/vectors.md`, "Int8 working
+/// copy").
+pub const INT8_EF_CONSTRUCTION: usize = 150;
+
+/// `ef_search` of an int8 collection (see [`INT8_EF_CONSTRUCTION`]): 96 rather than 80
+/// for a margin above recall@10 0.99 on such data, at about 70× the exact scan's speed.
+pub const INT8_EF_SEARCH: usize = 96;
 
 /// The planner's cost estimates for one filtered search, in units of one distance
 /// computation (a random access to a vector from memory; an exact scan of scattered

@@ -27,7 +27,10 @@ pub use distance::DistanceMetric;
 pub use exact::ExactIndex;
 pub use filter::SearchFilter;
 pub use hnsw::{HnswIndex, HnswParams};
-pub use index::{post_filter_ef, CollectionConfig, CollectionIndex, SearchStrategy, VectorIndex};
+pub use index::{
+    post_filter_ef, CollectionConfig, CollectionIndex, SearchStrategy, VectorIndex,
+    INT8_EF_CONSTRUCTION, INT8_EF_SEARCH,
+};
 pub use quantized::Quantization;
 pub use vectors::{
     CollectionInfo, CollectionOptions, IndexSource, PendingIndexOp, VectorData, VectorMatch,

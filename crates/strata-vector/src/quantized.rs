@@ -44,8 +44,10 @@ pub enum Quantization {
     #[default]
     None,
     /// The walks compare an int8 copy of each vector (one byte per component, one scale
-    /// per vector) and re-rank their candidates with the `f32` vectors. Faster walks
-    /// (inserts and searches) for `dimension + 4` more bytes per vector.
+    /// per vector) and re-rank their best candidates with the `f32` vectors. Faster walks
+    /// (inserts and searches) for `dimension + 4` more bytes per vector. Such a
+    /// collection's graph defaults to `ef_construction = 150` and `ef_search = 96`
+    /// ([`crate::index::INT8_EF_CONSTRUCTION`]).
     Int8,
 }
 

@@ -98,9 +98,7 @@ struct CollectionDef {
 impl CollectionDef {
     /// The index settings this definition asks for (defaults otherwise).
     fn config(&self) -> CollectionConfig {
-        let mut config = CollectionConfig::new(self.dimension, self.metric);
-        config.quantization = self.quantization;
-        config
+        CollectionConfig::new(self.dimension, self.metric).quantized(self.quantization)
     }
 }
 

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use strata_core::{json, Error, Value};
 use strata_vector::{
     post_filter_ef, CollectionConfig, CollectionIndex, DistanceMetric, ExactIndex, Quantization,
-    SearchFilter, SearchStrategy,
+    SearchFilter, SearchStrategy, INT8_EF_CONSTRUCTION, INT8_EF_SEARCH,
 };
 
 fn splitmix64(state: &mut u64) -> u64 {
@@ -273,9 +273,11 @@ fn int8_working_copy_keeps_recall_and_exact_scores() {
         DistanceMetric::DotProduct,
     ] {
         let plain = collection(&data, metric);
-        let mut cfg = CollectionConfig::new(48, metric);
+        let mut cfg = CollectionConfig::new(48, metric).quantized(Quantization::Int8);
+        assert_eq!(cfg.quantization, Quantization::Int8);
+        assert_eq!(cfg.hnsw.ef_construction, INT8_EF_CONSTRUCTION);
+        assert_eq!(cfg.hnsw.ef_search, INT8_EF_SEARCH);
         cfg.exact_threshold = 500;
-        cfg.quantization = Quantization::Int8;
         let mut c = CollectionIndex::new(cfg).unwrap();
         for (i, v) in data.iter().enumerate() {
             let meta = json!({"i": i as i64, "half": ((i / 50) % 2) as i64});
@@ -294,6 +296,11 @@ fn int8_working_copy_keeps_recall_and_exact_scores() {
                 r >= 0.95 && r >= base - 0.02,
                 "{metric:?} {what}: recall {r} vs {base}"
             );
+            // Large `k`s come back whole although only the walk's best candidates are
+            // re-ranked: `k` of them at least.
+            assert_eq!(c.search(&queries[0], 100, None).unwrap().len(), 100);
+            let all = c.search(&queries[0], usize::MAX, None).unwrap();
+            assert_eq!(all.len(), c.len());
             for q in queries.iter().take(20) {
                 for (k, score) in c.search(q, 10, None).unwrap() {
                     let v = c.get(&k).unwrap().0;
