@@ -187,13 +187,24 @@ def test_state(db):
 
 
 def test_int8_collections_score_exactly(db):
+    import math
+    import random
+
     run = db.runs.default_run()
-    db.vectors.create_collection(run, "q8", 4, "euclidean", quantization="int8")
+    db.vectors.create_collection(run, "q8", 8, "euclidean", quantization="int8")
     assert db.vectors.collection_info(run, "q8")["quantization"] == "int8"
-    for i in range(50):
-        db.vectors.upsert(run, "q8", f"v{i}", [i * 0.1, 1.0, -0.5, 0.25 * i])
-    hits = db.vectors.search(run, "q8", [0.5, 1.0, -0.5, 1.25], 3)
-    assert hits[0].key == "v5" and hits[0].score == pytest.approx(1.0)
+    rng = random.Random(7)
+    # Past the exact-search threshold (2,000), so searches walk the int8 graph.
+    vecs = {f"v{i}": [rng.uniform(-1, 1) for _ in range(8)] for i in range(2100)}
+    for k, v in vecs.items():
+        db.vectors.upsert(run, "q8", k, v)
+    query = [rng.uniform(-1, 1) for _ in range(8)]
+    hits = db.vectors.search(run, "q8", query, 5)
+    assert len(hits) == 5
+    for h in hits:
+        exact = 1.0 / (1.0 + math.dist(query, vecs[h.key]))
+        assert h.score == pytest.approx(exact, rel=1e-5)
+    assert db.vectors.search(run, "q8", vecs["v5"], 1)[0].key == "v5"
     with pytest.raises(ValueError, match="quantization"):
         db.vectors.create_collection(run, "bad", 4, quantization="int4")
 

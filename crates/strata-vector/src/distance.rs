@@ -109,8 +109,9 @@ pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
 /// exact in `i32`: each product is at most 127² in magnitude, so no sum of up to
 /// [`strata_core::limits::MAX_VECTOR_DIMENSION`] of them overflows.
 ///
-/// On x86-64 CPUs with AVX2 (detected at run time) this widens 16 codes at a time to
-/// `i16` and sums pairs of products with `vpmaddwd`; elsewhere a portable 16-lane loop.
+/// On x86-64 CPUs with AVX2 (detected at run time) this takes 32 codes per step, widens
+/// them to `i16` and sums pairs of products with `vpmaddwd`; elsewhere a portable
+/// 16-lane loop.
 #[inline]
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     #[cfg(target_arch = "x86_64")]

@@ -14,7 +14,8 @@
 //!   heuristic.
 //! - **Batches.** [`HnswIndex::insert_batch`] links chunks of new nodes in parallel
 //!   (scoped threads): each node of a chunk searches the graph as it was before the chunk
-//!   and the chunk itself exactly, then reverse links are merged once per target node.
+//!   and scans the chunk itself (every node, with the walks' similarity), then reverse
+//!   links are merged once per target node.
 //!   Single inserts past 1,024 nodes are deferred and linked the same way, one chunk per
 //!   `128 × threads` inserts; searches scan the deferred vectors exactly meanwhile.
 //! - **Deletes** are tombstones: a deleted node keeps its vector and edges and still routes
@@ -937,8 +938,9 @@ impl HnswIndex {
     /// A post-filtered search: walks the graph *without* the filter for `ef` candidates,
     /// keeps the ones `filter` accepts (re-ranked exactly with an int8 working copy: only
     /// the kept ones are re-scored), and returns the best `k` of them, so possibly fewer
-    /// than `k`. Pending vectors and an exact match are treated as in
-    /// [`Self::search_with_ef`].
+    /// than `k`. Pending vectors compete for the candidate list before the filter (ranked
+    /// with the walks' similarity, then re-scored exactly if kept); a query that is
+    /// bit-for-bit a stored, accepted vector finds it, as in [`Self::search_with_ef`].
     pub(crate) fn search_post_filtered(
         &self,
         query: &[f32],
@@ -1423,7 +1425,9 @@ impl HnswIndex {
         out
     }
 
-    /// Restores a graph written by [`Self::to_bytes`].
+    /// Restores a graph written by [`Self::to_bytes`]. The bytes hold no working copy:
+    /// the graph comes back with [`Quantization::None`](crate::Quantization::None), and
+    /// [`Self::set_quantization`] makes the int8 codes again.
     ///
     /// Errors with [`Error::Serialization`] when the bytes are truncated, corrupted (the
     /// checksum differs) or inconsistent (an edge to a missing node, a bad level, …).

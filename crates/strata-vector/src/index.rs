@@ -179,7 +179,9 @@ impl CollectionConfig {
 
     /// These settings with the working copy `quantization`, and for
     /// [`Quantization::Int8`] its own graph defaults: `ef_construction = 150` and
-    /// `ef_search = 96` (see [`INT8_EF_CONSTRUCTION`]).
+    /// `ef_search = 96` (see [`INT8_EF_CONSTRUCTION`]), replacing whatever `hnsw` held:
+    /// call it before adjusting them. `quantized(Quantization::None)` leaves them as
+    /// they are.
     pub fn quantized(mut self, quantization: Quantization) -> Self {
         self.quantization = quantization;
         if quantization == Quantization::Int8 {
@@ -632,6 +634,11 @@ impl CollectionIndex {
         })
     }
 
+    /// The working copy the graph walks compare now (what the arena holds).
+    pub fn quantization(&self) -> Quantization {
+        self.engine.store().quantization()
+    }
+
     /// Switches the working copy the graph walks compare (see [`crate::quantized`]).
     /// The arena quantizes its vectors now, also while the collection is small enough to
     /// be searched exactly, so the graph is built with the same comparisons it will be
@@ -965,7 +972,9 @@ impl CollectionIndex {
         Ok(out)
     }
 
-    /// Restores an index written by [`Self::to_bytes`].
+    /// Restores an index written by [`Self::to_bytes`]. The bytes do not record the
+    /// working copy: the index comes back with [`Quantization::None`], and
+    /// [`Self::set_quantization`] restores it (the collection's definition holds it).
     ///
     /// Errors with [`Error::Serialization`] when the bytes are truncated or inconsistent
     /// (a key on a dead slot, a live slot without a key, a duplicate key, bad settings…).

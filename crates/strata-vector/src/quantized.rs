@@ -25,7 +25,7 @@
 //! similarities between stored vectors with similarities to the node being linked; all
 //! of them come from the working copy while a graph is built).
 //!
-//! **Cost.** `dimension + 4` bytes per vector (`+ 8` for Euclidean) beside the
+//! **Cost.** `dimension + 4` bytes per vector (`+ 12` for Euclidean) beside the
 //! full-precision copy, which stays: it serves the re-ranking, exact scans and `get`.
 use serde::{Deserialize, Serialize};
 
@@ -39,15 +39,21 @@ use crate::distance::{self, DistanceMetric};
 /// of a walk are re-ranked with the full-precision vectors. See `docs/vectors.md` for the
 /// measured speed and recall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Quantization {
     /// The walks compare full-precision `f32` vectors (the default).
     #[default]
     None,
     /// The walks compare an int8 copy of each vector (one byte per component, one scale
     /// per vector) and re-rank their best candidates with the `f32` vectors. Faster walks
-    /// (inserts and searches) for `dimension + 4` more bytes per vector. Such a
-    /// collection's graph defaults to `ef_construction = 150` and `ef_search = 96`
-    /// ([`crate::index::INT8_EF_CONSTRUCTION`]).
+    /// (inserts and searches) for `dimension + 4` more bytes per vector (`+ 12` for
+    /// Euclidean). Such a collection's graph defaults to `ef_construction = 150` and
+    /// `ef_search = 96`.
+    ///
+    /// The codes have one scale per vector and no offset: where neighbours differ by
+    /// less than the rounding (a large offset shared by all vectors, or tight clusters
+    /// at scale), the walks cannot tell them apart and recall drops; `docs/vectors.md`
+    /// measures it. Suited to normalized text embeddings; keep `None` otherwise.
     Int8,
 }
 
@@ -66,7 +72,7 @@ impl Quantization {
 pub(crate) struct QueryCodes {
     codes: Vec<i8>,
     factor: f32,
-    sq_norm: f32,
+    sq_norm: f64,
 }
 
 /// The int8 codes of every slot of an arena, with their factors (see the module doc).
@@ -76,8 +82,10 @@ pub(crate) struct Int8Codes {
     metric: DistanceMetric,
     codes: Vec<i8>,
     factors: Vec<f32>,
-    /// `‖v‖²` per slot, for Euclidean only (empty otherwise).
-    sq_norms: Vec<f32>,
+    /// `‖v‖²` per slot, for Euclidean only (empty otherwise). In `f64`, like the
+    /// arithmetic that uses it: a finite vector's squared norm can exceed `f32::MAX`
+    /// while its distance to a neighbour does not.
+    sq_norms: Vec<f64>,
 }
 
 impl Int8Codes {
@@ -110,7 +118,7 @@ impl Int8Codes {
             DistanceMetric::DotProduct | DistanceMetric::Euclidean => scale,
         };
         if self.metric == DistanceMetric::Euclidean {
-            self.sq_norms[idx] = distance::dot(v, v);
+            self.sq_norms[idx] = sq_norm(v);
         }
     }
 
@@ -125,7 +133,7 @@ impl Int8Codes {
         let mut codes = vec![0i8; q.len()];
         let factor = distance::quantize_i8(q, &mut codes);
         let sq_norm = if self.metric == DistanceMetric::Euclidean {
-            distance::dot(q, q)
+            sq_norm(q)
         } else {
             0.0
         };
@@ -139,25 +147,34 @@ impl Int8Codes {
     /// Approximate raw similarity of a query and slot `id`.
     #[inline]
     pub(crate) fn sim(&self, q: &QueryCodes, id: u32) -> f32 {
-        let dot = distance::dot_i8(&q.codes, self.codes(id)) as f32 * q.factor;
-        let f = self.factors[id as usize];
-        match self.metric {
-            DistanceMetric::Cosine | DistanceMetric::DotProduct => dot * f,
-            DistanceMetric::Euclidean => -(q.sq_norm + self.sq_norms[id as usize] - 2.0 * dot * f),
-        }
+        let dot = distance::dot_i8(&q.codes, self.codes(id));
+        let sq = || (q.sq_norm, self.sq_norms[id as usize]);
+        self.combine(dot, q.factor, self.factors[id as usize], sq)
     }
 
     /// Approximate raw similarity of two slots.
     #[inline]
     pub(crate) fn sim_between(&self, a: u32, b: u32) -> f32 {
-        let dot = distance::dot_i8(self.codes(a), self.codes(b)) as f32;
-        let (fa, fb) = (self.factors[a as usize], self.factors[b as usize]);
-        match self.metric {
-            DistanceMetric::Cosine | DistanceMetric::DotProduct => dot * fa * fb,
+        let dot = distance::dot_i8(self.codes(a), self.codes(b));
+        let sq = || (self.sq_norms[a as usize], self.sq_norms[b as usize]);
+        self.combine(dot, self.factors[a as usize], self.factors[b as usize], sq)
+    }
+
+    /// The raw similarity from a code dot product and the two factors (and, for
+    /// Euclidean, the two squared norms, read only then), computed in `f64`: the product
+    /// of a large dot and large scales, or the Euclidean `‖a‖² + ‖b‖²`, can overflow
+    /// `f32` on finite vectors whose similarity does not.
+    #[inline]
+    fn combine(&self, dot: i32, fa: f32, fb: f32, sq: impl Fn() -> (f64, f64)) -> f32 {
+        let prod = f64::from(dot) * f64::from(fa) * f64::from(fb);
+        let raw = match self.metric {
+            DistanceMetric::Cosine | DistanceMetric::DotProduct => prod,
             DistanceMetric::Euclidean => {
-                -(self.sq_norms[a as usize] + self.sq_norms[b as usize] - 2.0 * dot * fa * fb)
+                let (sa, sb) = sq();
+                -(sa + sb - 2.0 * prod)
             }
-        }
+        };
+        raw as f32
     }
 
     #[inline]
@@ -186,8 +203,13 @@ impl Int8Codes {
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.codes.capacity() + self.factors.capacity() * 4 + self.sq_norms.capacity() * 4
+        self.codes.capacity() + self.factors.capacity() * 4 + self.sq_norms.capacity() * 8
     }
+}
+
+/// `‖v‖²` in `f64`.
+fn sq_norm(v: &[f32]) -> f64 {
+    v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum()
 }
 
 #[cfg(test)]

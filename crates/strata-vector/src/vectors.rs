@@ -1103,8 +1103,7 @@ impl Vectors {
 
     /// See [`crate::internal::index_quantization`].
     pub(crate) fn index_quantization(&self, run: &RunId, name: &str) -> Option<Quantization> {
-        self.entry(run, name)
-            .map(|e| e.read().index.config().quantization)
+        self.entry(run, name).map(|e| e.read().index.quantization())
     }
 
     pub(crate) fn loaded_indexes(&self) -> usize {
@@ -1468,7 +1467,8 @@ impl Vectors {
         Ok(version)
     }
 
-    /// Sets the HNSW search effort (`ef_search`, the candidate list size; default 64) of
+    /// Sets the HNSW search effort (`ef_search`, the candidate list size; default 64, 96
+    /// for [`Quantization::Int8`] collections) of
     /// a collection for this process: higher finds more of the true nearest neighbors and
     /// is slower (`docs/vectors.md` has the recall/speed table). A search uses
     /// `max(ef_search, k)`, doubled under a filter. The setting is kept in the index file

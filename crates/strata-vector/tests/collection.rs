@@ -347,6 +347,39 @@ fn int8_working_copy_keeps_recall_and_exact_scores() {
     }
 }
 
+/// Finite vectors whose squared norms exceed `f32::MAX` (while their distances to each
+/// other do not): the int8 walk's Euclidean similarity must not overflow into NaN, which
+/// would stall the walks' bound and return arbitrary neighbours.
+#[test]
+fn int8_euclidean_walks_survive_norms_beyond_f32() {
+    // A shared offset makes the norms large against the distances.
+    let mut data = clustered(1600, 48, 20, 9);
+    for v in &mut data {
+        for x in v.iter_mut() {
+            *x = (*x + 10.0) * 3e17;
+        }
+    }
+    assert!(data[0].iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() > f64::from(f32::MAX));
+    let queries = data.split_off(1500);
+    let mut cfg =
+        CollectionConfig::new(48, DistanceMetric::Euclidean).quantized(Quantization::Int8);
+    cfg.exact_threshold = 500;
+    let mut c = CollectionIndex::new(cfg).unwrap();
+    for (i, v) in data.iter().enumerate() {
+        c.upsert(&key(i), v, None).unwrap();
+    }
+    assert!(c.hnsw().is_some());
+    // The shared offset costs int8 precision (0.76 here; see `Quantization::Int8`), but
+    // NaN similarities left the walks with arbitrary neighbours (0.17).
+    let r = recall(&c, &queries, 10, None);
+    assert!(r >= 0.6, "recall {r}");
+    for q in &queries {
+        let got = c.search(q, 10, None).unwrap();
+        assert_eq!(got.len(), 10);
+        assert!(got.iter().all(|(_, s)| s.is_finite() && *s > 0.0));
+    }
+}
+
 #[test]
 fn updates_and_compaction_keep_keys_right() {
     let data = clustered(1500, 16, 10, 21);

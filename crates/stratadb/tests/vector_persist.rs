@@ -596,6 +596,22 @@ fn quantized_collections_keep_their_setting_across_reopen_rebuild_and_fork() {
             .unwrap();
         assert_eq!(top[0].key, key(7));
         assert!((top[0].score - 1.0).abs() < 1e-5);
+        // Enough writes of its own for the fork to grow a graph, searched together with
+        // its parent's (the bridge walk compares full-precision vectors throughout).
+        db.transaction(|txn| {
+            for i in BIG..2 * BIG {
+                txn.vector_upsert(&fork, "q", &key(i), &vector(i, 0), None)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_exact_scores(&db, &fork, "q");
+        assert!(strata_vector::internal::is_bridged(&db.vectors, &fork, "q"));
+        let mine = db
+            .vectors
+            .search(&fork, "q", &vector(BIG + 3, 0), 1, None)
+            .unwrap();
+        assert_eq!(mine[0].key, key(BIG + 3));
         db.close().unwrap();
     }
     // Without its index file the collection is rebuilt from its records, quantized.
