@@ -8,13 +8,17 @@
 //!   resident), throughput in bytes of stored vectors scanned;
 //! - `search_20k_384/*`: one query (k = 10) against 20,000 clustered 384-d vectors
 //!   (cosine): exact scan vs HNSW at ef 16/64, and a 1% filter (exact scan of the matches,
-//!   the strategy chosen) vs the same filter walked through the graph.
+//!   the strategy chosen) vs the same filter walked through the graph; and the same
+//!   vectors in an int8 collection (`int8_hnsw_ef/*`);
+//! - `distance/dot_i8_384*`: the int8 working copy's kernel over the same vectors.
 //!
 //! The larger recall/QPS study (100,000 × 384) is `examples/recall.rs`.
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use strata_core::json;
 use strata_vector::distance::{self, DistanceMetric};
-use strata_vector::{CollectionConfig, CollectionIndex, SearchFilter, SearchStrategy};
+use strata_vector::{
+    CollectionConfig, CollectionIndex, Quantization, SearchFilter, SearchStrategy, INT8_EF_SEARCH,
+};
 
 fn dataset(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
     strata_vector::synthetic::clustered(n, dim, seed)
@@ -42,6 +46,36 @@ fn kernels(c: &mut Criterion) {
             let mut s = 0.0f32;
             for v in flat.chunks_exact(DIM) {
                 s += distance::dot_portable(black_box(&q), v);
+            }
+            s
+        })
+    });
+    // The int8 working copy's kernel, over the same vectors quantized (a quarter of the
+    // bytes; the group's throughput counts the f32 bytes they stand for).
+    let codes: Vec<i8> = data[..N]
+        .iter()
+        .flat_map(|v| {
+            let mut c = vec![0i8; DIM];
+            distance::quantize_i8(v, &mut c);
+            c
+        })
+        .collect();
+    let mut qc = vec![0i8; DIM];
+    distance::quantize_i8(&q, &mut qc);
+    g.bench_function("dot_i8_384", |b| {
+        b.iter(|| {
+            let mut s = 0i64;
+            for v in codes.chunks_exact(DIM) {
+                s += i64::from(distance::dot_i8(black_box(&qc), v));
+            }
+            s
+        })
+    });
+    g.bench_function("dot_i8_384_portable", |b| {
+        b.iter(|| {
+            let mut s = 0i64;
+            for v in codes.chunks_exact(DIM) {
+                s += i64::from(distance::dot_i8_portable(black_box(&qc), v));
             }
             s
         })
@@ -110,6 +144,23 @@ fn search(c: &mut Criterion) {
                 .expect("search")
         })
     });
+    // The same vectors in an int8 collection (its own graph defaults).
+    let mut int8 = CollectionIndex::new(
+        CollectionConfig::new(DIM, DistanceMetric::Cosine).quantized(Quantization::Int8),
+    )
+    .expect("config");
+    for (i, v) in data.iter().enumerate() {
+        int8.upsert(&format!("doc:{i}"), v, None).expect("upsert");
+    }
+    for ef in [64, INT8_EF_SEARCH] {
+        int8.set_ef_search(ef);
+        g.bench_with_input(BenchmarkId::new("int8_hnsw_ef", ef), &ef, |b, _| {
+            b.iter(|| {
+                int8.search_using(&queries[next()], 10, None, SearchStrategy::Hnsw)
+                    .expect("search")
+            })
+        });
+    }
     g.finish();
 }
 
