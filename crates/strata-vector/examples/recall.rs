@@ -10,7 +10,8 @@
 //! ```
 //! (the first `N` rows are indexed, the next `QUERIES` rows are the queries; DIM 384).
 //! `QUANTIZATION=int8` in the environment builds and searches with the int8 working copy,
-//! `EF_CONSTRUCTION=…` changes the build effort, `EFS=48,64,96` the efs swept.
+//! `EF_CONSTRUCTION=…` changes the build effort, `EFS=48,64,96` the efs swept, and
+//! `SEARCH_QUANTIZATION=none|int8` the working copy after the build.
 //! Single-threaded throughout. Prints, in order: the upsert
 //! rate while the collection grows (exact phase, graph build at the threshold, then
 //! incremental HNSW inserts), exact-scan QPS, recall@10 and QPS of HNSW at ef 16 … 256,
@@ -236,6 +237,14 @@ fn main() {
         "memory (vectors + graph + keys + metadata columns): {:.1} MiB",
         c.memory_bytes() as f64 / (1 << 20) as f64
     );
+    // `SEARCH_QUANTIZATION=none|int8` switches the working copy after the build, to
+    // tell the build's share of a recall difference from the search's.
+    match std::env::var("SEARCH_QUANTIZATION").as_deref() {
+        Ok("none") => c.set_quantization(strata_vector::Quantization::None),
+        Ok("int8") => c.set_quantization(strata_vector::Quantization::Int8),
+        _ => {}
+    }
+    println!("# searches compare: {}", c.quantization().name());
     let t = Timer::start();
     let unreachable = c.verify_reachability();
     println!(
