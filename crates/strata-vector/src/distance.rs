@@ -236,20 +236,20 @@ mod simd {
         super::l2_lanes::<32, true>(a, b)
     }
 
-    /// Prefetches the first two 64-byte lines of `v` into all cache levels; the hardware
-    /// prefetcher follows with the rest of the vector. (Prefetching every line measured no
-    /// better: the line-fill buffers saturate.)
+    /// Prefetches the first two 64-byte lines of `v` (a vector, or its int8 codes) into
+    /// all cache levels; the hardware prefetcher follows with the rest of the vector.
+    /// (Prefetching every line measured no better: the line-fill buffers saturate.)
     #[inline]
     #[expect(unsafe_code, reason = "the prefetch intrinsic; see the SAFETY note")]
-    pub(super) fn prefetch(v: &[f32]) {
+    pub(super) fn prefetch<T>(v: &[T]) {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let bytes = (v.len() * 4).min(128);
+        let bytes = std::mem::size_of_val(v).min(128);
         let p = v.as_ptr().cast::<i8>();
         let mut off = 0;
         while off < bytes {
             // SAFETY: `_mm_prefetch` requires SSE, part of the x86-64 baseline. A prefetch
             // is a hint that never faults and has no architectural effect; the address
-            // `p + off` stays inside the slice `v` (`off < v.len() * 4`), computed with
+            // `p + off` stays inside the slice `v` (`off < size_of_val(v)`), computed with
             // `wrapping_add` so no pointer arithmetic can be out of bounds either.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off)) };
             off += 64;
@@ -320,22 +320,6 @@ mod simd {
         unsafe { dot_i8_avx2_impl(a, b) }
     }
 
-    /// Prefetches the first two 64-byte lines of an int8 code vector (see [`prefetch`]).
-    #[inline]
-    #[expect(unsafe_code, reason = "the prefetch intrinsic; see the SAFETY note")]
-    pub(super) fn prefetch_bytes(v: &[i8]) {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let bytes = v.len().min(128);
-        let p = v.as_ptr();
-        let mut off = 0;
-        while off < bytes {
-            // SAFETY: as in `prefetch`: a hint that never faults, at an address inside
-            // `v` (`off < v.len()`), computed with `wrapping_add`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off)) };
-            off += 64;
-        }
-    }
-
     /// Callers must have checked [`has_avx2_fma`].
     #[inline]
     #[expect(
@@ -378,7 +362,7 @@ pub fn prefetch(v: &[f32]) {
 #[inline]
 pub fn prefetch_codes(v: &[i8]) {
     #[cfg(target_arch = "x86_64")]
-    simd::prefetch_bytes(v);
+    simd::prefetch(v);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = v;
 }
