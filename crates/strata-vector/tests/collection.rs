@@ -498,7 +498,9 @@ fn op() -> impl Strategy<Value = Op> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
     /// Against a naive model: with at most 40 keys, HNSW (threshold 8) with ef = 64 is
-    /// exhaustive, so results must equal a brute-force sort.
+    /// exhaustive, so results must equal a brute-force sort. With the int8 working copy
+    /// too: the walk still reaches every node, and re-scoring its best `max(4k, 32)`
+    /// candidates (at least 40 here) must rank them exactly.
     #[test]
     fn collection_matches_naive_model(
         ops in proptest::collection::vec(op(), 1..120),
@@ -507,8 +509,9 @@ proptest! {
             Just(DistanceMetric::Euclidean),
             Just(DistanceMetric::DotProduct)
         ],
+        quantization in prop_oneof![Just(Quantization::None), Just(Quantization::Int8)],
     ) {
-        let mut cfg = CollectionConfig::new(4, metric);
+        let mut cfg = CollectionConfig::new(4, metric).quantized(quantization);
         cfg.exact_threshold = 8;
         let mut c = CollectionIndex::new(cfg).unwrap();
         let mut model: HashMap<String, (Vec<f32>, Option<u8>)> = HashMap::new();
