@@ -18,6 +18,7 @@ use std::collections::BinaryHeap;
 
 use strata_core::{Error, Result};
 
+use crate::arena::{FloatSection, VectorArena};
 use crate::distance::{self, DistanceMetric};
 use crate::quantized::{Int8Codes, Quantization, QueryCodes};
 
@@ -135,7 +136,7 @@ fn nan_to_worst(s: f32) -> f32 {
 pub struct ExactIndex {
     dim: usize,
     metric: DistanceMetric,
-    data: Vec<f32>,
+    data: VectorArena,
     inv_norms: Vec<f32>,
     slots: Vec<Slot>,
     live: usize,
@@ -153,7 +154,7 @@ impl ExactIndex {
         Ok(ExactIndex {
             dim: dimension,
             metric,
-            data: Vec::new(),
+            data: VectorArena::new(dimension),
             inv_norms: Vec::new(),
             slots: Vec::new(),
             live: 0,
@@ -166,7 +167,7 @@ impl ExactIndex {
         ExactIndex {
             dim: 1,
             metric,
-            data: Vec::new(),
+            data: VectorArena::new(1),
             inv_norms: Vec::new(),
             slots: Vec::new(),
             live: 0,
@@ -275,8 +276,7 @@ impl ExactIndex {
     /// Vector of any non-empty slot (live or deleted).
     #[inline]
     pub(crate) fn raw(&self, id: u32) -> &[f32] {
-        let start = id as usize * self.dim;
-        &self.data[start..start + self.dim]
+        self.data.get(id as usize)
     }
 
     /// Inserts (or replaces) the vector with this id.
@@ -293,7 +293,7 @@ impl ExactIndex {
         let idx = id as usize;
         if idx >= self.slots.len() {
             self.slots.resize(idx + 1, Slot::Empty);
-            self.data.resize((idx + 1) * self.dim, 0.0);
+            self.data.grow_to(idx + 1);
             if self.metric == DistanceMetric::Cosine {
                 self.inv_norms.resize(idx + 1, 0.0);
             }
@@ -301,8 +301,7 @@ impl ExactIndex {
                 codes.resize(idx + 1);
             }
         }
-        let start = idx * self.dim;
-        self.data[start..start + self.dim].copy_from_slice(vector);
+        self.data.set(idx, vector);
         if self.metric == DistanceMetric::Cosine {
             self.inv_norms[idx] = distance::inverse_norm(vector);
         }
@@ -522,8 +521,6 @@ impl ExactIndex {
             }
             *new = next as u32;
             if next != old {
-                self.data
-                    .copy_within(old * self.dim..(old + 1) * self.dim, next * self.dim);
                 if self.metric == DistanceMetric::Cosine {
                     self.inv_norms[next] = self.inv_norms[old];
                 }
@@ -533,8 +530,10 @@ impl ExactIndex {
             }
             next += 1;
         }
-        self.data.truncate(next * self.dim);
-        self.data.shrink_to_fit();
+        let live: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i] == Slot::Live)
+            .collect();
+        self.data.rebuild(live.into_iter());
         if self.metric == DistanceMetric::Cosine {
             self.inv_norms.truncate(next);
             self.inv_norms.shrink_to_fit();
@@ -549,10 +548,77 @@ impl ExactIndex {
 
     /// Approximate heap memory used, in bytes.
     pub fn memory_bytes(&self) -> usize {
-        self.data.capacity() * 4
+        self.data.owned_bytes()
             + self.inv_norms.capacity() * 4
             + self.slots.capacity()
             + self.int8.as_ref().map_or(0, |c| c.memory_bytes())
+    }
+
+    /// Bytes of vectors read in place from a mapped index file rather than held in
+    /// memory (see [`crate::arena`]).
+    pub fn mapped_bytes(&self) -> usize {
+        self.data.mapped_bytes()
+    }
+
+    /// The vectors by slot, for writing an index file.
+    pub(crate) fn arena(&self) -> &VectorArena {
+        &self.data
+    }
+
+    /// Reads the slots an index file just written from this index holds from that
+    /// file's mapped vector section from now on (see [`VectorArena::adopt`]).
+    pub(crate) fn adopt_section(&mut self, section: FloatSection) -> bool {
+        self.data.adopt(section)
+    }
+
+    /// An index over `arena` (read from an index file) with these slot states, one per
+    /// arena slot. Every non-empty slot's vector is checked as [`Self::insert`] checks it
+    /// (finite components), and cosine norms are computed, in one pass.
+    pub(crate) fn from_arena(
+        metric: DistanceMetric,
+        states: Vec<Slot>,
+        arena: VectorArena,
+    ) -> Result<Self> {
+        let dim = arena.dimension();
+        strata_core::limits::validate_dimension(dim)?;
+        if arena.slots() != states.len() {
+            return Err(Error::Serialization(format!(
+                "vector arena holds {} slots, the index {}",
+                arena.slots(),
+                states.len()
+            )));
+        }
+        let mut inv_norms = Vec::new();
+        if metric == DistanceMetric::Cosine {
+            inv_norms.reserve_exact(states.len());
+        }
+        let mut live = 0;
+        for (idx, state) in states.iter().enumerate() {
+            let v = arena.get(idx);
+            if *state != Slot::Empty {
+                distance::validate_vector(v, dim)
+                    .map_err(|e| Error::Serialization(format!("vector of slot {idx}: {e}")))?;
+            }
+            if *state == Slot::Live {
+                live += 1;
+            }
+            if metric == DistanceMetric::Cosine {
+                inv_norms.push(if *state == Slot::Empty {
+                    0.0
+                } else {
+                    distance::inverse_norm(v)
+                });
+            }
+        }
+        Ok(ExactIndex {
+            dim,
+            metric,
+            data: arena,
+            inv_norms,
+            slots: states,
+            live,
+            int8: None,
+        })
     }
 
     /// Restores a slot during deserialization.
@@ -562,7 +628,7 @@ impl ExactIndex {
                 let idx = id as usize;
                 if idx >= self.slots.len() {
                     self.slots.resize(idx + 1, Slot::Empty);
-                    self.data.resize((idx + 1) * self.dim, 0.0);
+                    self.data.grow_to(idx + 1);
                     if self.metric == DistanceMetric::Cosine {
                         self.inv_norms.resize(idx + 1, 0.0);
                     }

@@ -40,6 +40,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use parking_lot::Mutex;
 use strata_core::{Error, Result};
 
+use crate::arena::VectorArena;
 use crate::distance::DistanceMetric;
 use crate::exact::{ExactIndex, Query, Scored, Slot, TopK};
 
@@ -1379,14 +1380,40 @@ impl HnswIndex {
             + self.exact_ids.capacity() * 5
     }
 
+    /// See [`CollectionIndex::adopt_vector_section`](crate::index::CollectionIndex).
+    pub(crate) fn adopt_vector_section(&mut self, section: crate::arena::FloatSection) -> bool {
+        self.store.adopt_section(section)
+    }
+
     /// Serializes the graph and its vectors to a self-checking binary form (little
     /// endian, ending with a CRC-32C of all preceding bytes).
     pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode(true)
+    }
+
+    /// The number of vector slots [`Self::encode`] without inline vectors expects the
+    /// vector section beside it to hold (one per slot, empty slots zeroed).
+    pub(crate) fn encoded_slots(&self) -> usize {
+        self.levels.len().max(self.store.slot_count())
+    }
+
+    /// [`Self::to_bytes`] (format 1, `vectors_inline`) or the graph alone (format 2):
+    /// the vectors of its [`Self::encoded_slots`] slots are then written elsewhere, as
+    /// an index file's vector section, and handed back to [`Self::decode`].
+    pub(crate) fn encode(&self, vectors_inline: bool) -> Vec<u8> {
         let dim = self.store.dimension();
-        let slots = self.levels.len().max(self.store.slot_count());
-        let mut out = Vec::with_capacity(64 + slots * (2 + dim * 4 + 4 * 17));
+        let slots = self.encoded_slots();
+        let per_slot = 2 + if vectors_inline { dim * 4 } else { 0 } + 4 * 17;
+        let mut out = Vec::with_capacity(64 + slots * per_slot);
         out.extend_from_slice(MAGIC);
-        put_u32(&mut out, FORMAT_VERSION);
+        put_u32(
+            &mut out,
+            if vectors_inline {
+                FORMAT_VERSION
+            } else {
+                FORMAT_VERSION_SPLIT
+            },
+        );
         put_u32(&mut out, dim as u32);
         out.push(metric_code(self.store.metric()));
         put_u32(&mut out, self.params.m as u32);
@@ -1402,7 +1429,7 @@ impl HnswIndex {
             let slot = self.store.slot(id);
             out.push(slot as u8);
             out.push(self.levels.get(id as usize).copied().unwrap_or(NO_LEVEL));
-            if slot != Slot::Empty {
+            if vectors_inline && slot != Slot::Empty {
                 for x in self.store.raw(id) {
                     out.extend_from_slice(&x.to_le_bytes());
                 }
@@ -1432,6 +1459,12 @@ impl HnswIndex {
     /// Errors with [`Error::Serialization`] when the bytes are truncated, corrupted (the
     /// checksum differs) or inconsistent (an edge to a missing node, a bad level, …).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Self::decode(bytes, None)
+    }
+
+    /// [`Self::from_bytes`], or with `arena` the graph alone (format 2) over the
+    /// vectors of an index file's vector section, one per encoded slot.
+    pub(crate) fn decode(bytes: &[u8], arena: Option<VectorArena>) -> Result<Self> {
         let bad = |what: &str| Error::Serialization(format!("HNSW graph: {what}"));
         if bytes.len() < MAGIC.len() + 4 {
             return Err(bad("truncated"));
@@ -1446,8 +1479,19 @@ impl HnswIndex {
             return Err(bad("not an HNSW graph (bad magic)"));
         }
         let version = r.u32()?;
-        if version != FORMAT_VERSION {
-            return Err(bad(&format!("unsupported format version {version}")));
+        match (version, &arena) {
+            (FORMAT_VERSION, None) | (FORMAT_VERSION_SPLIT, Some(_)) => {}
+            (FORMAT_VERSION | FORMAT_VERSION_SPLIT, _) => {
+                return Err(bad(&format!(
+                    "format version {version} with the vectors {}",
+                    if arena.is_some() {
+                        "beside it"
+                    } else {
+                        "missing"
+                    }
+                )))
+            }
+            _ => return Err(bad(&format!("unsupported format version {version}"))),
         }
         let dim = r.u32()? as usize;
         let metric = metric_from_code(r.u8()?).ok_or_else(|| bad("unknown metric"))?;
@@ -1465,31 +1509,55 @@ impl HnswIndex {
         let slots = r.u32()? as usize;
         let entry = r.u32()?;
         let max_level = r.u32()? as usize;
-        let store = ExactIndex::new(dim, metric).map_err(|e| bad(&e.to_string()))?;
         // Each slot takes at least 2 bytes: reject absurd counts before allocating.
         if slots > r.remaining() / 2 {
             return Err(bad("slot count exceeds the data"));
         }
-        let mut h = Self::with_store(store, params);
-        h.rng = rng;
-        h.ensure_slots(slots);
-        let mut vec_buf = vec![0f32; dim];
-        for id in 0..slots as u32 {
+        let read_slot = |r: &mut Reader| -> Result<(Slot, u8)> {
             let slot = match r.u8()? {
                 0 => Slot::Empty,
                 1 => Slot::Live,
                 2 => Slot::Deleted,
                 _ => return Err(bad("bad slot state")),
             };
-            let level = r.u8()?;
-            if slot != Slot::Empty {
-                for x in vec_buf.iter_mut() {
-                    *x = f32::from_le_bytes(r.array4()?);
+            Ok((slot, r.u8()?))
+        };
+        let mut slot_levels = Vec::with_capacity(slots);
+        let store = match arena {
+            Some(arena) => {
+                // Format 2: the slot states first, then the store over the arena.
+                if arena.dimension() != dim || arena.slots() != slots {
+                    return Err(bad("the vector section does not match the graph's slots"));
                 }
+                for _ in 0..slots {
+                    slot_levels.push(read_slot(&mut r)?);
+                }
+                let states = slot_levels.iter().map(|(s, _)| *s).collect();
+                ExactIndex::from_arena(metric, states, arena).map_err(|e| bad(&e.to_string()))?
             }
-            h.store
-                .restore_slot(id, slot, &vec_buf)
-                .map_err(|e| bad(&e.to_string()))?;
+            None => {
+                let mut store = ExactIndex::new(dim, metric).map_err(|e| bad(&e.to_string()))?;
+                let mut vec_buf = vec![0f32; dim];
+                for id in 0..slots as u32 {
+                    let (slot, level) = read_slot(&mut r)?;
+                    if slot != Slot::Empty {
+                        for x in vec_buf.iter_mut() {
+                            *x = f32::from_le_bytes(r.array4()?);
+                        }
+                    }
+                    store
+                        .restore_slot(id, slot, &vec_buf)
+                        .map_err(|e| bad(&e.to_string()))?;
+                    slot_levels.push((slot, level));
+                }
+                store
+            }
+        };
+        let mut h = Self::with_store(store, params);
+        h.rng = rng;
+        h.ensure_slots(slots);
+        for (id, &(slot, level)) in slot_levels.iter().enumerate() {
+            let id = id as u32;
             if level != NO_LEVEL {
                 if slot == Slot::Empty || level as usize > max_level || max_level > MAX_LEVEL {
                     return Err(bad("bad node level"));
@@ -1541,7 +1609,10 @@ impl HnswIndex {
 }
 
 const MAGIC: &[u8; 8] = b"STRHNSW\x01";
+/// The graph with its vectors inline (what [`HnswIndex::to_bytes`] writes).
 const FORMAT_VERSION: u32 = 1;
+/// The graph alone, its vectors in a section beside it (index files).
+const FORMAT_VERSION_SPLIT: u32 = 2;
 
 pub(crate) fn metric_code(m: DistanceMetric) -> u8 {
     match m {

@@ -911,7 +911,16 @@ impl CollectionIndex {
     /// `docs/storage-format.md` ("Vector index files"); the bytes carry no checksum of
     /// their own beyond the embedded graph's (index files add one over everything).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        Ok(self.encode(true)?.0)
+    }
+
+    /// [`Self::to_bytes`], or (`vectors_inline` false) with a graph's vectors left out:
+    /// returns the bytes and the number of vector slots the caller must write beside
+    /// them, in slot order from [`Self::vector_arena`] (0 when the vectors are inline,
+    /// as they always are without a graph), for [`Self::decode`] to read back.
+    pub(crate) fn encode(&self, vectors_inline: bool) -> Result<(Vec<u8>, usize)> {
         use crate::persist::{put_bytes, put_f64, put_u32, put_u64};
+        let mut arena_slots = 0;
         let c = &self.config;
         let mut out = Vec::new();
         put_u32(&mut out, c.dimension as u32);
@@ -944,7 +953,10 @@ impl CollectionIndex {
             }
             Engine::Hnsw(h) => {
                 out.push(1);
-                let g = h.to_bytes();
+                let g = h.encode(vectors_inline);
+                if !vectors_inline {
+                    arena_slots = h.encoded_slots();
+                }
                 put_u64(&mut out, g.len() as u64);
                 out.extend_from_slice(&g);
             }
@@ -969,7 +981,28 @@ impl CollectionIndex {
                 }
             }
         }
-        Ok(out)
+        Ok((out, arena_slots))
+    }
+
+    /// The vectors by slot, for writing them beside [`Self::encode`]'s bytes.
+    pub(crate) fn vector_arena(&self) -> &crate::arena::VectorArena {
+        self.engine.store().arena()
+    }
+
+    /// Reads the vectors an index file just written from this index holds from that
+    /// file's mapped vector section from now on (see [`crate::arena`]); `false` when
+    /// the index has no graph or the section does not fit.
+    pub(crate) fn adopt_vector_section(&mut self, section: crate::arena::FloatSection) -> bool {
+        match &mut self.engine {
+            Engine::Hnsw(h) => h.adopt_vector_section(section),
+            Engine::Exact(_) => false,
+        }
+    }
+
+    /// Bytes of vectors read in place from a mapped index file rather than held in
+    /// memory (0 for an index never written to or loaded from a file).
+    pub fn mapped_bytes(&self) -> usize {
+        self.engine.store().mapped_bytes()
     }
 
     /// Restores an index written by [`Self::to_bytes`]. The bytes do not record the
@@ -980,6 +1013,15 @@ impl CollectionIndex {
     /// (a key on a dead slot, a live slot without a key, a duplicate key, bad settings…).
     /// Counts are checked against the bytes left before anything is allocated.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Self::decode(bytes, None)
+    }
+
+    /// [`Self::from_bytes`], with the graph's vectors in `arena` when [`Self::encode`]
+    /// left them out.
+    pub(crate) fn decode(
+        bytes: &[u8],
+        vectors: Option<crate::arena::FloatSection>,
+    ) -> Result<Self> {
         use crate::exact::Slot;
         let bad = |what: &str| Error::Serialization(format!("vector collection index: {what}"));
         let mut r = crate::persist::ByteReader::new(bytes);
@@ -1008,7 +1050,18 @@ impl CollectionIndex {
             quantization: Quantization::None,
         };
         let mut ix = CollectionIndex::new(config).map_err(|e| bad(&e.to_string()))?;
-        ix.engine = match r.u8()? {
+        let arena = match vectors {
+            None => None,
+            Some(section) => Some(
+                crate::arena::VectorArena::from_section(dimension, section)
+                    .ok_or_else(|| bad("vector section is not whole vectors"))?,
+            ),
+        };
+        let tag = r.u8()?;
+        if tag == 0 && arena.is_some() {
+            return Err(bad("vectors beside an index without a graph"));
+        }
+        ix.engine = match tag {
             0 => {
                 let slots = r.u32()? as usize;
                 // Ids are dense (no empty slot), so each slot takes 1 + 4·dimension bytes:
@@ -1038,7 +1091,7 @@ impl CollectionIndex {
                 if len > r.remaining() as u64 {
                     return Err(bad("graph length exceeds the data"));
                 }
-                let h = HnswIndex::from_bytes(r.take(len as usize)?)?;
+                let h = HnswIndex::decode(r.take(len as usize)?, arena)?;
                 if h.store().dimension() != dimension
                     || h.store().metric() != metric
                     || h.params().m != hnsw.m

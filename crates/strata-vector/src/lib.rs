@@ -12,6 +12,7 @@
 // issues prefetch hints; each `unsafe` block there carries its safety argument.
 #![deny(unsafe_code)]
 
+mod arena;
 mod bridge;
 pub mod distance;
 pub mod exact;
@@ -84,6 +85,13 @@ pub mod internal {
         name: &str,
     ) -> Option<crate::Quantization> {
         vectors.index_quantization(run, name)
+    }
+
+    /// A collection's index memory (loading the index): the bytes it holds in the
+    /// process's memory, and the bytes of vectors it reads in place from its mapped
+    /// index file; `None` when the collection does not exist.
+    pub fn index_memory(vectors: &Vectors, run: &RunId, name: &str) -> Option<(usize, usize)> {
+        vectors.index_memory(run, name)
     }
 
     /// Number of collection indexes loaded so far (they load on first use).

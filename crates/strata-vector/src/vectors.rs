@@ -33,6 +33,7 @@ use strata_primitives::engine::{committed_version, Engine};
 use strata_primitives::runs;
 use strata_storage::{encode_key, Entry, Primitive};
 
+use crate::arena::FileMap;
 use crate::bridge::{Bridge, Side};
 use crate::distance::{validate_vector, DistanceMetric};
 use crate::filter::SearchFilter;
@@ -430,6 +431,14 @@ pub enum PendingIndexOp {
         /// Key.
         key: String,
     },
+}
+
+/// A failed write of an index file, with its path.
+fn io_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Storage(format!(
+        "cannot write vector index file {}: {e}",
+        path.display()
+    ))
 }
 
 fn meta_key(run: &RunId, name: &str) -> Box<[u8]> {
@@ -835,22 +844,26 @@ impl Vectors {
         created_version: u64,
     ) -> Option<IndexEntry> {
         let path = persist::file_path(dir, run, name);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        // Mapped, not read: the graph's vectors stay in the file's pages (see
+        // `crate::arena`); the rest is decoded into memory.
+        let map = match std::fs::File::open(&path).and_then(|f| FileMap::sequential(&f)) {
+            Ok(m) => Arc::new(m),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot read vector index file; rebuilding");
                 return None;
             }
         };
-        let file = match persist::decode_file(&bytes, run, name) {
+        let file = match persist::decode_file(map.bytes(), Some(&map), run, name) {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "invalid vector index file; rebuilding");
                 return None;
             }
         };
-        drop(bytes);
+        // Searches read the mapped vectors where the graph leads them.
+        map.advise_random();
+        drop(map);
         if file.created_version != created_version {
             tracing::info!(
                 path = %path.display(),
@@ -998,20 +1011,31 @@ impl Vectors {
                 // without fsyncs (its checksum rejects whatever a power loss leaves), so
                 // thousands of runs with a few vectors each do not pay two fsyncs each.
                 let sync = e.index.hnsw().is_some();
-                persist::encode_file(run, name, e.created_version, &e.applied, &e.index)
-                    .map(|b| (b, e.changes, sync))
+                // The vectors are streamed from the index into the file under this read
+                // lock (searches go on; writes to this collection wait), so they are
+                // never copied into one buffer; the fsyncs come after it.
+                persist::encode_file(run, name, e.created_version, &e.applied, &e.index).and_then(
+                    |f| {
+                        persist::write_file(&path, &f, &e.index)
+                            .map(|w| (w, f.len(), e.changes, sync))
+                            .map_err(|err| io_error(&path, err))
+                    },
+                )
             };
             // One collection failing does not keep the others from being written.
-            let result = encoded.and_then(|(bytes, changes, sync)| {
-                persist::write_atomic(&path, &bytes, sync).map_err(|e| {
-                    Error::Storage(format!(
-                        "cannot write vector index file {}: {e}",
-                        path.display()
-                    ))
-                })?;
+            let result = encoded.and_then(|(pending, len, changes, sync)| {
+                let installed = pending.install(sync).map_err(|err| io_error(&path, err))?;
                 written += 1;
-                bytes_written += bytes.len();
-                entry.write().persisted = Some(changes);
+                bytes_written += len;
+                let mut e = entry.write();
+                e.persisted = Some(changes);
+                // Unchanged since it was written: from now on the index reads its
+                // vectors from the file's pages instead of holding them (`crate::arena`).
+                if e.changes == changes {
+                    if let Some(section) = installed.map_section() {
+                        e.index.adopt_vector_section(section);
+                    }
+                }
                 Ok(())
             });
             if let Err(e) = result {
@@ -1104,6 +1128,13 @@ impl Vectors {
     /// See [`crate::internal::index_quantization`].
     pub(crate) fn index_quantization(&self, run: &RunId, name: &str) -> Option<Quantization> {
         self.entry(run, name).map(|e| e.read().index.quantization())
+    }
+
+    pub(crate) fn index_memory(&self, run: &RunId, name: &str) -> Option<(usize, usize)> {
+        self.entry(run, name).map(|e| {
+            let e = e.read();
+            (e.index.memory_bytes(), e.index.mapped_bytes())
+        })
     }
 
     pub(crate) fn loaded_indexes(&self) -> usize {

@@ -6,7 +6,8 @@
 //! ```
 //! - `MODE`: `single` (one `db.vectors.upsert` per vector), `batch` (`upsert_batch` of
 //!   1,000), `both` (default), or `memory` (batches, a checkpoint, then the process's
-//!   anonymous memory with the input dropped, against the raw vector bytes);
+//!   anonymous memory with the input dropped, against the raw vector bytes, and search
+//!   QPS before and after the checkpoint maps the vectors from the index file);
 //! - `N`: vectors (default 100000);
 //! - `DATA`: `synthetic` (default: 384-d clustered, `strata_vector::synthetic`) or the path
 //!   of a raw little-endian `f32` file of 384-d rows (`tools/gen_embeddings.py`).
@@ -245,32 +246,47 @@ fn main() {
             done += m;
         }
         let secs = started.elapsed().as_secs_f64();
+        // Search speed with the vectors in memory, then read in place from the index
+        // file the checkpoint writes (`strata_vector`'s arena), on the same queries.
+        let search_qps = || {
+            let t = Instant::now();
+            for _pass in 0..3 {
+                for q in &queries {
+                    let hits = db
+                        .vectors
+                        .search(&run, "docs", q, 10, None)
+                        .expect("search");
+                    assert_eq!(hits.len(), 10);
+                }
+            }
+            3.0 * queries.len() as f64 / t.elapsed().as_secs_f64()
+        };
+        let before = search_qps();
         db.checkpoint().expect("checkpoint");
-        let hits = db
-            .vectors
-            .search(&run, "docs", &queries[0], 10, None)
-            .expect("search");
-        assert_eq!(hits.len(), 10);
+        let after = search_qps();
         let raw = (n * DIM * 4) as f64;
-        let anon = rss_anon_bytes();
+        let anon = rss_bytes("RssAnon:");
         println!(
             "memory: {n} vectors in {secs:.1} s; RssAnon {:.0} MiB for {:.0} MiB of raw \
-             vectors = {:.2}x raw, {:.2}x after a 64 MiB allowance",
+             vectors = {:.2}x raw, {:.2}x after a 64 MiB allowance; RssFile {:.0} MiB; \
+             search {before:.0} QPS before the checkpoint, {after:.0} after",
             anon / 1048576.0,
             raw / 1048576.0,
             anon / raw,
-            (anon - 64.0 * 1048576.0) / raw
+            (anon - 64.0 * 1048576.0) / raw,
+            rss_bytes("RssFile:") / 1048576.0,
         );
     }
 }
 
-/// `RssAnon` of this process, from `/proc/self/status` (0 where unavailable).
-fn rss_anon_bytes() -> f64 {
+/// A field of this process's `/proc/self/status` (`RssAnon:`, `RssFile:`) in bytes (0
+/// where unavailable).
+fn rss_bytes(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("RssAnon:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })

@@ -135,6 +135,76 @@ fn close_and_reopen_loads_the_index_file() {
     assert_eq!(db.vectors.persist_indexes().unwrap(), 1);
 }
 
+/// `(bytes in memory, bytes of vectors read from the mapped index file)`.
+fn index_memory(db: &Strata, run: &RunId, name: &str) -> (usize, usize) {
+    strata_vector::internal::index_memory(&db.vectors, run, name).unwrap()
+}
+
+/// Once an index file is written (and when one is loaded), the graph's vectors are read
+/// in place from it: the same results, the vectors no longer in the process's memory;
+/// later upserts, deletes, compaction and a second write keep every answer exact.
+#[test]
+fn written_and_loaded_index_files_are_read_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunId::DEFAULT;
+    let raw = BIG * DIM * 4;
+    let db = open(dir.path());
+    fill(&db, &run, "big", BIG);
+    let (held, mapped) = index_memory(&db, &run, "big");
+    assert_eq!(mapped, 0, "nothing written yet");
+    let before = searches(&db, &run, "big");
+    db.checkpoint().unwrap();
+    let (held_after, mapped) = index_memory(&db, &run, "big");
+    assert_eq!(mapped, raw, "every vector is read from the file");
+    assert!(held_after + raw <= held, "{held_after} + {raw} > {held}");
+    assert_eq!(searches(&db, &run, "big"), before);
+
+    // Upserts after the write go to memory and are found exactly; a second write maps
+    // them too (the replaced file stays readable until the mapping moves on).
+    db.vectors
+        .upsert(&run, "big", "new", &vector(5, 5), None)
+        .unwrap();
+    db.vectors.delete(&run, "big", &key(7)).unwrap();
+    let top = db
+        .vectors
+        .search(&run, "big", &vector(5, 5), 1, None)
+        .unwrap();
+    assert_eq!(top[0].key, "new");
+    let with_new = searches(&db, &run, "big");
+    assert!(with_new.iter().flatten().all(|(k, _)| k != &key(7)));
+    db.checkpoint().unwrap();
+    assert_eq!(index_memory(&db, &run, "big").1, raw + DIM * 4);
+    assert_eq!(searches(&db, &run, "big"), with_new);
+    db.close().unwrap();
+
+    // Reopened: loaded from the file, its vectors read in place.
+    let db = open(dir.path());
+    assert_eq!(searches(&db, &run, "big"), with_new);
+    assert_eq!(
+        strata_vector::internal::index_source(&db.vectors, &run, "big"),
+        Some(IndexSource::Loaded { replayed: 0 })
+    );
+    assert_eq!(index_memory(&db, &run, "big").1, raw + DIM * 4);
+    // Deleting most vectors compacts the graph: its vectors come back into memory and
+    // every answer stays exact against the records.
+    for i in (0..BIG).filter(|i| i % 4 != 0) {
+        db.vectors.delete(&run, "big", &key(i)).unwrap();
+    }
+    assert_eq!(index_memory(&db, &run, "big").1, 0, "compacted into memory");
+    let left = all_keys(&db, &run, "big");
+    assert_eq!(left.len(), BIG / 4 + 1, "the multiples of 4 and \"new\"");
+    for i in (0..BIG).step_by(4).take(50) {
+        let top = db
+            .vectors
+            .search(&run, "big", &vector(i, 0), 1, None)
+            .unwrap();
+        assert_eq!(top[0].key, key(i));
+    }
+    db.close().unwrap();
+    let db = open(dir.path());
+    assert_eq!(all_keys(&db, &run, "big"), left);
+}
+
 #[test]
 fn changes_after_the_last_persist_are_replayed() {
     let dir = tempfile::tempdir().unwrap();
