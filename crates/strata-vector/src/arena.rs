@@ -49,6 +49,19 @@ impl FileMap {
         Ok(FileMap(map))
     }
 
+    /// Maps a file just written (its pages are in the page cache) for random reads,
+    /// with every page table entry set up now (`MAP_POPULATE`): otherwise the searches
+    /// right after a checkpoint would take one page fault per 4 KiB page they touch
+    /// first (random advice turns the kernel's fault-around off), which measured 23 %
+    /// fewer queries per second at 1,000,000 × 384 than with the vectors in memory.
+    pub(crate) fn populated(file: &File) -> std::io::Result<FileMap> {
+        // SAFETY: see the type's documentation: the file is immutable while mapped.
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(file)? };
+        let map = FileMap(map);
+        map.advise_random();
+        Ok(map)
+    }
+
     /// Graph walks read scattered vectors: no read-ahead around each fault.
     pub(crate) fn advise_random(&self) {
         #[cfg(unix)]

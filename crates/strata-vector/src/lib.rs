@@ -4,12 +4,14 @@
 //! ([`distance`]), metadata filters ([`filter`]), exact brute-force search ([`exact`]),
 //! an HNSW graph with tombstones, filtered traversal and serialization ([`hnsw`]), and a
 //! per-collection index that maps keys to ids and chooses a search strategy ([`index`]),
-//! and the index files that let a database reopen without rebuilding it ([`persist`]).
+//! and the index files that let a database reopen without rebuilding it ([`persist`]),
+//! whose vector sections the indexes then read in place (`arena`).
 //!
 //! See `docs/vectors.md` for the design, the score formulas and measured performance.
 #![deny(missing_docs)]
-// The one exception, `distance::simd`, calls AVX2 kernels after run-time detection and
-// issues prefetch hints; each `unsafe` block there carries its safety argument.
+// The two exceptions: `distance::simd` calls AVX2 kernels after run-time detection and
+// issues prefetch hints, and `arena` maps index files and reads their vector sections as
+// `f32`s; each `unsafe` block there carries its safety argument.
 #![deny(unsafe_code)]
 
 mod arena;

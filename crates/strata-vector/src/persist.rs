@@ -298,8 +298,7 @@ impl InstalledFile {
         if floats == 0 {
             return None;
         }
-        let map = FileMap::sequential(&self.file).ok()?;
-        map.advise_random();
+        let map = FileMap::populated(&self.file).ok()?;
         FloatSection::from_map(&Arc::new(map), offset, floats)
     }
 }

@@ -223,7 +223,7 @@ fn main() {
         // 10,000 at a time (so the input never sits in memory whole), a checkpoint
         // (records move from the memtable to a mapped run on disk), then `RssAnon`.
         drop(data);
-        let (db, _dir) = open();
+        let (db, dir) = open();
         let run = db.runs.default_run();
         db.vectors
             .create_collection_with(&run, "docs", DIM, DistanceMetric::Cosine, options())
@@ -248,23 +248,18 @@ fn main() {
         let secs = started.elapsed().as_secs_f64();
         // Search speed with the vectors in memory, then read in place from the index
         // file the checkpoint writes (`strata_vector`'s arena), on the same queries.
-        let search_qps = || {
-            let t = Instant::now();
-            for _pass in 0..3 {
-                for q in &queries {
-                    let hits = db
-                        .vectors
-                        .search(&run, "docs", q, 10, None)
-                        .expect("search");
-                    assert_eq!(hits.len(), 10);
-                }
-            }
-            3.0 * queries.len() as f64 / t.elapsed().as_secs_f64()
-        };
-        let before = search_qps();
+        let before = search_qps_of(&db, &run, &queries);
         db.checkpoint().expect("checkpoint");
-        let after = search_qps();
+        let after = search_qps_of(&db, &run, &queries);
         let raw = (n * DIM * 4) as f64;
+        let (held, mapped) =
+            strata_vector::internal::index_memory(&db.vectors, &run, "docs").expect("index");
+        println!(
+            "index: {:.0} MiB held in memory (graph, codes, keys, metadata), {:.0} MiB of \
+             vectors read from the mapped index file",
+            held as f64 / 1048576.0,
+            mapped as f64 / 1048576.0
+        );
         let anon = rss_bytes("RssAnon:");
         println!(
             "memory: {n} vectors in {secs:.1} s; RssAnon {:.0} MiB for {:.0} MiB of raw \
@@ -276,7 +271,44 @@ fn main() {
             (anon - 64.0 * 1048576.0) / raw,
             rss_bytes("RssFile:") / 1048576.0,
         );
+        if let Some(dir) = dir {
+            // Reopen: open, then the first search (which loads the index file).
+            let t = Instant::now();
+            db.close().expect("close");
+            let closed = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let db = Strata::open(dir.path()).expect("reopen");
+            let opened = t.elapsed().as_secs_f64();
+            let hits = db
+                .vectors
+                .search(&run, "docs", &queries[0], 10, None)
+                .expect("search");
+            assert_eq!(hits.len(), 10);
+            let first = t.elapsed().as_secs_f64();
+            let after = search_qps_of(&db, &run, &queries);
+            println!(
+                "reopen: close {:.0} ms, open {:.1} ms, first search (loads the index file) \
+                 {:.0} ms; then {after:.0} QPS; RssAnon {:.0} MiB, RssFile {:.0} MiB",
+                closed * 1e3,
+                opened * 1e3,
+                first * 1e3,
+                rss_bytes("RssAnon:") / 1048576.0,
+                rss_bytes("RssFile:") / 1048576.0,
+            );
+        }
     }
+}
+
+/// Queries per second of `k = 10` searches at the default `ef`, three passes.
+fn search_qps_of(db: &Strata, run: &RunId, queries: &[Vec<f32>]) -> f64 {
+    let t = Instant::now();
+    for _pass in 0..3 {
+        for q in queries {
+            let hits = db.vectors.search(run, "docs", q, 10, None).expect("search");
+            assert_eq!(hits.len(), 10);
+        }
+    }
+    3.0 * queries.len() as f64 / t.elapsed().as_secs_f64()
 }
 
 /// A field of this process's `/proc/self/status` (`RssAnon:`, `RssFile:`) in bytes (0
