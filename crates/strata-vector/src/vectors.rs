@@ -1704,59 +1704,101 @@ impl Vectors {
                     }
                 }
             }
-            let hits = {
-                let e = entry.read();
-                let mut hits = if e.base.is_none() {
-                    e.index.search_with_ef(query, k, ef, filter)?
-                } else {
-                    let mut found = HashMap::new();
-                    let mut exact = std::collections::HashSet::new();
-                    if collect_hits(&e, query, k, ef, filter, &mut found, &mut exact)?.is_err() {
-                        drop(e);
-                        self.forget_overlays(collection);
-                        return Err(Error::Conflict(
-                            "the forked collection's index was made again; retry".into(),
-                        ));
-                    }
-                    // Keys some parent changed after a fork: scored from the records
-                    // as this run sees them.
-                    for key in exact {
-                        let Some(rec) = txn.get(&record_key(run, collection, &key)) else {
-                            found.remove(&key);
-                            continue;
-                        };
-                        let (vector, metadata) =
-                            decode_record(rec.value.as_deref().unwrap_or_default())?;
-                        if filter.is_none_or(|f| f.matches(metadata.as_ref())) {
-                            found.insert(key, def.metric.score(query, &vector));
-                        } else {
-                            found.remove(&key);
+            // The index is updated just after each commit, so it can hold changes this
+            // search's snapshot does not see yet (or lack ones it does). Hits are read
+            // back from the records at the snapshot: a key the snapshot lacks is
+            // dropped, one whose record differs from the indexed vector is scored from
+            // the record. So that drops cannot leave fewer than `k` results while more
+            // exist, the index is asked for more until it has given `k` keeps or all it
+            // has (drops are the few changes in flight, so one round is the rule).
+            let mut want = k;
+            loop {
+                let (hits, exhausted) = {
+                    let e = entry.read();
+                    let hits = if e.base.is_none() {
+                        e.index.search_with_ef(query, want, ef, filter)?
+                    } else {
+                        let mut found = HashMap::new();
+                        let mut exact = std::collections::HashSet::new();
+                        if collect_hits(&e, query, want, ef, filter, &mut found, &mut exact)?
+                            .is_err()
+                        {
+                            drop(e);
+                            self.forget_overlays(collection);
+                            return Err(Error::Conflict(
+                                "the forked collection's index was made again; retry".into(),
+                            ));
                         }
+                        // Keys some parent changed after a fork: scored from the records
+                        // as this run sees them.
+                        for key in exact {
+                            let Some(rec) = txn.get(&record_key(run, collection, &key)) else {
+                                found.remove(&key);
+                                continue;
+                            };
+                            let (vector, metadata) =
+                                decode_record(rec.value.as_deref().unwrap_or_default())?;
+                            if filter.is_none_or(|f| f.matches(metadata.as_ref())) {
+                                found.insert(key, def.metric.score(query, &vector));
+                            } else {
+                                found.remove(&key);
+                            }
+                        }
+                        let mut hits: Vec<(String, f32)> = found.into_iter().collect();
+                        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                        hits.truncate(want);
+                        hits
+                    };
+                    // Fewer than asked: the index has no more. Past the threshold: more
+                    // would score lower still.
+                    let exhausted = hits.len() < want
+                        || threshold.is_some_and(|t| hits.last().is_some_and(|h| h.1 < t));
+                    // The version each hit was indexed at (a fork's inherited keys are
+                    // checked by `collect_hits` against the fork's records already).
+                    let hits: Vec<(String, f32, Option<u64>)> = hits
+                        .into_iter()
+                        .map(|(key, score)| {
+                            let at = if e.base.is_none() {
+                                e.applied.get(key.as_str()).copied()
+                            } else {
+                                None
+                            };
+                            (key, score, at)
+                        })
+                        .collect();
+                    (hits, exhausted)
+                };
+                let mut out = Vec::with_capacity(hits.len());
+                for (key, mut score, indexed_at) in hits {
+                    let Some(rec) = txn.get(&record_key(run, collection, &key)) else {
+                        continue;
+                    };
+                    let (vector, metadata) =
+                        decode_record(rec.value.as_deref().unwrap_or_default())?;
+                    if indexed_at.is_some_and(|v| v != rec.version) {
+                        // The snapshot's record is not the indexed one.
+                        if !filter.is_none_or(|f| f.matches(metadata.as_ref())) {
+                            continue;
+                        }
+                        score = def.metric.score(query, &vector);
                     }
-                    let mut hits: Vec<(String, f32)> = found.into_iter().collect();
-                    hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                    hits.truncate(k);
-                    hits
-                };
-                if let Some(t) = threshold {
-                    hits.retain(|(_, s)| *s >= t);
+                    if threshold.is_some_and(|t| score < t) {
+                        continue;
+                    }
+                    out.push(VectorMatch {
+                        key,
+                        score,
+                        vector: with_vectors.then_some(vector),
+                        metadata,
+                    });
                 }
-                hits
-            };
-            let mut out = Vec::with_capacity(hits.len());
-            for (key, score) in hits {
-                let Some(rec) = txn.get(&record_key(run, collection, &key)) else {
-                    continue;
-                };
-                let (vector, metadata) = decode_record(rec.value.as_deref().unwrap_or_default())?;
-                out.push(VectorMatch {
-                    key,
-                    score,
-                    vector: with_vectors.then_some(vector),
-                    metadata,
-                });
+                if out.len() >= k || exhausted || want >= k.saturating_mul(16) {
+                    out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.key.cmp(&b.key)));
+                    out.truncate(k);
+                    return Ok(out);
+                }
+                want = want.saturating_mul(2).max(want + 16);
             }
-            Ok(out)
         })
     }
 }

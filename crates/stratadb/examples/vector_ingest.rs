@@ -295,6 +295,34 @@ fn main() {
                 rss_bytes("RssAnon:") / 1048576.0,
                 rss_bytes("RssFile:") / 1048576.0,
             );
+            // Searches while another thread upserts new vectors one call at a time.
+            let fresh = strata_vector::synthetic::clustered(20_000, DIM, 7_777);
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let (upserts, upsert_secs, qps) = std::thread::scope(|s| {
+                let writer = s.spawn(|| {
+                    let t = Instant::now();
+                    let mut done = 0;
+                    for (i, v) in fresh.iter().enumerate() {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        db.vectors
+                            .upsert(&run, "docs", &format!("new{i}"), v, None)
+                            .expect("upsert");
+                        done += 1;
+                    }
+                    (done, t.elapsed().as_secs_f64())
+                });
+                let qps = search_qps_of(&db, &run, &queries);
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let (done, secs) = writer.join().expect("writer");
+                (done, secs, qps)
+            });
+            println!(
+                "while upserting: {qps:.0} QPS; the other thread's single upserts: {:.0}/s \
+                 ({upserts} in {upsert_secs:.1} s)",
+                upserts as f64 / upsert_secs
+            );
         }
     }
 }
