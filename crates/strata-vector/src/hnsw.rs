@@ -99,9 +99,13 @@ const PARALLEL_MIN_NODES: usize = 1024;
 /// Nodes per thread in one chunk of a parallel batch insert.
 const CHUNK_PER_THREAD: usize = 128;
 
-/// Threads used for bulk graph work: the available parallelism, at most 8.
+/// Threads used for bulk graph work: the available parallelism, at most 8, read once
+/// per process (on Linux `available_parallelism` reads the CPU affinity and the cgroup
+/// quota files on every call, tens of microseconds: more than a third of a single
+/// upsert's whole cost at 100,000 × 384 when it was asked twice per upsert).
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)))
 }
 
 /// `f(0..n)` on up to `threads` scoped threads (contiguous ranges), results in order.
@@ -467,10 +471,7 @@ impl HnswIndex {
     }
 
     fn random_level(&mut self) -> usize {
-        let ml = 1.0 / (self.params.m as f64).ln();
-        // Uniform in (0, 1]: never ln(0).
-        let u = ((splitmix64(&mut self.rng) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-        ((-u.ln() * ml) as usize).min(MAX_LEVEL)
+        level_from(&mut self.rng, self.params.m)
     }
 
     pub(crate) fn visited(&self) -> Visited {
@@ -495,6 +496,17 @@ impl HnswIndex {
     /// Errors with [`Error::ConstraintViolation`] on a dimension mismatch, a non-finite
     /// component, or an id already in use.
     pub fn insert(&mut self, id: u32, vector: &[f32]) -> Result<()> {
+        self.insert_with(id, vector, false)
+    }
+
+    /// [`Self::insert`] for a caller that links pending vectors itself, outside its
+    /// exclusive lock ([`Self::linking_due`], [`Self::plan_pending_chunk`]): the chunk is
+    /// linked here only if the caller fell four chunks behind.
+    pub(crate) fn insert_deferred(&mut self, id: u32, vector: &[f32]) -> Result<()> {
+        self.insert_with(id, vector, true)
+    }
+
+    fn insert_with(&mut self, id: u32, vector: &[f32], deferred: bool) -> Result<()> {
         if self.in_graph(id) || self.store.slot(id) != Slot::Empty {
             return Err(Error::ConstraintViolation(format!(
                 "id {id} is already in the HNSW graph (ids are not reused before compaction)"
@@ -507,7 +519,8 @@ impl HnswIndex {
         if threads > 1 && self.nodes >= PARALLEL_MIN_NODES {
             // Deferred: linked with the next ones in one parallel chunk.
             self.pending.push(id);
-            if self.pending.len() >= CHUNK_PER_THREAD * threads {
+            let behind = if deferred { 4 } else { 1 };
+            if self.pending.len() >= behind * CHUNK_PER_THREAD * threads {
                 self.flush_pending();
             }
             return Ok(());
@@ -605,8 +618,20 @@ impl HnswIndex {
 
     /// One chunk of [`Self::link_batch`].
     fn link_chunk(&mut self, chunk: &[u32], threads: usize) {
+        let plan = self.plan_chunk(chunk.to_vec(), self.rng, threads);
+        self.apply_chunk(plan);
+    }
+
+    /// Everything one chunk's linking computes — the expensive part, the walks and the
+    /// re-pruning — from the graph as it is, without changing it (so it may run under a
+    /// shared lock while searches go on): levels drawn from `rng`, each new node's
+    /// neighbor lists, and the merged lists of the nodes they link back to.
+    fn plan_chunk(&self, chunk: Vec<u32>, mut rng: u64, threads: usize) -> LinkPlan {
         // 1. Levels (sequential: the generator is deterministic).
-        let levels: Vec<usize> = chunk.iter().map(|_| self.random_level()).collect();
+        let levels: Vec<usize> = chunk
+            .iter()
+            .map(|_| level_from(&mut rng, self.params.m))
+            .collect();
         // 2. Neighbor choice per new node and layer, in parallel against the graph as it
         //    is (the new nodes have no edges yet, so walks cannot reach them) plus an exact
         //    scan of the chunk itself.
@@ -647,18 +672,11 @@ impl HnswIndex {
             per_layer
         };
         let chosen: Vec<Vec<Vec<u32>>> = parallel_map(chunk.len(), threads, &choose);
-        // 3. Install the new nodes and their own lists.
-        for (me, &id) in chunk.iter().enumerate() {
-            self.levels[id as usize] = levels[me] as u8;
-            self.upper.allocate(id, levels[me], self.params.m + 1);
-            self.nodes += 1;
-        }
-        for (me, &id) in chunk.iter().enumerate() {
-            for (layer, list) in chosen[me].iter().enumerate() {
-                self.set_neighbors(id, layer, list);
-            }
-        }
-        // 4. Reverse links, grouped by target node and layer, re-pruned in parallel.
+        // 3. Reverse links, grouped by target node and layer, re-pruned in parallel. A
+        //    target in the chunk starts from the list chosen for it above (installed
+        //    before these merges are).
+        let position: HashMap<u32, usize> =
+            chunk.iter().enumerate().map(|(me, &id)| (id, me)).collect();
         let mut incoming: HashMap<(u32, usize), Vec<u32>> = HashMap::new();
         for (me, &id) in chunk.iter().enumerate() {
             for (layer, list) in chosen[me].iter().enumerate() {
@@ -670,7 +688,10 @@ impl HnswIndex {
         let incoming: Vec<((u32, usize), Vec<u32>)> = incoming.into_iter().collect();
         let merge = |i: usize| -> Option<Vec<u32>> {
             let ((from, layer), new) = &incoming[i];
-            let current = self.neighbors(*from, *layer);
+            let current: &[u32] = match position.get(from) {
+                Some(&me) => &chosen[me][*layer],
+                None => self.neighbors(*from, *layer),
+            };
             let mut list = current.to_vec();
             for &n in new {
                 if n != *from && !list.contains(&n) {
@@ -695,18 +716,93 @@ impl HnswIndex {
             Some(self.select_neighbors(&cands, max))
         };
         let merged: Vec<Option<Vec<u32>>> = parallel_map(incoming.len(), threads, &merge);
-        for (((from, layer), _), list) in incoming.iter().zip(merged) {
-            if let Some(list) = list {
-                self.set_neighbors(*from, *layer, &list);
+        let merged = incoming
+            .into_iter()
+            .zip(merged)
+            .filter_map(|((target, _), list)| list.map(|l| (target, l)))
+            .collect();
+        LinkPlan {
+            chunk,
+            levels,
+            chosen,
+            merged,
+            rng,
+        }
+    }
+
+    /// Installs a chunk planned by [`Self::plan_chunk`] against this very graph.
+    fn apply_chunk(&mut self, plan: LinkPlan) {
+        let LinkPlan {
+            chunk,
+            levels,
+            chosen,
+            merged,
+            rng,
+        } = plan;
+        self.rng = rng;
+        // The new nodes and their own lists.
+        for (me, &id) in chunk.iter().enumerate() {
+            self.levels[id as usize] = levels[me] as u8;
+            self.upper.allocate(id, levels[me], self.params.m + 1);
+            self.nodes += 1;
+        }
+        for (me, &id) in chunk.iter().enumerate() {
+            for (layer, list) in chosen[me].iter().enumerate() {
+                self.set_neighbors(id, layer, list);
             }
         }
-        // 5. A new top level moves the entry point.
+        // The merged reverse links.
+        for ((from, layer), list) in merged {
+            self.set_neighbors(from, layer, &list);
+        }
+        // A new top level moves the entry point.
         for (me, &id) in chunk.iter().enumerate() {
             if levels[me] > self.max_level {
                 self.max_level = levels[me];
                 self.entry = id;
             }
         }
+    }
+
+    /// `true` when enough vectors upserted one by one wait to be linked that a caller
+    /// deferring the linking ([`Self::insert_deferred`]) should link a chunk now
+    /// ([`Self::plan_pending_chunk`], [`Self::apply_pending_chunk`]).
+    pub(crate) fn linking_due(&self) -> bool {
+        self.pending.len() >= CHUNK_PER_THREAD * default_threads()
+    }
+
+    /// Plans the linking of the next chunk of pending vectors without changing the
+    /// graph (see [`Self::plan_chunk`]): the caller may hold a shared lock, so that
+    /// searches go on during the expensive part; `None` when nothing is pending.
+    pub(crate) fn plan_pending_chunk(&self) -> Option<PendingPlan> {
+        let threads = default_threads();
+        let size = (CHUNK_PER_THREAD * threads)
+            .min(self.nodes / 8)
+            .max(threads);
+        let mut taken = 0;
+        let mut chunk = Vec::with_capacity(size);
+        for &id in &self.pending {
+            if chunk.len() == size {
+                break;
+            }
+            taken += 1;
+            if self.store.is_live(id) && !self.in_graph(id) {
+                chunk.push(id);
+            }
+        }
+        if taken == 0 {
+            return None;
+        }
+        let plan = self.plan_chunk(chunk, self.rng, threads);
+        Some(PendingPlan { taken, plan })
+    }
+
+    /// Installs a plan of [`Self::plan_pending_chunk`]. The graph must not have changed
+    /// in between (the caller held a lock that excludes writers).
+    pub(crate) fn apply_pending_chunk(&mut self, plan: PendingPlan) {
+        self.pending.drain(..plan.taken);
+        self.apply_chunk(plan.plan);
+        self.after_growth();
     }
 
     /// Tombstones `id`: it keeps routing searches but is never returned. Returns `false`
@@ -1608,6 +1704,32 @@ impl HnswIndex {
     }
 }
 
+/// A node's level from the generator state `rng` (advanced): geometric with ratio
+/// `1/m`, capped at [`MAX_LEVEL`].
+fn level_from(rng: &mut u64, m: usize) -> usize {
+    let ml = 1.0 / (m as f64).ln();
+    // Uniform in (0, 1]: never ln(0).
+    let u = ((splitmix64(rng) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+    ((-u.ln() * ml) as usize).min(MAX_LEVEL)
+}
+
+/// One chunk's linking, computed by [`HnswIndex::plan_chunk`].
+struct LinkPlan {
+    chunk: Vec<u32>,
+    levels: Vec<usize>,
+    chosen: Vec<Vec<Vec<u32>>>,
+    merged: Vec<((u32, usize), Vec<u32>)>,
+    /// The level generator's state after drawing `levels`.
+    rng: u64,
+}
+
+/// The linking of the next pending vectors (see [`HnswIndex::plan_pending_chunk`]).
+pub(crate) struct PendingPlan {
+    /// Entries of the pending list it consumes (dead ones included).
+    taken: usize,
+    plan: LinkPlan,
+}
+
 const MAGIC: &[u8; 8] = b"STRHNSW\x01";
 /// The graph with its vectors inline (what [`HnswIndex::to_bytes`] writes).
 const FORMAT_VERSION: u32 = 1;
@@ -1720,6 +1842,46 @@ pub(crate) mod tests {
             hit += got.iter().filter(|p| truth.contains(&p.0)).count();
         }
         hit as f64 / (queries.len() * k) as f64
+    }
+
+    /// Deferred linking (what `Vectors` does for single upserts): a plan leaves the
+    /// graph untouched until applied, and planning then applying chunk after chunk
+    /// builds a graph as good as linking inside `insert` (chunks are cut at other
+    /// points, so the graphs differ in detail).
+    #[test]
+    fn planned_chunks_link_like_inline_ones() {
+        let data = clustered(3_000, 16, 20, 9);
+        let inline = build(&data, DistanceMetric::Cosine);
+        let mut h = HnswIndex::new(16, DistanceMetric::Cosine, HnswParams::default()).unwrap();
+        let mut plans = 0;
+        for (i, v) in data.iter().enumerate() {
+            h.insert_deferred(i as u32, v).unwrap();
+            while h.linking_due() {
+                let before = h.to_bytes();
+                let plan = h.plan_pending_chunk().unwrap();
+                assert_eq!(h.to_bytes(), before, "planning changes nothing");
+                h.apply_pending_chunk(plan);
+                plans += 1;
+            }
+        }
+        if default_threads() > 1 {
+            assert!(plans > 0, "the graph is past the parallel threshold");
+        }
+        assert!(h.pending_count() < CHUNK_PER_THREAD * default_threads());
+        h.flush_pending();
+        assert_eq!(h.pending_count(), 0);
+        assert_eq!(h.verify_reachability(), 0);
+        let (deferred, inline) = (
+            recall(&h, &data[..200], 10),
+            recall(&inline, &data[..200], 10),
+        );
+        assert!(
+            deferred >= 0.95 && deferred >= inline - 0.02,
+            "{deferred} vs {inline}"
+        );
+        for (i, v) in data.iter().enumerate().step_by(7) {
+            assert_eq!(h.search(v, 1, None).unwrap()[0].0, i as u32);
+        }
     }
 
     #[test]

@@ -325,6 +325,9 @@ pub struct CollectionIndex {
     /// Bumped whenever ids are renumbered or the engine changes (see
     /// [`Self::generation`]).
     generation: u64,
+    /// Whether the owner links vectors upserted one by one itself, outside its
+    /// exclusive lock ([`Self::set_deferred_linking`]).
+    deferred_linking: bool,
 }
 
 impl std::fmt::Debug for CollectionIndex {
@@ -357,6 +360,7 @@ impl CollectionIndex {
             columns: MetadataColumns::new(),
             deleted: 0,
             generation: 0,
+            deferred_linking: false,
         })
     }
 
@@ -471,6 +475,7 @@ impl CollectionIndex {
         let id = id as u32;
         match &mut self.engine {
             Engine::Exact(e) => e.insert(id, vector)?,
+            Engine::Hnsw(h) if self.deferred_linking => h.insert_deferred(id, vector)?,
             Engine::Hnsw(h) => h.insert(id, vector)?,
         }
         if let Some(old) = existing {
@@ -982,6 +987,40 @@ impl CollectionIndex {
             }
         }
         Ok((out, arena_slots))
+    }
+
+    /// Lets the owner link the graph's pending vectors itself: upserts then leave the
+    /// vectors they add to the graph pending (searched exactly) and the owner, when
+    /// [`Self::linking_due`], plans a chunk under a shared lock
+    /// ([`Self::plan_link_chunk`]: the walks, while searches go on) and installs it under
+    /// an exclusive one ([`Self::apply_link_chunk`]: a few list writes). `Vectors` does
+    /// this, so that searches do not wait for the linking of single upserts.
+    pub(crate) fn set_deferred_linking(&mut self, on: bool) {
+        self.deferred_linking = on;
+    }
+
+    /// See [`Self::set_deferred_linking`].
+    pub(crate) fn linking_due(&self) -> bool {
+        match &self.engine {
+            Engine::Hnsw(h) => h.linking_due(),
+            Engine::Exact(_) => false,
+        }
+    }
+
+    /// See [`Self::set_deferred_linking`]; `None` when nothing is pending.
+    pub(crate) fn plan_link_chunk(&self) -> Option<crate::hnsw::PendingPlan> {
+        match &self.engine {
+            Engine::Hnsw(h) => h.plan_pending_chunk(),
+            Engine::Exact(_) => None,
+        }
+    }
+
+    /// Installs a plan of [`Self::plan_link_chunk`]; the index must not have changed
+    /// since it was made.
+    pub(crate) fn apply_link_chunk(&mut self, plan: crate::hnsw::PendingPlan) {
+        if let Engine::Hnsw(h) = &mut self.engine {
+            h.apply_pending_chunk(plan);
+        }
     }
 
     /// The vectors by slot, for writing them beside [`Self::encode`]'s bytes.

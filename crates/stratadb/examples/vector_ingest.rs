@@ -313,7 +313,20 @@ fn main() {
                     }
                     (done, t.elapsed().as_secs_f64())
                 });
-                let qps = search_qps_of(&db, &run, &queries);
+                // Searches for as long as the writer writes (at most 10 s): both rates
+                // over the same window.
+                let t = Instant::now();
+                let mut searched = 0usize;
+                while !writer.is_finished() && t.elapsed().as_secs_f64() < 10.0 {
+                    let q = &queries[searched % queries.len()];
+                    let hits = db
+                        .vectors
+                        .search(&run, "docs", q, 10, None)
+                        .expect("search");
+                    assert_eq!(hits.len(), 10);
+                    searched += 1;
+                }
+                let qps = searched as f64 / t.elapsed().as_secs_f64();
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 let (done, secs) = writer.join().expect("writer");
                 (done, secs, qps)
