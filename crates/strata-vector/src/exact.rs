@@ -12,7 +12,7 @@
 //!
 //! With [`Quantization::Int8`] the arena also keeps an int8 copy of every vector
 //! ([`crate::quantized`]). Exact searches never use it; the HNSW walks do, through the
-//! `walk_*` similarities, and re-rank what they find with [`ExactIndex::sim`].
+//! `walk_*` similarities, and re-rank what they find with `ExactIndex::sim`.
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
@@ -555,7 +555,7 @@ impl ExactIndex {
     }
 
     /// Bytes of vectors read in place from a mapped index file rather than held in
-    /// memory (see [`crate::arena`]).
+    /// memory (see the crate's `arena` module).
     pub fn mapped_bytes(&self) -> usize {
         self.data.mapped_bytes()
     }

@@ -15,7 +15,7 @@
 //! [`crate::persist`]); opening loads that file and replays the records changed since, or
 //! rebuilds the index from the records when there is no valid file. Once a collection's
 //! file is written or loaded, its graph reads the vectors in place from the file's
-//! mapped vector section instead of holding them in memory ([`crate::arena`]), so a
+//! mapped vector section instead of holding them in memory (the `arena` module), so a
 //! checkpointed collection costs the process its graph, keys and metadata, and its
 //! vectors live in the page cache. Each index entry remembers the commit
 //! version that last changed each key, and an update is applied only if it is newer, so
