@@ -373,7 +373,8 @@ pub(crate) fn decode_file(
     let index_bytes = r.take(len as usize)?;
     let floats = r.u64()?;
     let offset = (bytes.len() - r.remaining()).next_multiple_of(SECTION_ALIGN);
-    if (bytes.len() as u64).checked_sub(offset as u64) != floats.checked_mul(4) {
+    let section_len = (bytes.len() as u64).checked_sub(offset as u64);
+    if section_len.is_none() || section_len != floats.checked_mul(4) {
         return Err(bad("vector section length differs from the data"));
     }
     let floats = floats as usize;
@@ -687,6 +688,27 @@ mod tests {
             assert_eq!(f.arena_slots, ix.hnsw().unwrap().encoded_slots());
             let bytes = encode_file_bytes(&run, name, 1, &applied, &ix).unwrap();
             assert_eq!(bytes.len(), f.len());
+        }
+    }
+
+    /// A file ending right after a `floats` count too large to be a length is an
+    /// error, not a panic (checked without a mapping, as `strata verify` reads files).
+    #[test]
+    fn a_huge_section_count_without_the_section_is_an_error() {
+        let run = RunId::from_bytes([5; 16]);
+        let ix = index(300, 100);
+        let applied = HashMap::new();
+        let head = encode_file(&run, "c", 1, &applied, &ix).unwrap().head;
+        let floats_at = 40 + 16 + 4 + 1 + 8 + 8 + ix.encode(false).unwrap().0.len();
+        for floats in [u64::MAX, u64::MAX / 4 + 1, 1 << 62] {
+            let mut b = head[..floats_at].to_vec();
+            b.extend_from_slice(&floats.to_le_bytes());
+            let payload_len = (b.len() - HEADER_LEN) as u64;
+            b[28..36].copy_from_slice(&payload_len.to_le_bytes());
+            let crc = crc32c::crc32c_append(crc32c::crc32c(&b[..36]), &b[HEADER_LEN..]);
+            b[36..40].copy_from_slice(&crc.to_le_bytes());
+            let e = decode_file(&b, None, &run, "c").err().expect("an error");
+            assert!(e.to_string().contains("vector section"), "{e}");
         }
     }
 

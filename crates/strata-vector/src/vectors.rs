@@ -642,6 +642,10 @@ pub struct Vectors {
     /// Collections deleted in this process: their index files go at the next
     /// `persist_indexes` (files of collections never loaded are kept as they are).
     deleted: Arc<parking_lot::Mutex<std::collections::HashSet<IndexKey>>>,
+    /// Held for the whole of `persist_indexes`: two concurrent calls (two checkpoints)
+    /// would share a collection's temporary file, each truncating what the other
+    /// wrote, and one could map it while the other still writes.
+    persisting: Arc<parking_lot::Mutex<()>>,
 }
 
 impl Vectors {
@@ -657,6 +661,7 @@ impl Vectors {
             indexes: Arc::new(RwLock::new(HashMap::new())),
             loading: Arc::new(parking_lot::Mutex::new(())),
             deleted: Arc::new(parking_lot::Mutex::new(std::collections::HashSet::new())),
+            persisting: Arc::new(parking_lot::Mutex::new(())),
         };
         // A purged run's indexes are forgotten and their files removed at once: they
         // hold its vectors.
@@ -1026,6 +1031,7 @@ impl Vectors {
         let Some(dir) = self.engine.storage().dir().map(|d| d.to_path_buf()) else {
             return Ok(0);
         };
+        let _one_at_a_time = self.persisting.lock();
         let started = std::time::Instant::now();
         let entries: Vec<(IndexKey, Arc<RwLock<IndexEntry>>)> = self
             .indexes
@@ -1067,27 +1073,32 @@ impl Vectors {
                 // thousands of runs with a few vectors each do not pay two fsyncs each.
                 let sync = e.index.hnsw().is_some();
                 // The vectors are streamed from the index into the file under this read
-                // lock (searches go on; writes to this collection wait), so they are
-                // never copied into one buffer; the fsyncs come after it.
+                // lock (writes to this collection wait, and with them the searches that
+                // come after a waiting write), so they are never copied into one
+                // buffer; the fsyncs come after it.
+                let state = (e.changes, e.index.generation());
                 persist::encode_file(run, name, e.created_version, &e.applied, &e.index).and_then(
                     |f| {
                         persist::write_file(&path, &f, &e.index)
-                            .map(|w| (w, f.len(), e.changes, sync))
+                            .map(|w| (w, f.len(), state, sync))
                             .map_err(|err| io_error(&path, err))
                     },
                 )
             };
             // One collection failing does not keep the others from being written.
-            let result = encoded.and_then(|(pending, len, changes, sync)| {
+            let result = encoded.and_then(|(pending, len, state, sync)| {
                 let installed = pending.install(sync).map_err(|err| io_error(&path, err))?;
                 written += 1;
                 bytes_written += len;
+                // Mapped (its pages populated) before the write lock is taken.
+                let section = if sync { installed.map_section() } else { None };
                 let mut e = entry.write();
-                e.persisted = Some(changes);
-                // Unchanged since it was written: from now on the index reads its
-                // vectors from the file's pages instead of holding them (`crate::arena`).
-                if e.changes == changes {
-                    if let Some(section) = installed.map_section() {
+                e.persisted = Some(state.0);
+                // Unchanged since it was written (no change applied, no id renumbered):
+                // from now on the index reads its vectors from the file's pages instead
+                // of holding them (the `arena` module).
+                if (e.changes, e.index.generation()) == state {
+                    if let Some(section) = section {
                         e.index.adopt_vector_section(section);
                     }
                 }
@@ -1227,9 +1238,30 @@ impl Vectors {
                 if !touched.iter().any(|t| Arc::ptr_eq(t, &entry)) {
                     touched.push(entry.clone());
                 }
-                let items = std::mem::take(batch);
-                let n = items.len();
                 let mut e = entry.write();
+                // The applied versions and change count move with the index, under this
+                // one lock: a reader (a search, `persist_indexes`) never sees one
+                // without the other. Strictly older only: several changes of one key
+                // in one transaction share its version and must all be applied, in
+                // order, so that the last one wins.
+                let mut items = Vec::with_capacity(batch.len());
+                for (key, vector, metadata) in std::mem::take(batch) {
+                    if e.applied.get(&*key).is_some_and(|&v| v > version) {
+                        continue;
+                    }
+                    let shared = match e.applied.get_key_value(&*key) {
+                        Some((k, _)) => k.clone(),
+                        None => key,
+                    };
+                    e.applied.insert(shared.clone(), version);
+                    e.changes += 1;
+                    e.note_change(&shared, version);
+                    items.push((shared, vector, metadata));
+                }
+                let n = items.len();
+                if n == 0 {
+                    return;
+                }
                 let result = if n == 1 {
                     let (key, vector, metadata) = items.into_iter().next().unwrap_or_default();
                     e.index.upsert_shared(key, &vector, metadata)
@@ -1265,23 +1297,15 @@ impl Vectors {
             {
                 flush(&mut batch_entry, &mut batch);
             }
-            let shared: Arc<str>;
             {
                 let mut e = entry.write();
-                // Strictly older only: several changes of one key in one transaction share
-                // its version and must all be applied, in order, so that the last one wins.
+                // A change older than the collection, or than what the index applied
+                // for the key, is skipped (checked again where it is applied).
                 if version <= e.created_version
                     || e.applied.get(key.as_str()).is_some_and(|&v| v > version)
                 {
                     continue;
                 }
-                shared = match e.applied.get_key_value(key.as_str()) {
-                    Some((k, _)) => k.clone(),
-                    None => Arc::from(key.as_str()),
-                };
-                e.applied.insert(shared.clone(), version);
-                e.changes += 1;
-                e.note_change(key, version);
                 let fork_of = e.base.as_ref().map(|b| (b.parent, b.at));
                 if fork_of.is_some() {
                     match forks.iter_mut().find(|(f, _)| Arc::ptr_eq(f, &entry)) {
@@ -1303,14 +1327,28 @@ impl Vectors {
             }
             match op {
                 PendingIndexOp::Upsert {
-                    vector, metadata, ..
+                    key,
+                    vector,
+                    metadata,
+                    ..
                 } => {
-                    batch.push((shared, vector, metadata.filter(Value::is_object)));
+                    batch.push((Arc::from(key), vector, metadata.filter(Value::is_object)));
                     batch_entry = Some(entry);
                 }
                 PendingIndexOp::Delete { key, .. } => {
                     flush(&mut batch_entry, &mut batch);
-                    entry.write().index.delete(&key);
+                    let mut e = entry.write();
+                    if e.applied.get(key.as_str()).is_some_and(|&v| v > version) {
+                        continue;
+                    }
+                    let shared = match e.applied.get_key_value(key.as_str()) {
+                        Some((k, _)) => k.clone(),
+                        None => Arc::from(key.as_str()),
+                    };
+                    e.applied.insert(shared, version);
+                    e.changes += 1;
+                    e.note_change(&key, version);
+                    e.index.delete(&key);
                 }
             }
         }
@@ -1743,6 +1781,7 @@ impl Vectors {
             // has (drops are the few changes in flight, so one round is the rule).
             let mut want = k;
             loop {
+                let mut gathered = 0;
                 let (hits, exhausted) = {
                     let e = entry.read();
                     let hits = if e.base.is_none() {
@@ -1759,6 +1798,9 @@ impl Vectors {
                                 "the forked collection's index was made again; retry".into(),
                             ));
                         }
+                        // Whether the index has more is judged before the re-checks
+                        // below drop any.
+                        gathered = found.len();
                         // Keys some parent changed after a fork: scored from the records
                         // as this run sees them.
                         for key in exact {
@@ -1781,7 +1823,7 @@ impl Vectors {
                     };
                     // Fewer than asked: the index has no more. Past the threshold: more
                     // would score lower still.
-                    let exhausted = hits.len() < want
+                    let exhausted = hits.len().max(gathered) < want
                         || threshold.is_some_and(|t| hits.last().is_some_and(|h| h.1 < t));
                     // The version each hit was indexed at (a fork's inherited keys are
                     // checked by `collect_hits` against the fork's records already).
