@@ -514,11 +514,13 @@ impl ExactIndex {
     /// Returns the map from old id to new id (`u32::MAX` for dropped slots).
     pub fn compact(&mut self) -> Vec<u32> {
         let mut remap = vec![u32::MAX; self.slots.len()];
+        let mut live = Vec::with_capacity(self.live);
         let mut next = 0usize;
         for (old, new) in remap.iter_mut().enumerate() {
             if self.slots[old] != Slot::Live {
                 continue;
             }
+            live.push(old);
             *new = next as u32;
             if next != old {
                 if self.metric == DistanceMetric::Cosine {
@@ -530,9 +532,6 @@ impl ExactIndex {
             }
             next += 1;
         }
-        let live: Vec<usize> = (0..self.slots.len())
-            .filter(|&i| self.slots[i] == Slot::Live)
-            .collect();
         self.data.rebuild(live.into_iter());
         if self.metric == DistanceMetric::Cosine {
             self.inv_norms.truncate(next);

@@ -203,6 +203,25 @@ impl IndexEntry {
     }
 
     /// Lists a change of `key` at `version` in the changelog.
+    /// Records that the change of `key` committed at `version` reaches the index now:
+    /// the caller changes the index under the same write lock, so that a reader (a
+    /// search, `persist_indexes`) never sees the applied version without the change.
+    /// Returns the key's shared allocation, or `None` when a newer change of the key
+    /// was applied already (strictly newer: several changes of one key in one
+    /// transaction share its version and must all be applied, in order, so that the
+    /// last one wins).
+    fn record_applied(&mut self, key: &str, version: u64) -> Option<Arc<str>> {
+        let shared = match self.applied.get_key_value(key) {
+            Some((_, &v)) if v > version => return None,
+            Some((k, _)) => k.clone(),
+            None => Arc::from(key),
+        };
+        self.applied.insert(shared.clone(), version);
+        self.changes += 1;
+        self.note_change(key, version);
+        Some(shared)
+    }
+
     fn note_change(&mut self, key: &str, version: u64) {
         if version <= self.tracked_since {
             return;
@@ -1226,7 +1245,7 @@ impl Vectors {
     /// upserts into one collection go to the index as one batch, whose graph insertion
     /// runs in parallel (see [`CollectionIndex::upsert_batch`]).
     pub(crate) fn apply(&self, ops: Vec<PendingIndexOp>, version: u64) {
-        type Batch = Vec<(Arc<str>, Vec<f32>, Option<Value>)>;
+        type Batch = Vec<(String, Vec<f32>, Option<Value>)>;
         let mut batch: Batch = Vec::new();
         let mut batch_entry: Option<Arc<RwLock<IndexEntry>>> = None;
         // Forked collections written, with their keys: their bridges follow at the end.
@@ -1240,23 +1259,12 @@ impl Vectors {
                 }
                 let mut e = entry.write();
                 // The applied versions and change count move with the index, under this
-                // one lock: a reader (a search, `persist_indexes`) never sees one
-                // without the other. Strictly older only: several changes of one key
-                // in one transaction share its version and must all be applied, in
-                // order, so that the last one wins.
+                // one lock (`IndexEntry::record_applied`).
                 let mut items = Vec::with_capacity(batch.len());
                 for (key, vector, metadata) in std::mem::take(batch) {
-                    if e.applied.get(&*key).is_some_and(|&v| v > version) {
-                        continue;
+                    if let Some(shared) = e.record_applied(&key, version) {
+                        items.push((shared, vector, metadata));
                     }
-                    let shared = match e.applied.get_key_value(&*key) {
-                        Some((k, _)) => k.clone(),
-                        None => key,
-                    };
-                    e.applied.insert(shared.clone(), version);
-                    e.changes += 1;
-                    e.note_change(&shared, version);
-                    items.push((shared, vector, metadata));
                 }
                 let n = items.len();
                 if n == 0 {
@@ -1332,23 +1340,15 @@ impl Vectors {
                     metadata,
                     ..
                 } => {
-                    batch.push((Arc::from(key), vector, metadata.filter(Value::is_object)));
+                    batch.push((key, vector, metadata.filter(Value::is_object)));
                     batch_entry = Some(entry);
                 }
                 PendingIndexOp::Delete { key, .. } => {
                     flush(&mut batch_entry, &mut batch);
                     let mut e = entry.write();
-                    if e.applied.get(key.as_str()).is_some_and(|&v| v > version) {
-                        continue;
+                    if e.record_applied(&key, version).is_some() {
+                        e.index.delete(&key);
                     }
-                    let shared = match e.applied.get_key_value(key.as_str()) {
-                        Some((k, _)) => k.clone(),
-                        None => Arc::from(key.as_str()),
-                    };
-                    e.applied.insert(shared, version);
-                    e.changes += 1;
-                    e.note_change(&key, version);
-                    e.index.delete(&key);
                 }
             }
         }
