@@ -604,18 +604,23 @@ impl Run {
     /// if it may be, or the run has no filter. A filter chunk that fails its checksum
     /// is an error naming the file and offset, as a damaged block is.
     pub(crate) fn may_contain(&self, key: &[u8]) -> Result<bool> {
+        self.may_contain_hashed(crate::filter::key_hash(key))
+    }
+
+    /// [`may_contain`](Self::may_contain) of a key whose [`key_hash`] is `h`.
+    ///
+    /// [`key_hash`]: crate::filter::key_hash
+    fn may_contain_hashed(&self, h: u64) -> Result<bool> {
         let Some(filter) = &self.filter else {
             return Ok(true);
         };
         let buf: &[u8] = (*self.bytes).as_ref();
-        filter
-            .may_contain(buf, crate::filter::key_hash(key))
-            .map_err(|at| {
-                Error::Storage(format!(
-                    "run {} is corrupt: key filter chunk at offset {at} fails its checksum",
-                    self.path.display()
-                ))
-            })
+        filter.may_contain(buf, h).map_err(|at| {
+            Error::Storage(format!(
+                "run {} is corrupt: key filter chunk at offset {at} fails its checksum",
+                self.path.display()
+            ))
+        })
     }
 
     /// `true` if the run has a key filter.
@@ -644,9 +649,23 @@ impl Run {
         Ok(out)
     }
 
-    /// The newest entry of `key` with `version <= snapshot` (tombstones included).
-    pub(crate) fn get(&self, key: &[u8], snapshot: u64) -> Result<Option<Entry>> {
-        if !self.may_contain(key)? {
+    /// Asks the CPU for the line of the key filter a lookup of a key whose
+    /// [`key_hash`] is `h` reads (see [`Tree::get_entry`]).
+    ///
+    /// [`key_hash`]: crate::filter::key_hash
+    /// [`Tree::get_entry`]: crate::tree::Tree::get_entry
+    pub(crate) fn prefetch_filter(&self, h: u64) {
+        if let Some(filter) = &self.filter {
+            filter.prefetch((*self.bytes).as_ref(), h);
+        }
+    }
+
+    /// The newest entry of `key` with `version <= snapshot` (tombstones included);
+    /// `h` is the key's [`key_hash`], computed once for all runs by the caller.
+    ///
+    /// [`key_hash`]: crate::filter::key_hash
+    pub(crate) fn get_hashed(&self, key: &[u8], h: u64, snapshot: u64) -> Result<Option<Entry>> {
+        if !self.may_contain_hashed(h)? {
             return Ok(None);
         }
         // The newest entries are in the last blocks: search from there.

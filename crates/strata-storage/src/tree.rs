@@ -134,11 +134,18 @@ impl Tree {
                 return Ok(Some(e));
             }
         }
-        for r in l.runs.iter() {
-            if r.meta.min_version > snapshot {
-                continue;
+        // Each run's key filter is one cache line, mostly a miss from memory: asked for
+        // together, the misses of all runs overlap instead of adding up (a key of the
+        // oldest, largest run is looked up in every newer run's filter first).
+        let h = crate::filter::key_hash(key);
+        let eligible = || l.runs.iter().filter(|r| r.meta.min_version <= snapshot);
+        if l.runs.len() > 1 {
+            for r in eligible() {
+                r.run.prefetch_filter(h);
             }
-            if let Some(e) = r.run.get(key, snapshot)? {
+        }
+        for r in eligible() {
+            if let Some(e) = r.run.get_hashed(key, h, snapshot)? {
                 return Ok(Some(e));
             }
         }
