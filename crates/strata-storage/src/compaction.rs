@@ -20,11 +20,14 @@
 //! resident. Fewer runs need merges that run beside the flushes and writes that slow down
 //! while merges catch up (`docs/benchmarks.md`, "Compaction: nearly equal runs").
 //!
-//! A merge keeps every version, deletes included ([`crate::Storage::compact`]): the read
-//! path applies retention, and garbage collection drops hidden versions from the
-//! memtable before it is flushed. Versions that retention hides *after* they reached a
-//! run stay on disk (hidden from readers) — dropping them in compaction needs the
-//! retention policies of the layer above and is not done yet.
+//! A merge keeps every version that someone may still read, deletes included
+//! ([`crate::Storage::compact`]): garbage collection drops hidden versions from the
+//! memtable before it is flushed, and a merge drops the versions that retention hides
+//! *after* they reached a run — through the retention policies of the layer above
+//! ([`crate::Storage::set_retention_hook`]) — unless an open snapshot or a fork of the
+//! run still reads them; purged runs keep only what a pinned reader sees. Retention and
+//! purges therefore free disk at the next merge that takes the runs holding them (all
+//! runs at an explicit full compaction).
 use crate::manifest::RunMeta;
 
 /// Most runs kept before the newest ones are merged regardless of their sizes.

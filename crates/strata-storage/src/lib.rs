@@ -45,8 +45,8 @@
 //! ```
 #![deny(missing_docs)]
 // `unsafe` is denied everywhere but in `mapped` (creating a shared file mapping,
-// copying a record into it, and cache prefetch hints), where each use carries its
-// safety argument.
+// copying a record into it, cache prefetch hints, and `malloc_trim`), where each use
+// carries its safety argument.
 #![deny(unsafe_code)]
 
 pub mod compaction;

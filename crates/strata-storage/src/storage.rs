@@ -1462,6 +1462,11 @@ impl Storage {
         self.check_open()?;
         let span = info_span!("flush", dir = %d.dir.display());
         let _entered = span.enter();
+        // However the checkpoint ends, the memory freed by then goes back to the OS
+        // instead of staying resident in the allocator: the frozen memtable's versions
+        // (unless a reader still holds it), and what the layers above freed before
+        // calling it (a vector index's copy of its vectors, now read from its file).
+        let _release = crate::mapped::ReleaseFreeHeap;
         let started = Instant::now();
         // A frozen memtable left by a failed flush goes first.
         self.write_frozen(d)?;
@@ -1760,6 +1765,8 @@ impl Storage {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "runs compacted"
         );
+        // The merge's chunks of chains were many small allocations, freed by now.
+        crate::mapped::ReleaseFreeHeap.release();
         Ok(true)
     }
 
