@@ -87,3 +87,13 @@ pub use retention::RetentionPolicy;
 pub use storage::{closed_error, CommitInfo, RecoveryReport, RunStats, SnapshotPin, Storage};
 pub use timeline::TimePoint;
 pub use tree::Tree;
+
+/// Returns the C allocator's free pages to the operating system (glibc's
+/// `malloc_trim`; nothing elsewhere). Every checkpoint and merge calls it, since a
+/// flushed memtable was many small allocations that glibc would otherwise keep
+/// resident; layers above call it after freeing or replacing large structures (a
+/// vector index loaded from its file). Takes a few milliseconds on a heap of hundreds
+/// of MiB.
+pub fn release_free_memory() {
+    mapped::ReleaseFreeHeap.release();
+}

@@ -45,6 +45,12 @@ use crate::index::{CollectionConfig, CollectionIndex};
 use crate::persist;
 use crate::quantized::Quantization;
 
+/// Vectors from which loading (or rebuilding) a collection's index ends by returning the
+/// allocator's free pages to the OS (`strata_storage::release_free_memory`): below it the
+/// transient memory is small, and a database of thousands of small collections would pay
+/// a trim for each.
+const RELEASE_MEMORY_AFTER_LOADING: usize = 50_000;
+
 const META: u8 = 0x01;
 const RECORD: u8 = 0x02;
 
@@ -762,6 +768,12 @@ impl Vectors {
                 elapsed_ms = t.elapsed().as_millis() as u64,
                 "vector index {how}"
             );
+        }
+        if n >= RELEASE_MEMORY_AFTER_LOADING {
+            // Loading or rebuilding a large index freed as much as it kept (listings
+            // of its keys, records read to replay or rebuild): hand it back to the OS
+            // rather than leave it resident in the allocator.
+            strata_storage::release_free_memory();
         }
         let entry = Arc::new(RwLock::new(entry));
         self.indexes
