@@ -769,10 +769,12 @@ impl Vectors {
                 "vector index {how}"
             );
         }
-        if n >= RELEASE_MEMORY_AFTER_LOADING {
+        let loaded_or_rebuilt = !matches!(entry.source, IndexSource::Forked { .. });
+        if loaded_or_rebuilt && n >= RELEASE_MEMORY_AFTER_LOADING {
             // Loading or rebuilding a large index freed as much as it kept (listings
             // of its keys, records read to replay or rebuild): hand it back to the OS
-            // rather than leave it resident in the allocator.
+            // rather than leave it resident in the allocator. A fork's index shares its
+            // parent's and freed little: its first search does not pay for a trim.
             strata_storage::release_free_memory();
         }
         let entry = Arc::new(RwLock::new(entry));
