@@ -52,6 +52,7 @@
 pub mod compaction;
 mod durability;
 mod filter;
+mod inline_key;
 pub mod inspect;
 pub mod key;
 pub mod lineage;

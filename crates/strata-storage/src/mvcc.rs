@@ -36,6 +36,7 @@ use parking_lot::RwLock;
 use smallvec::{smallvec, SmallVec};
 use strata_core::Timestamp;
 
+use crate::inline_key::InlineKey;
 use crate::key::prefix_successor;
 use crate::retention::RetentionPolicy;
 
@@ -208,7 +209,7 @@ impl Counters {
 /// An ordered map from encoded keys to version chains. See the [module docs](self).
 #[derive(Default)]
 pub struct MvccMap {
-    inner: RwLock<BTreeMap<Box<[u8]>, Chain>>,
+    inner: RwLock<BTreeMap<InlineKey, Chain>>,
     counters: Counters,
     /// Set when older versions live below this map (in sorted runs): a delete is then
     /// never collected here, since it hides the key's older values in those runs.
@@ -263,7 +264,7 @@ impl MvccMap {
                 timestamp,
                 value: w.value.clone(),
             };
-            match map.get_mut(&w.key) {
+            match map.get_mut(&w.key[..]) {
                 Some(chain) => {
                     // Two writes of one key in one commit: the last one wins.
                     if chain.last().is_some_and(|e| e.version == version) {
@@ -276,7 +277,7 @@ impl MvccMap {
                 }
                 None => {
                     c.grow(1, 1, size + key_size(&w.key));
-                    map.insert(w.key.clone(), smallvec![entry]);
+                    map.insert(InlineKey::from(&w.key[..]), smallvec![entry]);
                 }
             }
         }
@@ -298,7 +299,7 @@ impl MvccMap {
                 timestamp,
                 value: w.value,
             };
-            match map.entry(w.key) {
+            match map.entry(InlineKey::from(w.key)) {
                 btree_map::Entry::Occupied(mut o) => {
                     let chain = o.get_mut();
                     // Two writes of one key in one commit: the last one wins.
@@ -311,7 +312,7 @@ impl MvccMap {
                     c.grow(1, 0, size);
                 }
                 btree_map::Entry::Vacant(v) => {
-                    c.grow(1, 1, size + key_size(v.key()));
+                    c.grow(1, 1, size + key_size(v.key().as_slice()));
                     v.insert(smallvec![entry]);
                 }
             }
@@ -327,7 +328,12 @@ impl MvccMap {
             counters.grow(chain.len() as u64, 1, bytes + key_size(k));
         }
         MvccMap {
-            inner: RwLock::new(chains.into_iter().collect()),
+            inner: RwLock::new(
+                chains
+                    .into_iter()
+                    .map(|(k, c)| (InlineKey::from(k), c))
+                    .collect(),
+            ),
             counters,
             keep_tombstones: AtomicBool::new(false),
         }
@@ -381,12 +387,12 @@ impl MvccMap {
             range
                 .rev()
                 .take(max)
-                .map(|(k, c)| (k.clone(), c.to_vec()))
+                .map(|(k, c)| (k.to_boxed(), c.to_vec()))
                 .collect()
         } else {
             range
                 .take(max)
-                .map(|(k, c)| (k.clone(), c.to_vec()))
+                .map(|(k, c)| (k.to_boxed(), c.to_vec()))
                 .collect()
         }
     }
@@ -414,12 +420,15 @@ impl MvccMap {
     /// restore ([`crate::Storage::restore_chains`]). Returns `false`, changing nothing,
     /// if the key already has entries.
     pub(crate) fn insert_chain(&self, key: Box<[u8]>, entries: Vec<Entry>) -> bool {
-        match self.inner.write().entry(key) {
+        match self.inner.write().entry(InlineKey::from(key)) {
             btree_map::Entry::Occupied(_) => false,
             btree_map::Entry::Vacant(v) => {
                 let bytes: u64 = entries.iter().map(|e| entry_size(e.value.as_ref())).sum();
-                self.counters
-                    .grow(entries.len() as u64, 1, bytes + key_size(v.key()));
+                self.counters.grow(
+                    entries.len() as u64,
+                    1,
+                    bytes + key_size(v.key().as_slice()),
+                );
                 v.insert(Chain::from_vec(entries));
                 true
             }
@@ -460,7 +469,7 @@ impl MvccMap {
         let map = self.inner.read();
         map.range::<[u8], _>((start, end))
             .find(|(_, c)| c.last().is_some_and(|e| e.version > since))
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k.to_boxed())
     }
 
     /// Live (non-deleted) entries visible at `snapshot` with keys in `[start, end)`, in key
@@ -508,7 +517,7 @@ impl MvccMap {
             .filter_map(|(k, chain)| {
                 visible_at(chain, snapshot)
                     .filter(|e| !e.is_tombstone())
-                    .map(|e| (k.clone(), e.clone()))
+                    .map(|e| (k.to_boxed(), e.clone()))
             })
             .take(limit.unwrap_or(usize::MAX))
             .collect()
@@ -575,7 +584,7 @@ impl MvccMap {
                 .cloned()
                 .collect();
             if !kept.is_empty() {
-                out.push((k.clone(), kept));
+                out.push((k.to_boxed(), kept));
             }
         }
         out
@@ -673,7 +682,7 @@ impl MvccMap {
                     break;
                 }
                 visited += 1;
-                last = Some(k);
+                last = Some(k.as_slice());
                 let (dropped, freed) = gc_chain(chain, policy, &pins, horizon, now, floor);
                 chunk.entries_dropped += dropped;
                 chunk.bytes_freed += freed;
@@ -690,7 +699,7 @@ impl MvccMap {
                 if map.remove(&k).is_some() {
                     chunk.entries_dropped += 1;
                     chunk.keys_removed += 1;
-                    chunk.bytes_freed += entry_size(None) + key_size(&k);
+                    chunk.bytes_freed += entry_size(None) + key_size(k.as_slice());
                 }
             }
             self.counters
@@ -753,7 +762,7 @@ impl MvccMap {
                     break;
                 }
                 visited += 1;
-                last = Some(k.clone());
+                last = Some(k.to_boxed());
                 let mut entries: Vec<Entry> = std::mem::take(chain).into_vec();
                 let sizes: u64 = entries.iter().map(|e| entry_size(e.value.as_ref())).sum();
                 let dropped = purge_entries(&mut entries, pins, floor);
@@ -768,7 +777,7 @@ impl MvccMap {
             for k in empty {
                 if map.remove(&k).is_some() {
                     chunk.keys_removed += 1;
-                    chunk.bytes_freed += key_size(&k);
+                    chunk.bytes_freed += key_size(k.as_slice());
                 }
             }
             self.counters
