@@ -481,3 +481,46 @@ fn a_failed_commit_writes_nothing_and_frees_its_snapshot() {
     assert_eq!(s.history(b"x", 2, None, None).unwrap().len(), 2);
     assert_eq!(s.key_count().unwrap(), 1);
 }
+
+/// A transaction that began while a strict commit was applied but still waiting for its
+/// fsync reads the snapshot before that commit. Commit validation skips its key checks
+/// only when no commit was *applied* after the snapshot, not merely made visible: here
+/// one was, and it changed what the transaction read, so the commit must conflict.
+#[test]
+fn a_commit_still_waiting_for_its_fsync_is_a_concurrent_change() {
+    use std::time::Duration;
+    use strata_storage::{DurabilityMode, StorageOptions};
+
+    let fs = strata_storage::testing::FaultyVfs::new();
+    let opts = StorageOptions {
+        durability: DurabilityMode::Strict,
+        vfs: Arc::new(fs.clone()),
+        lock_directory: false,
+        ..StorageOptions::default()
+    };
+    let m = Arc::new(TransactionManager::new(Storage::open("/db", opts).unwrap()));
+    let mut t = m.begin();
+    t.put(k("x"), v("1"));
+    t.commit().unwrap().unwrap();
+    let visible = m.storage().visible_version();
+    // The next fsync takes 500 ms, then fails: the writer's commit stays applied but
+    // invisible for that long.
+    fs.fail_sync_after_delay(1, Duration::from_millis(500));
+    let writer = {
+        let m = Arc::clone(&m);
+        std::thread::spawn(move || {
+            let mut w = m.begin();
+            w.put(k("x"), v("2"));
+            w.commit()
+        })
+    };
+    while m.storage().applied_version() == visible {
+        std::thread::yield_now();
+    }
+    let mut reader = m.begin();
+    assert_eq!(reader.snapshot_version(), visible);
+    assert_eq!(read(&mut reader, "x").as_deref(), Some("1"));
+    reader.put(k("y"), v("derived from x = 1"));
+    assert_conflict(reader.commit());
+    assert!(writer.join().unwrap().is_err(), "the writer's fsync failed");
+}
