@@ -140,6 +140,22 @@ impl Transaction {
         self.noted(r)
     }
 
+    /// Records `key` in the read set as [`get`](Self::get) does, without reading it: for
+    /// a caller that knows the key's value at this snapshot from elsewhere (a cache
+    /// checked against [`Storage::last_write_to`]), so that a concurrent change of the
+    /// key still makes this transaction conflict. Returns `false`, recording nothing,
+    /// when this transaction wrote the key itself: its value is then the pending write,
+    /// which no cache knows, and the caller must [`get`](Self::get) it.
+    pub fn note_read(&mut self, key: &[u8]) -> bool {
+        if self.writes.contains_key(key) {
+            return false;
+        }
+        if self.track_reads && !self.point_reads.contains(key) {
+            self.point_reads.insert(key.into());
+        }
+        true
+    }
+
     /// Reads `key` as of an older version `at` (clamped to the snapshot). Historical
     /// reads are not validated: the past cannot change.
     pub fn get_at(&mut self, key: &[u8], at: u64) -> Option<Entry> {

@@ -27,10 +27,14 @@ pub struct Engine {
     at_time: Timestamp,
     /// Runs known to exist, so that a read need not read its run's record again.
     runs_seen: Arc<RunsSeen>,
+    /// Runs known to accept writes, so that a write need not read (and decode) its
+    /// run's record again: see [`Engine::write`].
+    runs_writable: Arc<RunsSeen>,
 }
 
-/// Runs known to exist, each with a snapshot version at which its record was read
-/// (see [`Engine::read`]). An entry answers for a reader at snapshot `S` while no
+/// Runs whose record was found to have a property — existing ([`Engine::read`]), or
+/// accepting writes ([`Engine::write`]) — each with a snapshot version at which its
+/// record was read. An entry answers for a reader at snapshot `S` while no
 /// commit wrote any run record after `min(S, as_of)`
 /// ([`Storage::last_write_to`]`(Primitive::Run)` at most that): the record is then
 /// the same at `S` as at `as_of`. Creating, closing, forking, deleting or purging any
@@ -86,6 +90,7 @@ impl Engine {
             at: None,
             at_time: Timestamp(0),
             runs_seen: Arc::default(),
+            runs_writable: Arc::default(),
         });
         if !engine.storage().is_read_only() {
             runs::ensure_default_run(&engine)?;
@@ -117,6 +122,7 @@ impl Engine {
             at: Some(version.min(self.storage().visible_version())),
             at_time: time,
             runs_seen: self.runs_seen.clone(),
+            runs_writable: self.runs_writable.clone(),
         })
     }
 
@@ -206,9 +212,27 @@ impl Engine {
             return Err(read_only_view(at));
         }
         self.run(|txn| {
-            runs::check_writable(txn, run_id)?;
+            self.check_run_writable(txn, run_id)?;
             f(txn)
         })
+    }
+
+    /// Fails unless `run` exists and accepts writes at the transaction's snapshot (as
+    /// [`runs::check_writable`]). When [`RunsSeen`] knows the record was writable and
+    /// unchanged since, the record is not read again, only noted in the read set: a
+    /// commit that changes it (closing the run, say) after this transaction began
+    /// still makes it conflict and retry, and the retry reads the new record.
+    fn check_run_writable(&self, txn: &mut Transaction, run: &RunId) -> Result<()> {
+        let snapshot = txn.snapshot_version();
+        let changed = self.storage().last_write_to(strata_storage::Primitive::Run);
+        if self.runs_writable.exists(run, snapshot, changed) && txn.note_read(&runs::run_key(run)) {
+            return Ok(());
+        }
+        runs::check_writable(txn, run)?;
+        if changed <= snapshot {
+            self.runs_writable.note(run, snapshot);
+        }
+        Ok(())
     }
 
     /// Runs a read-only operation on `run_id` (which must exist): `f` reads one

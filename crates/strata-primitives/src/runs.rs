@@ -122,7 +122,7 @@ pub struct ForkOrigin {
     pub version: Version,
 }
 
-fn run_key(run: &RunId) -> Box<[u8]> {
+pub(crate) fn run_key(run: &RunId) -> Box<[u8]> {
     encode_key(&RunId::DEFAULT, Primitive::Run, run.as_bytes()).into()
 }
 
