@@ -70,15 +70,26 @@ pub fn validate_key(key: &str) -> Result<()> {
 /// Errors with [`Error::ConstraintViolation`] when the value nests deeper than
 /// [`MAX_NESTING_DEPTH`] or encodes to more than [`MAX_VALUE_BYTES`].
 pub fn validate_value(value: &Value) -> Result<Vec<u8>> {
-    validate_depth(value)?;
-    let bytes = codec::encode(value)?;
-    if bytes.len() > MAX_VALUE_BYTES {
+    let mut bytes = Vec::new();
+    validate_value_into(value, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// [`validate_value`] appending the encoding to `buf` (which must be empty, so that
+/// the limit applies to this value alone), for a caller that reuses one buffer.
+///
+/// Errors as [`validate_value`]; `buf` then holds an unspecified prefix of the encoding.
+pub fn validate_value_into(value: &Value, buf: &mut Vec<u8>) -> Result<()> {
+    debug_assert!(buf.is_empty(), "the limit applies to one value");
+    // `encode_into` checks the nesting depth first.
+    codec::encode_into(value, buf)?;
+    if buf.len() > MAX_VALUE_BYTES {
         return Err(Error::ConstraintViolation(format!(
             "value encodes to {} bytes, more than the limit of {MAX_VALUE_BYTES}",
-            bytes.len()
+            buf.len()
         )));
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// Checks a value's nesting depth, without recursion and without looking below level

@@ -332,7 +332,26 @@ fn read_only_view(at: u64) -> Error {
 
 /// Encodes a value after checking it against the limits.
 pub fn encode_value(value: &Value) -> Result<Arc<[u8]>> {
-    Ok(Arc::from(limits::validate_value(value)?))
+    // Encoding into a fresh `Vec` and moving it into an `Arc` allocates twice (and the
+    // `Vec` grows through several reallocations on the way): each write is encoded into
+    // this thread's scratch buffer instead, and copied once into its `Arc`.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    /// Larger scratch buffers are freed after use rather than kept for the thread's life.
+    const KEEP_SCRATCH_BYTES: usize = 64 << 10;
+    SCRATCH.with(|scratch| {
+        let Ok(mut buf) = scratch.try_borrow_mut() else {
+            // Re-entered (not done today): encode without the scratch buffer.
+            return Ok(Arc::from(limits::validate_value(value)?));
+        };
+        buf.clear();
+        let encoded = limits::validate_value_into(value, &mut buf).map(|()| Arc::from(&buf[..]));
+        if buf.capacity() > KEEP_SCRATCH_BYTES {
+            *buf = Vec::new();
+        }
+        encoded
+    })
 }
 
 /// Decodes a stored value.

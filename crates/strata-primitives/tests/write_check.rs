@@ -44,3 +44,43 @@ fn a_write_whose_run_closes_before_it_commits_is_retried_and_refused() {
     kv_handle.put(&other, "k", 1).unwrap();
     kv_handle.put(&other, "k", 2).unwrap();
 }
+
+/// `encode_value` reuses one scratch buffer per thread: every value, after a large one
+/// and after one refused for its size, encodes exactly as the codec does alone.
+#[test]
+fn encoding_through_the_scratch_buffer_is_exact_whatever_came_before() {
+    use strata_core::{codec, limits};
+    use strata_primitives::engine::{decode_value, encode_value};
+
+    let values = [
+        Value::Int(1),
+        Value::Bytes(vec![7; 200 << 10]),
+        Value::String("after a large one".into()),
+        Value::Bytes(vec![1; limits::MAX_VALUE_BYTES + 1]),
+        Value::Array(vec![Value::Bool(true), Value::Null, Value::Float(0.5)]),
+        Value::Bytes(Vec::new()),
+    ];
+    for v in &values {
+        match encode_value(v) {
+            Ok(bytes) => {
+                assert_eq!(&bytes[..], &codec::encode(v).unwrap()[..]);
+                assert_eq!(&decode_value(&bytes).unwrap(), v);
+            }
+            Err(e) => {
+                assert!(matches!(e, Error::ConstraintViolation(_)), "{e}");
+                assert!(limits::validate_value(v).is_err());
+            }
+        }
+    }
+    // Values encoded on several threads at once do not mix.
+    std::thread::scope(|s| {
+        for t in 0..4i64 {
+            s.spawn(move || {
+                for i in 0..2_000i64 {
+                    let v = Value::String(format!("thread {t} value {i}"));
+                    assert_eq!(decode_value(&encode_value(&v).unwrap()).unwrap(), v);
+                }
+            });
+        }
+    });
+}
