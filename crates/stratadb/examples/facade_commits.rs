@@ -5,7 +5,7 @@
 //! cargo run --release -p stratadb --example facade_commits -- [MODE] [COMMITS] [ROUNDS]
 //! ```
 //!
-//! `MODE` is `no_durability` (default), `buffered` or `ephemeral`; `COMMITS` defaults to
+//! `MODE` is `no_durability` (default), `buffered`, `strict` or `ephemeral`; `COMMITS` defaults to
 //! 100,000 and `ROUNDS` to 5. Each round opens a fresh database in a temporary directory,
 //! times the puts and the final `flush()` (as the peer comparison does), and prints the
 //! rate; the last line is the median.
@@ -24,12 +24,17 @@ fn main() {
         let db = match mode {
             "ephemeral" => Strata::ephemeral().expect("ephemeral"),
             "buffered" => StrataBuilder::new().path(dir.path()).open().expect("open"),
+            "strict" => StrataBuilder::new()
+                .strict()
+                .path(dir.path())
+                .open()
+                .expect("open"),
             "no_durability" => StrataBuilder::new()
                 .no_durability()
                 .path(dir.path())
                 .open()
                 .expect("open"),
-            other => panic!("unknown mode {other}: no_durability, buffered or ephemeral"),
+            other => panic!("unknown mode {other}: no_durability, buffered, strict or ephemeral"),
         };
         let run = db.runs.default_run();
         let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ round as u64;
