@@ -45,7 +45,7 @@ struct RunsSeen {
     map: parking_lot::RwLock<std::collections::HashMap<RunId, u64>>,
 }
 
-/// Runs [`RunsSeen`] remembers at most (it starts over when full).
+/// Runs [`RunsSeen`] remembers at most (when full, each new run displaces one).
 const RUNS_SEEN_MAX: usize = 4096;
 
 impl RunsSeen {
@@ -62,7 +62,12 @@ impl RunsSeen {
     fn note(&self, run: &RunId, snapshot: u64) {
         let mut map = self.map.write();
         if map.len() >= RUNS_SEEN_MAX && !map.contains_key(run) {
-            map.clear();
+            // Make room by forgetting one run (whichever the map yields first), not
+            // all of them: a workload spread over more runs than fit would otherwise
+            // clear the whole map on every miss.
+            if let Some(old) = map.keys().next().copied() {
+                map.remove(&old);
+            }
         }
         let as_of = map.entry(*run).or_insert(snapshot);
         *as_of = (*as_of).max(snapshot);
@@ -340,18 +345,23 @@ pub fn encode_value(value: &Value) -> Result<Arc<[u8]>> {
     }
     /// Larger scratch buffers are freed after use rather than kept for the thread's life.
     const KEEP_SCRATCH_BYTES: usize = 64 << 10;
-    SCRATCH.with(|scratch| {
+    let scratched = SCRATCH.try_with(|scratch| {
         let Ok(mut buf) = scratch.try_borrow_mut() else {
-            // Re-entered (not done today): encode without the scratch buffer.
-            return Ok(Arc::from(limits::validate_value(value)?));
+            return None;
         };
         buf.clear();
         let encoded = limits::validate_value_into(value, &mut buf).map(|()| Arc::from(&buf[..]));
         if buf.capacity() > KEEP_SCRATCH_BYTES {
             *buf = Vec::new();
         }
-        encoded
-    })
+        Some(encoded)
+    });
+    match scratched {
+        Ok(Some(encoded)) => encoded,
+        // The buffer is gone (a write from another thread-local's destructor, after
+        // this one was destroyed) or in use (re-entered): encode without it.
+        Ok(None) | Err(_) => Ok(Arc::from(limits::validate_value(value)?)),
+    }
 }
 
 /// Decodes a stored value.
