@@ -172,6 +172,9 @@ impl Storage {
             }
             c.next_version = version + 1;
             c.last_ts = c.last_ts.max(last_ts);
+            // Every key may have changed: before the restore is visible (see
+            // `Storage::last_write_to`, which caches of run records rely on).
+            self.note_every_primitive_written(version);
             self.inner.applied.store(version, Ordering::Release);
             self.inner.visible.store(version, Ordering::Release);
             if let Some(d) = self.inner.disk.as_ref() {
@@ -241,6 +244,26 @@ mod tests {
         })
         .unwrap();
         out
+    }
+
+    /// Caches of run records trust `last_write_to`: a restore (here through the
+    /// memtable, an ephemeral storage) may write keys of any primitive, so it must
+    /// raise all of them (it raised none before).
+    #[test]
+    fn a_restore_raises_the_last_write_of_every_primitive() {
+        use crate::key::{encode_key, Primitive};
+        let s = Storage::ephemeral();
+        let run_record = encode_key(&strata_core::RunId::DEFAULT, Primitive::Run, b"r");
+        let chains = vec![(run_record.into_boxed_slice(), vec![e(4, 10, Some("x"))])];
+        s.restore_chains(6, chains.into_iter().map(Ok)).unwrap();
+        for p in [
+            Primitive::Run,
+            Primitive::Kv,
+            Primitive::Vector,
+            Primitive::Ttl,
+        ] {
+            assert!(s.last_write_to(p) >= 6, "{p:?}: {}", s.last_write_to(p));
+        }
     }
 
     #[test]

@@ -608,6 +608,12 @@ impl Storage {
         self.inner.tag_writes.get(primitive.tag())
     }
 
+    /// Raises [`last_write_to`](Self::last_write_to) of every primitive to `version`:
+    /// for a restore, which may have written keys of any kind.
+    pub(crate) fn note_every_primitive_written(&self, version: u64) {
+        self.inner.tag_writes.note_all(version);
+    }
+
     /// The time `version` was committed: the timestamp of the newest commit at or
     /// before it (exact for a version a commit made; see [`crate::timeline`]). `None`
     /// for version 0 and for versions older than the timeline (a database created
