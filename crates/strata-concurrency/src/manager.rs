@@ -127,6 +127,17 @@ impl TransactionManager {
     /// [`strata_storage::closed_error`].
     pub fn run<T>(
         &self,
+        f: impl FnMut(&mut Transaction) -> Result<T>,
+    ) -> Result<(T, Option<CommitInfo>)> {
+        self.run_with_clock(strata_core::Timestamp::now, f)
+    }
+
+    /// [`run`](Self::run), each attempt's reads judged at the time `clock` gives when
+    /// the attempt begins (time-to-live expiry; see [`Transaction::read_time`]), for a
+    /// caller with its own clock: the clock is read once per attempt, not twice.
+    pub fn run_with_clock<T>(
+        &self,
+        mut clock: impl FnMut() -> strata_core::Timestamp,
         mut f: impl FnMut(&mut Transaction) -> Result<T>,
     ) -> Result<(T, Option<CommitInfo>)> {
         // A closed database refuses reads too, not only commits.
@@ -134,7 +145,14 @@ impl TransactionManager {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let mut txn = self.begin();
+            let pin = self.storage.pin();
+            let mut txn = Transaction::begin_with(
+                self.storage.clone(),
+                self.metrics.clone(),
+                pin,
+                clock(),
+                true,
+            );
             let outcome = match f(&mut txn) {
                 Ok(value) => txn.commit().map(|info| (value, info)),
                 Err(e) => {

@@ -300,3 +300,34 @@ fn a_read_only_snapshot_refuses_to_commit_a_write() {
     assert_eq!(m.read(now, |t| Ok(get_u64(t, "a"))).unwrap(), 1);
     assert_idle(&m);
 }
+
+/// `run_with_clock` reads the caller's clock once per attempt, when the attempt begins,
+/// and judges that attempt's reads at it; a retry after a conflict reads it again.
+#[test]
+fn run_with_clock_reads_the_clock_once_per_attempt() {
+    use strata_core::Timestamp;
+    let m = TransactionManager::new(Storage::ephemeral());
+    let mut ticks = 0u64;
+    let mut seen = Vec::new();
+    let mut first = true;
+    m.run_with_clock(
+        || {
+            ticks += 1;
+            Timestamp(1_000 * ticks)
+        },
+        |t| {
+            seen.push(t.read_time());
+            t.get(b"k");
+            t.put(b"k".to_vec().into_boxed_slice(), Arc::from(&b"v"[..]));
+            if std::mem::take(&mut first) {
+                // A concurrent commit of the key this attempt read: it must retry.
+                let mut other = m.begin();
+                other.put(b"k".to_vec().into_boxed_slice(), Arc::from(&b"w"[..]));
+                other.commit().unwrap();
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(seen, vec![Timestamp(1_000), Timestamp(2_000)]);
+}

@@ -195,11 +195,7 @@ impl Engine {
                 })
                 .map(|v| (v, None));
         }
-        let mut f = f;
-        let out = self.manager.run(|txn| {
-            txn.set_read_time(self.now());
-            f(txn)
-        })?;
+        let out = self.manager.run_with_clock(|| self.now(), f)?;
         if out.1.is_some() {
             self.collector.maybe_collect(self.storage());
         }
