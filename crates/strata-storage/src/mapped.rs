@@ -21,7 +21,19 @@
 //! nothing was written. The storage truncates a segment (to seal it, or at close) only
 //! once nothing writes to it any more. Allocating a step at a time (not the whole
 //! segment up front) keeps what a crash leaves to scan small: after the last record
-//! there is at most one step of zeros.
+//! there are at most one and a half steps of zeros (the next step is allocated when the
+//! appends come within half a step of the allocated end).
+//!
+//! # Why the pages ahead are faulted in by another thread
+//!
+//! The first store into each page of the mapping takes a page fault of about 10 µs (a
+//! page-cache page allocated and zeroed, the file system's `page_mkwrite`): about 0.4 µs
+//! per 162-byte commit, a sixth of a `no_durability` put through the facade. So the
+//! step allocated ahead is handed to a process-wide `strata-prefault` thread that
+//! faults its pages in writable (`MADV_POPULATE_WRITE`) before the appends reach them
+//! ([`prefault`]); the bytes do not change, and where the kernel lacks the advice the
+//! copies fault the pages in themselves as before. Measured in `docs/benchmarks.md`
+//! ("Single puts through the facade").
 //!
 //! # Why the first record after a sync is written with `pwrite`
 //!
@@ -43,14 +55,16 @@
 //!
 //! This is the one module of the crate with `unsafe` code: the copy into the mapping
 //! (appends are serialized by the caller and always within the mapped, allocated
-//! capacity of a file that nobody truncates while it is written), `madvise`, the
+//! capacity of a file that nobody truncates while it is written), `madvise` (read-ahead
+//! hints and the prefault of the log's pages ahead), the
 //! CPU's prefetch hint ([`prefetch`]), and handing the C allocator's free pages back to
 //! the kernel after a flush ([`ReleaseFreeHeap`]).
 #![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
 
 use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::Mutex;
@@ -64,12 +78,15 @@ use crate::vfs::{VfsFile, PREALLOCATION_STEP};
 /// file is shorter: pages past the end of the file are never touched, because `append`
 /// first extends the allocation (`fallocate`) over every byte it is about to write.
 pub(crate) struct MappedFile {
-    map: MmapRaw,
+    /// Shared with the prefault thread's jobs, which keep the mapping alive while they
+    /// run (see [`prefault`]).
+    map: Arc<MmapRaw>,
     map_len: u64,
     /// Bytes of the file allocated so far (its length). Changed only by the appender.
     allocated: AtomicU64,
-    /// Next write offset. Written only by the (serialized) appender.
-    pos: AtomicU64,
+    /// Next write offset. Written only by the (serialized) appender; shared with the
+    /// prefault thread's jobs, which skip the pages the appends already reached.
+    pos: Arc<AtomicU64>,
     /// Offset up to which everything is synced.
     synced: Mutex<u64>,
     /// A copy of `synced` that `append` reads without waiting for a sync in progress
@@ -92,12 +109,12 @@ impl MappedFile {
         // The file is ours (owner-only, in the locked database directory); nothing
         // truncates it below what `append` allocated while it is written (the storage
         // seals a segment only after it stopped writing to it).
-        let map = MmapOptions::new().len(map_len as usize).map_raw(&file)?;
+        let map = Arc::new(MmapOptions::new().len(map_len as usize).map_raw(&file)?);
         Ok(MappedFile {
             map,
             map_len,
             allocated: AtomicU64::new(len),
-            pos: AtomicU64::new(pos),
+            pos: Arc::new(AtomicU64::new(pos)),
             // Nothing counts as synced yet: what is below `pos` may have been written by
             // an earlier process and still be only in the page cache.
             synced: Mutex::new(0),
@@ -154,6 +171,116 @@ fn allocate(file: &File, from: u64, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// How close to the end of its allocated length an append may come before the next
+/// step is allocated and handed to the prefault thread: half a step, room for a few
+/// thousand commits while the thread faults the step's pages in.
+const ALLOCATE_AHEAD: u64 = PREALLOCATION_STEP / 2;
+
+/// A range of a log segment's mapping to fault in, writable, ahead of the appends.
+struct PrefaultJob {
+    map: Arc<MmapRaw>,
+    /// The segment's write offset: pages below it are left alone (see [`prefault`]).
+    pos: Arc<AtomicU64>,
+    from: u64,
+    to: u64,
+}
+
+/// Hands `from..to` of `map` (just allocated) to the process's prefault thread, which
+/// faults its pages in writable (`MADV_POPULATE_WRITE`) before the appends reach them.
+///
+/// Why: the first store into a page of a file mapping costs a page fault of about 10 µs
+/// (a page-cache page allocated and zeroed, the file system's `page_mkwrite`), about
+/// 0.4 µs per 162-byte commit, paid on the committing thread. Only a hint: where the
+/// kernel lacks `MADV_POPULATE_WRITE` (before Linux 5.14), or the thread cannot be
+/// started, the copies fault the pages in themselves, as before. It changes no byte
+/// (the pages are the file's allocated zeros) and raises no signal: a range the file
+/// no longer backs (a segment cut short at seal) makes `madvise` fail, which is ignored.
+///
+/// The thread works in chunks and skips the pages the appends already reached (`pos`):
+/// faulting in a page written and synced meanwhile would mark it dirty again (same
+/// bytes, one more write-back). Only the step allocated *ahead* is handed over, half a
+/// step before the appends need it; the step an append needs at once is its own.
+fn prefault(map: &Arc<MmapRaw>, pos: &Arc<AtomicU64>, from: u64, to: u64) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+        static JOBS: OnceLock<Option<mpsc::Sender<PrefaultJob>>> = OnceLock::new();
+        if UNSUPPORTED.load(Ordering::Relaxed) || to <= from {
+            return;
+        }
+        let jobs = JOBS.get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<PrefaultJob>();
+            std::thread::Builder::new()
+                .name("strata-prefault".into())
+                .spawn(move || {
+                    for job in rx {
+                        if !populate_ahead_of_writes(&job) {
+                            UNSUPPORTED.store(true, Ordering::Relaxed);
+                        }
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        });
+        if let Some(tx) = jobs {
+            let _ = tx.send(PrefaultJob {
+                map: Arc::clone(map),
+                pos: Arc::clone(pos),
+                from,
+                to,
+            });
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (map, pos, from, to);
+}
+
+/// Faults in `job`'s range a chunk at a time, each from past the page the appends have
+/// reached; `false` when the kernel does not know the advice.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn populate_ahead_of_writes(job: &PrefaultJob) -> bool {
+    const PAGE: u64 = 4096;
+    const CHUNK: u64 = 64 * 1024;
+    let mut at = job.from;
+    while at < job.to {
+        let written = job.pos.load(Ordering::Acquire).div_ceil(PAGE) * PAGE;
+        let start = at.max(written);
+        if start >= job.to {
+            break;
+        }
+        let end = (start + CHUNK).min(job.to);
+        if !populate_write(&job.map, start, end) {
+            return false;
+        }
+        at = end;
+    }
+    true
+}
+
+/// `madvise(MADV_POPULATE_WRITE)` over the pages of `from..to`; `false` when the kernel
+/// does not know the advice (nothing will be prefaulted again in this process).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn populate_write(map: &MmapRaw, from: u64, to: u64) -> bool {
+    const PAGE: u64 = 4096;
+    let start = from & !(PAGE - 1);
+    let end = to.min(map.len() as u64);
+    if end <= start {
+        return true;
+    }
+    // SAFETY: `start..end` lies inside the mapping (`end <= map.len()`), which the job's
+    // `Arc` keeps alive. `MADV_POPULATE_WRITE` writes no byte: it only faults the pages
+    // in as a store would, and where the file does not back a page it fails with an
+    // error instead of raising `SIGBUS`.
+    let r = unsafe {
+        libc::madvise(
+            map.as_mut_ptr().add(start as usize).cast::<libc::c_void>(),
+            (end - start) as usize,
+            libc::MADV_POPULATE_WRITE,
+        )
+    };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL)
+}
+
 impl VfsFile for MappedFile {
     fn append(&self, buf: &[u8]) -> io::Result<()> {
         let pos = self.pos.load(Ordering::Acquire);
@@ -170,6 +297,18 @@ impl VfsFile for MappedFile {
             // Nothing is written if this fails (a full disk): the caller may retry.
             allocate(&self.file, allocated, want)?;
             self.allocated.store(want, Ordering::Release);
+        } else if end + ALLOCATE_AHEAD > allocated && allocated < self.map_len {
+            // Within half a step of the allocated end: allocate the next step now and
+            // have its pages faulted in off this thread, so that the copies into it do
+            // not each take a page fault. This append needs none of it, so a failure
+            // (a full disk) is left to the append that does.
+            let want = allocated
+                .saturating_add(PREALLOCATION_STEP)
+                .min(self.map_len);
+            if allocate(&self.file, allocated, want).is_ok() {
+                self.allocated.store(want, Ordering::Release);
+                prefault(&self.map, &self.pos, allocated, want);
+            }
         }
         if PWRITE_AFTER_SYNC && pos > 0 && self.synced_to.load(Ordering::Acquire) >= pos {
             // Everything before `pos` is synced: its page was just written back and is
@@ -379,6 +518,82 @@ mod tests {
         (dir, path, mapped)
     }
 
+    /// The allocation runs up to a step ahead of the appends (the prefault thread
+    /// faults that step in), never past the mapping; the file holds exactly the bytes
+    /// appended, followed by zeros only, so prefaulting changed no byte.
+    #[test]
+    fn allocation_runs_a_step_ahead_and_prefaulting_changes_no_byte() {
+        let capacity = 2 * PREALLOCATION_STEP + 4096;
+        let (_dir, path, mapped) = segment(capacity);
+        let mut expected = Vec::new();
+        let (mut i, mut ahead) = (0u32, 0u32);
+        while (expected.len() as u64) + 5000 <= capacity {
+            let record = record(i, 5000);
+            mapped.append(&record).unwrap();
+            expected.extend_from_slice(&record);
+            let allocated = mapped.allocated.load(Ordering::Acquire);
+            let pos = expected.len() as u64;
+            assert!(
+                allocated >= pos && allocated <= capacity,
+                "{allocated} for {pos}"
+            );
+            assert!(allocated - pos <= PREALLOCATION_STEP + ALLOCATE_AHEAD);
+            if allocated >= pos + ALLOCATE_AHEAD {
+                ahead += 1;
+            }
+            i += 1;
+        }
+        assert!(
+            ahead > i / 2,
+            "allocated ahead after {ahead} of {i} appends"
+        );
+        mapped.sync().unwrap();
+        let on_disk = std::fs::read(&path).unwrap();
+        assert_eq!(
+            on_disk.len() as u64,
+            mapped.allocated.load(Ordering::Acquire)
+        );
+        assert_eq!(&on_disk[..expected.len()], &expected[..]);
+        assert!(on_disk[expected.len()..].iter().all(|&b| b == 0));
+        // Past the mapping: refused, nothing written.
+        assert!(mapped.append(&[1u8; 8192]).is_err());
+    }
+
+    /// The step allocated ahead is faulted in by the prefault thread before any append
+    /// reaches it: pages far past the last append (beyond any read-ahead of the copies'
+    /// own faults) come into the page cache, which allocating alone does not do.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_step_allocated_ahead_is_faulted_in() {
+        if cachestat(std::path::Path::new("/proc/self/exe"), 0, 0).is_none() {
+            return; // no `cachestat` (Linux before 6.5): nothing to observe with
+        }
+        let (_dir, path, mapped) = segment(4 * PREALLOCATION_STEP);
+        let mut i = 0u32;
+        while mapped.allocated.load(Ordering::Acquire) <= PREALLOCATION_STEP {
+            mapped.append(&record(i, 3000)).unwrap();
+            i += 1;
+        }
+        // The second step's last half: half a megabyte past the appends at least.
+        let (from, len) = (
+            PREALLOCATION_STEP + PREALLOCATION_STEP / 2,
+            PREALLOCATION_STEP / 2,
+        );
+        let mut cached = 0;
+        for _ in 0..300 {
+            cached = cachestat(&path, from, len).unwrap().0;
+            if cached * 4096 >= len {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            cached * 4096,
+            len,
+            "pages of the step ahead in the page cache"
+        );
+    }
+
     /// Appends through both paths (the copy into the mapping between syncs, `pwrite`
     /// right after one), across page and allocation-step boundaries: the file holds
     /// exactly the bytes appended, in order, and a rolled-back record is written over.
@@ -413,10 +628,19 @@ mod tests {
         assert!(mapped.rollback(expected.len() as u64 + 1).is_err());
     }
 
-    /// Dirty or under-writeback pages of the whole file (`cachestat(2)`, Linux 6.5+), or
-    /// `None` where the call is missing: a sync must leave none, whichever path wrote.
+    /// Dirty or under-writeback pages among the file's first `len` bytes (`cachestat(2)`,
+    /// Linux 6.5+), or `None` where the call is missing: a sync must leave none in what
+    /// was written, whichever path wrote it. (Pages past it may be dirty: the prefault
+    /// thread faults the step allocated ahead in writable.)
     #[cfg(target_os = "linux")]
-    fn unsynced_pages(path: &std::path::Path) -> Option<u64> {
+    fn unsynced_pages(path: &std::path::Path, len: u64) -> Option<u64> {
+        cachestat(path, 0, len).map(|(_, unsynced)| unsynced)
+    }
+
+    /// Pages of `off..off + len` in the page cache, and those dirty or under write-back
+    /// (`cachestat(2)`, Linux 6.5+; `None` where it is missing).
+    #[cfg(target_os = "linux")]
+    fn cachestat(path: &std::path::Path, off: u64, len: u64) -> Option<(u64, u64)> {
         #[repr(C)]
         struct Range {
             off: u64,
@@ -433,14 +657,14 @@ mod tests {
         }
         use std::os::fd::AsRawFd;
         let f = File::open(path).ok()?;
-        let range = Range { off: 0, len: 0 };
+        let range = Range { off, len };
         let mut stat = Stat::default();
         // SAFETY: both pointers are to live, correctly laid out structs.
         let rc = unsafe { libc::syscall(451, f.as_raw_fd(), &range, &mut stat, 0) };
-        (rc == 0).then_some(stat.dirty + stat.writeback)
+        (rc == 0).then_some((stat.cache, stat.dirty + stat.writeback))
     }
     #[cfg(not(target_os = "linux"))]
-    fn unsynced_pages(_: &std::path::Path) -> Option<u64> {
+    fn unsynced_pages(_: &std::path::Path, _: u64) -> Option<u64> {
         None
     }
 
@@ -458,7 +682,7 @@ mod tests {
             expected.extend_from_slice(&record);
             if i % 5 != 3 {
                 mapped.sync().unwrap();
-                if let Some(n) = unsynced_pages(&path) {
+                if let Some(n) = unsynced_pages(&path, expected.len() as u64) {
                     assert_eq!(n, 0, "dirty pages left after sync {i}");
                     checked += 1;
                 }
@@ -530,7 +754,7 @@ mod tests {
                 "pwrite path never taken"
             );
         }
-        if let Some(n) = unsynced_pages(&path) {
+        if let Some(n) = unsynced_pages(&path, expected.len() as u64) {
             assert_eq!(n, 0);
         }
         assert_eq!(
