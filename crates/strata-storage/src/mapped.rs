@@ -64,7 +64,7 @@
 use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc};
 
 use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::Mutex;
@@ -196,6 +196,10 @@ struct PrefaultJob {
 /// (the pages are the file's allocated zeros) and raises no signal: a range the file
 /// no longer backs (a segment cut short at seal) makes `madvise` fail, which is ignored.
 ///
+/// The queue is bounded (a full queue leaves the step to the copies), and a process
+/// made by `fork` starts its own thread rather than feed the parent's queue, which no
+/// thread drains in the child.
+///
 /// The thread works in chunks and skips the pages the appends already reached (`pos`):
 /// faulting in a page written and synced meanwhile would mark it dirty again (same
 /// bytes, one more write-back). Only the step allocated *ahead* is handed over, half a
@@ -204,13 +208,20 @@ fn prefault(map: &Arc<MmapRaw>, pos: &Arc<AtomicU64>, from: u64, to: u64) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
-        static JOBS: OnceLock<Option<mpsc::Sender<PrefaultJob>>> = OnceLock::new();
+        /// The thread's queue, with the process that started it: a child made by
+        /// `fork` inherits the queue but not the thread, and starts its own.
+        static JOBS: Mutex<Option<(u32, mpsc::SyncSender<PrefaultJob>)>> = Mutex::new(None);
+        /// Jobs waiting at most: past it a step is left to the copies (and no mapping is
+        /// kept alive by a queue nobody drains).
+        const QUEUED_JOBS: usize = 8;
         if UNSUPPORTED.load(Ordering::Relaxed) || to <= from {
             return;
         }
-        let jobs = JOBS.get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<PrefaultJob>();
-            std::thread::Builder::new()
+        let mut jobs = JOBS.lock();
+        let pid = std::process::id();
+        if jobs.as_ref().is_none_or(|(owner, _)| *owner != pid) {
+            let (tx, rx) = mpsc::sync_channel::<PrefaultJob>(QUEUED_JOBS);
+            let started = std::thread::Builder::new()
                 .name("strata-prefault".into())
                 .spawn(move || {
                     for job in rx {
@@ -218,12 +229,14 @@ fn prefault(map: &Arc<MmapRaw>, pos: &Arc<AtomicU64>, from: u64, to: u64) {
                             UNSUPPORTED.store(true, Ordering::Relaxed);
                         }
                     }
-                })
-                .ok()
-                .map(|_| tx)
-        });
-        if let Some(tx) = jobs {
-            let _ = tx.send(PrefaultJob {
+                });
+            if started.is_err() {
+                return;
+            }
+            *jobs = Some((pid, tx));
+        }
+        if let Some((_, tx)) = jobs.as_ref() {
+            let _ = tx.try_send(PrefaultJob {
                 map: Arc::clone(map),
                 pos: Arc::clone(pos),
                 from,
