@@ -63,8 +63,12 @@
 
 use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use std::sync::mpsc;
+use std::sync::Arc;
 
 use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::Mutex;
@@ -84,6 +88,10 @@ pub(crate) struct MappedFile {
     map_len: u64,
     /// Bytes of the file allocated so far (its length). Changed only by the appender.
     allocated: AtomicU64,
+    /// The allocated length at which allocating the next step *ahead* last failed (a
+    /// full disk): not tried again until an append needs that step, so that each commit
+    /// of the half step before it does not retry `fallocate`. `u64::MAX`: none failed.
+    ahead_failed_at: AtomicU64,
     /// Next write offset. Written only by the (serialized) appender; shared with the
     /// prefault thread's jobs, which skip the pages the appends already reached.
     pos: Arc<AtomicU64>,
@@ -114,6 +122,7 @@ impl MappedFile {
             map,
             map_len,
             allocated: AtomicU64::new(len),
+            ahead_failed_at: AtomicU64::new(u64::MAX),
             pos: Arc::new(AtomicU64::new(pos)),
             // Nothing counts as synced yet: what is below `pos` may have been written by
             // an earlier process and still be only in the page cache.
@@ -177,6 +186,7 @@ fn allocate(file: &File, from: u64, len: u64) -> io::Result<()> {
 const ALLOCATE_AHEAD: u64 = PREALLOCATION_STEP / 2;
 
 /// A range of a log segment's mapping to fault in, writable, ahead of the appends.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 struct PrefaultJob {
     map: Arc<MmapRaw>,
     /// The segment's write offset: pages below it are left alone (see [`prefault`]).
@@ -213,13 +223,22 @@ fn prefault(map: &Arc<MmapRaw>, pos: &Arc<AtomicU64>, from: u64, to: u64) {
         static JOBS: Mutex<Option<(u32, mpsc::SyncSender<PrefaultJob>)>> = Mutex::new(None);
         /// Jobs waiting at most: past it a step is left to the copies (and no mapping is
         /// kept alive by a queue nobody drains).
-        const QUEUED_JOBS: usize = 8;
+        const QUEUED_JOBS: usize = 32;
         if UNSUPPORTED.load(Ordering::Relaxed) || to <= from {
             return;
         }
-        let mut jobs = JOBS.lock();
+        // Never wait for the lock: in a child made by `fork` while another thread held
+        // it, it stays held for good. The step is then left to the copies.
+        let Some(mut jobs) = JOBS.try_lock() else {
+            return;
+        };
         let pid = std::process::id();
         if jobs.as_ref().is_none_or(|(owner, _)| *owner != pid) {
+            // A parent's sender is forgotten, not dropped: dropping it would touch the
+            // channel's internals, which a thread of the parent may have held at `fork`.
+            if let Some(parent) = jobs.take() {
+                std::mem::forget(parent);
+            }
             let (tx, rx) = mpsc::sync_channel::<PrefaultJob>(QUEUED_JOBS);
             let started = std::thread::Builder::new()
                 .name("strata-prefault".into())
@@ -252,16 +271,15 @@ fn prefault(map: &Arc<MmapRaw>, pos: &Arc<AtomicU64>, from: u64, to: u64) {
 /// reached; `false` when the kernel does not know the advice.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn populate_ahead_of_writes(job: &PrefaultJob) -> bool {
-    const PAGE: u64 = 4096;
-    const CHUNK: u64 = 64 * 1024;
     let mut at = job.from;
     while at < job.to {
-        let written = job.pos.load(Ordering::Acquire).div_ceil(PAGE) * PAGE;
-        let start = at.max(written);
+        // Past the page the appends reached, on a boundary of every page size.
+        let written = job.pos.load(Ordering::Acquire).div_ceil(PREFAULT_CHUNK) * PREFAULT_CHUNK;
+        let start = at.max(written).div_ceil(PREFAULT_CHUNK) * PREFAULT_CHUNK;
         if start >= job.to {
             break;
         }
-        let end = (start + CHUNK).min(job.to);
+        let end = (start + PREFAULT_CHUNK).min(job.to);
         if !populate_write(&job.map, start, end) {
             return false;
         }
@@ -270,12 +288,16 @@ fn populate_ahead_of_writes(job: &PrefaultJob) -> bool {
     true
 }
 
-/// `madvise(MADV_POPULATE_WRITE)` over the pages of `from..to`; `false` when the kernel
-/// does not know the advice (nothing will be prefaulted again in this process).
+/// The prefault thread's unit of work and alignment: 64 KiB, a multiple of every page
+/// size Linux uses (4, 16 and 64 KiB), so `madvise` never sees an unaligned start.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn populate_write(map: &MmapRaw, from: u64, to: u64) -> bool {
-    const PAGE: u64 = 4096;
-    let start = from & !(PAGE - 1);
+const PREFAULT_CHUNK: u64 = 64 * 1024;
+
+/// `madvise(MADV_POPULATE_WRITE)` over `start..to` (`start` aligned to
+/// [`PREFAULT_CHUNK`]); `false` when the kernel does not know the advice (nothing will
+/// be prefaulted again in this process).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn populate_write(map: &MmapRaw, start: u64, to: u64) -> bool {
     let end = to.min(map.len() as u64);
     if end <= start {
         return true;
@@ -310,7 +332,10 @@ impl VfsFile for MappedFile {
             // Nothing is written if this fails (a full disk): the caller may retry.
             allocate(&self.file, allocated, want)?;
             self.allocated.store(want, Ordering::Release);
-        } else if end + ALLOCATE_AHEAD > allocated && allocated < self.map_len {
+        } else if end + ALLOCATE_AHEAD > allocated
+            && allocated < self.map_len
+            && self.ahead_failed_at.load(Ordering::Relaxed) != allocated
+        {
             // Within half a step of the allocated end: allocate the next step now and
             // have its pages faulted in off this thread, so that the copies into it do
             // not each take a page fault. This append needs none of it, so a failure
@@ -321,6 +346,8 @@ impl VfsFile for MappedFile {
             if allocate(&self.file, allocated, want).is_ok() {
                 self.allocated.store(want, Ordering::Release);
                 prefault(&self.map, &self.pos, allocated, want);
+            } else {
+                self.ahead_failed_at.store(allocated, Ordering::Relaxed);
             }
         }
         if PWRITE_AFTER_SYNC && pos > 0 && self.synced_to.load(Ordering::Acquire) >= pos {

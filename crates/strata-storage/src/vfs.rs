@@ -84,8 +84,9 @@ pub trait Vfs: Send + Sync {
 /// The bytes of a file read in place (see [`Vfs::map_readonly`]).
 pub type FileBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
-/// How far ahead of the writes a log segment's file is allocated (1 MiB): the most
-/// zeros a crash can leave after its last record.
+/// The unit in which a log segment's file is allocated ahead of the writes (1 MiB): a
+/// crash leaves at most one and a half of it in zeros after the last record (the next
+/// step is allocated when the writes come within half a step of the allocated end).
 pub const PREALLOCATION_STEP: u64 = 1 << 20;
 
 /// The real file system.
