@@ -146,12 +146,12 @@ impl Transaction {
     /// key still makes this transaction conflict. Returns `false`, recording nothing,
     /// when this transaction wrote the key itself: its value is then the pending write,
     /// which no cache knows, and the caller must [`get`](Self::get) it.
-    pub fn note_read(&mut self, key: &[u8]) -> bool {
-        if self.writes.contains_key(key) {
+    pub fn note_read(&mut self, key: Box<[u8]>) -> bool {
+        if self.writes.contains_key(&key) {
             return false;
         }
-        if self.track_reads && !self.point_reads.contains(key) {
-            self.point_reads.insert(key.into());
+        if self.track_reads {
+            self.point_reads.insert(key);
         }
         true
     }

@@ -226,7 +226,7 @@ impl Engine {
     fn check_run_writable(&self, txn: &mut Transaction, run: &RunId) -> Result<()> {
         let snapshot = txn.snapshot_version();
         let changed = self.storage().last_write_to(strata_storage::Primitive::Run);
-        if self.runs_writable.exists(run, snapshot, changed) && txn.note_read(&runs::run_key(run)) {
+        if self.runs_writable.exists(run, snapshot, changed) && txn.note_read(runs::run_key(run)) {
             return Ok(());
         }
         runs::check_writable(txn, run)?;
