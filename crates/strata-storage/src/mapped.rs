@@ -39,11 +39,16 @@
 //!
 //! A sync writes the mapped pages back and the kernel write-protects them again, so the
 //! next store into the same page takes a page fault (the file system's `page_mkwrite`)
-//! before it can dirty the page once more. A strict commit syncs every record, so every
-//! one of its copies would pay that fault. When everything written so far is synced,
-//! `append` therefore hands the bytes to `pwrite(2)` (the same page cache, coherent
-//! with the mapping), and copies through the mapping otherwise: buffered and
-//! `no_durability` commits, which sync rarely, keep their syscall-free copy. Only on
+//! before it can dirty the page once more (and the next sync must write-protect it
+//! again, which flushes the TLB of every core running the process). A strict commit
+//! syncs every record, so every one of its copies would pay that. So an append that
+//! lands in the page holding the last synced byte hands the bytes to `pwrite(2)` (the
+//! same page cache, coherent with the mapping), and copies through the mapping
+//! otherwise: buffered and `no_durability` commits, which sync rarely, keep their
+//! syscall-free copy after the rest of that one page. Not only the first append after
+//! a sync: strict commits from several threads write a few records between two syncs,
+//! and copying all but the first of them cost 4 threads about a sixth of their commits
+//! (`docs/benchmarks.md`, "Strict commits from several threads"). Only on
 //! Linux (and Android): there `msync(MS_SYNC)` of a range is `fsync` of that file range
 //! (`vfs_fsync_range`), which writes back every dirty page in it however it was
 //! dirtied. Elsewhere a partial-range `msync` may only clean the mapping's own pages
@@ -138,6 +143,33 @@ impl MappedFile {
 /// Whether `append` writes the first record after a sync with `pwrite` (see the module
 /// doc: only where a range `msync` is known to write back pages dirtied by `write(2)`).
 const PWRITE_AFTER_SYNC: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+/// Whether an append at `pos` lands in the page holding the last synced byte (everything
+/// below `synced_to` is synced; `synced_to <= pos`). That page was written back by the
+/// sync and is write-protected until a store faults it writable again; every later
+/// append into it goes through `pwrite` too, so the page is never stored into through
+/// the mapping and keeps not needing the fault. Strict commits from several threads
+/// write a few records between two syncs, all typically in that page (see the module
+/// doc).
+fn in_synced_page(synced_to: u64, pos: u64) -> bool {
+    synced_to >= pos || (synced_to > 0 && (synced_to - 1) / page_size() == pos / page_size())
+}
+
+/// The system's page size, read once (4 KiB where it cannot be read).
+fn page_size() -> u64 {
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        #[cfg(unix)]
+        {
+            // SAFETY: `sysconf` only reads a system constant.
+            let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            if n > 0 {
+                return n as u64;
+            }
+        }
+        4096
+    })
+}
 
 /// Writes all of `buf` at `offset` (positioned writes, the file offset untouched).
 fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
@@ -350,9 +382,12 @@ impl VfsFile for MappedFile {
                 self.ahead_failed_at.store(allocated, Ordering::Relaxed);
             }
         }
-        if PWRITE_AFTER_SYNC && pos > 0 && self.synced_to.load(Ordering::Acquire) >= pos {
-            // Everything before `pos` is synced: its page was just written back and is
-            // write-protected, so a store would fault (see the module doc). A failed or
+        if PWRITE_AFTER_SYNC
+            && pos > 0
+            && in_synced_page(self.synced_to.load(Ordering::Acquire), pos)
+        {
+            // `pos` lies in the page the last sync wrote back, which is write-protected
+            // again, so a store would fault (see the module doc). A failed or
             // short write leaves `pos` where it was and possibly part of the record past
             // it: never acknowledged, it fails its checksum, and the next append writes
             // over it (recovery cuts it off as an unsynced tail after a crash).
@@ -748,6 +783,58 @@ mod tests {
         );
         // Where `cachestat` exists (Linux 6.5+), every sync was checked.
         assert!(checked == 0 || checked == 480, "{checked} syncs checked");
+    }
+
+    /// Every append into the page the last sync wrote back goes through `pwrite` (not
+    /// only the first one after the sync: strict commits from several threads write a
+    /// few records per sync); appends in a later page are copies again.
+    #[test]
+    fn appends_into_the_page_a_sync_wrote_back_go_through_pwrite() {
+        let page = page_size();
+        assert!(!in_synced_page(0, 100), "nothing synced yet");
+        assert!(in_synced_page(100, 100));
+        assert!(in_synced_page(100, page - 1));
+        assert!(
+            !in_synced_page(100, page),
+            "the next page was not written back"
+        );
+        assert!(in_synced_page(page, page));
+        assert!(!in_synced_page(page, page + 10));
+
+        let (_dir, path, mapped) = segment(4 * PREALLOCATION_STEP);
+        let mut expected = Vec::new();
+        let mut append = |bytes: Vec<u8>| {
+            mapped.append(&bytes).unwrap();
+            expected.extend_from_slice(&bytes);
+        };
+        append(vec![1; 100]);
+        mapped.sync().unwrap();
+        let before = mapped.pwrites.load(Ordering::Relaxed);
+        for i in 0..5u8 {
+            append(vec![i | 1; 200]);
+        }
+        let in_page = mapped.pwrites.load(Ordering::Relaxed) - before;
+        // Up to the next page and beyond it, without a sync in between.
+        let to_next = page - mapped.pos.load(Ordering::Acquire) % page;
+        append(vec![3; to_next as usize + 300]);
+        append(vec![5; 300]);
+        let later = mapped.pwrites.load(Ordering::Relaxed) - before - in_page;
+        if PWRITE_AFTER_SYNC {
+            assert_eq!(in_page, 5, "appends into the synced page");
+            // The record that starts in the synced page and runs into the next one is
+            // written with `pwrite`; the one wholly past it is copied.
+            assert_eq!(later, 1);
+        } else {
+            assert_eq!(in_page + later, 0);
+        }
+        mapped.sync().unwrap();
+        assert_eq!(
+            &std::fs::read(&path).unwrap()[..expected.len()],
+            &expected[..]
+        );
+        if let Some(n) = unsynced_pages(&path, expected.len() as u64) {
+            assert_eq!(n, 0);
+        }
     }
 
     /// A syncer thread syncing back to back while records are appended (the strict

@@ -1261,8 +1261,7 @@ impl Storage {
             if s.synced >= target {
                 return Ok(());
             }
-            let handed_over =
-                has_syncer && d.committers.load(Ordering::Acquire) > 1 && !s.shutdown;
+            let handed_over = has_syncer && d.committers.load(Ordering::Acquire) > 1 && !s.shutdown;
             if !s.syncing && !handed_over {
                 self.sync_once(d, &mut s, true);
                 continue;
@@ -1320,9 +1319,7 @@ impl Storage {
             // and a wake-up would cost as much as the window.
             let written = &d.written_hint;
             parking_lot::MutexGuard::unlocked(s, || {
-                spin_until(None, window, || {
-                    written.load(Ordering::Acquire) >= want
-                })
+                spin_until(None, window, || written.load(Ordering::Acquire) >= want)
             });
             s.gathering = true;
             s.gather_until = want;
@@ -1375,9 +1372,7 @@ impl Storage {
                 let synced = s.synced;
                 let written = &d.written_hint;
                 parking_lot::MutexGuard::unlocked(&mut s, || {
-                    spin_until(None, budget, || {
-                        written.load(Ordering::Acquire) > synced
-                    })
+                    spin_until(None, budget, || written.load(Ordering::Acquire) > synced)
                 });
                 continue;
             }
@@ -2108,9 +2103,7 @@ fn spin_budget(last_sync: Duration) -> Duration {
 /// committer's rate, with 4 2.76×, with 8 2.55×; none 2.22×.
 fn max_spinners() -> u64 {
     static CORES: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| {
-        2 * std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
-    })
+    *CORES.get_or_init(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get() as u64))
 }
 
 /// Waits up to `budget` for `done()` by spinning, then yielding the core between looks;
