@@ -2087,7 +2087,6 @@ fn flusher_loop(weak: Weak<Inner>, interval: Duration) {
     }
 }
 
-/// Counts a Strict commit in flight for as long as it lives.
 /// The counter of the spinners exempt from the limit (the one syncer of a storage).
 static UNCOUNTED: AtomicU64 = AtomicU64::new(0);
 
@@ -2157,6 +2156,7 @@ fn spin_until(
     met
 }
 
+/// Counts a Strict commit in flight for as long as it lives.
 struct InFlight<'a>(&'a AtomicU64);
 
 impl<'a> InFlight<'a> {
