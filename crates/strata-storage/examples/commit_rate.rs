@@ -14,7 +14,14 @@ use std::time::{Duration, Instant};
 
 use strata_storage::{DurabilityMode, Storage, StorageOptions, Write};
 
+/// CPU time of the calling thread (zero where it cannot be read).
+#[cfg(not(unix))]
+fn thread_cpu() -> Duration {
+    Duration::ZERO
+}
+
 /// CPU time of the calling thread.
+#[cfg(unix)]
 fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -1,6 +1,6 @@
 //! Log segments written through a shared memory map: a commit's record reaches the
-//! operating system with a `memcpy`, not a `write(2)` (except the first record after a
-//! sync on Linux, see below).
+//! operating system with a `memcpy`, not a `write(2)` (except the records that land in
+//! the page the last sync wrote back, on Linux, see below).
 //!
 //! # Why
 //!
@@ -35,7 +35,7 @@
 //! copies fault the pages in themselves as before. Measured in `docs/benchmarks.md`
 //! ("Single puts through the facade").
 //!
-//! # Why the first record after a sync is written with `pwrite`
+//! # Why records in the page the last sync wrote back are written with `pwrite`
 //!
 //! A sync writes the mapped pages back and the kernel write-protects them again, so the
 //! next store into the same page takes a page fault (the file system's `page_mkwrite`)
@@ -103,8 +103,9 @@ pub(crate) struct MappedFile {
     /// Offset up to which everything is synced.
     synced: Mutex<u64>,
     /// A copy of `synced` that `append` reads without waiting for a sync in progress
-    /// (which holds the mutex): when it reaches the append's offset, the page to write
-    /// was just written back and the bytes go through `pwrite` (see the module doc).
+    /// (which holds the mutex): when the append lands in the page holding the last
+    /// synced byte, that page was written back and the bytes go through `pwrite` (see
+    /// the module doc and [`in_synced_page`]).
     synced_to: AtomicU64,
     /// Appends that went through `pwrite` (tests check both paths are taken).
     #[cfg(test)]
@@ -140,19 +141,22 @@ impl MappedFile {
     }
 }
 
-/// Whether `append` writes the first record after a sync with `pwrite` (see the module
-/// doc: only where a range `msync` is known to write back pages dirtied by `write(2)`).
+/// Whether `append` writes the records landing in the page the last sync wrote back with
+/// `pwrite` (see the module doc: only where a range `msync` is known to write back pages
+/// dirtied by `write(2)`).
 const PWRITE_AFTER_SYNC: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
 /// Whether an append at `pos` lands in the page holding the last synced byte (everything
-/// below `synced_to` is synced; `synced_to <= pos`). That page was written back by the
+/// below `synced_to` is synced, and `synced_to <= pos` always: `pos` only grows and
+/// never rolls back below the synced end). An append at `pos == synced_to` on a page
+/// boundary starts a page the sync did not write back, so it is copied. That page was written back by the
 /// sync and is write-protected until a store faults it writable again; every later
 /// append into it goes through `pwrite` too, so the page is never stored into through
 /// the mapping and keeps not needing the fault. Strict commits from several threads
 /// write a few records between two syncs, all typically in that page (see the module
 /// doc).
 fn in_synced_page(synced_to: u64, pos: u64) -> bool {
-    synced_to >= pos || (synced_to > 0 && (synced_to - 1) / page_size() == pos / page_size())
+    synced_to > 0 && (synced_to - 1) / page_size() == pos / page_size()
 }
 
 /// The system's page size, read once (4 KiB where it cannot be read).
@@ -798,8 +802,12 @@ mod tests {
             !in_synced_page(100, page),
             "the next page was not written back"
         );
-        assert!(in_synced_page(page, page));
+        assert!(
+            !in_synced_page(page, page),
+            "a page the sync did not write back"
+        );
         assert!(!in_synced_page(page, page + 10));
+        assert!(in_synced_page(page + 1, page + 10));
 
         let (_dir, path, mapped) = segment(4 * PREALLOCATION_STEP);
         let mut expected = Vec::new();

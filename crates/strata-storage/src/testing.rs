@@ -48,6 +48,8 @@ struct State {
     fail_sync_at: Option<u64>,
     /// How long the failing sync takes before it reports its error (outside the lock).
     fail_sync_delay: std::time::Duration,
+    /// How long every file `sync` sleeps before it syncs (see `set_sync_delay`).
+    sync_delay: std::time::Duration,
     capacity: Option<u64>,
     read_hook: Option<ReadHook>,
 }
@@ -170,6 +172,10 @@ impl VfsFile for FaultyFile {
         Ok(())
     }
     fn sync(&self) -> io::Result<()> {
+        let delay = self.state.lock().sync_delay;
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
         let mut s = self.state.lock();
         if s.generation != self.generation {
             return Err(gone());
@@ -278,6 +284,13 @@ impl FaultyVfs {
         s.fail_sync_at = Some(at);
         s.fail_sync_delay = delay;
         at
+    }
+
+    /// Makes every file `sync` take `delay` first (without blocking other operations),
+    /// like a slow disk, then sync what was written by then: for tests of timing, not
+    /// of what a power loss keeps.
+    pub fn set_sync_delay(&self, delay: std::time::Duration) {
+        self.state.lock().sync_delay = delay;
     }
 
     /// Makes every [`Vfs::read`] pass the bytes through `hook` (`None`: as stored),
