@@ -252,8 +252,13 @@ impl KV {
     /// Writes several keys in one transaction: all get the same version, returned.
     pub fn mset(&self, run: &RunId, entries: &[(&str, Value)]) -> Result<Version> {
         if entries.is_empty() {
-            self.engine.storage().check_open()?;
-            return Ok(Version::Txn(self.engine.storage().visible_version()));
+            // Nothing to write, but the run is checked like any write's: an empty batch
+            // into a missing or closed run is the same mistake as a full one.
+            let (_, info) = self.engine.write(run, |_| Ok(()))?;
+            return Ok(Version::Txn(info.map_or_else(
+                || self.engine.storage().visible_version(),
+                |i| i.version,
+            )));
         }
         let (_, info) = self.engine.write(run, |txn| {
             for (k, v) in entries {

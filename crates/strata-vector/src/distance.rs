@@ -66,7 +66,9 @@ impl DistanceMetric {
     /// ranking by raw similarity equals ranking by score.
     pub fn raw_to_score(self, raw: f32) -> f32 {
         match self {
-            DistanceMetric::Cosine | DistanceMetric::DotProduct => raw,
+            // Rounding can take a cosine a hair past ±1.
+            DistanceMetric::Cosine => raw.clamp(-1.0, 1.0),
+            DistanceMetric::DotProduct => raw,
             DistanceMetric::Euclidean => euclidean_score((-raw).max(0.0).sqrt()),
         }
     }
@@ -381,26 +383,40 @@ pub fn norm(v: &[f32]) -> f32 {
     dot(v, v).sqrt()
 }
 
-/// `1 / ‖v‖₂`, or `0` for a zero vector (so that every cosine involving it is `0`).
+/// `‖v‖₂` computed in `f64`: the `f32` sum of squares overflows for components from
+/// about `1e19` and underflows to `0` below about `1e-22`, although such vectors are
+/// finite and have a direction.
+fn norm_f64(v: &[f32]) -> f64 {
+    v.iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// `1 / ‖v‖₂` (the norm taken in `f64`), or `0` for a zero vector (so that every cosine
+/// involving it is `0`) and for a vector so short that its inverse norm is not a finite
+/// `f32` (all components below about `1e-38`, where `f32` itself runs out of precision).
 #[inline]
 pub fn inverse_norm(v: &[f32]) -> f32 {
-    let n = norm(v);
-    if n > 0.0 && n.is_finite() {
-        1.0 / n
+    let n = norm_f64(v);
+    let inv = (1.0 / n) as f32;
+    if n > 0.0 && inv.is_finite() {
+        inv
     } else {
         0.0
     }
 }
 
-/// Scales `v` to unit length in place. Returns `false` (leaving `v` unchanged) for a zero
-/// vector, which has no direction.
+/// Scales `v` to unit length in place (in `f64`, so that very large and very small
+/// vectors normalize too). Returns `false` (leaving `v` unchanged) for a zero vector,
+/// which has no direction.
 pub fn normalize(v: &mut [f32]) -> bool {
-    let inv = inverse_norm(v);
-    if inv == 0.0 {
+    let n = norm_f64(v);
+    if n == 0.0 || !n.is_finite() {
         return false;
     }
     for x in v.iter_mut() {
-        *x *= inv;
+        *x = (f64::from(*x) / n) as f32;
     }
     true
 }
@@ -408,7 +424,27 @@ pub fn normalize(v: &mut [f32]) -> bool {
 /// Cosine similarity in `[-1, 1]`; `0` when either vector is all zeros.
 pub fn cosine_similarity(a: &[f32], b: &[f32]) -> f32 {
     let s = dot(a, b) * inverse_norm(a) * inverse_norm(b);
-    s.clamp(-1.0, 1.0)
+    if s.is_finite() {
+        s.clamp(-1.0, 1.0)
+    } else {
+        cosine_f64(a, b)
+    }
+}
+
+/// Cosine similarity computed entirely in `f64`, in `[-1, 1]` (`0` for a zero vector):
+/// the fallback when the fast `f32` product is not finite, e.g. the dot product of two
+/// vectors with components near `1e20` overflows `f32` although their cosine does not.
+pub(crate) fn cosine_f64(a: &[f32], b: &[f32]) -> f32 {
+    let (na, nb) = (norm_f64(a), norm_f64(b));
+    if na == 0.0 || nb == 0.0 || !na.is_finite() || !nb.is_finite() {
+        return 0.0;
+    }
+    let d: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) / na) * (f64::from(y) / nb))
+        .sum();
+    (d as f32).clamp(-1.0, 1.0)
 }
 
 /// Checks that `v` has `expected` components, all finite.

@@ -350,7 +350,17 @@ impl ExactIndex {
     pub(crate) fn sim(&self, q: &Query, id: u32) -> f32 {
         let v = self.raw(id);
         let s = match self.metric {
-            DistanceMetric::Cosine => distance::dot(&q.v, v) * self.inv_norms[id as usize],
+            DistanceMetric::Cosine => {
+                let inv = self.inv_norms[id as usize];
+                let s = distance::dot(&q.v, v) * inv;
+                // Not finite, or a vector too short for an `f32` inverse norm (or a zero
+                // vector, whose cosine the fallback makes 0 too).
+                if s.is_finite() && inv != 0.0 {
+                    s
+                } else {
+                    distance::cosine_f64(&q.v, v)
+                }
+            }
             DistanceMetric::DotProduct => distance::dot(&q.v, v),
             DistanceMetric::Euclidean => -distance::l2_squared(&q.v, v),
         };
@@ -416,7 +426,13 @@ impl ExactIndex {
         let (va, vb) = (self.raw(a), self.raw(b));
         let s = match self.metric {
             DistanceMetric::Cosine => {
-                distance::dot(va, vb) * self.inv_norms[a as usize] * self.inv_norms[b as usize]
+                let (ia, ib) = (self.inv_norms[a as usize], self.inv_norms[b as usize]);
+                let s = distance::dot(va, vb) * ia * ib;
+                if s.is_finite() && ia != 0.0 && ib != 0.0 {
+                    s
+                } else {
+                    distance::cosine_f64(va, vb)
+                }
             }
             DistanceMetric::DotProduct => distance::dot(va, vb),
             DistanceMetric::Euclidean => -distance::l2_squared(va, vb),

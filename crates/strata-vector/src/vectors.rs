@@ -1719,6 +1719,8 @@ impl Vectors {
     }
 
     /// Like [`search`](Self::search), keeping only results with `score >= threshold`.
+    /// A NaN threshold is refused ([`Error::ConstraintViolation`]); `±∞` are allowed
+    /// (keep everything, keep nothing).
     pub fn search_with_threshold(
         &self,
         run: &RunId,
@@ -1770,6 +1772,11 @@ impl Vectors {
         limits::validate_key(collection)?;
         if let Some(f) = filter {
             crate::filter::validate_filter(f)?;
+        }
+        if let Some(t) = threshold.filter(|t| t.is_nan()) {
+            return Err(Error::ConstraintViolation(format!(
+                "the score threshold must be a number, not {t}"
+            )));
         }
         self.engine.read(run, |txn| {
             let def = require_def(txn, run, collection)?;
