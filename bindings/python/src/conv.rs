@@ -253,6 +253,22 @@ pub fn vector_arg<'py>(obj: &Bound<'py, PyAny>) -> PyResult<VectorArg<'py>> {
 /// x, "$in": [..], "$nin": [..], "$contains": x, "$exists": bool}}`, and the combinators
 /// `{"$and": [..]}`, `{"$or": [..]}`, `{"$not": {..}}`. Several entries are ANDed.
 pub fn filter(obj: &Bound<'_, PyAny>) -> PyResult<SearchFilter> {
+    filter_at(obj, 0)
+}
+
+/// Converts a filter nested `depth` levels deep. The engine refuses filters nested more
+/// than `MAX_NESTING_DEPTH` levels, but only once converted: the conversion itself
+/// recurses, so it stops at that depth first (a filter nested tens of thousands of
+/// levels deep would otherwise overflow the stack).
+fn filter_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<SearchFilter> {
+    if depth > stratadb::limits::MAX_NESTING_DEPTH {
+        return Err(crate::errors::to_py(stratadb::Error::ConstraintViolation(
+            format!(
+                "search filter nests more than {} levels deep, the limit",
+                stratadb::limits::MAX_NESTING_DEPTH
+            ),
+        )));
+    }
     let d = obj
         .cast::<PyDict>()
         .map_err(|_| PyTypeError::new_err("a filter must be a dict"))?;
@@ -263,7 +279,7 @@ pub fn filter(obj: &Bound<'_, PyAny>) -> PyResult<SearchFilter> {
             "$and" | "$or" => {
                 let subs = v
                     .try_iter()?
-                    .map(|x| filter(&x?))
+                    .map(|x| filter_at(&x?, depth + 1))
                     .collect::<PyResult<Vec<_>>>()?;
                 all.push(if key == "$and" {
                     SearchFilter::all(subs)
@@ -271,7 +287,7 @@ pub fn filter(obj: &Bound<'_, PyAny>) -> PyResult<SearchFilter> {
                     SearchFilter::any(subs)
                 });
             }
-            "$not" => all.push(SearchFilter::Not(Box::new(filter(&v)?))),
+            "$not" => all.push(SearchFilter::Not(Box::new(filter_at(&v, depth + 1)?))),
             _ => all.push(field_filter(key, &v)?),
         }
     }

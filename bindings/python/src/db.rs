@@ -6,8 +6,9 @@
 //! share one [`Shared`]: a read-write lock around `Option<stratadb::Strata>`. Every call
 //! takes the lock for reading (recursively, so a transaction callback may call back into
 //! the database), releases the GIL, runs the Rust call and re-acquires the GIL.
-//! `close()` releases the GIL, waits for the write lock (so for calls in flight), takes
-//! the database out and closes it; later calls raise `ClosedError`.
+//! `close()` marks the database as closing (calls that start from then on raise
+//! `ClosedError`), releases the GIL, waits for the write lock (so for calls in flight),
+//! takes the database out and closes it.
 //!
 //! ## Transactions
 //!
@@ -16,6 +17,7 @@
 //! conflict `fn` is called again (so it must only write through `txn`). The `Txn` object
 //! refers to the engine's transaction only while `fn` runs; it is invalidated before the
 //! engine's closure returns, and using it later raises `StrataError`.
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -30,6 +32,11 @@ use crate::prims::{PyEvents, PyJson, PyKv, PyRuns, PyState, PyVectors};
 /// What the database object and its primitive handles share.
 pub struct Shared {
     db: RwLock<Option<Strata>>,
+    /// Set by `close()` before it waits for the write lock. Calls that start afterwards
+    /// raise `ClosedError` without taking the lock: their recursive read locks would
+    /// ignore the waiting writer, so a stream of calls from other threads would keep
+    /// `close()` waiting for as long as it lasted. Calls already in flight finish first.
+    closing: AtomicBool,
 }
 
 /// A shared, closable database.
@@ -42,6 +49,9 @@ impl Shared {
         py: Python<'_>,
         f: impl FnOnce(&Strata) -> stratadb::Result<T> + Send,
     ) -> PyResult<T> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(closed());
+        }
         let guard = self.db.read_recursive();
         let db = guard.as_ref().ok_or_else(closed)?;
         py.detach(|| f(db)).py()
@@ -49,6 +59,9 @@ impl Shared {
 
     /// Runs `f` on the open database with the GIL held (for callbacks into Python).
     pub fn with<T>(&self, f: impl FnOnce(&Strata) -> PyResult<T>) -> PyResult<T> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(closed());
+        }
         let guard = self.db.read_recursive();
         let db = guard.as_ref().ok_or_else(closed)?;
         struct Inside;
@@ -159,6 +172,7 @@ impl PyStrata {
         let ephemeral = db.is_ephemeral();
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(db)),
+            closing: AtomicBool::new(false),
         });
         Ok(PyStrata {
             kv: Py::new(py, PyKv::new(shared.clone()))?,
@@ -209,6 +223,7 @@ impl PyStrata {
                 "cannot close the database inside a transaction function",
             ));
         }
+        self.shared.closing.store(true, Ordering::Release);
         let db = py.detach(|| self.shared.db.write().take());
         match db {
             Some(db) => py.detach(|| db.close()).py(),
@@ -237,7 +252,7 @@ impl PyStrata {
     /// `True` once `close()` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.shared.db.read_recursive().is_none()
+        self.shared.closing.load(Ordering::Acquire) || self.shared.db.read_recursive().is_none()
     }
 
     /// The database directory (`""` for an ephemeral database).

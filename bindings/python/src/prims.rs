@@ -1030,6 +1030,16 @@ impl PyVectors {
         let slice = q.as_slice()?;
         let f = filter.map(self::filter_arg).transpose()?;
         let hits = self.db.call(py, |db| match (threshold, with_vectors) {
+            // The matches scoring at least `t` are a prefix of the ranking, so the top
+            // `k` with their vectors, cut at `t`, are what the threshold search returns
+            // (which refuses a NaN threshold).
+            (Some(t), true) if !t.is_nan() => db
+                .vectors
+                .search_with_vectors(&r, collection, slice, k, f)
+                .map(|mut hits| {
+                    hits.retain(|h| h.score >= t);
+                    hits
+                }),
             (Some(t), _) => db
                 .vectors
                 .search_with_threshold(&r, collection, slice, k, t, f),
@@ -1296,9 +1306,10 @@ impl PyRuns {
         let policy = match (keep_last, keep_for_seconds) {
             (None, None) => RetentionPolicy::KeepAll,
             (Some(n), None) => RetentionPolicy::KeepLast(n),
-            (None, Some(s)) if s.is_finite() && s >= 0.0 => {
-                RetentionPolicy::KeepFor(Duration::from_secs_f64(s))
-            }
+            (None, Some(s)) if s.is_finite() && s >= 0.0 => RetentionPolicy::KeepFor(
+                Duration::try_from_secs_f64(s)
+                    .map_err(|e| PyValueError::new_err(format!("bad keep_for_seconds {s}: {e}")))?,
+            ),
             _ => {
                 return Err(PyValueError::new_err(
                     "give at most one of keep_last and keep_for_seconds (a finite number >= 0)",

@@ -4,7 +4,11 @@ Layout
 ------
 In the KV primitive of one StrataDB run (the default run unless ``run=`` is given); a
 namespace ``(a, b)`` is written ``a.b.`` (LangGraph forbids ``.`` in labels, so this is
-unambiguous and a namespace prefix is a key prefix):
+unambiguous and a namespace prefix is a key prefix), with a ``|`` inside a label written
+``\x01p`` (and ``\x01`` as ``\x01\x01``) so that the ``|`` after the namespace is the
+first one in the key. (Before that escape, items under labels holding ``|`` could
+share a key with another item; such items written by an earlier version are not found
+under their namespace any more.)
 
 ==========================  =========================================================
 key                         value
@@ -77,8 +81,18 @@ _EXP = "sx:"
 _COLLECTION = "langgraph_store"
 
 
+def _label(label: str) -> str:
+    """A namespace label as written in keys: ``.`` ends a label (LangGraph forbids it in
+    labels) and ``|`` ends the namespace, so a ``|`` inside a label is escaped
+    (``\x01p``, with ``\x01`` itself doubled). Without it the item ``("a",)`` / ``"b.|c"``
+    and the item ``("a", "|b")`` / ``"c"`` shared one key and overwrote each other."""
+    if "|" in label or "\x01" in label:
+        return label.replace("\x01", "\x01\x01").replace("|", "\x01p")
+    return label
+
+
 def _ns_key(ns: tuple[str, ...]) -> str:
-    return "".join(label + "." for label in ns)
+    return "".join(_label(label) + "." for label in ns)
 
 
 def _item_key(ns: tuple[str, ...], key: str) -> str:

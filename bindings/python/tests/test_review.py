@@ -1,0 +1,99 @@
+"""Findings of a probe of the bindings as a user: each test failed before its fix."""
+
+import threading
+import time
+
+import pytest
+
+import stratadb
+from stratadb import ClosedError, ConstraintViolationError
+from stratadb.langgraph import StrataStore
+
+
+def test_a_filter_nested_past_the_limit_is_refused_not_a_crash():
+    db = stratadb.ephemeral()
+    db.vectors.create_collection(None, "c", 2)
+    db.vectors.upsert(None, "c", "a", [1.0, 0.0], {"x": 1})
+    f = {"x": 1}
+    for _ in range(30_000):  # overflowed the converter's stack (a segfault) before
+        f = {"$not": f}
+    with pytest.raises(ConstraintViolationError, match="128 levels"):
+        db.vectors.search(None, "c", [1.0, 0.0], 1, filter=f)
+    g = {"x": 1}
+    for _ in range(60):  # 120 levels and the `$and`: within the limit
+        g = {"$not": {"$not": g}}
+    assert [m.key for m in db.vectors.search(None, "c", [1.0, 0.0], 1, filter={"$and": [g]})] == ["a"]
+    db.close()
+
+
+def test_a_retention_too_long_for_a_duration_is_a_value_error():
+    db = stratadb.ephemeral()
+    run = db.runs.create()
+    with pytest.raises(ValueError):  # a Rust panic (PanicException) before
+        db.runs.set_retention(run, keep_for_seconds=1e20)
+    db.runs.set_retention(run, keep_for_seconds=3600.0)
+    db.close()
+
+
+def test_close_is_not_held_off_by_threads_that_keep_calling():
+    db = stratadb.ephemeral()
+    db.kv.set("k", 1)
+    stop = threading.Event()
+    closed_seen = []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                db.kv.get("k")
+            except ClosedError:
+                closed_seen.append(1)
+                return
+
+    threads = [threading.Thread(target=reader, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    db.close()  # waited for as long as the readers ran before
+    took = time.monotonic() - started
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert took < 5, f"close took {took:.1f} s"
+    assert db.closed
+    assert len(closed_seen) == 3
+    with pytest.raises(ClosedError):
+        db.kv.get("k")
+
+
+def test_a_threshold_search_returns_vectors_when_asked():
+    db = stratadb.ephemeral()
+    db.vectors.create_collection(None, "c", 2)
+    db.vectors.upsert(None, "c", "a", [1.0, 0.0])
+    db.vectors.upsert(None, "c", "b", [0.0, 1.0])
+    hits = db.vectors.search(None, "c", [1.0, 0.1], 5, threshold=0.5, with_vectors=True)
+    assert [h.key for h in hits] == ["a"]
+    assert hits[0].vector == pytest.approx([1.0, 0.0])
+    with pytest.raises(ConstraintViolationError):
+        db.vectors.search(None, "c", [1.0, 0.1], 5, threshold=float("nan"), with_vectors=True)
+    with pytest.raises(ConstraintViolationError):
+        db.vectors.search(None, "c", [1.0, 0.1], 5, threshold=float("nan"))
+    db.close()
+
+
+def test_store_items_whose_labels_hold_the_separator_do_not_share_a_key():
+    db = stratadb.ephemeral()
+    s = StrataStore(db)
+    s.put(("a",), "b.|c", {"owner": 1})
+    s.put(("a", "|b"), "c", {"owner": 2})
+    s.put(("a", "\x01p"), "c", {"owner": 3})
+    s.put(("a", "|"), "c", {"owner": 4})
+    first = s.get(("a",), "b.|c")
+    assert first is not None and first.value == {"owner": 1} and tuple(first.namespace) == ("a",)
+    assert s.get(("a", "|b"), "c").value == {"owner": 2}
+    assert s.get(("a", "\x01p"), "c").value == {"owner": 3}
+    assert s.get(("a", "|"), "c").value == {"owner": 4}
+    assert len(s.search(("a",), limit=10)) == 4
+    assert [i.key for i in s.search(("a", "|b"))] == ["c"]
+    assert sorted(s.list_namespaces(prefix=("a",))) == [("a",), ("a", "\x01p"), ("a", "|"), ("a", "|b")]
+    db.close()
