@@ -122,8 +122,13 @@ pub fn from_value<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>
             PyList::new(py, items)?.into_any()
         }
         Value::Object(m) => {
+            // The engine's objects are unordered maps (`HashMap`), whose iteration order
+            // differs from one read to the next; a dict comes back with its keys sorted,
+            // so that the same value always reads the same way.
+            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
             let d = PyDict::new(py);
-            for (k, x) in m {
+            for (k, x) in entries {
                 d.set_item(k, from_value(py, x)?)?;
             }
             d.into_any()

@@ -97,3 +97,16 @@ def test_store_items_whose_labels_hold_the_separator_do_not_share_a_key():
     assert [i.key for i in s.search(("a", "|b"))] == ["c"]
     assert sorted(s.list_namespaces(prefix=("a",))) == [("a",), ("a", "\x01p"), ("a", "|"), ("a", "|b")]
     db.close()
+
+
+def test_dicts_read_back_the_same_way_every_time():
+    db = stratadb.ephemeral()
+    value = {"z": 1, "y": {"b": 2, "a": 3}, "x": [{"d": 4, "c": 5}], "w": 4}
+    db.kv.set("k", value)
+    reads = [db.kv.get("k").value for _ in range(20)]
+    assert all(r == value for r in reads)
+    # The key order varied from one read to the next before: now it is sorted.
+    assert {tuple(r) for r in reads} == {("w", "x", "y", "z")}
+    assert {tuple(r["y"]) for r in reads} == {("a", "b")}
+    assert {tuple(r["x"][0]) for r in reads} == {("c", "d")}
+    db.close()

@@ -16,6 +16,10 @@ Every primitive has three levels, as in Rust: the default run (``db.kv.set(key, 
 a given run (``db.kv.set_in(run, key, v)``) and full control (``db.kv.put(run, key, v)``
 returning the version). Runs are ``str`` ids; ``None`` means the default run.
 
+Values convert both ways exactly (``dict``/``list``/``str``/``int``/``float``/``bool``/
+``bytes``/``None``; ints beyond 64 bits are an ``OverflowError``). The engine's objects
+are unordered, so a ``dict`` comes back with its keys sorted, the same way every time.
+
 Every database call releases the GIL, so threads (and ``asyncio.to_thread``) run in
 parallel. Errors are subclasses of :class:`StrataError`; :class:`ConflictError` has
 ``retryable = True``.
