@@ -235,6 +235,16 @@ impl VectorArg<'_> {
 
 /// Reads a vector argument.
 pub fn vector_arg<'py>(obj: &Bound<'py, PyAny>) -> PyResult<VectorArg<'py>> {
+    // Sequences, but not of characters or bytes (`b"abc"` would read as [97, 98, 99]).
+    if obj.is_instance_of::<PyString>()
+        || obj.is_instance_of::<PyBytes>()
+        || obj.is_instance_of::<PyByteArray>()
+    {
+        return Err(PyTypeError::new_err(format!(
+            "a vector must be a 1-D numpy float32 array or a sequence of numbers, found {}",
+            type_name(obj)
+        )));
+    }
     if obj.cast::<PyList>().is_err() && obj.cast::<PyTuple>().is_err() {
         if let Ok(a) = obj.extract::<PyReadonlyArray1<'py, f32>>() {
             if a.is_contiguous() {
@@ -293,6 +303,12 @@ fn filter_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<SearchFilter> {
                 });
             }
             "$not" => all.push(SearchFilter::Not(Box::new(filter_at(&v, depth + 1)?))),
+            op if op.starts_with('$') => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown filter operator {op:?}: the combinators are $and, $or and $not \
+                     (field conditions go inside {{\"field\": {{\"$op\": value}}}})"
+                )))
+            }
             _ => all.push(field_filter(key, &v)?),
         }
     }
@@ -307,11 +323,18 @@ fn field_filter(field: String, cond: &Bound<'_, PyAny>) -> PyResult<SearchFilter
     let Ok(d) = cond.cast::<PyDict>() else {
         return Ok(SearchFilter::eq(field, to_value(cond)?));
     };
-    let is_ops = !d.is_empty()
-        && d.keys()
-            .iter()
-            .all(|k| k.extract::<String>().is_ok_and(|s| s.starts_with('$')));
-    if !is_ops {
+    let ops = d
+        .keys()
+        .iter()
+        .filter(|k| k.extract::<String>().is_ok_and(|s| s.starts_with('$')))
+        .count();
+    if ops > 0 && ops < d.len() {
+        return Err(PyValueError::new_err(format!(
+            "the condition on {field:?} mixes operators ($...) with plain keys: give either \
+             operators, or a dict to compare for equality (wrap it in {{\"$eq\": ...}})"
+        )));
+    }
+    if ops == 0 {
         return Ok(SearchFilter::eq(field, to_value(cond)?));
     }
     let mut all = Vec::new();

@@ -82,6 +82,25 @@ thread_local! {
     static INSIDE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
+/// An `async def` transaction function returns a coroutine that nothing would run: its
+/// writes would never happen, and the transaction would commit nothing, silently.
+fn refuse_coroutine(py: Python<'_>, out: Py<PyAny>) -> PyResult<Py<PyAny>> {
+    let is_coroutine = py
+        .import("inspect")?
+        .call_method1("isawaitable", (out.bind(py),))?
+        .is_truthy()?;
+    if !is_coroutine {
+        return Ok(out);
+    }
+    if let Ok(close) = out.bind(py).getattr("close") {
+        let _ = close.call0(); // no "never awaited" warning
+    }
+    Err(pyo3::exceptions::PyTypeError::new_err(
+        "the transaction function returned an awaitable: db.transaction runs a plain \
+         function (async code can call it through asyncio.to_thread)",
+    ))
+}
+
 fn closed() -> PyErr {
     ClosedError::new_err("the database is closed")
 }
@@ -291,6 +310,7 @@ impl PyStrata {
                         let handle = Py::new(py, PyTxn::new(txn)).map_err(|e| stash(&raised, e))?;
                         let out = func.call1(py, (handle.clone_ref(py),));
                         handle.get().finish();
+                        let out = out.and_then(|o| refuse_coroutine(py, o));
                         out.map_err(|e| stash(&raised, e))
                     })
                 })

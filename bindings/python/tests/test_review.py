@@ -110,3 +110,36 @@ def test_dicts_read_back_the_same_way_every_time():
     assert {tuple(r["y"]) for r in reads} == {("a", "b")}
     assert {tuple(r["x"][0]) for r in reads} == {("c", "d")}
     db.close()
+
+
+def test_filter_mistakes_are_errors_not_silent_mismatches():
+    db = stratadb.ephemeral()
+    db.vectors.create_collection(None, "c", 2)
+    db.vectors.upsert(None, "c", "a", [1.0, 0.0], {"n": 2})
+    with pytest.raises(ValueError, match="unknown filter operator"):
+        db.vectors.search(None, "c", [1.0, 0.0], 1, filter={"$nor": [{"n": 2}]})
+    with pytest.raises(ValueError, match="mixes operators"):
+        db.vectors.search(None, "c", [1.0, 0.0], 1, filter={"n": {"$gt": 1, "x": 2}})
+    assert [m.key for m in db.vectors.search(None, "c", [1.0, 0.0], 1, filter={"n": {"$gt": 1}})] == ["a"]
+    db.close()
+
+
+def test_bytes_and_strings_are_not_vectors():
+    db = stratadb.ephemeral()
+    db.vectors.create_collection(None, "c", 3)
+    for bad in (b"abc", bytearray(b"abc"), "abc"):
+        with pytest.raises(TypeError, match="a vector must be"):
+            db.vectors.upsert(None, "c", "a", bad)
+    db.close()
+
+
+def test_an_async_transaction_function_is_refused():
+    db = stratadb.ephemeral()
+
+    async def write(txn):
+        txn.kv_set(None, "k", 1)
+
+    with pytest.raises(TypeError, match="awaitable"):
+        db.transaction(write)
+    assert db.kv.get("k") is None
+    db.close()
