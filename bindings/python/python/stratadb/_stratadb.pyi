@@ -20,7 +20,9 @@ never confused with str; tuples, bytearrays and memoryviews are accepted on inpu
 Filter = Mapping[str, Any]
 """A metadata filter: ``{"field": value}``, ``{"field": {"$eq"|"$ne"|"$gt"|"$gte"|"$lt"|
 "$lte"|"$in"|"$nin"|"$contains"|"$exists": x}}``, ``{"$and"|"$or": [...]}``,
-``{"$not": {...}}``."""
+``{"$not": {...}}``. Other top-level ``$`` keys, and a condition mixing ``$`` operators
+with plain keys, raise ``ValueError``; a filter nested more than 128 levels deep raises
+``ConstraintViolationError``."""
 
 RunId = Optional[str]
 """A run id (a UUID string); ``None`` is the default run."""
