@@ -2846,10 +2846,11 @@ mod tests {
             .load(Ordering::Acquire)));
         setter.join().unwrap();
 
+        // Not as a committer: another test may hold every committer's place meanwhile
+        // (the count is process-wide), and then a committer does not spin at all.
         let started = Instant::now();
-        assert!(!spin_until(true, Duration::from_millis(5), || false));
+        assert!(!spin_until(false, Duration::from_millis(5), || false));
         assert!(started.elapsed() >= Duration::from_millis(5));
-        assert_eq!(SPINNING_COMMITTERS.load(Ordering::Acquire), 0);
 
         // No budget after an fsync slower than the cap.
         assert_eq!(spin_budget(Duration::from_millis(3)), Duration::ZERO);
