@@ -2896,7 +2896,7 @@ mod tests {
             s.commit(vec![put(&format!("warm{i}"), "v")], |_| Ok(()))
                 .unwrap();
         }
-        let mut worst = Duration::ZERO;
+        let mut slow = 0;
         for round in 0..20 {
             std::thread::scope(|scope| {
                 let s1 = s.clone();
@@ -2909,12 +2909,16 @@ mod tests {
                 let started = Instant::now();
                 s.commit(vec![put(&format!("join{round}"), "v")], |_| Ok(()))
                     .unwrap();
-                worst = worst.max(started.elapsed());
+                if started.elapsed() >= Duration::from_millis(45) {
+                    slow += 1;
+                }
             });
         }
-        // A few 0.6 ms fsyncs at most, with room for a loaded machine; the fallback
-        // alone would be 50 ms.
-        assert!(worst < Duration::from_millis(40), "a join took {worst:?}");
+        // A join takes a few 0.6 ms fsyncs; the fallback alone would be 50 ms. With
+        // the old wait 14 and 18 of the 20 joins took 45 ms or more (two runs), so a
+        // few slow rounds on a loaded machine do not fail the test and the old wait
+        // still does.
+        assert!(slow <= 3, "{slow} of 20 joins took 45 ms or more");
     }
 
     /// Committers spin for their fsync (see `spin_until`); one that fails must still
