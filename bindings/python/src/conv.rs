@@ -92,10 +92,28 @@ fn to_value_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         let bytes = obj.call_method0("tobytes")?;
         return Ok(Value::Bytes(bytes.cast::<PyBytes>()?.as_bytes().to_vec()));
     }
+    // numpy scalars (`np.int64`, `np.float32`, `np.bool_`, …; `np.float64` is a float
+    // already): their `item()` is the Python int, float or bool they stand for.
+    if is_numpy_scalar(obj) {
+        return to_value_at(&obj.call_method0("item")?, depth + 1);
+    }
     Err(PyTypeError::new_err(format!(
         "cannot store a value of type {}: use None, bool, int, float, str, bytes, list or dict",
         type_name(obj)
     )))
+}
+
+/// Whether `obj` is a numpy scalar (an instance of `numpy.generic`), found without
+/// importing numpy: by the module of its type and an `item` method.
+fn is_numpy_scalar(obj: &Bound<'_, PyAny>) -> bool {
+    let ty = obj.get_type();
+    ty.module()
+        .is_ok_and(|m| m.to_cow().is_ok_and(|m| m == "numpy"))
+        && obj.hasattr("item").unwrap_or(false)
+        && obj.hasattr("dtype").unwrap_or(false)
+        && obj
+            .getattr("ndim")
+            .is_ok_and(|n| n.extract::<usize>().is_ok_and(|d| d == 0))
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {

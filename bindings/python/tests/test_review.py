@@ -143,3 +143,16 @@ def test_an_async_transaction_function_is_refused():
         db.transaction(write)
     assert db.kv.get("k") is None
     db.close()
+
+
+def test_numpy_scalars_are_stored_as_the_numbers_they_stand_for():
+    np = pytest.importorskip("numpy")
+    db = stratadb.ephemeral()
+    value = {"i": np.int64(7), "f": np.float32(0.5), "b": np.bool_(True), "u": np.uint8(3), "l": [np.int32(-1)]}
+    db.kv.set("k", value)
+    got = db.kv.get("k").value
+    assert got == {"b": True, "f": 0.5, "i": 7, "l": [-1], "u": 3}
+    assert type(got["i"]) is int and type(got["b"]) is bool and type(got["f"]) is float
+    with pytest.raises(TypeError):
+        db.kv.set("a", np.array([1, 2]))  # arrays are not scalars: still refused
+    db.close()

@@ -17,7 +17,8 @@ a given run (``db.kv.set_in(run, key, v)``) and full control (``db.kv.put(run, k
 returning the version). Runs are ``str`` ids; ``None`` means the default run.
 
 Values convert both ways exactly (``dict``/``list``/``str``/``int``/``float``/``bool``/
-``bytes``/``None``; ints beyond 64 bits are an ``OverflowError``). The engine's objects
+``bytes``/``None``; ints beyond 64 bits are an ``OverflowError``; numpy scalars are
+stored as the ``int``/``float``/``bool`` they stand for). The engine's objects
 are unordered, so a ``dict`` comes back with its keys sorted, the same way every time.
 
 Every database call releases the GIL, so threads (and ``asyncio.to_thread``) run in
