@@ -252,7 +252,7 @@ impl PyStrata {
 
     /// The database as it was right after the commit of `version` (an `int` version
     /// returned by writes): a read-only `View` whose `kv`, `json`, `events`, `state` and
-    /// `runs` answer every read as of then; writes raise `ConstraintError`.
+    /// `runs` answer every read as of then; writes raise `ConstraintViolationError`.
     fn at(&self, py: Python<'_>, version: u64) -> PyResult<PyView> {
         let view = self.shared.call(py, |db| db.at(Version::Txn(version)))?;
         PyView::new(py, self.shared.clone(), view)
@@ -260,7 +260,7 @@ impl PyStrata {
 
     /// The database as it was at `timestamp` (µs since the Unix epoch, as in
     /// `Versioned.timestamp`): a read-only `View` of every commit made by then, judging
-    /// expiries at that time. A time in the future raises `ConstraintError`.
+    /// expiries at that time. A time in the future raises `ConstraintViolationError`.
     fn at_time(&self, py: Python<'_>, timestamp: u64) -> PyResult<PyView> {
         let view = self
             .shared

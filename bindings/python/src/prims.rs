@@ -151,7 +151,8 @@ impl PyKv {
         let ttl = ttl_seconds.map(ttl_arg).transpose()?;
         self.db.call(py, |db| self.h(db).expire(&r, key, ttl))
     }
-    /// Seconds left before the key expires, or `None` if it has no expiry.
+    /// Seconds left before the key expires, or `None` if it has no expiry; a missing (or
+    /// expired) key raises `NotFoundError`.
     fn ttl(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<Option<f64>> {
         let r = run_id(run)?;
         self.db
@@ -470,7 +471,8 @@ impl PyJson {
         let ttl = ttl_seconds.map(ttl_arg).transpose()?;
         self.db.call(py, |db| self.h(db).expire(&r, key, ttl))
     }
-    /// Seconds left before the document expires, or `None` if it has no expiry.
+    /// Seconds left before the document expires, or `None` if it has no expiry; a missing
+    /// (or expired) document raises `NotFoundError`.
     fn ttl(&self, py: Python<'_>, run: Option<&str>, key: &str) -> PyResult<Option<f64>> {
         let r = run_id(run)?;
         self.db
