@@ -423,8 +423,11 @@ pub fn normalize(v: &mut [f32]) -> bool {
 
 /// Cosine similarity in `[-1, 1]`; `0` when either vector is all zeros.
 pub fn cosine_similarity(a: &[f32], b: &[f32]) -> f32 {
-    let s = dot(a, b) * inverse_norm(a) * inverse_norm(b);
-    if s.is_finite() {
+    let (ia, ib) = (inverse_norm(a), inverse_norm(b));
+    let s = dot(a, b) * ia * ib;
+    // As the indexes do (`ExactIndex::sim`): a vector too short for an `f32` inverse
+    // norm is scored in `f64` too, not as a zero vector.
+    if s.is_finite() && ia != 0.0 && ib != 0.0 {
         s.clamp(-1.0, 1.0)
     } else {
         cosine_f64(a, b)
@@ -475,6 +478,14 @@ pub fn validate_finite(v: &[f32]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cosine_of_subnormal_vectors_matches_the_indexes() {
+        let tiny = [1e-40f32, 1e-40];
+        assert!((cosine_similarity(&tiny, &[1.0, 1.0]) - 1.0).abs() < 1e-5);
+        assert!((cosine_similarity(&tiny, &tiny) - 1.0).abs() < 1e-5);
+        assert_eq!(cosine_similarity(&[0.0, 0.0], &[1.0, 1.0]), 0.0);
+    }
     use proptest::prelude::*;
 
     fn naive_dot(a: &[f32], b: &[f32]) -> f64 {
